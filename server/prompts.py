@@ -1,0 +1,218 @@
+"""The prompt contract shared by the server and the trainer. Nothing else defines a prompt.
+
+A student trained by ``trainer`` is served by ``server`` with exactly these prompts, so both
+import this module: the trainer renders training examples with the same message builders and
+reply formatters that the server's parsers read back.
+
+Tasks (CodePLAN's multi-task view):
+
+* ``plan``       problem -> numbered plan (no code)
+* ``code``       problem + plan -> code
+* ``direct``     problem -> code
+* ``backward``   problem + correct solution -> the plan a programmer followed (teacher only)
+* ``repair``     problem + plan + code + failing test output -> corrected plan and code
+* ``fim``        prefix/suffix -> middle, in the model family's fill-in-the-middle format
+
+A *problem* is Python source that states the task: usually the function's signature and
+docstring, with any imports or context it needs above it (the HumanEval prompt shape).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Message = dict[str, str]
+
+SYSTEM = (
+    "You are a careful Python programmer. You plan before you code, and your code is "
+    "correct, complete and uses only the standard library unless told otherwise."
+)
+
+PLAN_REQUEST = (
+    "Write a short step-by-step plan for implementing this function: numbered steps in plain "
+    "English, one line each, at most 8 steps. Do not write any code."
+)
+
+CODE_REQUEST = (
+    "Reply with the complete function, including its signature, in one ```python code block."
+)
+
+
+def _problem_block(problem: str) -> str:
+    return f"```python\n{problem.rstrip()}\n```"
+
+
+def _chat(user: str) -> list[Message]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def plan_messages(problem: str) -> list[Message]:
+    """Ask for a plan for ``problem`` (forward planning, used at inference)."""
+    return _chat(f"Here is a Python function to implement:\n{_problem_block(problem)}\n\n"
+                 f"{PLAN_REQUEST}")
+
+
+def code_from_plan_messages(problem: str, plan: str) -> list[Message]:
+    """Ask for code that implements ``problem`` by following ``plan``."""
+    return _chat(
+        f"Implement this Python function:\n{_problem_block(problem)}\n\n"
+        f"Follow this plan:\n{format_plan_reply(plan)}\n\n{CODE_REQUEST}"
+    )
+
+
+def direct_code_messages(problem: str) -> list[Message]:
+    """Ask for code straight from the problem, with no plan."""
+    return _chat(f"Implement this Python function:\n{_problem_block(problem)}\n\n{CODE_REQUEST}")
+
+
+def backward_plan_messages(problem: str, solution: str) -> list[Message]:
+    """Backward reasoning (CodePLAN): the teacher sees a correct solution and writes its plan."""
+    return _chat(
+        f"Here is a Python function to implement:\n{_problem_block(problem)}\n\n"
+        f"And here is a correct solution:\n{_problem_block(solution)}\n\n"
+        "Write the plan a programmer would have followed to arrive at this solution. "
+        f"{PLAN_REQUEST} Do not mention that you have seen the solution."
+    )
+
+
+def repair_messages(problem: str, plan: str, code: str, failure: str) -> list[Message]:
+    """Show a failed attempt and its test output; ask for a corrected plan, then code."""
+    return _chat(
+        f"Here is a Python function to implement:\n{_problem_block(problem)}\n\n"
+        f"A first attempt followed this plan:\n{format_plan_reply(plan)}\n\n"
+        f"and wrote this code:\n{_problem_block(code)}\n\n"
+        f"The tests failed:\n```\n{failure.strip()[:2000]}\n```\n\n"
+        "Write a corrected plan (numbered steps, one line each), then the corrected complete "
+        "function in one ```python code block."
+    )
+
+
+# -- reply formats (what the trainer uses as targets, what the parsers read) -----------------
+
+_STEP = re.compile(r"^\s*(?:(?:step\s*)?(\d+)\s*[.):]|[-*\u2022])\s*(.+?)\s*$", re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def format_plan_reply(plan: str | list[str]) -> str:
+    """The canonical plan text: ``1. step`` lines."""
+    steps = plan if isinstance(plan, list) else plan_steps(plan)
+    return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+def format_code_reply(code: str) -> str:
+    """The canonical code reply: one fenced python block."""
+    return f"```python\n{code.strip()}\n```"
+
+
+def plan_steps(reply: str) -> list[str]:
+    """The plan's steps, from numbered or bulleted lines of a reply; code blocks are ignored.
+
+    Lines that continue a step (indented, unnumbered) are joined onto it. A reply with no
+    numbered or bulleted lines yields its non-empty lines as steps.
+    """
+    text = _FENCE.sub("", reply)
+    steps: list[str] = []
+    loose: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        match = _STEP.match(raw)
+        if match:
+            steps.append(_clean_step(match.group(2)))
+        elif steps and raw[:1].isspace():
+            steps[-1] = f"{steps[-1]} {_clean_step(line)}"
+        else:
+            loose.append(_clean_step(line))
+    return [s for s in (steps or loose) if s]
+
+
+def _clean_step(step: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"\1", step).strip()
+
+
+def parse_plan(reply: str) -> str:
+    """The plan in a reply, in canonical ``1. step`` form ('' when there is none)."""
+    return format_plan_reply(plan_steps(reply))
+
+
+def code_blocks(reply: str) -> list[str]:
+    """Every fenced code block in a reply that is Python or untagged, in order."""
+    return [
+        body.rstrip()
+        for lang, body in _FENCE.findall(reply)
+        if lang.lower() in {"", "python", "py", "python3"}
+    ]
+
+
+def parse_code(reply: str) -> str:
+    """The code in a reply: the first fenced block that defines something, else the longest.
+
+    A reply without fences is taken as code when it starts like Python code (``def``,
+    ``import``, ``from``, ``class``, ``@``); otherwise the result is ''.
+    """
+    blocks = [b for b in code_blocks(reply) if b.strip()]
+    defining = [b for b in blocks if re.search(r"^\s*(async\s+)?def |^\s*class ", b, re.M)]
+    if defining:
+        return defining[0].strip("\n")
+    if blocks:
+        return max(blocks, key=len).strip("\n")
+    stripped = reply.strip("\n")
+    if re.match(r"\s*(def |async def |import |from |class |@)", stripped):
+        return stripped
+    return ""
+
+
+# -- fill-in-the-middle ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    """A model family's fill-in-the-middle tokens (prefix-suffix-middle order)."""
+
+    name: str
+    prefix: str
+    suffix: str
+    middle: str
+    stops: tuple[str, ...]  # special tokens after which the middle is over
+
+    def render(self, prefix: str, suffix: str) -> str:
+        return f"{self.prefix}{prefix}{self.suffix}{suffix}{self.middle}"
+
+    @property
+    def tokens(self) -> tuple[str, str, str]:
+        return (self.prefix, self.suffix, self.middle)
+
+
+FIM_FORMATS: dict[str, FimFormat] = {
+    f.name: f
+    for f in (
+        FimFormat(
+            "qwen",
+            "<|fim_prefix|>",
+            "<|fim_suffix|>",
+            "<|fim_middle|>",
+            ("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>",
+             "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+        ),
+        FimFormat(
+            "starcoder",
+            "<fim_prefix>",
+            "<fim_suffix>",
+            "<fim_middle>",
+            ("<|endoftext|>", "<fim_pad>", "<file_sep>", "<fim_prefix>", "<fim_suffix>",
+             "<fim_middle>"),
+        ),
+        FimFormat("codellama", "<PRE> ", " <SUF>", " <MID>", ("<EOT>",)),
+    )
+}
+
+
+def fim_format_for(is_special_token: Callable[[str], bool]) -> FimFormat | None:
+    """The FIM format whose three tokens the model's vocabulary has as single special tokens."""
+    for fmt in FIM_FORMATS.values():
+        if all(is_special_token(tok.strip()) for tok in fmt.tokens):
+            return fmt
+    return None
