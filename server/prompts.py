@@ -91,7 +91,7 @@ def repair_messages(problem: str, plan: str, code: str, failure: str) -> list[Me
 
 # -- reply formats (what the trainer uses as targets, what the parsers read) -----------------
 
-_STEP = re.compile(r"^\s*(?:(?:step\s*)?(\d+)\s*[.):]|[-*\u2022])\s*(.+?)\s*$", re.IGNORECASE)
+_STEP = re.compile(r"^\s*(?:(?:step\s*)?(\d+)\s*[.):]\s*|[-*\u2022]\s+)(.+?)\s*$", re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -109,11 +109,15 @@ def format_code_reply(code: str) -> str:
 def plan_steps(reply: str) -> list[str]:
     """The plan's steps, from numbered or bulleted lines of a reply; code blocks are ignored.
 
-    Lines that continue a step (indented, unnumbered) are joined onto it. A reply with no
-    numbered or bulleted lines yields its non-empty lines as steps.
+    Small models often write an analysis list and then the plan proper ("Step-by-Step Plan:
+    1. ..."): numbering that restarts at 1 starts a new list, and the list under a heading
+    that mentions a plan or steps wins, else the longest. Lines that continue a step
+    (indented, unnumbered) are joined onto it. A reply with no numbered or bulleted lines
+    yields its non-empty lines as steps.
     """
     text = _FENCE.sub("", reply)
-    steps: list[str] = []
+    lists: list[tuple[str, list[str]]] = []  # (heading, steps)
+    heading = ""
     loose: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -121,12 +125,20 @@ def plan_steps(reply: str) -> list[str]:
             continue
         match = _STEP.match(raw)
         if match:
-            steps.append(_clean_step(match.group(2)))
-        elif steps and raw[:1].isspace():
-            steps[-1] = f"{steps[-1]} {_clean_step(line)}"
+            restart = match.group(1) == "1" or not lists or lists[-1][0] != heading
+            if restart and (not lists or lists[-1][1]):
+                lists.append((heading, []))
+            lists[-1][1].append(_clean_step(match.group(2)))
+        elif lists and lists[-1][1] and raw[:1].isspace():
+            lists[-1][1][-1] = f"{lists[-1][1][-1]} {_clean_step(line)}"
         else:
+            heading = line
             loose.append(_clean_step(line))
-    return [s for s in (steps or loose) if s]
+    if not lists:
+        return [s for s in loose if s]
+    titled = [steps for head, steps in lists if re.search(r"\b(plan|steps?)\b", head, re.I)]
+    best = titled[-1] if titled else max(reversed([s for _, s in lists]), key=len)
+    return [s for s in best if s]
 
 
 def _clean_step(step: str) -> str:

@@ -129,8 +129,8 @@ class LlamaEngine:
         """Fill the hole between ``prefix`` and ``suffix``.
 
         With a FIM-capable model the user's text is tokenized without special tokens (so code
-        that happens to contain ``<|fim_prefix|>`` cannot hijack the prompt) between the
-        format's control tokens; a model without FIM tokens just continues ``prefix``.
+        that happens to contain the format's control-token strings cannot hijack the prompt)
+        between the format's control tokens; a model without FIM tokens continues ``prefix``.
         """
         fmt = self.info.fim
         if fmt is None:
@@ -192,11 +192,19 @@ class LlamaEngine:
         return 0
 
     def _eval_prompt(self, tokens: list[int], cancel: CancelToken | None) -> int:
+        """Evaluate in chunks, checking ``cancel`` between them; return how many were run.
+
+        The last prompt token is always evaluated on its own: llama.cpp's batched and
+        single-token kernels round differently, so this keeps the logits that sampling starts
+        from identical whether the prompt came from a cold or a warm cache, and a seed
+        reproduces its candidate.
+        """
         done = 0
-        for i in range(0, len(tokens), self.eval_chunk):
+        head = tokens[:-1]
+        chunks = [head[i : i + self.eval_chunk] for i in range(0, len(head), self.eval_chunk)]
+        for chunk in chunks + [tokens[-1:]]:
             if cancel is not None and cancel.cancelled:
                 break
-            chunk = tokens[i : i + self.eval_chunk]
             self._llm.eval(chunk)
             done += len(chunk)
         return done

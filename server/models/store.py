@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,8 @@ class VerifyResult:
         return f"MISMATCH {self.name}: sha256={self.actual} expected {self.expected} ({self.path})"
 
 
-def unknown_model(spec: str) -> PlancodeError:
-    names = ", ".join(CATALOG)
+def unknown_model(spec: str, catalog: dict[str, CatalogEntry] = CATALOG) -> PlancodeError:
+    names = ", ".join(catalog)
     return PlancodeError(
         f"unknown model {spec!r}: not a catalog name, not an existing .gguf file, not hf:REPO/FILE",
         f"use one of {names}, a path to a .gguf file, or hf:OWNER/REPO/FILE.gguf "
@@ -72,7 +73,13 @@ def unknown_model(spec: str) -> PlancodeError:
 class ModelStore:
     """Fetches, verifies and locates models under one cache directory."""
 
-    def __init__(self, home: Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        progress: bool = True,
+        catalog: dict[str, CatalogEntry] | None = None,
+    ) -> None:
+        self.catalog = CATALOG if catalog is None else catalog
         self.home = Path(home) if home else default_home()
         self.models_dir = self.home / "models"
         self.wheels_dir = self.home / "wheels"
@@ -81,9 +88,9 @@ class ModelStore:
     # -- catalog entries -------------------------------------------------------------------
     def entry(self, name: str) -> CatalogEntry:
         try:
-            return CATALOG[name]
+            return self.catalog[name]
         except KeyError:
-            raise unknown_model(name) from None
+            raise unknown_model(name, self.catalog) from None
 
     def file_for(self, entry: CatalogEntry) -> Path:
         return self.models_dir / entry.filename
@@ -91,21 +98,21 @@ class ModelStore:
     def list(self) -> list[ModelStatus]:
         return [
             ModelStatus(e.name, e.description, e.size, self.file_for(e), self._trusted(e))
-            for e in CATALOG.values()
+            for e in self.catalog.values()
         ]
 
     # -- resolving any spec ----------------------------------------------------------------
     def resolve(self, spec: str | None = None, fetch: bool = True) -> Path:
         """A loadable GGUF for ``spec`` (default model when None), fetching when allowed."""
         spec = spec or DEFAULT_MODEL
-        if spec in CATALOG:
+        if spec in self.catalog:
             return self.fetch(spec) if fetch else self.path(spec)
         if spec.startswith("hf:"):
             return hf.download(spec, self.home / "hf")
         path = Path(spec).expanduser()
         if path.suffix == ".gguf" or path.exists():
             return check_local(path)
-        raise unknown_model(spec)
+        raise unknown_model(spec, self.catalog)
 
     def path(self, name: str) -> Path:
         """The cached file of a catalog model, without fetching it."""
@@ -128,7 +135,7 @@ class ModelStore:
                 return target
             total = len(entry.parts)
             locations = [
-                locate(part, self.wheels_dir, i, total, name)
+                locate(part, self.wheels_dir, i, total, name, self._announce)
                 for i, part in enumerate(entry.parts, 1)
             ]
             with self._bar(entry.size, f"assembling {name}") as bar:
@@ -185,6 +192,10 @@ class ModelStore:
             return False
         self._record(entry)
         return True
+
+    def _announce(self, message: str) -> None:
+        if self.progress:
+            tqdm.write(message, file=sys.stderr)
 
     @contextlib.contextmanager
     def _lock(self, entry: CatalogEntry) -> Iterator[None]:

