@@ -27,7 +27,7 @@ from server.engine.types import CancelToken, Generation, OnText, SamplingParams
 from server.errors import PlancodeError
 from server.prompts import FimFormat, Message
 
-EVAL_CHUNK = 32
+EVAL_CHUNK = 64  # prompt tok/s on 2 cores (0.5B): 193 at 32, 214 at 128, 224 at 512
 
 
 class LlamaEngine:
