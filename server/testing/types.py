@@ -1,0 +1,72 @@
+"""Test cases, per-test verdicts and run results: the contract between discovery, the
+sandbox and the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OUTCOMES = ("passed", "failed", "error", "timeout", "skipped", "not-run")
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One runnable test, addressed by its pytest node id relative to the workspace root.
+
+    ``kind`` is ``pytest`` (a test function or a method of a ``Test*`` class), ``unittest``
+    (a ``TestCase`` method), ``doctest`` (a function's docstring examples, run by pytest's
+    ``--doctest-modules``; id ``path/to/mod.py::pkg.mod.func``) or ``generated`` (model-written,
+    unverified).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    id: str
+    kind: str
+    file: str  # workspace-relative path of the file that holds the test
+    name: str  # short display name
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "file": self.file, "name": self.name}
+
+
+@dataclass
+class TestVerdict:
+    """What happened to one test: ``outcome`` is one of OUTCOMES; ``message`` is one short line."""
+
+    __test__ = False
+
+    id: str
+    outcome: str
+    message: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "outcome": self.outcome, "message": self.message,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class RunResult:
+    """One sandboxed run of some tests against one candidate."""
+
+    verdicts: list[TestVerdict]
+    isolation: str  # "bwrap" or "rlimit"
+    isolation_detail: str  # human-readable: what is and is not enforced
+    seconds: float
+    timed_out: bool = False
+    cancelled: bool = False
+    output_tail: str = ""  # last lines of the runner's output, for repair prompts
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> int:
+        return sum(v.outcome == "passed" for v in self.verdicts)
+
+    @property
+    def failed(self) -> int:
+        return sum(v.outcome not in {"passed", "skipped"} for v in self.verdicts)
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.verdicts) and all(v.outcome in {"passed", "skipped"}
+                                           for v in self.verdicts) and self.passed > 0
