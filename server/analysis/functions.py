@@ -1,17 +1,23 @@
 """Python functions in source text, found with tree-sitter (tolerant of half-typed code).
 
 Given a file and a line, find the innermost function around it and describe it the way the
-prompts need: its signature, its docstring, whether its body is still empty, and the
-*problem* text (module imports + signature + docstring) the model is asked to implement.
+prompts and the splicer need: its signature, its docstring, the span of its body that a
+candidate may replace, its indentation style, whether the body is still empty or only partly
+written, and the *problem* text (module imports + signature + docstring) the model is asked
+to implement. Offsets are ``str`` indices into the source (tree-sitter's UTF-8 byte offsets
+are converted), lines are 0-based.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser
+
+PLACEHOLDERS = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*)\s*$")
 
 
 @lru_cache(maxsize=1)
@@ -21,38 +27,69 @@ def parser() -> Parser:
 
 @dataclass(frozen=True)
 class FunctionInfo:
-    """One function definition in a file. Lines are 0-based; byte offsets index UTF-8."""
+    """One function definition in a file."""
 
     name: str
     qualname: str
     start_line: int  # first line of the definition, decorators included
-    end_line: int
-    header: str  # decorators and the ``def ...:`` signature, as written
+    end_line: int  # last line of the body
+    header: str  # decorators and the ``def ...:`` signature, as written (first line unindented)
     docstring: str | None  # the docstring literal as written (quotes included)
-    body_indent: str
-    body_is_empty: bool  # only a docstring, ``pass`` or ``...``
+    def_indent: str  # indentation of the ``def`` line
+    body_indent: str  # indentation of the body's statements
+    body_state: str  # "empty" (docstring/pass/.../NotImplementedError), "partial" or "complete"
+    body_start: int  # str offset where replaceable code starts (the line after the docstring)
+    body_end: int  # str offset just past the body's last line (its newline included)
+    newline: str  # "\n" or "\r\n", as the file uses
     imports: str  # the module's top-level imports, for context
+    is_method: bool
+
+    @property
+    def body_is_empty(self) -> bool:
+        return self.body_state == "empty"
+
+    @property
+    def indent_unit(self) -> str:
+        """One level of indentation in this file (the body's indent minus the def's)."""
+        unit = self.body_indent[len(self.def_indent):]
+        return unit or "    "
 
     @property
     def problem(self) -> str:
         """The task for the model: imports, signature and docstring (HumanEval prompt shape)."""
         parts = [self.imports.rstrip() + "\n\n"] if self.imports.strip() else []
-        parts.append(_dedent_block(self.header))
+        parts.append(self.header.replace("\r\n", "\n"))
         if self.docstring:
-            parts.append("\n" + _reindent_docstring(self.docstring, self.body_indent))
+            parts.append("\n" + _reindent_docstring(self.docstring.replace("\r\n", "\n"),
+                                                    self.body_indent))
         return "".join(parts).rstrip() + "\n"
 
 
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8", errors="replace") if node.text else ""
+class _Source:
+    """The source as text and UTF-8 bytes, with byte -> str offset conversion."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.data = text.encode("utf-8")
+        self._ascii = len(self.data) == len(text)
+
+    def offset(self, byte: int) -> int:
+        return byte if self._ascii else len(self.data[:byte].decode("utf-8", errors="replace"))
+
+    def line_start(self, byte: int) -> int:
+        return self.data.rfind(b"\n", 0, byte) + 1
+
+    def line_end(self, byte: int) -> int:
+        """Byte offset just past the newline ending the line that holds ``byte``."""
+        nl = self.data.find(b"\n", byte)
+        return len(self.data) if nl < 0 else nl + 1
+
+    def slice(self, start: int, end: int) -> str:
+        return self.data[start:end].decode("utf-8", errors="replace")
 
 
-def _dedent_block(text: str) -> str:
-    lines = text.splitlines()
-    if not lines:
-        return text
-    indent = len(lines[0]) - len(lines[0].lstrip())
-    return "\n".join(line[indent:] if line[:indent].isspace() else line for line in lines)
+def _text(node: Node | None) -> str:
+    return node.text.decode("utf-8", errors="replace") if node is not None and node.text else ""
 
 
 def _reindent_docstring(doc: str, body_indent: str) -> str:
@@ -63,25 +100,24 @@ def _reindent_docstring(doc: str, body_indent: str) -> str:
     return "\n".join(out)
 
 
-def _docstring_node(body: Node) -> Node | None:
+def _docstring_stmt(body: Node) -> Node | None:
     first = body.named_children[0] if body.named_children else None
     if first is not None and first.type == "expression_statement":
         inner = first.named_children[0] if first.named_children else None
         if inner is not None and inner.type in {"string", "concatenated_string"}:
-            return inner
+            return first
     return None
 
 
-def _is_empty_body(body: Node, doc: Node | None) -> bool:
-    for stmt in body.named_children:
-        if doc is not None and stmt.start_byte <= doc.start_byte < stmt.end_byte:
-            continue
-        if stmt.type == "pass_statement" or stmt.type == "comment":
-            continue
-        if stmt.type == "expression_statement" and _text(stmt).strip() == "...":
-            continue
-        return False
-    return True
+def _body_state(body: Node, doc: Node | None) -> str:
+    statements = [s for s in body.named_children if s is not doc and s.type != "comment"]
+    if not statements or all(PLACEHOLDERS.match(_text(s)) for s in statements):
+        return "empty"
+    if body.has_error or any(PLACEHOLDERS.match(_text(s)) for s in statements):
+        return "partial"
+    if "TODO" in _text(body):
+        return "partial"
+    return "complete"
 
 
 def _qualname(node: Node) -> str:
@@ -96,48 +132,81 @@ def _qualname(node: Node) -> str:
     return ".".join(reversed(names))
 
 
+def _is_method(func: Node) -> bool:
+    cur = func.parent
+    while cur is not None and cur.type in {"decorated_definition", "block"}:
+        if cur.type == "block" and cur.parent is not None:
+            return cur.parent.type == "class_definition"
+        cur = cur.parent
+    return False
+
+
 def _imports(root: Node) -> str:
     kinds = {"import_statement", "import_from_statement", "future_import_statement"}
     return "\n".join(_text(n) for n in root.named_children if n.type in kinds)
 
 
-def _describe(func: Node, root: Node, source: bytes) -> FunctionInfo:
+def _describe(func: Node, root: Node, src: _Source) -> FunctionInfo:
     parent = func.parent
     outer = parent if parent is not None and parent.type == "decorated_definition" else func
     body = func.child_by_field_name("body")
-    name = _text(func.child_by_field_name("name")) if func.child_by_field_name("name") else ""
+    newline = "\r\n" if "\r\n" in src.text else "\n"
+    def_line = src.line_start(outer.start_byte)
+    def_indent = src.slice(def_line, outer.start_byte)
     header_end = body.start_byte if body is not None else func.end_byte
-    line_start = source.rfind(b"\n", 0, outer.start_byte) + 1
-    header = source[line_start:header_end].decode("utf-8", errors="replace").rstrip()
-    doc = _docstring_node(body) if body is not None else None
-    if body is not None and body.named_children:
+    header_lines = src.slice(def_line, header_end).rstrip().split("\n")
+    header = "\n".join(
+        line[len(def_indent):] if line.startswith(def_indent) else line.lstrip()
+        for line in (h.rstrip("\r") for h in header_lines)
+    )
+    doc = _docstring_stmt(body) if body is not None else None
+    if body is not None and body.named_children and body.start_point[0] > func.start_point[0]:
         first = body.named_children[0]
-        first_line_start = source.rfind(b"\n", 0, first.start_byte) + 1
-        indent = source[first_line_start:first.start_byte].decode("utf-8", errors="replace")
+        indent = src.slice(src.line_start(first.start_byte), first.start_byte)
     else:
-        indent = "    "
+        indent = def_indent + "    "
+    if indent.strip():  # body on the def line (``def f(): pass``)
+        indent = def_indent + "    "
+    if body is None or not body.named_children:
+        body_start = body_end = src.line_end(header_end)
+        state = "empty"
+    else:
+        anchor = doc if doc is not None else None
+        if anchor is not None:
+            body_start = src.line_end(anchor.end_byte)
+        elif body.start_point[0] == func.start_point[0]:
+            body_start = body.start_byte  # one-liner: replace from after the colon
+        else:
+            body_start = src.line_start(body.start_byte)
+        body_end = max(body_start, src.line_end(max(body.end_byte - 1, body.start_byte)))
+        state = _body_state(body, doc)
     return FunctionInfo(
-        name=name,
+        name=_text(func.child_by_field_name("name")),
         qualname=_qualname(func),
         start_line=outer.start_point[0],
         end_line=func.end_point[0],
         header=header,
-        docstring=_text(doc) if doc is not None else None,
-        body_indent=indent if indent.strip() == "" else "    ",
-        body_is_empty=_is_empty_body(body, doc) if body is not None else True,
+        docstring=_text(doc.named_children[0]) if doc is not None else None,
+        def_indent=def_indent,
+        body_indent=indent,
+        body_state=state,
+        body_start=src.offset(body_start),
+        body_end=src.offset(body_end),
+        newline=newline,
         imports=_imports(root),
+        is_method=_is_method(func),
     )
 
 
 def functions(source: str) -> list[FunctionInfo]:
     """Every function definition in ``source``, outer before inner, in file order."""
-    data = source.encode("utf-8")
-    tree = parser().parse(data)
+    src = _Source(source)
+    tree = parser().parse(src.data)
     found: list[FunctionInfo] = []
 
     def walk(node: Node) -> None:
         if node.type == "function_definition":
-            found.append(_describe(node, tree.root_node, data))
+            found.append(_describe(node, tree.root_node, src))
         for child in node.named_children:
             walk(child)
 
@@ -146,11 +215,23 @@ def functions(source: str) -> list[FunctionInfo]:
 
 
 def find_function(source: str, line: int) -> FunctionInfo | None:
-    """The innermost function whose definition spans ``line`` (0-based), if any."""
+    """The innermost function around ``line`` (0-based), if any.
+
+    A line just below a function whose body is still empty (blank lines only in between) also
+    belongs to it: that is where the cursor sits after typing a docstring.
+    """
+    candidates = functions(source)
     best: FunctionInfo | None = None
-    for info in functions(source):
+    for info in candidates:
         if info.start_line <= line <= info.end_line and (
             best is None or info.start_line >= best.start_line
         ):
             best = info
-    return best
+    if best is not None:
+        return best
+    lines = source.splitlines()
+    for info in sorted(candidates, key=lambda f: f.end_line, reverse=True):
+        gap = lines[info.end_line + 1 : line + 1]
+        if info.end_line < line and info.body_is_empty and all(not g.strip() for g in gap):
+            return info
+    return None
