@@ -87,11 +87,16 @@ def test_cursor_below_an_empty_function_belongs_to_it() -> None:
 def test_problem_text_is_imports_signature_and_docstring() -> None:
     outer = find_function(SOURCE, 5)
     assert outer is not None
-    assert outer.problem.startswith("import os\nfrom typing import Any\n\n@cache\ndef outer(")
-    assert outer.problem.rstrip().endswith('"""')
+    problem = outer.problem
+    assert problem.startswith("import os\nfrom typing import Any\n\n")
+    assert "class Box:\n" in problem and "        ...\n" in problem, "siblings, bodies elided"
+    assert problem.count("def outer(") == 1
+    assert problem.rstrip().endswith('    >>> outer(1, 2)\n    3\n    """')
     closer = find_function(SOURCE, _line(SOURCE, '"""Close it."""'))
     assert closer is not None
-    assert closer.problem.endswith('def close(self):\n    """Close it."""\n')
+    assert closer.problem.endswith(
+        '# a method of class Box\ndef close(self):\n    """Close it."""\n')
+    assert "async def open(self) -> None:" in closer.problem
 
 
 def test_tolerates_unfinished_code() -> None:

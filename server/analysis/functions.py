@@ -43,6 +43,7 @@ class FunctionInfo:
     newline: str  # "\n" or "\r\n", as the file uses
     imports: str  # the module's top-level imports, for context
     is_method: bool
+    context: str = ""  # other definitions of the module, bodies elided, for context
 
     @property
     def body_is_empty(self) -> bool:
@@ -58,6 +59,11 @@ class FunctionInfo:
     def problem(self) -> str:
         """The task for the model: imports, signature and docstring (HumanEval prompt shape)."""
         parts = [self.imports.rstrip() + "\n\n"] if self.imports.strip() else []
+        if self.context.strip():
+            parts.append(self.context.rstrip() + "\n\n\n")
+        if self.is_method and "." in self.qualname:
+            owner = self.qualname.rsplit(".", 1)[0]
+            parts.append(f"# a method of class {owner}\n")
         parts.append(self.header.replace("\r\n", "\n"))
         if self.docstring:
             parts.append("\n" + _reindent_docstring(self.docstring.replace("\r\n", "\n"),
@@ -146,6 +152,75 @@ def _imports(root: Node) -> str:
     return "\n".join(_text(n) for n in root.named_children if n.type in kinds)
 
 
+CONTEXT_CHARS = 2000
+
+
+def _summary(node: Node, src: _Source, keep_body: bool = False,
+             skip: Node | None = None) -> str:
+    """A definition with its body elided to its docstring's first line and ``...``."""
+    inner = node.child_by_field_name("definition") if node.type == "decorated_definition" \
+        else node
+    if inner is None:
+        return ""
+    body = inner.child_by_field_name("body")
+    start = src.line_start(node.start_byte)
+    if body is None or keep_body:
+        return src.slice(start, node.end_byte)
+    indent = src.slice(src.line_start(body.start_byte), body.start_byte) \
+        if body.start_point[0] > inner.start_point[0] else "    "
+    head = src.slice(start, body.start_byte).rstrip()
+    lines = [head]
+    doc = _docstring_stmt(body)
+    if doc is not None:
+        first = _text(doc).strip().splitlines()[0]
+        quote = first[:3] if first[:3] in {'"""', "\'\'\'"} else first[:1]
+        lines.append(f"{indent}{first}" + ("" if first.endswith(quote) and len(first) > 3
+                                            else f" ...{quote}"))
+    if inner.type == "class_definition":
+        for child in body.named_children:
+            member = child.child_by_field_name("definition") \
+                if child.type == "decorated_definition" else child
+            if member is None or member.type != "function_definition":
+                if child.type == "expression_statement" and child is not doc \
+                        and "=" in _text(child):
+                    lines.append(indent + _text(child))
+                continue
+            if skip is not None and member.start_byte == skip.start_byte:
+                continue
+            name = _text(member.child_by_field_name("name"))
+            lines.append("\n" + _summary(child, src, keep_body=name == "__init__").rstrip())
+    else:
+        lines.append(f"{indent}...")
+    return "\n".join(lines)
+
+
+def _context(func: Node, root: Node, src: _Source) -> str:
+    """The module's other top-level definitions (and the enclosing class), bodies elided."""
+    top = func
+    while top.parent is not None and top.parent.type != "module":
+        top = top.parent
+    pieces: list[str] = []
+    size = 0
+    for node in root.named_children:
+        if node.type not in {"function_definition", "class_definition", "decorated_definition"}:
+            continue
+        if node.start_byte == top.start_byte:
+            if top.type != "class_definition" and not (
+                top.type == "decorated_definition"
+                and (d := top.child_by_field_name("definition")) is not None
+                and d.type == "class_definition"
+            ):
+                continue  # the target itself (or the function it is nested in)
+            text = _summary(node, src, skip=func)  # the enclosing class, minus the target
+        else:
+            text = _summary(node, src)
+        if size + len(text) > CONTEXT_CHARS:
+            break
+        pieces.append(text)
+        size += len(text)
+    return "\n\n\n".join(p for p in pieces if p.strip()).replace("\r\n", "\n")
+
+
 def _describe(func: Node, root: Node, src: _Source) -> FunctionInfo:
     parent = func.parent
     outer = parent if parent is not None and parent.type == "decorated_definition" else func
@@ -195,6 +270,7 @@ def _describe(func: Node, root: Node, src: _Source) -> FunctionInfo:
         newline=newline,
         imports=_imports(root),
         is_method=_is_method(func),
+        context=_context(func, root, src),
     )
 
 

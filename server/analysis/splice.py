@@ -240,13 +240,12 @@ def _import_anchor(text: str) -> int:
         return _line_offset(text, _import_anchor_by_lines(text))
     last = 0
     for node in tree.body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            last = node.end_lineno or node.lineno
-        elif last == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str) and node is tree.body[0]:
-            last = node.end_lineno or node.lineno
-        else:
+        module_doc = (node is tree.body[0] and isinstance(node, ast.Expr)
+                      and isinstance(node.value, ast.Constant)
+                      and isinstance(node.value.value, str))
+        if not (isinstance(node, ast.Import | ast.ImportFrom) or module_doc):
             break
+        last = node.end_lineno or node.lineno
     return _line_offset(text, last)
 
 
