@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/plancode model fetch qwen2.5-coder-0.5b
 	$(BIN)/plancode model verify qwen2.5-coder-0.5b
-	$(BIN)/plancode complete examples/textstats/textstats/words.py:7
+	$(BIN)/plancode complete examples/textstats/textstats/numbers.py:13
 
 test: $(STAMP)
 	$(BIN)/plancode model fetch smollm2-135m

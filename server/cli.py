@@ -78,13 +78,14 @@ def _complete(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "model": args.model,
+        "candidates": args.candidates,
         "max_tokens": args.max_tokens,
         "n_threads": args.threads,
         "n_gpu_layers": args.n_gpu_layers,
         "seed": args.seed,
     }.items() if v is not None}
     settings = Settings.from_mapping(overrides, Settings.from_env())
-    return run_complete(args.target, settings, as_json=args.json)
+    return run_complete(args.target, settings, as_json=args.json, write=args.write)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,11 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL, help="model name")
     p.set_defaults(func=_model_info)
 
-    p = sub.add_parser("complete", help="plan then code the function at PATH:LINE",
-                       description="Find the function around PATH:LINE (1-based), ask the "
-                       "model for a plan, then for code that follows it, and print both.")
+    p = sub.add_parser(
+        "complete", help="implement the function at PATH:LINE, verified by its tests",
+        description="Find the function around PATH:LINE (1-based) and the tests that exercise "
+        "it (doctests, pytest, unittest), generate candidates (direct and plan-then-code), run "
+        "each against the tests in a sandbox, and print the best with its plan and verdicts. "
+        "Exit status 0 when a candidate was chosen, 1 when none was usable, 2 on bad input.")
     p.add_argument("target", help="PATH:LINE of a line inside the function")
     p.add_argument("--model", help=f"model name or path (default {DEFAULT_MODEL})")
+    p.add_argument("--candidates", type=int, help="candidates to try (default 4)")
+    p.add_argument("--write", action="store_true",
+                   help="apply the chosen code to the file (otherwise it is left untouched)")
     p.add_argument("--max-tokens", type=int, help="most tokens per plan or code generation")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1 = all)")

@@ -1,18 +1,19 @@
-"""``plancode complete PATH:LINE``: plan then code the function at a line of a file."""
+"""``plancode complete PATH:LINE``: implement the function at a line, verified by its tests."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo, find_function
+from server.analysis.functions import find_function
 from server.config import Settings
 from server.engine.factory import load_engine
-from server.engine.types import SamplingParams
 from server.errors import PlancodeError
-from server.pipeline import PlanAndCode, plan_then_code
+from server.pipeline import Pipeline, PipelineResult
 
 
 def parse_target(target: str) -> tuple[Path, int]:
@@ -35,77 +36,92 @@ def read_source(path: Path) -> str:
                             "save the file as UTF-8") from None
 
 
-def locate_function(path: Path, line: int) -> FunctionInfo:
-    source = read_source(path)
+def check_target(path: Path, line: int, source: str) -> None:
     n_lines = source.count("\n") + 1
     if line > n_lines:
         raise PlancodeError(f"{path} has {n_lines} lines; line {line} is past the end",
                             "give a line number inside the file")
-    info = find_function(source, line - 1)
-    if info is None:
+    if find_function(source, line - 1) is None:
         raise PlancodeError(f"no function definition spans {path}:{line}",
                             "point at a line inside a def (its signature or docstring)")
-    return info
 
 
-def _status(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def _status(event: str, data: dict) -> None:
+    messages = {
+        "discovered": lambda d: f"{d['function']}: {len(d['tests'])} test(s) found"
+        + ("" if d["tests"] else " -- no tests: asking the model to write some (unverified)"),
+        "writing-tests": lambda d: "writing tests with the model ...",
+        "generating": lambda d: f"candidate {d['candidate'] + 1}/{d['of']} ({d['strategy']}) ...",
+        "testing": lambda d: f"  testing candidate {d['candidate'] + 1} in the sandbox",
+        "repairing": lambda d: f"repair round from candidate {d['from'] + 1} ...",
+    }
+    if event in messages:
+        print(messages[event](data), file=sys.stderr, flush=True)
 
 
-def run_complete(target: str, settings: Settings, as_json: bool = False) -> int:
+def write_atomically(path: Path, expected: str, text: str) -> None:
+    """Replace ``path`` with ``text`` unless it changed since it was read as ``expected``."""
+    if path.read_text(encoding="utf-8") != expected:
+        raise PlancodeError(f"{path} changed while plancode was working; not written",
+                            "run the command again")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".plancode")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_complete(target: str, settings: Settings, as_json: bool = False,
+                 write: bool = False) -> int:
     path, line = parse_target(target)
-    info = locate_function(path, line)
-    _status(f"function {info.qualname} at {path}:{info.start_line + 1}; loading {settings.model}")
+    source = read_source(path)
+    check_target(path, line, source)
+    print(f"loading {settings.model} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     engine = load_engine(settings)
     load_seconds = time.perf_counter() - t0
-    params = SamplingParams(max_tokens=settings.max_tokens, temperature=0.0, seed=settings.seed)
-    _status("planning and coding (greedy) ...")
-    result = plan_then_code(engine, info.problem, params)
+    result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=_status)
+    result.timings["load"] = load_seconds
+    if write and result.chosen is not None and result.chosen.spliced_text is not None:
+        write_atomically(path, source, result.chosen.spliced_text)
     if as_json:
-        print(json.dumps(to_json(info, path, result, load_seconds), indent=2))
+        data = result.to_json()
+        data["written"] = bool(write and result.chosen is not None)
+        print(json.dumps(data, indent=2))
     else:
-        print_human(info, result, load_seconds)
-    return 0
+        print_human(result, written=write and result.chosen is not None, path=path)
+    return 0 if result.chosen is not None else 1
 
 
-def to_json(info: FunctionInfo, path: Path, r: PlanAndCode, load_seconds: float) -> dict:
-    return {
-        "file": str(path),
-        "function": info.qualname,
-        "line": info.start_line + 1,
-        "plan": r.plan,
-        "code": r.code,
-        "timings": {
-            "load_seconds": round(load_seconds, 3),
-            "total_seconds": round(r.seconds, 3),
-            "plan": _gen_stats(r.plan_generation),
-            "code": _gen_stats(r.code_generation),
-        },
-    }
-
-
-def _gen_stats(g) -> dict:
-    return {
-        "prompt_tokens": g.prompt_tokens,
-        "evaluated_tokens": g.evaluated_tokens,
-        "reused_tokens": g.reused_tokens,
-        "completion_tokens": g.completion_tokens,
-        "prompt_seconds": round(g.prompt_seconds, 3),
-        "decode_seconds": round(g.decode_seconds, 3),
-        "finish_reason": g.finish_reason,
-    }
-
-
-def print_human(info: FunctionInfo, r: PlanAndCode, load_seconds: float) -> None:
-    print(f"== {info.qualname}: plan ==")
-    print(r.plan or "(the model wrote no plan)")
-    print(f"\n== {info.qualname}: code ==")
-    print(r.code or "(the model wrote no code)")
-    p, c = r.plan_generation, r.code_generation
-    print(
-        f"\n(model load {load_seconds:.1f}s; plan {p.completion_tokens} tok in "
-        f"{p.prompt_seconds + p.decode_seconds:.1f}s; code {c.completion_tokens} tok in "
-        f"{c.prompt_seconds + c.decode_seconds:.1f}s, {c.reused_tokens} prompt tokens reused; "
-        f"total {r.seconds:.1f}s; not yet verified against tests)"
-    )
+def print_human(r: PipelineResult, written: bool, path: Path) -> None:
+    c = r.chosen
+    if c is None:
+        print(f"no usable candidate for {r.function}: "
+              + "; ".join(f"#{x.index + 1} {x.strategy}: {x.error}" for x in r.candidates))
+        return
+    label = {"verified": "VERIFIED: passes all of your tests",
+             "failing": "NOT VERIFIED: best candidate still fails some of your tests",
+             "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests"}
+    print(f"== {r.function}: {label[r.status]} ==")
+    print(f"strategy: {c.strategy} (candidate {c.index + 1} of {len(r.candidates)} tried)")
+    if c.plan:
+        print("\nplan:")
+        print(c.plan)
+    print("\ncode:")
+    print(c.function_code.rstrip())
+    if c.run:
+        print(f"\ntests ({r.tests_source}, isolation: {r.isolation}):")
+        for v in c.run.verdicts:
+            msg = f"  {v.message}" if v.message and v.outcome != "passed" else ""
+            print(f"  {v.outcome.upper():<8} {v.id}{msg}")
+    elif r.tests_source == "none":
+        print("\nno tests were found for this function and the model wrote none usable.")
+    t = r.timings
+    print(f"\n(model load {t.get('load', 0):.1f}s, generation {t.get('generation', 0):.1f}s, "
+          f"tests {t.get('testing', 0):.1f}s, total {t.get('total', 0):.1f}s"
+          + ("; stopped early" if r.stopped_early else "") + ")")
+    print(f"written to {path}" if written else "file not changed (use --write to apply)")

@@ -64,6 +64,9 @@ class Settings:
     candidates: int = _setting(
         4, "plan-then-code candidates per function (first greedy, rest sampled)",
         _int_range(1, 32))
+    repair_rounds: int = _setting(
+        1, "repair attempts (plan and code shown their failing tests) when no candidate passes",
+        _int_range(0, 5))
     max_tokens: int = _setting(
         512, "most tokens generated for one plan or one piece of code", _int_range(1, 8192))
     temperature: float = _setting(

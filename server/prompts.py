@@ -11,6 +11,7 @@ Tasks (CodePLAN's multi-task view):
 * ``direct``     problem -> code
 * ``backward``   problem + correct solution -> the plan a programmer followed (teacher only)
 * ``repair``     problem + plan + code + failing test output -> corrected plan and code
+* ``tests``      problem -> assert-style test cases (CodeT-style fallback when none exist)
 * ``fim``        prefix/suffix -> middle, in the model family's fill-in-the-middle format
 
 A *problem* is Python source that states the task: usually the function's signature and
@@ -19,6 +20,7 @@ docstring, with any imports or context it needs above it (the HumanEval prompt s
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,23 +50,33 @@ def _chat(user: str) -> list[Message]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def plan_messages(problem: str) -> list[Message]:
+def _task(lead: str, problem: str, context: str) -> str:
+    """The problem, preceded by module context the function may use (when there is any)."""
+    head = ""
+    if context.strip():
+        head = ("For reference, the same module already defines these (do not rewrite them):\n"
+                f"{_problem_block(context)}\n\n")
+    return f"{head}{lead}:\n{_problem_block(problem)}"
+
+
+def plan_messages(problem: str, context: str = "") -> list[Message]:
     """Ask for a plan for ``problem`` (forward planning, used at inference)."""
-    return _chat(f"Here is a Python function to implement:\n{_problem_block(problem)}\n\n"
+    return _chat(f"{_task('Here is a Python function to implement', problem, context)}\n\n"
                  f"{PLAN_REQUEST}")
 
 
-def code_from_plan_messages(problem: str, plan: str) -> list[Message]:
+def code_from_plan_messages(problem: str, plan: str, context: str = "") -> list[Message]:
     """Ask for code that implements ``problem`` by following ``plan``."""
     return _chat(
-        f"Implement this Python function:\n{_problem_block(problem)}\n\n"
+        f"{_task('Implement this Python function', problem, context)}\n\n"
         f"Follow this plan:\n{format_plan_reply(plan)}\n\n{CODE_REQUEST}"
     )
 
 
-def direct_code_messages(problem: str) -> list[Message]:
+def direct_code_messages(problem: str, context: str = "") -> list[Message]:
     """Ask for code straight from the problem, with no plan."""
-    return _chat(f"Implement this Python function:\n{_problem_block(problem)}\n\n{CODE_REQUEST}")
+    return _chat(f"{_task('Implement this Python function', problem, context)}\n\n"
+                 f"{CODE_REQUEST}")
 
 
 def backward_plan_messages(problem: str, solution: str) -> list[Message]:
@@ -77,16 +89,45 @@ def backward_plan_messages(problem: str, solution: str) -> list[Message]:
     )
 
 
-def repair_messages(problem: str, plan: str, code: str, failure: str) -> list[Message]:
+def repair_messages(
+    problem: str, plan: str, code: str, failure: str, context: str = ""
+) -> list[Message]:
     """Show a failed attempt and its test output; ask for a corrected plan, then code."""
     return _chat(
-        f"Here is a Python function to implement:\n{_problem_block(problem)}\n\n"
+        f"{_task('Here is a Python function to implement', problem, context)}\n\n"
         f"A first attempt followed this plan:\n{format_plan_reply(plan)}\n\n"
         f"and wrote this code:\n{_problem_block(code)}\n\n"
         f"The tests failed:\n```\n{failure.strip()[:2000]}\n```\n\n"
         "Write a corrected plan (numbered steps, one line each), then the corrected complete "
         "function in one ```python code block."
     )
+
+
+def test_writing_messages(problem: str, name: str) -> list[Message]:
+    """Ask for assert-style tests of ``name`` (CodeT-style, used when the user has none)."""
+    return _chat(
+        f"Here is a Python function to test:\n{_problem_block(problem)}\n\n"
+        f"Write 5 different test cases for `{name}` as one-line assert statements of the form "
+        f"`assert {name}(...) == expected`, covering normal and edge cases. Reply with one "
+        "```python code block containing only the assert lines."
+    )
+
+
+def parse_asserts(reply: str, name: str) -> list[str]:
+    """The one-statement ``assert`` lines of a reply that call ``name``, deduplicated."""
+    found: list[str] = []
+    for block in code_blocks(reply) or [reply]:
+        for line in block.splitlines():
+            stmt = line.strip()
+            if not stmt.startswith("assert ") or f"{name}(" not in stmt:
+                continue
+            try:
+                ast.parse(stmt)
+            except SyntaxError:
+                continue
+            if stmt not in found:
+                found.append(stmt)
+    return found
 
 
 # -- reply formats (what the trainer uses as targets, what the parsers read) -----------------

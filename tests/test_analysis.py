@@ -87,16 +87,25 @@ def test_cursor_below_an_empty_function_belongs_to_it() -> None:
 def test_problem_text_is_imports_signature_and_docstring() -> None:
     outer = find_function(SOURCE, 5)
     assert outer is not None
-    problem = outer.problem
-    assert problem.startswith("import os\nfrom typing import Any\n\n")
-    assert "class Box:\n" in problem and "        ...\n" in problem, "siblings, bodies elided"
-    assert problem.count("def outer(") == 1
-    assert problem.rstrip().endswith('    >>> outer(1, 2)\n    3\n    """')
+    assert outer.problem.startswith("import os\nfrom typing import Any\n\n@cache\ndef outer(")
+    assert outer.problem.rstrip().endswith('    >>> outer(1, 2)\n    3\n    """')
+    assert outer.context == "", "siblings it does not name are left out"
     closer = find_function(SOURCE, _line(SOURCE, '"""Close it."""'))
     assert closer is not None
     assert closer.problem.endswith(
         '# a method of class Box\ndef close(self):\n    """Close it."""\n')
-    assert "async def open(self) -> None:" in closer.problem
+    assert closer.context.startswith("class Box:\n")
+    assert "async def open(self) -> None:\n        ...\n" in closer.context + "\n"
+    assert "def close" not in closer.context
+
+
+def test_context_shows_siblings_the_docstring_names() -> None:
+    src = ('def helper(x):\n    """Scale x."""\n    return 2 * x\n\n\ndef other():\n    pass\n\n\n'
+           'def main(v):\n    """Apply helper to v."""\n')
+    info = find_function(src, 9)
+    assert info is not None and info.name == "main"
+    assert info.context == 'def helper(x):\n    """Scale x."""\n    ...'
+    assert "other" not in info.context
 
 
 def test_tolerates_unfinished_code() -> None:
@@ -129,8 +138,8 @@ def test_splice_into_a_tab_indented_crlf_file_with_unicode() -> None:
     cand = ('def saluda(nombre):\n    if nombre:\n        return f"hola, {nombre} 👋"\n'
             '    return "hola"\n')
     out = splice(src, info, cand).text
-    assert '\t"""Devuelve «hola, nombre» 👋."""\r\n\tif nombre:\r\n\t\treturn f"hola, {nombre} 👋"' \
-        '\r\n\treturn "hola"\r\n' in out
+    assert ('\t"""Devuelve «hola, nombre» 👋."""\r\n\tif nombre:\r\n'
+            '\t\treturn f"hola, {nombre} 👋"\r\n\treturn "hola"\r\n') in out
     assert out.endswith('def otra():\r\n\treturn "ñ"\r\n')
     assert "\n" not in out.replace("\r\n", "")
     compile(out, "x.py", "exec")
@@ -141,7 +150,7 @@ def test_splice_nested_and_decorated_function_compiles() -> None:
            '    """Fibonacci."""\n    ...\n\nprint(fib(5))\n')
     info = find_function(src, 3)
     assert info is not None
-    out = splice(src, info, "```ignored```" and
+    out = splice(src, info,
                  "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n").text
     ns: dict = {}
     exec(compile(out.replace("print(fib(5))", "RESULT = fib(10)"), "m.py", "exec"), ns)

@@ -43,7 +43,7 @@ class FunctionInfo:
     newline: str  # "\n" or "\r\n", as the file uses
     imports: str  # the module's top-level imports, for context
     is_method: bool
-    context: str = ""  # other definitions of the module, bodies elided, for context
+    context: str = ""  # definitions it may use: the enclosing class, siblings it names
 
     @property
     def body_is_empty(self) -> bool:
@@ -59,8 +59,6 @@ class FunctionInfo:
     def problem(self) -> str:
         """The task for the model: imports, signature and docstring (HumanEval prompt shape)."""
         parts = [self.imports.rstrip() + "\n\n"] if self.imports.strip() else []
-        if self.context.strip():
-            parts.append(self.context.rstrip() + "\n\n\n")
         if self.is_method and "." in self.qualname:
             owner = self.qualname.rsplit(".", 1)[0]
             parts.append(f"# a method of class {owner}\n")
@@ -194,8 +192,21 @@ def _summary(node: Node, src: _Source, keep_body: bool = False,
     return "\n".join(lines)
 
 
+def _def_name(node: Node) -> str:
+    inner = node.child_by_field_name("definition") if node.type == "decorated_definition" \
+        else node
+    return _text(inner.child_by_field_name("name")) if inner is not None else ""
+
+
 def _context(func: Node, root: Node, src: _Source) -> str:
-    """The module's other top-level definitions (and the enclosing class), bodies elided."""
+    """What the function may use, bodies elided: its enclosing class, and the module's other
+    top-level definitions that its signature or docstring names (small models get confused by
+    unrelated siblings, so only named ones are shown)."""
+    body = func.child_by_field_name("body")
+    doc = _docstring_stmt(body) if body is not None else None
+    mentioned = set(re.findall(r"[A-Za-z_]\w*", src.slice(
+        func.start_byte, doc.end_byte if doc is not None else
+        (body.start_byte if body is not None else func.end_byte))))
     top = func
     while top.parent is not None and top.parent.type != "module":
         top = top.parent
@@ -212,8 +223,10 @@ def _context(func: Node, root: Node, src: _Source) -> str:
             ):
                 continue  # the target itself (or the function it is nested in)
             text = _summary(node, src, skip=func)  # the enclosing class, minus the target
-        else:
+        elif _def_name(node) in mentioned:
             text = _summary(node, src)
+        else:
+            continue
         if size + len(text) > CONTEXT_CHARS:
             break
         pieces.append(text)

@@ -32,17 +32,22 @@ class SamplingParams:
 
 
 class CancelToken:
-    """A flag another thread sets to stop a generation at the next token boundary."""
+    """A flag another thread sets to stop a generation at the next token boundary.
 
-    def __init__(self) -> None:
+    A token made with ``parent`` is also cancelled when its parent is, so one piece of work
+    (a candidate) can be stopped alone while a cancelled request stops everything.
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         self._event.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
 
 @dataclass

@@ -1,0 +1,96 @@
+"""Making one candidate: direct code, plan then code (greedy or with a sampled plan), repair.
+
+The pool mixes strategies on purpose (DESIGN.md): the model's direct greedy answer, its greedy
+plan-guided answer, and plan-guided answers from sampled plans (CodePLAN's plan sampling). The
+user's tests choose, and each candidate records the strategy that made it, so whether planning
+pays off for a model is measured rather than assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from server import prompts
+from server.engine.types import CancelToken, Engine, Generation, SamplingParams
+from server.pipeline.result import Candidate
+
+DIRECT = "direct-greedy"
+PLAN_GREEDY = "plan-greedy"
+PLAN_SAMPLED = "plan-sampled"
+REPAIR = "repair"
+
+
+def schedule(n: int, seed: int) -> list[tuple[str, int | None]]:
+    """The strategies of ``n`` candidates, cheapest and most often right first."""
+    plan = [(DIRECT, None), (PLAN_GREEDY, None)]
+    plan += [(PLAN_SAMPLED, seed + i) for i in range(1, max(n - 1, 1))]
+    return plan[:n]
+
+
+def _params(base: SamplingParams, seed: int | None, temperature: float) -> SamplingParams:
+    if seed is None:
+        return dataclasses.replace(base, temperature=0.0)
+    return dataclasses.replace(base, temperature=temperature, seed=seed)
+
+
+def _finish(cand: Candidate, gen: Generation, started: float, tokens: int) -> Candidate:
+    cand.mean_logprob = gen.mean_logprob
+    cand.completion_tokens = tokens
+    cand.generate_seconds = time.perf_counter() - started
+    if gen.finish_reason == "cancelled":
+        cand.error = "cancelled"
+    elif not cand.code:
+        cand.error = "the model wrote no code block"
+    return cand
+
+
+def generate(
+    engine: Engine,
+    problem: str,
+    index: int,
+    strategy: str,
+    seed: int | None,
+    base: SamplingParams,
+    temperature: float,
+    cancel: CancelToken | None = None,
+    context: str = "",
+) -> Candidate:
+    """One candidate for ``problem`` by ``strategy`` (``context``: definitions it may use)."""
+    started = time.perf_counter()
+    cand = Candidate(index=index, strategy=strategy, seed=seed)
+    greedy = _params(base, None, temperature)
+    if strategy == DIRECT:
+        gen = engine.chat(prompts.direct_code_messages(problem, context), greedy, cancel)
+        cand.code = prompts.parse_code(gen.text)
+        return _finish(cand, gen, started, gen.completion_tokens)
+    plan_gen = engine.chat(prompts.plan_messages(problem, context),
+                           _params(base, seed, temperature), cancel)
+    cand.plan = prompts.parse_plan(plan_gen.text)
+    if plan_gen.finish_reason == "cancelled":
+        return _finish(cand, plan_gen, started, plan_gen.completion_tokens)
+    gen = engine.chat(prompts.code_from_plan_messages(problem, cand.plan, context), greedy,
+                      cancel)
+    cand.code = prompts.parse_code(gen.text)
+    return _finish(cand, gen, started, plan_gen.completion_tokens + gen.completion_tokens)
+
+
+def repair(
+    engine: Engine,
+    problem: str,
+    index: int,
+    failed: Candidate,
+    base: SamplingParams,
+    cancel: CancelToken | None = None,
+    context: str = "",
+) -> Candidate:
+    """Show the model its plan, code and the failing tests; take its corrected plan and code."""
+    started = time.perf_counter()
+    cand = Candidate(index=index, strategy=REPAIR, seed=None)
+    messages = prompts.repair_messages(problem, failed.plan or "(no plan)",
+                                       failed.function_code or failed.code, failed.failures(),
+                                       context)
+    gen = engine.chat(messages, dataclasses.replace(base, temperature=0.0), cancel)
+    cand.plan = prompts.parse_plan(gen.text.split("```")[0])
+    cand.code = prompts.parse_code(gen.text)
+    return _finish(cand, gen, started, gen.completion_tokens)

@@ -1,0 +1,42 @@
+"""Choosing among candidates.
+
+With the user's tests: most tests passed, then agreement (how many other candidates produced
+the same per-test outcomes — behaviour shared by independent samples is more likely right,
+as in CodeT), then mean token log-probability. With model-written tests only (unverified):
+CodeT's dual agreement — candidates that pass the same set of generated tests form a group,
+scored by group size times tests passed — then log-probability.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from server.pipeline.result import Candidate
+
+
+def assign_agreement(candidates: list[Candidate]) -> None:
+    vectors = Counter(c.outcome_vector() for c in candidates if c.run)
+    for c in candidates:
+        c.agreement = vectors[c.outcome_vector()] - 1 if c.run else 0
+
+
+def codet_score(candidate: Candidate, candidates: list[Candidate]) -> int:
+    if not candidate.run:
+        return 0
+    passed = frozenset(v.id for v in candidate.run.verdicts if v.outcome == "passed")
+    group = sum(
+        1 for c in candidates
+        if c.run and frozenset(v.id for v in c.run.verdicts if v.outcome == "passed") == passed
+    )
+    return group * len(passed)
+
+
+def choose(candidates: list[Candidate], tests_source: str) -> Candidate | None:
+    """The best candidate that produced usable code, or None when none did."""
+    usable = [c for c in candidates if c.function_code and not c.error]
+    if not usable:
+        return None
+    assign_agreement(candidates)
+    if tests_source == "generated":
+        return max(usable, key=lambda c: (codet_score(c, usable), c.mean_logprob, -c.index))
+    return max(usable, key=lambda c: (c.passed, c.agreement, c.mean_logprob, -c.index))

@@ -1,0 +1,135 @@
+"""What a plan-then-code run produced: candidates, verdicts, the choice, and timings.
+
+``PipelineResult.to_json`` is the ``plancode complete --json`` schema, documented in
+docs/complete-json.md; the LSP's ``plancode/implement`` request returns the same object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.testing.types import RunResult, TestCase
+
+
+@dataclass
+class Candidate:
+    """One attempt at the function: how it was made, its code, and how it fared."""
+
+    index: int
+    strategy: str  # direct-greedy | plan-greedy | plan-sampled | repair
+    seed: int | None
+    plan: str = ""
+    code: str = ""  # the code block the model wrote
+    function_code: str = ""  # the function as it reads once spliced into the user's file
+    spliced_text: str | None = None  # the whole file with the candidate in it
+    error: str = ""  # why the candidate could not be tested (no code, does not parse, ...)
+    run: RunResult | None = None
+    mean_logprob: float = 0.0
+    completion_tokens: int = 0
+    generate_seconds: float = 0.0
+    agreement: int = 0  # other candidates with the same per-test outcomes
+
+    @property
+    def passed(self) -> int:
+        return self.run.passed if self.run else 0
+
+    @property
+    def failed(self) -> int:
+        return self.run.failed if self.run else 0
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.run and self.run.all_passed)
+
+    def outcome_vector(self) -> tuple[str, ...]:
+        return tuple(v.outcome for v in self.run.verdicts) if self.run else ()
+
+    def failures(self) -> str:
+        """The failing tests' messages, for a repair prompt."""
+        if self.error:
+            return self.error
+        if not self.run:
+            return ""
+        lines = [f"{v.id}: {v.outcome}: {v.message}" for v in self.run.verdicts
+                 if v.outcome not in {"passed", "skipped"}]
+        return "\n".join(lines) or self.run.output_tail
+
+    def to_json(self, full: bool = False) -> dict:
+        data: dict = {
+            "index": self.index,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "tests_passed": self.passed,
+            "tests_failed": self.failed,
+            "all_passed": self.all_passed,
+            "error": self.error,
+            "mean_logprob": round(self.mean_logprob, 4),
+            "agreement": self.agreement,
+            "completion_tokens": self.completion_tokens,
+            "generate_seconds": round(self.generate_seconds, 3),
+            "test_seconds": round(self.run.seconds, 3) if self.run else 0.0,
+        }
+        if full:
+            data["plan"] = self.plan
+            data["code"] = self.function_code or self.code
+            data["verdicts"] = [v.to_json() for v in self.run.verdicts] if self.run else []
+        return data
+
+
+@dataclass
+class PipelineResult:
+    """The outcome for one function."""
+
+    file: str
+    function: str
+    line: int  # 1-based line of the definition
+    tests: list[TestCase]
+    tests_source: str  # "user" (found in the workspace), "generated" (model-written), "none"
+    candidates: list[Candidate]
+    chosen: Candidate | None
+    isolation: str
+    isolation_detail: str
+    stopped_early: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    discovery: dict = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        """The chosen candidate passed every one of the user's own tests."""
+        return self.tests_source == "user" and bool(self.chosen and self.chosen.all_passed)
+
+    @property
+    def status(self) -> str:
+        if self.chosen is None:
+            return "no-candidate"
+        if self.verified:
+            return "verified"
+        if self.tests_source == "user":
+            return "failing"
+        return "unverified"
+
+    def to_json(self) -> dict:
+        chosen = self.chosen
+        return {
+            "file": self.file,
+            "function": self.function,
+            "line": self.line,
+            "status": self.status,
+            "verified": self.verified,
+            "tests_source": self.tests_source,
+            "tests": [t.to_json() for t in self.tests],
+            "chosen": None if chosen is None else {
+                **chosen.to_json(full=True),
+                "tests_passed_names": [v.id for v in chosen.run.verdicts
+                                       if v.outcome == "passed"] if chosen.run else [],
+                "tests_failed_names": [v.id for v in chosen.run.verdicts
+                                       if v.outcome not in {"passed", "skipped"}]
+                if chosen.run else [],
+            },
+            "candidates": [c.to_json() for c in self.candidates],
+            "isolation": self.isolation,
+            "isolation_detail": self.isolation_detail,
+            "stopped_early": self.stopped_early,
+            "discovery": self.discovery,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }

@@ -1,0 +1,241 @@
+"""Plan-then-code verified against the user's tests, for the function at a line of a file.
+
+1. Find the function (tree-sitter) and the tests that exercise it (doctests, pytest and
+   unittest tests resolved through imports). With none, say so and fall back to model-written
+   tests, labelled unverified.
+2. Generate candidates one after another (direct greedy, plan greedy, sampled plans): the
+   engine reuses the shared prompt prefix from its KV cache. Each candidate is spliced under
+   the user's own signature and docstring and its tests run in the sandbox on a worker thread
+   *while the next candidate decodes*.
+3. Stop as soon as a candidate passes every test (a running generation is cancelled).
+4. If none passed, one repair round shows the model its best attempt and the failures.
+5. Rank by tests passed, agreement, mean log-probability; return everything measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from server.analysis.functions import FunctionInfo, find_function, functions
+from server.analysis.splice import SpliceError, function_text, splice
+from server.config import Settings
+from server.engine.types import CancelToken, Engine, SamplingParams
+from server.errors import PlancodeError
+from server.pipeline import candidates as cands
+from server.pipeline.generated_tests import write_tests
+from server.pipeline.ranking import choose
+from server.pipeline.result import Candidate, PipelineResult
+from server.testing.discovery import WorkspaceIndex, discover, module_name
+from server.testing.sandbox import Sandbox
+from server.testing.types import RunResult, TestCase
+from server.testing.workspace import workspace_root
+
+Progress = Callable[[str, dict], None]
+
+
+def _noop(event: str, data: dict) -> None:
+    pass
+
+
+class Pipeline:
+    """Runs plan-then-code for functions of one workspace with one engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        index: WorkspaceIndex | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.index = index
+        self._index_lock = threading.Lock()
+
+    def _index_for(self, root: Path) -> WorkspaceIndex:
+        with self._index_lock:
+            if self.index is None or self.index.root != root:
+                self.index = WorkspaceIndex(root)
+            self.index.refresh()
+            return self.index
+
+    def run(
+        self,
+        file: Path,
+        line: int,
+        source: str | None = None,
+        cancel: CancelToken | None = None,
+        progress: Progress = _noop,
+        root: Path | None = None,
+    ) -> PipelineResult:
+        """Implement the function around ``line`` (0-based) of ``file``.
+
+        ``source`` is the file's current text (an editor's unsaved buffer); it defaults to the
+        file on disk. The file itself is never written here.
+        """
+        t0 = time.perf_counter()
+        file = file.resolve()
+        source = file.read_text(encoding="utf-8") if source is None else source
+        info = find_function(source, line)
+        if info is None:
+            raise PlancodeError(f"no function definition spans {file}:{line + 1}",
+                                "put the cursor inside a def (its signature or docstring)")
+        root = (root or workspace_root(file)).resolve()
+        rel = file.relative_to(root).as_posix()
+        timings: dict[str, float] = {}
+
+        t = time.perf_counter()
+        index = self._index_for(root)
+        tests = discover(root, file, info.qualname, index, source=source)
+        timings["discovery"] = time.perf_counter() - t
+        tests_source = "user" if tests else "none"
+        progress("discovered", {"tests": [tc.id for tc in tests], "function": info.qualname})
+
+        s = self.settings
+        base = SamplingParams(max_tokens=s.max_tokens, seed=s.seed)
+        files: dict[str, str] = {}
+        if not tests and not info.is_method and (module := module_name(root, file)):
+            progress("writing-tests", {})
+            t = time.perf_counter()
+            generated = write_tests(self.engine, info.problem, module, info.name, base, cancel)
+            timings["write_tests"] = time.perf_counter() - t
+            if generated is not None:
+                tests, tests_source = generated.tests, "generated"
+                files[generated.file] = generated.text
+
+        sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout)
+        try:
+            result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
+                                      base, cancel, progress, timings)
+        finally:
+            sandbox.close()
+        chosen = choose(result[0], tests_source)
+        timings["total"] = time.perf_counter() - t0
+        out = PipelineResult(
+            file=str(file),
+            function=info.qualname,
+            line=info.start_line + 1,
+            tests=tests,
+            tests_source=tests_source,
+            candidates=result[0],
+            chosen=chosen,
+            isolation=sandbox.isolation,
+            isolation_detail=sandbox.isolation_detail,
+            stopped_early=result[1],
+            timings=timings,
+            discovery=index.report(),
+        )
+        progress("done", {"status": out.status})
+        return out
+
+    def _candidates(
+        self,
+        info: FunctionInfo,
+        source: str,
+        rel: str,
+        tests: list[TestCase],
+        tests_source: str,
+        extra_files: dict[str, str],
+        sandbox: Sandbox,
+        base: SamplingParams,
+        cancel: CancelToken | None,
+        progress: Progress,
+        timings: dict[str, float],
+    ) -> tuple[list[Candidate], bool]:
+        s = self.settings
+        plan = cands.schedule(s.candidates, s.seed)
+        done: list[Candidate] = []
+        solved = threading.Event()
+        gen_cancel = CancelToken(cancel)
+        test_cancel = CancelToken(cancel)
+        early_exit = tests_source == "user"
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-tests")
+        futures: list[Future[RunResult]] = []
+        gen_seconds = 0.0
+
+        def on_tested(fut: Future[RunResult]) -> None:
+            if early_exit and not fut.cancelled() and fut.exception() is None \
+                    and fut.result().all_passed:
+                solved.set()
+                gen_cancel.cancel()
+
+        def submit(cand: Candidate) -> None:
+            if not tests or cand.error or cand.spliced_text is None:
+                return
+            progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
+            fut = pool.submit(sandbox.run_tests, {**extra_files, rel: cand.spliced_text},
+                              tests, test_cancel)
+            fut.add_done_callback(on_tested)
+            futures.append(fut)
+            fut.add_done_callback(lambda f, c=cand: _attach(c, f))
+
+        try:
+            for k, (strategy, seed) in enumerate(plan):
+                if solved.is_set() or (cancel is not None and cancel.cancelled):
+                    break
+                progress("generating", {"candidate": k, "of": len(plan), "strategy": strategy})
+                cand = cands.generate(self.engine, info.problem, k, strategy, seed, base,
+                                      s.temperature, gen_cancel, info.context)
+                gen_seconds += cand.generate_seconds
+                if cand.error == "cancelled":
+                    break  # a candidate passed (or the request was cancelled) meanwhile
+                _prepare(cand, source, info)
+                done.append(cand)
+                submit(cand)
+            for fut in futures:
+                _wait(fut)
+            if (early_exit and not solved.is_set() and s.repair_rounds > 0 and done
+                    and not (cancel is not None and cancel.cancelled)):
+                for _ in range(s.repair_rounds):
+                    best = choose(done, tests_source) or done[0]
+                    progress("repairing", {"candidate": len(done), "from": best.index})
+                    cand = cands.repair(self.engine, info.problem, len(done), best, base,
+                                        gen_cancel, info.context)
+                    gen_seconds += cand.generate_seconds
+                    if cand.error == "cancelled":
+                        break
+                    _prepare(cand, source, info)
+                    done.append(cand)
+                    submit(cand)
+                    if futures:
+                        _wait(futures[-1])
+                    if solved.is_set():
+                        break
+        finally:
+            if solved.is_set():
+                test_cancel.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+        timings["generation"] = gen_seconds
+        timings["testing"] = sum(c.run.seconds for c in done if c.run)
+        return done, solved.is_set() and len(done) < len(plan)
+
+
+def _attach(cand: Candidate, fut: Future[RunResult]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        cand.run = fut.result()
+    elif fut.exception() is not None:
+        cand.error = f"test run failed: {fut.exception()}"
+
+
+def _wait(fut: Future[RunResult]) -> None:
+    with contextlib.suppress(Exception):  # a failure is recorded on the candidate by _attach
+        fut.result()
+
+
+def _prepare(cand: Candidate, source: str, info: FunctionInfo) -> None:
+    """Splice the candidate into the file text; record why not when it cannot be."""
+    if cand.error:
+        return
+    try:
+        spliced = splice(source, info, cand.code)
+    except SpliceError as exc:
+        cand.error = exc.message
+        return
+    cand.spliced_text = spliced.text
+    after = next((f for f in functions(spliced.text)
+                  if f.qualname == info.qualname and f.start_line >= info.start_line), None)
+    cand.function_code = function_text(spliced.text, after) if after else cand.code
