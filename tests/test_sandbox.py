@@ -198,6 +198,17 @@ def test_correct_and_buggy_candidates(workspace: Path, mode: str) -> None:
     assert undefined.verdicts[0].message == "NameError: name 'x' is not defined"
 
 
+def test_private_workspace_modes_are_no_obstacle(workspace: Path, mode: str) -> None:
+    """A workspace readable only by its owner (mode 0700, as tempfile makes) still runs."""
+    workspace.chmod(0o700)
+    (workspace / "pkg").chmod(0o700)
+    (workspace / "pkg" / "mod.py").chmod(0o600)
+    with Sandbox(workspace, isolation=mode) as sandbox:
+        result = sandbox.run_tests({}, CASES)
+    assert outcomes(result) == ["passed", "passed", "passed", "skipped", "passed"]
+    assert (workspace.stat().st_mode & 0o777) == 0o700, "the real workspace keeps its modes"
+
+
 def test_collection_errors_and_unknown_tests(workspace: Path, mode: str) -> None:
     broken = MOD + "\nVALUE = undefined_name\n"
     extra = [TestCase("tests/test_mod.py::test_nope", "pytest", "tests/test_mod.py", "nope"),

@@ -112,10 +112,22 @@ def _safe_relative(path: str) -> PurePosixPath:
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Hand the copy to the sandbox user, and make it traversable by everyone: the copy is
+    ours, and bwrap (started by root without capabilities) must be able to enter it even when
+    the user's workspace was mode 0700."""
     os.chown(root, uid, gid)
+    os.chmod(root, os.stat(root).st_mode | 0o755)
     for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+        for name in dirs:
+            path = os.path.join(directory, name)
+            os.chown(path, uid, gid, follow_symlinks=False)
+            if not os.path.islink(path):
+                os.chmod(path, os.lstat(path).st_mode | 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chown(path, uid, gid, follow_symlinks=False)
+            if not os.path.islink(path):
+                os.chmod(path, os.lstat(path).st_mode | 0o644)
 
 
 def _remove_tree(path: Path) -> None:
