@@ -68,6 +68,28 @@ def _model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
+                                else logging.StreamHandler(sys.stderr))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":  # pygls logs every message at INFO
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+    from server.lsp.server import create_server
+
+    server = create_server()
+    if args.tcp:
+        host, sep, port = args.tcp.rpartition(":")
+        if not sep or not port.isdigit():
+            raise PlancodeError(f"bad --tcp value {args.tcp!r}", "write it as HOST:PORT")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     print(describe())
     return 0
@@ -135,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed for sampled candidates")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_complete)
+
+    p = sub.add_parser("serve", help="run the language server (stdio by default)",
+                       description="Run the plancode language server for LSP editors. It talks "
+                       "LSP over stdin/stdout (or TCP); logs go to stderr or --log-file.")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    p.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
+    p.add_argument("--log-file", help="write the log here instead of stderr")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("config", help="list every setting with its default and meaning")
     p.set_defaults(func=_config)

@@ -80,6 +80,11 @@ class Settings:
         _one_of("auto", "bwrap", "rlimit"))
     plan_comments: bool = _setting(
         True, "put the plan above suggested code as a short comment block")
+    inline_max_tokens: int = _setting(
+        96, "most tokens of one ghost-text (fill-in-the-middle) suggestion", _int_range(1, 1024))
+    inline_verify: bool = _setting(
+        True, "in an empty function, start a verified implementation in the background and "
+        "offer it as ghost text once ready")
 
     @classmethod
     def setting_names(cls) -> list[str]:

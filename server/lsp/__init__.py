@@ -1,0 +1,1 @@
+"""The plancode language server (pygls): inline completions and verified implementations."""

@@ -1,0 +1,114 @@
+"""Verified implementations running in the background, one at a time, cached per function.
+
+A job is keyed by the function's content (its problem text and context) and the settings that
+shape the result, so the inline completion can say "not ready yet, here is the fast FIM
+suggestion" on one keystroke and serve the verified body on the next, and re-running the code
+action on an unchanged function answers from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.analysis.functions import FunctionInfo
+from server.config import Settings
+from server.engine.types import CancelToken
+from server.lsp.models import ModelManager
+from server.pipeline import Pipeline, PipelineResult
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict], None]
+
+
+@dataclass
+class Job:
+    key: str
+    uri: str
+    function: str
+    future: Future
+    cancel: CancelToken
+    listeners: list[Progress] = field(default_factory=list)
+
+    def emit(self, event: str, data: dict) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event, data)
+            except Exception:  # a listener must never break the job
+                log.exception("progress listener failed")
+
+
+def job_key(path: Path, info: FunctionInfo, settings: Settings) -> str:
+    parts = [str(path), info.qualname, info.problem, info.context, str(settings.candidates),
+             str(settings.seed), settings.model, str(settings.max_tokens)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class Jobs:
+    """Runs pipelines on one worker thread with the background engine."""
+
+    def __init__(self, models: ModelManager) -> None:
+        self.models = models
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-implement")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self.last: PipelineResult | None = None
+
+    def get(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def start(self, key: str, uri: str, path: Path, line: int, source: str, info: FunctionInfo,
+              settings: Settings, listener: Progress | None = None) -> Job:
+        """The job for ``key``: the cached or running one, else a new one."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and not (job.future.done() and (
+                    job.future.cancelled() or job.future.exception() is not None)):
+                if listener is not None:
+                    job.listeners.append(listener)
+                return job
+            cancel = CancelToken()
+            job = Job(key, uri, info.qualname, Future(), cancel,
+                      [listener] if listener else [])
+            job.future = self._pool.submit(self._run, job, path, line, source, settings)
+            self._jobs[key] = job
+            return job
+
+    def _run(self, job: Job, path: Path, line: int, source: str,
+             settings: Settings) -> PipelineResult:
+        job.emit("loading", {})
+        engine = self.models.background()
+        result = Pipeline(engine, settings).run(path, line, source=source, cancel=job.cancel,
+                                                progress=job.emit)
+        if job.cancel.cancelled:
+            raise CancelledJob()
+        self.last = result
+        return result
+
+    def cancel(self, key: str) -> None:
+        with self._lock:
+            job = self._jobs.pop(key, None)
+        if job is not None:
+            job.cancel.cancel()
+            job.future.cancel()
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            keys = list(self._jobs)
+        for key in keys:
+            self.cancel(key)
+
+    def shutdown(self) -> None:
+        self.cancel_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CancelledJob(Exception):
+    """The job was cancelled; its partial result is not cached."""
