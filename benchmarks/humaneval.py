@@ -125,6 +125,7 @@ def main() -> int:
             (ws / "problem.py").write_text(p["prompt"])
             (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
             for mode in args.modes:
+                engine.reset_cache()  # every mode starts cold: no mode profits from another
                 if mode == "select":
                     out = select(pipeline, p, ws)
                 else:

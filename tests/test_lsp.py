@@ -122,6 +122,9 @@ async def test_inline_completion_and_completion_fallback(client: LanguageClient,
         text_document=types.TextDocumentIdentifier(uri=uri),
         position=types.Position(line=line, character=18)))
     assert completion.items and completion.items[0].text_edit.new_text == item.insert_text
+    stats = await client.protocol.send_request_async("plancode/stats", {})
+    assert stats.inline_requests == 2 and stats.inline_cache_hits == 1, "same text: cache hit"
+    assert stats.last_fim.cached is True and stats.last_fim.evaluated_tokens == 0
 
 
 async def test_utf16_positions_with_emoji(client: LanguageClient, project: Path) -> None:

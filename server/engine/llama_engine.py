@@ -90,6 +90,12 @@ class LlamaEngine:
     def fim_format(self) -> FimFormat | None:
         return self.info.fim
 
+    def reset_cache(self) -> None:
+        """Forget the KV cache (benchmarks use this to compare modes from a cold start)."""
+        with self._lock:
+            self._llm.reset()
+            self._llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+
     @property
     def cached_tokens(self) -> int:
         """How many tokens the KV cache holds right now."""

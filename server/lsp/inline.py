@@ -25,6 +25,7 @@ from server.pipeline import PipelineResult
 log = logging.getLogger(__name__)
 
 _FIM_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-fim")
+STATS = "plancode/stats"
 PLACEHOLDER_LINE = re.compile(r"^\s*(pass|\.\.\.)?\s*$")
 
 
@@ -100,10 +101,9 @@ async def suggest(ls: PlancodeServer, uri: str,
     except asyncio.CancelledError:
         token.cancel()
         raise
+    ls.record_fim(result)
     if token.cancelled or not result.text:
         return None
-    if result.cached:
-        ls.stats["inline_cache_hits"] += 1
     return result.text, here
 
 
@@ -118,6 +118,12 @@ def register(server: PlancodeServer) -> None:
         text, rng = found
         return types.InlineCompletionList(
             items=[types.InlineCompletionItem(insert_text=text, range=rng)])
+
+    @server.feature(STATS)
+    def stats(ls: PlancodeServer, *args: object) -> dict:
+        """Counters for benchmarks and status bars: requests, cache hits, the last FIM
+        request's prompt accounting, the model state."""
+        return {**ls.stats, "fim_cache": ls.fim_cache.stats(), "model_state": ls.models.state}
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
     async def completion(ls: PlancodeServer,

@@ -57,7 +57,9 @@ class PlancodeServer(LanguageServer):
         self._inflight: dict[str, CancelToken] = {}
         self._inflight_lock = threading.Lock()
         self._load_token: str | None = None
-        self.stats = {"inline_requests": 0, "inline_cache_hits": 0, "verified_served": 0}
+        self.stats: dict[str, Any] = {"inline_requests": 0, "inline_cache_hits": 0,
+                                      "verified_served": 0, "evaluated_tokens_total": 0,
+                                      "last_fim": None}
 
     # -- documents -------------------------------------------------------------------------
     def document(self, uri: str) -> TextDocument:
@@ -84,6 +86,22 @@ class PlancodeServer(LanguageServer):
         if old is not None:
             old.cancel()
         return token
+
+    def record_fim(self, result: Any) -> None:
+        """Account one FIM answer (a cache hit evaluates nothing)."""
+        gen = result.generation
+        if result.cached:
+            self.stats["inline_cache_hits"] += 1
+        evaluated = gen.evaluated_tokens if gen is not None else 0
+        self.stats["evaluated_tokens_total"] += evaluated
+        self.stats["last_fim"] = {
+            "cached": result.cached,
+            "evaluated_tokens": evaluated,
+            "reused_tokens": gen.reused_tokens if gen is not None else 0,
+            "prompt_tokens": gen.prompt_tokens if gen is not None else 0,
+            "completion_tokens": gen.completion_tokens if gen is not None else 0,
+            "seconds": round(result.seconds, 4),
+        }
 
     # -- configuration ---------------------------------------------------------------------
     def apply_settings(self, values: dict[str, Any], source: str) -> bool:
