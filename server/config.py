@@ -75,6 +75,8 @@ class Settings:
                          _int_range(0, 2**31 - 1))
     test_timeout: float = _setting(
         10.0, "seconds a candidate's test run may take", _float_range(0.1, 600.0))
+    test_command: str = _setting(
+        "", "extra shell command run in the sandboxed copy as one more test (passes on exit 0)")
     isolation: str = _setting(
         "auto", "sandbox: 'auto' (bubblewrap if installed), 'bwrap', or 'rlimit'",
         _one_of("auto", "bwrap", "rlimit"))

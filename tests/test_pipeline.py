@@ -164,3 +164,18 @@ def test_default_model_implements_an_example_function_that_passes_its_tests(
                            "tests/test_numbers.py", "-k", "median"],
                           cwd=textstats, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_configured_test_command_is_one_more_verdict(tiny_engine: LlamaEngine,
+                                                     textstats: Path) -> None:
+    settings = Settings.from_mapping({
+        "candidates": 1, "max_tokens": 32, "repair_rounds": 0,
+        "test_command": "python -c 'import textstats.numbers'"})
+    target = textstats / "textstats" / "numbers.py"
+    result = Pipeline(tiny_engine, settings).run(target, _line(target, "def median"))
+    assert result.tests[-1].kind == "command"
+    cand = result.candidates[0]
+    if cand.run is not None:
+        ids = [v.id for v in cand.run.verdicts]
+        assert ids[-1] == "command: python -c 'import textstats.numbers'"
+        assert len(ids) == len(result.tests)

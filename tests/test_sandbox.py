@@ -609,3 +609,16 @@ def test_close_removes_temporary_directories(workspace: Path) -> None:
     sandbox.close()
     sandbox.close()
     assert not root.exists()
+
+
+def test_configured_command_runs_in_the_copy(workspace: Path, mode: str) -> None:
+    before = snapshot(workspace)
+    with Sandbox(workspace, isolation=mode, timeout=5.0) as sandbox:
+        ok = sandbox.run_command({}, "test -f pkg/mod.py && rm -rf pkg && echo done")
+        bad = sandbox.run_command({}, "echo 'lint: 3 problems' >&2; exit 3")
+        slow = sandbox.run_command({}, "sleep 60")
+    assert snapshot(workspace) == before
+    assert [v.outcome for v in ok.verdicts] == ["passed"]
+    assert bad.verdicts[0].outcome == "failed"
+    assert bad.verdicts[0].message == "exit status 3: lint: 3 problems"
+    assert slow.verdicts[0].outcome == "timeout" and slow.timed_out

@@ -32,7 +32,7 @@ from server.pipeline.ranking import choose
 from server.pipeline.result import Candidate, PipelineResult
 from server.testing.discovery import WorkspaceIndex, discover, module_name
 from server.testing.sandbox import Sandbox
-from server.testing.types import RunResult, TestCase
+from server.testing.types import RunResult, TestCase, TestVerdict
 from server.testing.workspace import workspace_root
 
 Progress = Callable[[str, dict], None]
@@ -91,6 +91,9 @@ class Pipeline:
         t = time.perf_counter()
         index = self._index_for(root)
         tests = discover(root, file, info.qualname, index, source=source)
+        command = self.settings.test_command.strip()
+        if command:
+            tests = [*tests, TestCase(f"command: {command}", "command", "", command)]
         timings["discovery"] = time.perf_counter() - t
         tests_source = "user" if tests else "none"
         progress("discovered", {"tests": [tc.id for tc in tests], "function": info.qualname})
@@ -167,7 +170,7 @@ class Pipeline:
             if not tests or cand.error or cand.spliced_text is None:
                 return
             progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
-            fut = pool.submit(sandbox.run_tests, {**extra_files, rel: cand.spliced_text},
+            fut = pool.submit(run_checks, sandbox, {**extra_files, rel: cand.spliced_text},
                               tests, test_cancel)
             fut.add_done_callback(on_tested)
             futures.append(fut)
@@ -212,6 +215,27 @@ class Pipeline:
         timings["generation"] = gen_seconds
         timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, solved.is_set() and len(done) < len(plan)
+
+
+def run_checks(sandbox: Sandbox, files: dict[str, str], tests: list[TestCase],
+               cancel: CancelToken) -> RunResult:
+    """Run the pytest-runnable tests, then the configured command (if any); one result."""
+    runnable = [t for t in tests if t.kind != "command"]
+    commands = [t for t in tests if t.kind == "command"]
+    results = [sandbox.run_tests(files, runnable, cancel)] if runnable else []
+    for cmd in commands:
+        if not cancel.cancelled:
+            results.append(sandbox.run_command(files, cmd.name, cancel))
+    if len(results) == 1:
+        return results[0]
+    verdicts = [v for r in results for v in r.verdicts]
+    verdicts += [TestVerdict(c.id, "not-run", "cancelled") for c in commands
+                 if all(v.id != c.id for v in verdicts)]
+    return RunResult(verdicts, sandbox.isolation, sandbox.isolation_detail,
+                     seconds=sum(r.seconds for r in results),
+                     timed_out=any(r.timed_out for r in results),
+                     cancelled=any(r.cancelled for r in results),
+                     output_tail="\n".join(r.output_tail for r in results)[-4000:])
 
 
 def _attach(cand: Candidate, fut: Future[RunResult]) -> None:

@@ -473,16 +473,50 @@ class Sandbox:
 
     def _execute(self, host: iso.Layout, tests: list[TestCase], file_args: list[str],
                  cancel: CancelToken | None) -> _RunEnd:
-        bwrap = self._variant is not None
-        seen = iso.inside_layout() if bwrap else host
-        env = iso.runner_env(self.interpreter, seen, bwrap=bwrap, block_net=not bwrap)
-        iso.add_src_to_pythonpath(env, seen, Path(host.ws))
+        seen = iso.inside_layout() if self._variant is not None else host
         pytest_argv = [self.interpreter.path, "-s", "-m", "pytest", "-q", "--tb=short",
                        "-p", "no:cacheprovider", "-p", "plancode_pytest_plugin",
                        "--rootdir", seen.ws]
         if any(t.kind == "doctest" for t in tests):
             pytest_argv.append("--doctest-modules")
-        pytest_argv += file_args
+        return self._run_argv(host, pytest_argv + file_args, cancel)
+
+    def run_command(self, files: dict[str, str], command: str,
+                    cancel: CancelToken | None = None) -> RunResult:
+        """Run a configured test command (``sh -c COMMAND`` in the copy) under the same
+        isolation; one verdict: passed when it exits 0."""
+        start = time.monotonic()
+        if not self._finalizer.alive:
+            raise PlancodeError("the sandbox was closed", "create a new Sandbox")
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._root))
+        try:
+            run_dir.chmod(0o711)
+            host = self._prepare(run_dir, files, [])
+            end = self._run_argv(host, ["/bin/sh", "-c", command], cancel)
+        finally:
+            _remove_tree(run_dir)
+        if end.timed_out:
+            outcome, message = "timeout", f"timed out after {self.timeout:g}s"
+        elif end.cancelled:
+            outcome, message = "not-run", "cancelled"
+        else:
+            outcome = "passed" if end.returncode == 0 else "failed"
+            last = [ln for ln in end.output_tail.splitlines() if ln.strip()][-1:]
+            message = "" if outcome == "passed" else \
+                f"exit status {end.returncode}" + (f": {last[0][:150]}" if last else "")
+        verdict = TestVerdict(f"command: {command}", outcome, message, time.monotonic() - start)
+        return RunResult([verdict], self.isolation, self.isolation_detail,
+                         seconds=time.monotonic() - start, timed_out=end.timed_out,
+                         cancelled=end.cancelled, output_tail=end.output_tail,
+                         extra={"returncode": end.returncode})
+
+    def _run_argv(self, host: iso.Layout, runner_argv: list[str],
+                  cancel: CancelToken | None) -> _RunEnd:
+        bwrap = self._variant is not None
+        seen = iso.inside_layout() if bwrap else host
+        env = iso.runner_env(self.interpreter, seen, bwrap=bwrap, block_net=not bwrap)
+        iso.add_src_to_pythonpath(env, seen, Path(host.ws))
+        pytest_argv = runner_argv
         uid = SANDBOX_UID if self.drops_to_nobody else os.geteuid()
         config = {"argv": pytest_argv, "limits": self.limits.rlimits(uid),
                   "uid": SANDBOX_UID if self.drops_to_nobody else None, "gid": SANDBOX_GID,

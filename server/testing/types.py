@@ -14,8 +14,8 @@ class TestCase:
 
     ``kind`` is ``pytest`` (a test function or a method of a ``Test*`` class), ``unittest``
     (a ``TestCase`` method), ``doctest`` (a function's docstring examples, run by pytest's
-    ``--doctest-modules``; id ``path/to/mod.py::pkg.mod.func``) or ``generated`` (model-written,
-    unverified).
+    ``--doctest-modules``; id ``path/to/mod.py::pkg.mod.func``), ``generated`` (model-written,
+    unverified) or ``command`` (the configured ``test_command``, run by the shell).
     """
 
     __test__ = False  # not a pytest test class
