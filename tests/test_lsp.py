@@ -315,3 +315,35 @@ async def test_cancel_implement_answers_within_a_second_and_leaves_no_processes(
     leftovers = subprocess.run(["pgrep", "-f", "plancode_pytest_plugin"],
                                capture_output=True, text=True).stdout.split()
     assert leftovers == []
+
+
+@pytest.mark.slow
+async def test_inline_completion_serves_the_verified_body_once_ready(
+    qwen_client: LanguageClient, project: Path
+) -> None:
+    await _start(qwen_client, project)
+    await _wait_ready(qwen_client)
+    path = project / "textstats" / "numbers.py"
+    uri = _open(qwen_client, path)
+    lines = path.read_text().splitlines()
+    line = lines.index("    pass")  # the placeholder body of median
+    first = await _inline(qwen_client, uri, line, 4)  # starts the verified job, FIM meanwhile
+    assert first is not None
+    deadline = time.monotonic() + 180
+    body = None
+    while time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        res = await _inline(qwen_client, uri, line, 4)
+        texts = [i.insert_text for i in res.items] if res is not None else []
+        if texts and "# plancode: verified" in texts[0]:
+            body = res.items[0]
+            break
+    assert body is not None, "the verified body was never served"
+    assert body.range.start == types.Position(line=line, character=0)
+    assert body.range.end == types.Position(line=line, character=len(lines[line]))
+    new_lines = lines[:line] + body.insert_text.splitlines() + lines[line + 1:]
+    path.write_text("\n".join(new_lines) + "\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-k", "median", "tests/test_numbers.py"], cwd=project,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
