@@ -80,7 +80,8 @@ def run_complete(target: str, settings: Settings, as_json: bool = False,
     path, line = parse_target(target)
     source = read_source(path)
     check_target(path, line, source)
-    print(f"loading {settings.model} ...", file=sys.stderr, flush=True)
+    where = settings.remote_url if settings.backend == "openai" else "this machine"
+    print(f"loading {settings.model} ({where}) ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     engine = load_engine(settings)
     load_seconds = time.perf_counter() - t0

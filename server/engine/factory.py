@@ -1,20 +1,34 @@
-"""Build the engine the settings ask for (model resolved through the store)."""
+"""Build the engine the settings ask for: in-process llama.cpp or a remote OpenAI-style server."""
 
 from __future__ import annotations
 
 from server.config import Settings
 from server.engine.llama_engine import LlamaEngine
+from server.engine.remote import OpenAIEngine, fim_format_name
 from server.engine.types import Engine
 from server.errors import PlancodeError
 from server.models.store import ModelStore
 
 
 def load_engine(settings: Settings, store: ModelStore | None = None) -> Engine:
-    """Resolve ``settings.model`` to a GGUF (fetching a catalog model if needed) and load it."""
+    """The engine for ``settings``.
+
+    ``backend = "llama"`` resolves ``settings.model`` to a GGUF (fetching a catalog model if
+    needed) and loads it in-process. ``backend = "openai"`` resolves and downloads nothing: it
+    checks that a server answers at ``settings.remote_url`` (so a wrong URL fails at load time,
+    in seconds, not at the first completion) and sends ``settings.model`` as the model name; the
+    FIM format for servers without ``/infill`` is the one that name suggests (default qwen).
+    """
+    if settings.backend == "openai":
+        engine = OpenAIEngine(settings.remote_url, model=settings.model,
+                              fim_format=fim_format_name(settings.model))
+        engine.check()
+        return engine
     if settings.backend != "llama":
         raise PlancodeError(
             f"backend {settings.backend!r} is not available in this version",
-            "use backend 'llama' (in-process llama.cpp)",
+            "use backend 'llama' (in-process llama.cpp) or 'openai' (an OpenAI-compatible "
+            "server at remote_url)",
         )
     path = (store or ModelStore()).resolve(settings.model)
     return LlamaEngine(
