@@ -1,6 +1,6 @@
 """HumanEval pass@1 of plancode's modes, side by side in one run.
 
-    python benchmarks/humaneval.py --start 0 --end 30 [--model qwen2.5-coder-0.5b]
+    python -m benchmarks.humaneval --start 0 --end 30 [--model qwen2.5-coder-0.5b]
                                    [--candidates 4] [--modes direct plan select]
 
 Modes, each on the same problems with the same engine:
@@ -108,6 +108,8 @@ def main() -> int:
     ap.add_argument("--repair-rounds", type=int, default=1)
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--modes", nargs="+", default=["direct", "plan", "select"])
+    ap.add_argument("--tasks", type=int, nargs="*",
+                    help="only these task numbers (for exploring; report whole slices)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args()
 
@@ -117,6 +119,8 @@ def main() -> int:
     engine = load_engine(settings)
     pipeline = Pipeline(engine, settings)
     problems = load_problems()[args.start : args.end]
+    if args.tasks:
+        problems = [p for p in problems if int(p["task_id"].split("/")[1]) in args.tasks]
     rows = []
     for p in problems:
         row = {"task_id": p["task_id"]}
@@ -180,7 +184,7 @@ def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
                      for r in rows)
         lines.append(f"Solved by direct or select: {either}/{n}.")
     lines += ["", "Reproduce:", "", "```",
-              f"python benchmarks/humaneval.py --start {args.start} --end {args.end} "
+              f"python -m benchmarks.humaneval --start {args.start} --end {args.end} "
               f"--model {args.model} --candidates {args.candidates} "
               f"--repair-rounds {args.repair_rounds} --modes {' '.join(args.modes)}",
               "```", "", f"Per-problem results: `{raw.relative_to(REPO)}`.", ""]

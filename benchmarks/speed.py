@@ -1,6 +1,6 @@
 """Prompt-evaluation and decode speed of each catalog model on this machine.
 
-    python benchmarks/speed.py [--models smollm2-135m qwen2.5-coder-0.5b ...] [--runs 5]
+    python -m benchmarks.speed [--models smollm2-135m qwen2.5-coder-0.5b ...] [--runs 5]
                                [--out docs/performance.md]
 
 For each model: prompt tokens/s over a ~400-token code prompt evaluated from a cold cache,
@@ -13,29 +13,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.machine import cpu_name
 from server.engine.llama_engine import LlamaEngine
 from server.engine.types import SamplingParams
 from server.models.catalog import CATALOG
 from server.models.store import ModelStore
 
 CODE = (Path(__file__).resolve().parent.parent / "server" / "models" / "store.py").read_text()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(engine: LlamaEngine, runs: int) -> dict[str, float]:
@@ -109,7 +99,7 @@ def main() -> int:
         "Reproduce:",
         "",
         "```",
-        "python benchmarks/speed.py --models " + " ".join(args.models)
+        "python -m benchmarks.speed --models " + " ".join(args.models)
         + f" --runs {args.runs}",
         "```",
         "",

@@ -56,6 +56,7 @@ from llama_cpp import Llama
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from benchmarks.machine import cpu_name
 from server.config import Settings
 from server.lsp.fim import FimRequest, build_request, stop_strings, trim
 from server.models.catalog import DEFAULT_MODEL
@@ -438,16 +439,6 @@ class Baseline:
 
 
 # -- the report ------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def command_line() -> str:

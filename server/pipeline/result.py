@@ -16,7 +16,7 @@ class Candidate:
     """One attempt at the function: how it was made, its code, and how it fared."""
 
     index: int
-    strategy: str  # direct-greedy | plan-greedy | plan-sampled | repair
+    strategy: str  # direct-greedy | plan-greedy | direct-sampled | plan-sampled | repair
     seed: int | None
     plan: str = ""
     code: str = ""  # the code block the model wrote
