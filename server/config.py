@@ -22,13 +22,7 @@ def _setting(default: Any, doc: str, check: Callable[[Any], str] | None = None) 
     return field(default=default, metadata={"doc": doc, "check": check})
 
 
-def _int_range(lo: int, hi: int) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        return "" if lo <= v <= hi else f"must be between {lo} and {hi}"
-    return check
-
-
-def _float_range(lo: float, hi: float) -> Callable[[Any], str]:
+def _range(lo: float, hi: float) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         return "" if lo <= v <= hi else f"must be between {lo} and {hi}"
     return check
@@ -56,25 +50,25 @@ class Settings:
     remote_url: str = _setting(
         "", "base URL of the OpenAI-compatible server when backend is 'openai'", _url)
     n_gpu_layers: int = _setting(
-        0, "layers offloaded to the GPU: 0 = CPU only, -1 = all", _int_range(-1, 10_000))
+        0, "layers offloaded to the GPU: 0 = CPU only, -1 = all", _range(-1, 10_000))
     n_threads: int = _setting(
-        0, "CPU threads for llama.cpp; 0 = one per core", _int_range(0, 1024))
+        0, "CPU threads for llama.cpp; 0 = one per core", _range(0, 1024))
     n_ctx: int = _setting(
-        4096, "context window in tokens", _int_range(256, 131_072))
+        4096, "context window in tokens", _range(256, 131_072))
     candidates: int = _setting(
         4, "plan-then-code candidates per function (first greedy, rest sampled)",
-        _int_range(1, 32))
+        _range(1, 32))
     repair_rounds: int = _setting(
         1, "repair attempts (plan and code shown their failing tests) when no candidate passes",
-        _int_range(0, 5))
+        _range(0, 5))
     max_tokens: int = _setting(
-        512, "most tokens generated for one plan or one piece of code", _int_range(1, 8192))
+        512, "most tokens generated for one plan or one piece of code", _range(1, 8192))
     temperature: float = _setting(
-        0.7, "sampling temperature for non-greedy candidates", _float_range(0.0, 2.0))
+        0.7, "sampling temperature for non-greedy candidates", _range(0.0, 2.0))
     seed: int = _setting(0, "random seed; the same seed gives the same candidates",
-                         _int_range(0, 2**31 - 1))
+                         _range(0, 2**31 - 1))
     test_timeout: float = _setting(
-        10.0, "seconds a candidate's test run may take", _float_range(0.1, 600.0))
+        10.0, "seconds a candidate's test run may take", _range(0.1, 600.0))
     test_command: str = _setting(
         "", "extra shell command run in the sandboxed copy as one more test (passes on exit 0)")
     isolation: str = _setting(
@@ -83,7 +77,7 @@ class Settings:
     plan_comments: bool = _setting(
         True, "put the plan above suggested code as a short comment block")
     inline_max_tokens: int = _setting(
-        96, "most tokens of one ghost-text (fill-in-the-middle) suggestion", _int_range(1, 1024))
+        96, "most tokens of one ghost-text (fill-in-the-middle) suggestion", _range(1, 1024))
     inline_verify: bool = _setting(
         True, "in an empty function, start a verified implementation in the background and "
         "offer it as ghost text once ready")

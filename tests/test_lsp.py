@@ -53,6 +53,21 @@ def _open(client: LanguageClient, path: Path, text: str | None = None, version: 
     return uri
 
 
+async def _open_ready(client: LanguageClient, project: Path,
+                      module: str) -> tuple[Path, str, list[str]]:
+    """Initialize, wait for the model, open ``textstats/<module>``: (path, uri, lines)."""
+    await _start(client, project)
+    await _wait_ready(client)
+    path = project / "textstats" / module
+    return path, _open(client, path), path.read_text().splitlines()
+
+
+def _median_tests_pass(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-k", "median", "tests/test_numbers.py"], cwd=project,
+                          capture_output=True, text=True)
+
+
 def _change(client: LanguageClient, uri: str, text: str, version: int) -> None:
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
@@ -229,12 +244,8 @@ async def qwen_client(lsp_client: LanguageClient):
 async def test_implement_command_applies_code_that_passes_the_tests(
     qwen_client: LanguageClient, project: Path
 ) -> None:
-    await _start(qwen_client, project)
-    await _wait_ready(qwen_client)
-    path = project / "textstats" / "numbers.py"
-    uri = _open(qwen_client, path)
-    line = path.read_text().splitlines().index(
-        "def median(values: list[float]) -> float:")
+    path, uri, lines = await _open_ready(qwen_client, project, "numbers.py")
+    line = lines.index("def median(values: list[float]) -> float:")
     edits: list[types.ApplyWorkspaceEditParams] = []
 
     @qwen_client.feature(types.WORKSPACE_APPLY_EDIT)
@@ -266,9 +277,7 @@ async def test_implement_command_applies_code_that_passes_the_tests(
     start = sum(len(x) for x in lines[: edit.range.start.line]) + edit.range.start.character
     end = sum(len(x) for x in lines[: edit.range.end.line]) + edit.range.end.character
     path.write_text(text[:start] + edit.new_text + text[end:])
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-k", "median", "tests/test_numbers.py"], cwd=project,
-                         capture_output=True, text=True)
+    run = _median_tests_pass(project)
     assert run.returncode == 0, run.stdout
     full = await qwen_client.protocol.send_request_async(
         "plancode/implement", {"textDocument": {"uri": uri},
@@ -281,12 +290,8 @@ async def test_implement_command_applies_code_that_passes_the_tests(
 async def test_cancel_implement_answers_within_a_second_and_leaves_no_processes(
     qwen_client: LanguageClient, project: Path
 ) -> None:
-    await _start(qwen_client, project)
-    await _wait_ready(qwen_client)
-    path = project / "textstats" / "words.py"
-    uri = _open(qwen_client, path)
-    line = path.read_text().splitlines().index(
-        "def top_words(text: str, n: int) -> list[tuple[str, int]]:")
+    _, uri, lines = await _open_ready(qwen_client, project, "words.py")
+    line = lines.index("def top_words(text: str, n: int) -> list[tuple[str, int]]:")
     before = set(qwen_client.protocol._request_futures)
     sent = time.monotonic()
     future = asyncio.ensure_future(qwen_client.workspace_execute_command_async(
@@ -315,11 +320,7 @@ async def test_cancel_implement_answers_within_a_second_and_leaves_no_processes(
 async def test_inline_completion_serves_the_verified_body_once_ready(
     qwen_client: LanguageClient, project: Path
 ) -> None:
-    await _start(qwen_client, project)
-    await _wait_ready(qwen_client)
-    path = project / "textstats" / "numbers.py"
-    uri = _open(qwen_client, path)
-    lines = path.read_text().splitlines()
+    path, uri, lines = await _open_ready(qwen_client, project, "numbers.py")
     line = lines.index("    pass")  # the placeholder body of median
     first = await _inline(qwen_client, uri, line, 4)  # starts the verified job, FIM meanwhile
     assert first is not None
@@ -337,7 +338,5 @@ async def test_inline_completion_serves_the_verified_body_once_ready(
     assert body.range.end == types.Position(line=line, character=len(lines[line]))
     new_lines = lines[:line] + body.insert_text.splitlines() + lines[line + 1:]
     path.write_text("\n".join(new_lines) + "\n")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-k", "median", "tests/test_numbers.py"], cwd=project,
-                         capture_output=True, text=True)
+    run = _median_tests_pass(project)
     assert run.returncode == 0, run.stdout

@@ -64,6 +64,7 @@ class LlamaEngine:
                 "custom GGUF make sure this llama-cpp-python version supports its architecture",
             ) from exc
         self._vocab = self._llm._model.vocab
+        self._stop_ids: dict[str, int | None] = {}
         self._n_vocab = self._llm.n_vocab()
         self.info = ModelInfo.from_metadata(
             self._llm.metadata, self.is_special_token, self._token_text
@@ -222,11 +223,15 @@ class LlamaEngine:
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
     def _stop_tokens(self, stops: tuple[str, ...]) -> set[int]:
+        """Ids of the stop strings that are single special tokens (memoised per string)."""
         ids: set[int] = set()
         for stop in stops:
-            toks = self.tokenize(stop, special=True)
-            if len(toks) == 1 and self.is_special_token(stop):
-                ids.add(toks[0])
+            if stop not in self._stop_ids:
+                toks = self.tokenize(stop, special=True)
+                special = len(toks) == 1 and self.is_special_token(stop)
+                self._stop_ids[stop] = toks[0] if special else None
+            if self._stop_ids[stop] is not None:
+                ids.add(self._stop_ids[stop])
         return ids
 
     def _decode(

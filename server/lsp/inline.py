@@ -72,7 +72,10 @@ async def suggest(ls: PlancodeServer, uri: str,
     line, col = to_index(doc, lines, position)
     here = types.Range(start=position, end=position)
 
-    info = find_function(text, line) if text.strip() else None
+    # parse only where a verified body could go (a blank or placeholder line), not on every
+    # keystroke of ordinary typing
+    placeholder = PLACEHOLDER_LINE.match(lines[line]) is not None
+    info = find_function(text, line) if placeholder and text.strip() else None
     path = uri_to_path(uri)
     if _cursor_in_empty_body(info, lines, line) and path is not None and path.is_file():
         assert info is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from server.config import Settings
 from server.engine.factory import load_engine
@@ -33,7 +32,6 @@ class ModelManager:
         self._ready = threading.Event()
         self._listener = listener or (lambda state, message: None)
         self._settings: Settings | None = None
-        self._path: Path | None = None
         self._interactive: Engine | None = None
         self._background: Engine | None = None
         self.state = "idle"

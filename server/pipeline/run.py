@@ -57,10 +57,10 @@ class Pipeline:
         self._index_lock = threading.Lock()
 
     def _index_for(self, root: Path) -> WorkspaceIndex:
+        """The index of ``root`` (kept across runs; ``discover`` refreshes it)."""
         with self._index_lock:
             if self.index is None or self.index.root != root:
                 self.index = WorkspaceIndex(root)
-            self.index.refresh()
             return self.index
 
     def run(
