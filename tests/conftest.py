@@ -45,3 +45,20 @@ def tiny_engine(tiny_model_path: Path) -> LlamaEngine:
 @pytest.fixture(scope="session")
 def default_engine(default_model_path: Path) -> LlamaEngine:
     return LlamaEngine(default_model_path, n_ctx=4096)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The Qwen2.5 tokenizer (transformers builds it from the default GGUF; ~15 s, once)."""
+    pytest.importorskip("transformers")
+    from tests.tiny_student import tokenizer_from_gguf
+
+    return tokenizer_from_gguf(default_model_path, tmp_path_factory.mktemp("qwen-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_student(qwen_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer randomly initialised qwen2 student with the real tokenizer, saved once."""
+    from tests.tiny_student import build_tiny_student
+
+    return build_tiny_student(tmp_path_factory.mktemp("tiny-qwen2"), qwen_tokenizer)

@@ -7,11 +7,12 @@ silently: a training set that quietly lost half its rows is worse than an error.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from server.errors import PlancodeError
@@ -118,3 +119,47 @@ def split(problems: list[Problem], val_fraction: float = 0.1,
     if val_fraction > 0 and len(order) >= 2:
         n_val = max(n_val, 1)
     return order[n_val:], order[:n_val]
+
+
+def _called_names(tests: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for test in tests:
+        names += re.findall(r"\b([A-Za-z_]\w*)\s*\(", test)
+    return names
+
+
+def python_problem(problem: Problem) -> Problem:
+    """``problem`` with its statement as Python source (imports + signature + docstring).
+
+    The server prompts with Python problems (the HumanEval shape), and the student is trained on
+    the server's prompts; a prose statement (MBPP, APPS) is turned into a stub of the solution's
+    function — the one the tests call, else the last one — documented by the prose.
+    """
+    try:
+        ast.parse(problem.problem)
+        stated = any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                     for n in ast.parse(problem.problem).body)
+    except SyntaxError:
+        stated = False
+    if stated:
+        return problem
+    try:
+        tree = ast.parse(problem.solution)
+    except SyntaxError as exc:
+        raise PlancodeError(f"{problem.id}: the solution does not parse ({exc.msg})",
+                            "fix the row's solution; it must be Python") from None
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not defs:
+        raise PlancodeError(f"{problem.id}: the solution defines no function",
+                            "training problems are functions; wrap the solution in a def")
+    called = set(_called_names(problem.tests))
+    target = next((d for d in defs if d.name in called), defs[-1])
+    lines = problem.solution.splitlines()
+    imports = [ast.get_source_segment(problem.solution, n) or "" for n in tree.body
+               if isinstance(n, ast.Import | ast.ImportFrom)]
+    header = "\n".join(lines[target.lineno - 1:target.body[0].lineno - 1]).rstrip()
+    if target.body[0].lineno == target.lineno:  # ``def f(x): return x``
+        header = lines[target.lineno - 1][:target.body[0].col_offset].rstrip()
+    doc = " ".join(problem.problem.split()).replace('"""', "'''").replace("\\", "\\\\")
+    stub = "\n".join(imports + ([""] if imports else []) + [header, f'    """{doc}"""', ""])
+    return replace(problem, problem=stub)

@@ -1,0 +1,131 @@
+"""``plancode`` subcommands of the trainer, registered through the ``plancode.commands`` entry
+point so the server's CLI never imports the trainer (or torch) itself.
+
+    plancode distill --config FILE.toml            every stage, each cached and resumable
+    plancode data|plans|verify-plans|train|export --config FILE.toml   one stage
+    plancode mine ROOT [--out FILE.jsonl]          problems mined from a codebase
+    plancode eval --model BASE.gguf --model STUDENT.gguf [--start 0 --end 164]
+
+Registering imports nothing heavy; a command that needs ``plancode[train]`` says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from server.errors import PlancodeError
+
+STAGE_COMMANDS = {"data": "data", "plans": "plans", "verify-plans": "verify", "train": "train",
+                  "export": "export"}
+
+
+def _need_train_extra() -> None:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise PlancodeError(f"training needs packages that are not installed ({exc.name})",
+                            "pip install 'plancode[train]'") from None
+
+
+def _load(args: argparse.Namespace):
+    from trainer.config import DistillConfig
+
+    return DistillConfig.load(Path(args.config))
+
+
+def _distill(args: argparse.Namespace) -> int:
+    _need_train_extra()
+    from trainer.distill import STAGES, run_distill
+
+    stages = tuple(args.stage) if args.stage else STAGES
+    reports = run_distill(_load(args), stages, progress=not args.quiet,
+                          log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(reports, indent=1) if args.json else f"done: {', '.join(reports)}")
+    return 0
+
+
+def _stage(name: str):
+    def run(args: argparse.Namespace) -> int:
+        args.stage = [name]
+        return _distill(args)
+
+    return run
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from trainer.mine import mine
+
+    problems, report = mine(Path(args.root), progress=not args.quiet)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            for p in problems:
+                fh.write(json.dumps(p.to_json()) + "\n")
+    print(json.dumps(report.to_json(), indent=1))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from trainer.evaluate import EvalConfig, run_eval
+
+    labels = args.label or (["base", "distilled"] if len(args.model) == 2 else
+                            [Path(m).stem for m in args.model])
+    if len(labels) != len(args.model):
+        raise PlancodeError("give one --label per --model", "or leave --label out")
+    cfg = EvalConfig(start=args.start, end=args.end, modes=tuple(args.modes),
+                     candidates=args.candidates, n_gpu_layers=args.n_gpu_layers,
+                     tasks=args.tasks or [])
+    command = "plancode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = run_eval(dict(zip(labels, args.model, strict=True)), cfg, Path(args.out),
+                   Path(args.docs) if args.docs else None, command, log=not args.quiet)
+    print(out["markdown"])
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the trainer's subcommands to ``plancode``'s parser."""
+    p = sub.add_parser("distill", help="distill a teacher's plans into a student (all stages)",
+                       description="Run data -> plans -> verify -> train -> export (-> eval) "
+                       "as FILE.toml says; finished stages are skipped, interrupted ones resume.")
+    p.add_argument("--config", required=True, help="the run's TOML config")
+    p.add_argument("--stage", action="append", choices=["data", "plans", "verify", "train",
+                                                         "export", "eval"],
+                   help="run only this stage (repeatable)")
+    p.add_argument("--json", action="store_true", help="print every stage's report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_distill)
+    for command, stage in STAGE_COMMANDS.items():
+        p = sub.add_parser(command, help=f"distillation stage '{stage}' only (see distill)")
+        p.add_argument("--config", required=True, help="the run's TOML config")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(func=_stage(stage))
+
+    p = sub.add_parser("mine", help="mine training problems (documented, tested functions) "
+                       "from a codebase")
+    p.add_argument("root", help="the codebase's root directory")
+    p.add_argument("--out", help="write the problems here as JSONL")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_mine)
+
+    p = sub.add_parser("eval", help="HumanEval pass@1 and CodeBLEU syntax/data-flow match of "
+                       "GGUF models, side by side")
+    p.add_argument("--model", action="append", required=True,
+                   help="a GGUF path or catalog name (repeat: base first, then distilled)")
+    p.add_argument("--label", action="append", help="a name per --model")
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--end", type=int, default=164)
+    p.add_argument("--tasks", type=int, nargs="*", help="only these HumanEval task numbers")
+    p.add_argument("--modes", nargs="+", default=["direct", "plan", "select"],
+                   choices=["direct", "plan", "select"])
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--n-gpu-layers", type=int, default=0)
+    p.add_argument("--out", default="eval-results", help="folder for eval.json")
+    p.add_argument("--docs", help="folder for distill-eval.md and distill-eval.png")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_eval)

@@ -1,0 +1,60 @@
+"""Append-only JSONL caches that survive an interruption.
+
+Each stage appends one row per finished unit of work and flushes it, so a run that is killed
+resumes where it stopped: rows already on disk are skipped. A torn last line (the process died
+mid-write) is ignored on read and overwritten by the next append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class JsonlCache:
+    """Rows keyed by ``key(row)``; ``add`` appends and flushes immediately."""
+
+    def __init__(self, path: Path, key: str = "key") -> None:
+        self.path = path
+        self.key = key
+        self.rows: dict[str, dict] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        good = 0
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    break  # torn write: everything after it is dropped
+                if not raw.endswith(b"\n"):
+                    break
+                self.rows[row[self.key]] = row
+                good += len(raw)
+        if good != self.path.stat().st_size:
+            with self.path.open("r+b") as fh:
+                fh.truncate(good)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.rows.values())
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, row: dict) -> None:
+        self.rows[row[self.key]] = row
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,165 @@
+"""Stages 2 and 3: backward-reasoning plans from the teacher, then their verification.
+
+Stage 2 (CodePLAN's backward reasoning): the teacher sees the problem *and* its correct
+solution and writes the plan a programmer would have followed; K plans per problem (the first
+greedy, the rest sampled), each appended to ``plans.jsonl`` as soon as it exists.
+
+Stage 3: each plan is turned back into code (by the teacher, from the plan alone — the same
+code-from-plan prompt the server uses) and that code runs against the problem's tests in the
+sandbox. Only plans whose code passes become training data: a plan that does not lead to
+working code teaches the student nothing worth having. Results go to ``verified.jsonl``.
+
+Both stages skip work already on disk, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from tqdm import tqdm
+
+from server.errors import PlancodeError
+from server.prompts import backward_plan_messages, code_from_plan_messages, parse_code, parse_plan
+from trainer.checker import Checker
+from trainer.data import Problem
+from trainer.jsonl_cache import JsonlCache
+from trainer.teacher import ChatModel, TeacherConfig
+
+
+def plan_key(problem: Problem, k: int) -> str:
+    """Cache key: changes when the problem's text or solution does, so edits are re-planned."""
+    digest = hashlib.sha256(f"{problem.problem}\0{problem.solution}".encode()).hexdigest()[:12]
+    return f"{problem.id}#{k}#{digest}"
+
+
+def _context(problem: Problem) -> str:
+    return str(problem.meta.get("context", ""))
+
+
+@dataclass
+class PlanReport:
+    problems: int = 0
+    requested: int = 0
+    from_cache: int = 0
+    generated: int = 0
+    empty: int = 0  # replies with no plan steps in them
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def write_plans(teacher: ChatModel, problems: list[Problem], cfg: TeacherConfig,
+                cache: JsonlCache, progress: bool = True,
+                limit: int | None = None) -> PlanReport:
+    """Fill ``cache`` with K backward plans per problem; ``limit`` stops after that many new
+    generations (used to test resuming)."""
+    report = PlanReport(problems=len(problems))
+    start = time.perf_counter()
+    todo = [(p, k) for p in problems for k in range(cfg.plans_per_problem)]
+    report.requested = len(todo)
+    bar = tqdm(todo, desc="teacher plans", unit="plan", disable=not progress)
+    for problem, k in bar:
+        key = plan_key(problem, k)
+        if key in cache:
+            report.from_cache += 1
+            continue
+        if limit is not None and report.generated >= limit:
+            break
+        t = time.perf_counter()
+        reply = teacher.chat(backward_plan_messages(problem.problem, problem.solution),
+                             cfg.plan_params(k))
+        plan = parse_plan(reply)
+        report.generated += 1
+        report.empty += not plan
+        cache.add({"key": key, "id": problem.id, "k": k, "plan": plan, "reply": reply,
+                   "seconds": round(time.perf_counter() - t, 3)})
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report
+
+
+@dataclass
+class VerifyReport:
+    plans: int = 0
+    passed: int = 0
+    failed: int = 0
+    from_cache: int = 0
+    broken_problems: list[str] = field(default_factory=list)  # reference fails its own tests
+    untested_problems: list[str] = field(default_factory=list)
+    problems_with_a_plan: int = 0
+    tests_run: int = 0
+    isolation: str = ""
+    seconds: float = 0.0
+
+    @property
+    def yield_(self) -> float:
+        return self.passed / self.plans if self.plans else 0.0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "yield": round(self.yield_, 4)}
+
+
+def _verdict_row(key: str, problem: Problem, plan_row: dict, code: str, run, error: str) -> dict:
+    return {
+        "key": key, "id": problem.id, "k": plan_row["k"], "plan": plan_row["plan"],
+        "code": code, "passed": bool(run is not None and run.all_passed and not error),
+        "error": error,
+        "verdicts": [v.to_json() for v in run.verdicts] if run is not None else [],
+        "isolation": run.isolation if run is not None else "",
+    }
+
+
+def verify_plans(teacher: ChatModel, problems: Iterable[Problem], cfg: TeacherConfig,
+                 plans: JsonlCache, out: JsonlCache, checker: Checker,
+                 progress: bool = True) -> VerifyReport:
+    """Turn every cached plan into code and keep a verdict per plan in ``out``."""
+    report = VerifyReport()
+    start = time.perf_counter()
+    problems = list(problems)
+    keys = [(p, plan_key(p, k)) for p in problems for k in range(cfg.plans_per_problem)]
+    reference_ok: dict[str, bool] = {}
+    for problem, key in tqdm(keys, desc="verify plans", unit="plan", disable=not progress):
+        row = plans.get(key)
+        if row is None or not row["plan"]:
+            continue
+        if not checker.has_tests(problem):
+            if problem.id not in report.untested_problems:
+                report.untested_problems.append(problem.id)
+            continue
+        report.plans += 1
+        if key in out:
+            report.from_cache += 1
+            done = out.get(key) or {}
+            report.passed += done.get("passed", False)
+            report.failed += not done.get("passed", False)
+            continue
+        if problem.id not in reference_ok:  # tests that fail the reference verify nothing
+            ref = checker.check(problem, problem.solution)
+            report.tests_run += len(ref.verdicts)
+            report.isolation = ref.isolation
+            reference_ok[problem.id] = ref.all_passed
+            if not ref.all_passed:
+                report.broken_problems.append(problem.id)
+        if not reference_ok[problem.id]:
+            report.plans -= 1
+            continue
+        reply = teacher.chat(code_from_plan_messages(problem.problem, row["plan"],
+                                                     _context(problem)), cfg.code_params())
+        code, run, error = parse_code(reply), None, ""
+        try:
+            run = checker.check(problem, code)
+            report.tests_run += len(run.verdicts)
+            report.isolation = run.isolation
+        except PlancodeError as exc:
+            error = exc.message
+        verdict = _verdict_row(key, problem, row, code, run, error)
+        out.add(verdict)
+        report.passed += verdict["passed"]
+        report.failed += not verdict["passed"]
+    report.problems_with_a_plan = len({r["id"] for r in out if r["passed"]
+                                       and r["id"] in {p.id for p in problems}})
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report

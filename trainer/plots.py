@@ -1,0 +1,60 @@
+"""Pictures people would rather look at than JSON: loss curves and evaluation bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: str) -> Path:
+    """Training loss and each term per optimizer step, validation total as points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in history]
+    for key, style in (("total", "-"), ("code", "--"), ("plan", ":"), ("ast", "-.")):
+        ys = [r.get(key) for r in history]
+        if any(y is not None for y in ys):
+            ax.plot(steps, [y if y is not None else float("nan") for y in ys], style,
+                    label=f"train {key}")
+    if val_history:
+        ax.plot([r["step"] for r in val_history], [r.get("total") for r in val_history], "o-",
+                label="validation total")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def eval_bars(table: dict[str, dict[str, float]], path: Path, title: str) -> Path:
+    """Grouped bars: one group per metric, one bar per model (values in [0, 1])."""
+    plt = _pyplot()
+    models = list(table)
+    metrics = list(next(iter(table.values())))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        xs = [j + i * width for j in range(len(metrics))]
+        ax.bar(xs, [table[model].get(m) or 0.0 for m in metrics], width, label=model)
+    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(metrics))], metrics,
+                  rotation=15)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,126 @@
+"""The teacher: writes backward-reasoning plans (CodePLAN) and turns plans into code.
+
+Three backends behind one small interface (``ChatModel.chat(messages, params) -> str``):
+
+* ``gguf``   a local GGUF through the server's own llama.cpp engine (CPU or GPU layers);
+* ``openai`` any OpenAI-compatible HTTP endpoint (llama.cpp server, vLLM, Ollama, ...), through
+  the server's remote engine;
+* ``hf``     a local Hugging Face model through transformers (meant for a GPU).
+
+Prompts come from ``server.prompts`` only, so the plans the teacher writes are in exactly the
+shape the student is trained to write and the server parses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.engine.types import Engine, SamplingParams
+from server.errors import PlancodeError
+from server.prompts import Message
+
+BACKENDS = ("gguf", "openai", "hf")
+
+
+@dataclass
+class TeacherConfig:
+    """Which teacher to run and how to sample its plans."""
+
+    backend: str = "gguf"
+    model: str = "qwen2.5-coder-1.5b"  # catalog name / GGUF path; model name (openai); HF id
+    url: str = ""  # base URL for backend "openai" (e.g. http://127.0.0.1:8080/v1)
+    n_gpu_layers: int = 0
+    n_ctx: int = 4096
+    plans_per_problem: int = 4  # K backward plans per problem
+    temperature: float = 0.7  # the first plan is greedy, the rest sampled at this temperature
+    max_tokens: int = 384
+    code_max_tokens: int = 512
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise PlancodeError(f"teacher backend {self.backend!r} is not one of {BACKENDS}",
+                                "set teacher.backend to 'gguf', 'openai' or 'hf'")
+        if self.backend == "openai" and not self.url:
+            raise PlancodeError("teacher backend 'openai' needs a URL",
+                                "set teacher.url to the server's base URL, e.g. "
+                                "http://127.0.0.1:8080/v1")
+        if self.plans_per_problem < 1:
+            raise PlancodeError("teacher.plans_per_problem must be at least 1",
+                                "set it to the number of plans to sample per problem (K)")
+
+    def plan_params(self, k: int) -> SamplingParams:
+        """Plan ``k`` of a problem: greedy first, then seeded samples (reproducible)."""
+        if k == 0:
+            return SamplingParams(max_tokens=self.max_tokens, temperature=0.0)
+        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
+                              seed=self.seed + k)
+
+    def code_params(self) -> SamplingParams:
+        return SamplingParams(max_tokens=self.code_max_tokens, temperature=0.0)
+
+
+class ChatModel(Protocol):
+    """Anything that answers a chat: the teacher (and the student, at evaluation)."""
+
+    def chat(self, messages: list[Message], params: SamplingParams) -> str: ...
+
+
+class EngineChat:
+    """A server engine (llama.cpp in-process or a remote server) as a ChatModel."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def chat(self, messages: list[Message], params: SamplingParams) -> str:
+        return self.engine.chat(messages, params).text
+
+
+class HFChat:
+    """A transformers causal LM as a ChatModel (bf16 on GPU, fp32 on CPU)."""
+
+    def __init__(self, model_id: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        cuda = torch.cuda.is_available()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_id)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_id, dtype=torch.bfloat16 if cuda else torch.float32)
+        self.model.to("cuda" if cuda else "cpu").eval()
+
+    def chat(self, messages: list[Message], params: SamplingParams) -> str:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 return_tensors="pt", return_dict=True)
+        ids = {k: v.to(self.model.device) for k, v in ids.items()}
+        torch.manual_seed(params.seed)
+        kwargs = {"do_sample": False} if params.greedy else {
+            "do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+            "top_k": params.top_k}
+        with torch.no_grad():
+            out = self.model.generate(**ids, max_new_tokens=params.max_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id, **kwargs)
+        new = out[0, ids["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def load_teacher(cfg: TeacherConfig) -> ChatModel:
+    """The teacher ``cfg`` names, loaded and ready (fails fast with a fix when it cannot be)."""
+    cfg.validate()
+    if cfg.backend == "hf":
+        try:
+            return HFChat(cfg.model)
+        except OSError as exc:
+            raise PlancodeError(f"cannot load the Hugging Face teacher {cfg.model!r}: {exc}",
+                                "give a local model directory, or a hub id with network "
+                                "access, or use teacher.backend = 'gguf'") from exc
+    from server.config import Settings
+    from server.engine.factory import load_engine
+
+    settings = Settings(model=cfg.model, backend="llama" if cfg.backend == "gguf" else "openai",
+                        remote_url=cfg.url or Settings().remote_url,
+                        n_gpu_layers=cfg.n_gpu_layers, n_ctx=cfg.n_ctx)
+    return EngineChat(load_engine(settings))
