@@ -16,7 +16,7 @@ $(BIN)/python:
 # llama-cpp-python compiles llama.cpp on first install (several minutes on 2 cores; pip
 # caches the wheel afterwards).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,hf]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,hf,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)

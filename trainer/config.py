@@ -136,6 +136,8 @@ class DistillConfig:
         )
         cfg.data.jsonl = [_path(p, base) for p in cfg.data.jsonl]
         cfg.data.mine = [_path(p, base) for p in cfg.data.mine]
+        if cfg.eval.docs:
+            cfg.eval.docs = _path(cfg.eval.docs, base)
         cfg.teacher.validate()
         cfg.train.validate()
         if not cfg.data.jsonl and not cfg.data.mine:

@@ -103,12 +103,11 @@ def run_eval(models: dict[str, str], cfg: EvalConfig, out_dir: Path, docs: Path 
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(results, indent=1))
-    table = {label: {f"{mode} {k}": r["summary"][mode][k] for mode in cfg.modes
-                     for k in ("pass@1", "syntax_match", "dataflow_match")}
-             for label, r in results.items()}
     target = docs if docs is not None else out_dir
     target.mkdir(parents=True, exist_ok=True)
-    plot = eval_bars(table, target / "distill-eval.png", "HumanEval: base vs distilled")
+    plot = eval_bars({label: r["summary"] for label, r in results.items()},
+                     ("pass@1", "syntax_match", "dataflow_match"), target / "distill-eval.png",
+                     f"HumanEval/{cfg.start}-{cfg.end - 1}: " + " vs ".join(results))
     md = markdown(results, cfg, seconds, plot, command)
     (target / "distill-eval.md").write_text(md)
     return {"results": results, "markdown": md, "seconds": seconds}

@@ -56,8 +56,11 @@ def write_gguf(model: Any, tokenizer: Any, out: Path, source_gguf: Path | None =
     _add_hparams(writer, config, arch)
     if source_gguf is not None:
         copy_tokenizer_metadata(writer, Path(source_gguf), int(config.vocab_size))
-    else:
+    elif tokenizer is not None:
         add_tokenizer_metadata(writer, tokenizer, config)
+    else:
+        raise PlancodeError("write_gguf needs the tokenizer or the student's source GGUF",
+                            "pass tokenizer=..., or source_gguf=<the GGUF it was loaded from>")
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for tensor_name, data in _tensors(model, arch):
         writer.add_tensor(tensor_name, data)
@@ -105,7 +108,7 @@ def quantize(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
 
 
 def _arch(model: Any) -> gguf.MODEL_ARCH:
-    if hasattr(model, "peft_config") or hasattr(model, "merge_and_unload"):
+    if hasattr(model, "peft_config"):
         raise PlancodeError("the model still carries LoRA adapters",
                             "call merge_and_unload() before exporting")
     model_type = getattr(model.config, "model_type", None)

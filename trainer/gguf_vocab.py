@@ -70,8 +70,11 @@ def copy_tokenizer_metadata(writer: gguf.GGUFWriter, source: Path, n_vocab: int)
             f"{source} has {n_tokens} tokens but the model's embedding has {n_vocab} rows",
             "pass the GGUF this student was loaded from (or none, to build the vocabulary)")
     for key, field in fields.items():
+        if len(field.types) > 2:
+            raise PlancodeError(f"{source}: {key} is a nested array, which is not copied",
+                                "export without source_gguf to build the vocabulary")
         writer.add_key_value(key, _field_value(field), field.types[0],
-                             sub_type=field.types[-1] if len(field.types) > 1 else None)
+                             sub_type=field.types[1] if len(field.types) == 2 else None)
 
 
 def _field_value(field: Any) -> Any:

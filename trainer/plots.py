@@ -38,22 +38,25 @@ def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: 
     return path
 
 
-def eval_bars(table: dict[str, dict[str, float]], path: Path, title: str) -> Path:
-    """Grouped bars: one group per metric, one bar per model (values in [0, 1])."""
+def eval_bars(summary: dict[str, dict[str, dict]], metrics: tuple[str, ...], path: Path,
+              title: str) -> Path:
+    """One panel per metric; in each, one group of bars per mode and one bar per model."""
     plt = _pyplot()
-    models = list(table)
-    metrics = list(next(iter(table.values())))
-    fig, ax = plt.subplots(figsize=(8, 4))
+    models = list(summary)
+    modes = list(next(iter(summary.values())))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), sharey=True)
     width = 0.8 / max(1, len(models))
-    for i, model in enumerate(models):
-        xs = [j + i * width for j in range(len(metrics))]
-        ax.bar(xs, [table[model].get(m) or 0.0 for m in metrics], width, label=model)
-    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(metrics))], metrics,
-                  rotation=15)
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
+    for ax, metric in zip(axes if len(metrics) > 1 else [axes], metrics, strict=True):
+        for i, model in enumerate(models):
+            xs = [j + i * width for j in range(len(modes))]
+            ax.bar(xs, [summary[model][m].get(metric) or 0.0 for m in modes], width,
+                   label=model)
+        ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(modes))], modes)
+        ax.set_title(metric)
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="upper right")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
