@@ -84,7 +84,7 @@ def run(tmp_path_factory, default_model_path, tiny_qwen_student):
     early = run_distill(cfg, ("data",), progress=False, log=lambda m: None)
     stopped = stage_plans(cfg, teacher, progress=False, limit=3)
     run_distill(cfg, ("plans", "verify"), progress=False, log=lambda m: None)
-    cut = stage_train(cfg, teacher, progress=False, stop_after=4)
+    cut = stage_train(cfg, progress=False, stop_after=4)
     assert plancode(["distill", "--config", str(cfg_path), "--quiet"]) == 0
     reports = json.loads((cfg.out_dir / "distill_report.json").read_text())
     return {"cfg": cfg, "data": early["data"], "stopped_plans": stopped, "cut": cut,
@@ -167,3 +167,27 @@ def test_finished_stages_are_skipped(run) -> None:
     reports = run_distill(run["cfg"], progress=False, log=lambda m: None)
     assert reports["plans"] == run["final"]["plans"]
     assert reports["train"]["steps"] == STEPS
+
+
+def test_training_runs_data_parallel_under_torchrun(run, tmp_path: Path) -> None:
+    """The same training code under ``torchrun`` (2 CPU processes, gloo DDP): no code change."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = run["cfg"].out_dir.parent
+    shutil.copytree(src, tmp_path / "ddp")
+    work = tmp_path / "ddp"
+    for stale in ("train", "export", "distill_report.json"):
+        path = work / "run" / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    cfg = (work / "distill.toml").read_text().replace(f"max_steps = {STEPS}", "max_steps = 4")
+    (work / "distill.toml").write_text(cfg)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    proc = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "server.cli", "train",
+                           "--config", str(work / "distill.toml"), "--quiet"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((work / "run" / "train" / "report.json").read_text())
+    assert report["processes"] == 2 and report["steps"] == 4
+    assert (work / "run" / "train" / "adapter" / "adapter_config.json").is_file()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,11 @@ from trainer.data import Problem, dedupe, load_jsonl, python_problem, split
 from trainer.jsonl_cache import JsonlCache
 
 STAGES = ("data", "plans", "verify", "train", "export", "eval")
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no launcher): the one process that writes stage folders and reports."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _fingerprint(*parts: object) -> str:
@@ -41,6 +47,8 @@ class Stage:
         self.dir = run / name
         self.fingerprint = fingerprint
         stamp = self.dir / "fingerprint.txt"
+        if not is_main_process():
+            return
         if self.dir.exists() and stamp.exists() and stamp.read_text() != fingerprint:
             n = 1
             while (run / f"{name}.stale-{n}").exists():
@@ -55,6 +63,8 @@ class Stage:
         return json.loads(path.read_text()) if path.exists() else None
 
     def finish(self, report: dict) -> dict:
+        if not is_main_process():
+            return report
         (self.dir / "report.json").write_text(json.dumps(report, indent=1))
         (self.dir / "done.json").write_text(json.dumps({"fingerprint": self.fingerprint,
                                                          "finished": time.time()}))
@@ -154,6 +164,8 @@ def stage_verify(cfg: DistillConfig, teacher: _Teacher, progress: bool) -> dict:
     out = JsonlCache(stage.dir / "verified.jsonl")
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         report = verify_plans(teacher, train, cfg.teacher, plans, out, checker, progress)
+    _, val = read_problems(cfg.out_dir / "data" / "problems.jsonl")
+    write_val_plans(cfg, teacher, val)
     return stage.finish(report.to_json())
 
 
@@ -167,18 +179,23 @@ def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
             for r in rows if r["passed"] and r["id"] in by_id]
 
 
-def val_triples(cfg: DistillConfig, teacher: _Teacher, val: list[Problem],
-                progress: bool) -> list[dict]:
-    """Validation triples: a greedy backward plan per validation problem (cached)."""
+def write_val_plans(cfg: DistillConfig, teacher: _Teacher, val: list[Problem]) -> None:
+    """A greedy backward plan per validation problem (held-out loss and export agreement)."""
     from server.prompts import backward_plan_messages, parse_plan
 
-    cache = JsonlCache(cfg.out_dir / "train" / "val_plans.jsonl")
-    out = []
+    cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
     for p in val:
         if p.id not in cache:
             reply = teacher.chat(backward_plan_messages(p.problem, p.solution),
                                  cfg.teacher.plan_params(0))
             cache.add({"key": p.id, "plan": parse_plan(reply)})
+
+
+def val_triples(cfg: DistillConfig, val: list[Problem]) -> list[dict]:
+    """Validation triples (problem, its backward plan, its solution)."""
+    cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
+    out = []
+    for p in val:
         plan = (cache.get(p.id) or {}).get("plan", "")
         if plan:
             out.append({"id": p.id, "problem": p.problem, "plan": plan, "solution": p.solution,
@@ -186,8 +203,8 @@ def val_triples(cfg: DistillConfig, teacher: _Teacher, val: list[Problem],
     return out
 
 
-def stage_train(cfg: DistillConfig, teacher: _Teacher, progress: bool,
-                stop_after: int | None = None) -> dict:
+def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = None) -> dict:
+    """Train; safe under ``accelerate launch``/``torchrun`` (only rank 0 writes reports)."""
     from trainer.examples import build_examples
     from trainer.plots import loss_curve
     from trainer.student import load_model, load_tokenizer, resolve_student
@@ -207,14 +224,14 @@ def stage_train(cfg: DistillConfig, teacher: _Teacher, progress: bool,
                             f"see {cfg.out_dir / 'verify' / 'report.json'}: every plan's code "
                             "failed its tests (try a stronger teacher or more plans)")
     train_set, stats = build_examples(tokenizer, triples, cfg.train.tasks, cfg.train.max_len)
-    val_set, _ = build_examples(tokenizer, val_triples(cfg, teacher, val_p, progress),
-                                cfg.train.tasks, cfg.train.max_len)
+    val_set, _ = build_examples(tokenizer, val_triples(cfg, val_p), cfg.train.tasks,
+                                cfg.train.max_len)
     model = load_model(src)
     result = train(model, tokenizer, train_set, val_set, cfg.train, stage.dir, progress,
                    stop_after)
     report = {**result.to_json(), "examples": stats.to_json(), "val_examples": len(val_set),
               "student": cfg.train.student}
-    if result.history:
+    if result.history and is_main_process():
         loss_curve(result.history, result.val_history, stage.dir / "loss.png",
                    f"distillation loss ({cfg.train.student})")
     if not (result.adapter_dir / "adapter_config.json").exists():
@@ -235,10 +252,8 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     src = resolve_student(cfg.train.student)
     tokenizer = load_tokenizer(src)
     model = merge(load_model(src), cfg.out_dir / "train" / "adapter")
-    val_rows = JsonlCache(cfg.out_dir / "train" / "val_plans.jsonl")
     _, val_p = read_problems(cfg.out_dir / "data" / "problems.jsonl")
-    triples = [{"id": p.id, "problem": p.problem, "plan": (val_rows.get(p.id) or {}).get(
-        "plan", "") or "1. Implement the function.", "solution": p.solution} for p in val_p]
+    triples = val_triples(cfg, val_p)
     if not triples:  # no validation split: held-out prompts are still needed
         train_p, _ = read_problems(cfg.out_dir / "data" / "problems.jsonl")
         triples = verified_triples(cfg, train_p)
@@ -286,7 +301,7 @@ def run_distill(cfg: DistillConfig, stages: tuple[str, ...] = STAGES, progress: 
         "data": lambda: stage_data(cfg, progress),
         "plans": lambda: stage_plans(cfg, teacher, progress),
         "verify": lambda: stage_verify(cfg, teacher, progress),
-        "train": lambda: stage_train(cfg, teacher, progress),
+        "train": lambda: stage_train(cfg, progress),
         "export": lambda: stage_export(cfg, progress),
         "eval": lambda: stage_eval(cfg, progress),
     }

@@ -102,8 +102,8 @@ def multitask_loss(hidden: torch.Tensor, lm_head: torch.nn.Module, batch: Batch,
         l_ast = F.cross_entropy(node_logits, nodes[has_node])
         total = total + cfg.beta * l_ast
         parts["ast"] = float(l_ast.detach())
-    elif ast_head is not None:
-        total = total + _zero(ast_head.weight)
+    elif ast_head is not None:  # every parameter joins the graph: DDP waits for all of them
+        total = total + sum(_zero(p) for p in ast_head.parameters())
     parts["total"] = float(total.detach())
     return total, parts
 

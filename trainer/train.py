@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,6 +118,8 @@ class TrainResult:
     adapter_dir: Path
     seconds: float
     resumed_from: int = 0
+    processes: int = 1  # data-parallel processes (accelerate launch / torchrun)
+    device: str = "cpu"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -148,7 +151,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
     to prove that resuming works); the checkpoint at that step is written first.
     """
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     cfg.validate()
@@ -158,13 +161,9 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
     cuda = torch.cuda.is_available()
     bf16 = _flag(cfg.bf16, cuda and torch.cuda.is_bf16_supported())
     ckpt_dir = out_dir / "checkpoints"
-    accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision="bf16" if bf16 else "no",
-        project_config=ProjectConfiguration(project_dir=str(out_dir),
-                                            automatic_checkpoint_naming=True,
-                                            total_limit=cfg.keep_checkpoints),
-    )
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum,
+                              mixed_precision="bf16" if bf16 else "no",
+                              cpu=not cuda)  # cpu=True: several CPU processes form a gloo group
     set_seed(cfg.seed)
     if _flag(cfg.gradient_checkpointing, cuda):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -191,13 +190,21 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
         accelerator.load_state(str(latest))
         state = json.loads((latest / "train_state.json").read_text())
         resumed_from = state["step"]
-        accelerator.project_configuration.iteration = int(latest.name.split("_")[-1]) + 1
 
     def save_checkpoint() -> None:
-        accelerator.save_state()
+        """accelerate's full state (every rank takes part), then the loop's own state; the
+        newest ``keep_checkpoints`` are kept. ``train_state.json`` is written last, so a
+        checkpoint without it (killed mid-save) is never resumed from."""
+        path = ckpt_dir / f"checkpoint_{state['step']}"
+        accelerator.save_state(str(path))
         if accelerator.is_main_process:
-            saved = _latest_checkpoint_any(ckpt_dir)
-            (saved / "train_state.json").write_text(json.dumps(state))
+            (path / "train_state.json").write_text(json.dumps(state))
+            done = sorted((p for p in ckpt_dir.glob("checkpoint_*")
+                           if (p / "train_state.json").is_file()),
+                          key=lambda p: int(p.name.split("_")[-1]))
+            for old in done[:-cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
 
     start = time.perf_counter()
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step",
@@ -257,12 +264,8 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
     if accelerator.is_main_process:
         (out_dir / "train_state.json").write_text(json.dumps(state))
     return TrainResult(state["step"], state["history"], state["val_history"], adapter_dir,
-                       round(time.perf_counter() - start, 2), resumed_from)
-
-
-def _latest_checkpoint_any(ckpt_dir: Path) -> Path:
-    found = list(ckpt_dir.glob("checkpoint_*"))
-    return max(found, key=lambda p: int(p.name.split("_")[-1]))
+                       round(time.perf_counter() - start, 2), resumed_from,
+                       accelerator.num_processes, str(accelerator.device))
 
 
 def _save_final(accelerator, module: nn.Module, tokenizer, adapter_dir: Path) -> None:
