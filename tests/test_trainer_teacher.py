@@ -1,0 +1,52 @@
+"""Teacher backends: a transformers model, an unreachable endpoint, a missing GGUF."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from server.engine.types import SamplingParams  # noqa: E402
+from server.errors import PlancodeError  # noqa: E402
+from server.prompts import backward_plan_messages  # noqa: E402
+from trainer.teacher import TeacherConfig, load_teacher  # noqa: E402
+
+MESSAGES = backward_plan_messages("def f(x):\n    '''Double x.'''\n",
+                                  "def f(x):\n    return 2 * x\n")
+
+
+def test_hf_teacher_answers_and_greedy_is_deterministic(tiny_qwen_student: Path) -> None:
+    teacher = load_teacher(TeacherConfig(backend="hf", model=str(tiny_qwen_student)))
+    greedy = SamplingParams(max_tokens=6, temperature=0.0)
+    first = teacher.chat(MESSAGES, greedy)
+    assert isinstance(first, str) and first
+    assert teacher.chat(MESSAGES, greedy) == first
+    sampled = SamplingParams(max_tokens=6, temperature=1.0, seed=3)
+    assert teacher.chat(MESSAGES, sampled) == teacher.chat(MESSAGES, sampled)
+
+
+def test_unreachable_openai_teacher_fails_fast_with_a_fix() -> None:
+    start = time.monotonic()
+    with pytest.raises(PlancodeError) as err:
+        load_teacher(TeacherConfig(backend="openai", url="http://127.0.0.1:9/v1"))
+    assert time.monotonic() - start < 10
+    assert "127.0.0.1:9" in str(err.value) and err.value.fix
+
+
+def test_missing_gguf_teacher_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(PlancodeError) as err:
+        load_teacher(TeacherConfig(model=str(tmp_path / "nope.gguf")))
+    assert "nope.gguf" in str(err.value)
+
+
+@pytest.mark.parametrize("cfg, words", [
+    (TeacherConfig(backend="ollama"), "backend"),
+    (TeacherConfig(backend="openai"), "URL"),
+    (TeacherConfig(plans_per_problem=0), "plans_per_problem"),
+])
+def test_bad_teacher_settings_are_named(cfg: TeacherConfig, words: str) -> None:
+    with pytest.raises(PlancodeError, match=words):
+        load_teacher(cfg)
