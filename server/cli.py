@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -87,8 +88,22 @@ def _serve(args: argparse.Namespace) -> int:
             raise PlancodeError(f"bad --tcp value {args.tcp!r}", "write it as HOST:PORT")
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        server.start_io(stdout=_protocol_stdout())
     return 0
+
+
+def _protocol_stdout():
+    """A private copy of fd 1 for the LSP stream, with fd 1 itself pointed at stderr.
+
+    llama-cpp-python silences model loading by pointing fds 1 and 2 at /dev/null for a while;
+    over stdio, fd 1 is the protocol stream, so every message another thread sent meanwhile
+    (a reply, a progress report, an error) was lost. With the stream on its own descriptor,
+    nothing but the protocol can write to it, and stray prints land in the log instead.
+    """
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    return stream
 
 
 def _config(args: argparse.Namespace) -> int:

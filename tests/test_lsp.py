@@ -240,6 +240,21 @@ async def qwen_client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
+async def test_replies_sent_while_the_model_loads_reach_the_client(
+    qwen_client: LanguageClient, project: Path
+) -> None:
+    """llama.cpp silences fd 1 while it loads a model; the protocol stream must not be fd 1."""
+    await _start(qwen_client, project)
+    states = []
+    while not states or states[-1] == "loading":
+        stats = await asyncio.wait_for(
+            qwen_client.protocol.send_request_async("plancode/stats", {}), timeout=10)
+        states.append(stats.model_state)
+        await asyncio.sleep(0.05)
+    assert states[0] == "loading" and states[-1] == "ready", states
+    await _wait_ready(qwen_client)
+
+
 @pytest.mark.slow
 async def test_implement_command_applies_code_that_passes_the_tests(
     qwen_client: LanguageClient, project: Path
