@@ -8,6 +8,7 @@ is the protocol stream (logging goes to stderr or ``--log-file``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from pathlib import Path
@@ -27,6 +28,8 @@ from server.errors import PlancodeError
 from server.lsp.fim import SuggestionCache
 from server.lsp.jobs import Jobs
 from server.lsp.models import ModelManager
+
+_LOAD_TOKENS = itertools.count(1)
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ class PlancodeServer(LanguageServer):
         """Model loading is reported as server-initiated $/progress and, on error, a message."""
         try:
             if state == "loading" and self.supports_progress():
-                token = f"plancode-load-{id(message)}-{threading.get_ident()}"
+                token = f"plancode-load-{next(_LOAD_TOKENS)}"  # unique per process
                 self._load_token = token
                 self.work_done_progress.create(token)
                 self.work_done_progress.begin(token, types.WorkDoneProgressBegin(

@@ -1,0 +1,136 @@
+// The extension's commands: implement the function at the cursor, show the last result,
+// restart the server, and the status bar's action menu.
+
+import * as vscode from "vscode";
+import { ExecuteCommandRequest, ResponseError } from "vscode-languageclient/node";
+
+import { isResult, PipelineResult, summary } from "./render";
+import { ResultView } from "./resultView";
+import { IMPLEMENT, IMPLEMENT_COMMAND, LAST_RESULT, ServerController } from "./serverController";
+
+export const SHOW_LAST_RESULT = "plancode.showLastResult";
+export const RESTART = "plancode.restartServer";
+export const SHOW_ACTIONS = "plancode.showActions";
+
+function errorText(err: unknown): string {
+  if (err instanceof ResponseError || err instanceof Error) {
+    return err.message;
+  }
+  return String(err);
+}
+
+async function requireClient(controller: ServerController) {
+  const client = controller.running;
+  if (!client) {
+    const choice = await vscode.window.showErrorMessage(
+      "plancode: the language server is not running.", "Restart Server", "Show Log");
+    if (choice === "Restart Server") {
+      await controller.restart();
+    } else if (choice === "Show Log") {
+      controller.output.show(true);
+    }
+  }
+  return client;
+}
+
+export function registerCommands(controller: ServerController, view: ResultView): vscode.Disposable[] {
+  let last: PipelineResult | undefined;
+
+  const implement = async (uriArg?: unknown, lineArg?: unknown): Promise<PipelineResult | undefined> => {
+    let uri: string;
+    let line: number;
+    let document: vscode.TextDocument | undefined;
+    if (typeof uriArg === "string" && typeof lineArg === "number") {
+      uri = uriArg;
+      line = lineArg;
+      document = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+    } else {
+      const editor = vscode.window.activeTextEditor;
+      if (!editor || editor.document.languageId !== "python") {
+        void vscode.window.showWarningMessage(
+          "plancode: put the cursor in a Python function first (its signature, docstring or body).");
+        return undefined;
+      }
+      document = editor.document;
+      uri = document.uri.toString();
+      line = editor.selection.active.line;
+    }
+    if (document?.isUntitled) {
+      void vscode.window.showWarningMessage(
+        "plancode: save the file first, so its tests can be found and run.");
+      return undefined;
+    }
+    const client = await requireClient(controller);
+    if (!client) {
+      return undefined;
+    }
+    const cts = controller.trackImplement();
+    try {
+      const result = await client.sendRequest(ExecuteCommandRequest.type,
+        { command: IMPLEMENT, arguments: [uri, line] }, cts.token);
+      if (!isResult(result)) {
+        return undefined;
+      }
+      last = result;
+      const text = summary(result);
+      const buttons = ["Show Plan & Tests"];
+      if (result.applied) {
+        void vscode.window.showInformationMessage(`plancode: ${text} — applied.`, ...buttons)
+          .then((c) => c && vscode.commands.executeCommand(SHOW_LAST_RESULT));
+      } else if (!result.chosen) {
+        void vscode.window.showWarningMessage(`plancode: ${text}.`, ...buttons)
+          .then((c) => c && vscode.commands.executeCommand(SHOW_LAST_RESULT));
+      }
+      // a failing result or a document edited meanwhile: the server says so itself
+      return result;
+    } catch (err) {
+      if (cts.token.isCancellationRequested) {
+        void vscode.window.showInformationMessage("plancode: implementing was cancelled.");
+      } else {
+        void vscode.window.showErrorMessage(`plancode: ${errorText(err)}`);
+      }
+      return undefined;
+    } finally {
+      controller.untrackImplement(cts);
+    }
+  };
+
+  const showLastResult = async (): Promise<PipelineResult | undefined> => {
+    let result: unknown = undefined;
+    const client = controller.running;
+    if (client) {
+      try {
+        result = await client.sendRequest(ExecuteCommandRequest.type, { command: LAST_RESULT, arguments: [] });
+      } catch (err) {
+        controller.output.warn(`${LAST_RESULT}: ${errorText(err)}`);
+      }
+    }
+    const shown = isResult(result) ? result : last;
+    if (!shown) {
+      void vscode.window.showInformationMessage(
+        "plancode: no result yet. Run \"Plancode: Implement function with plan\" first.");
+      return undefined;
+    }
+    await view.show(shown);
+    return shown;
+  };
+
+  const showActions = async (): Promise<void> => {
+    const items: (vscode.QuickPickItem & { run: () => unknown })[] = [
+      { label: "$(wand) Implement function with plan", run: () => implement() },
+      { label: "$(checklist) Show last plan and test results", run: () => showLastResult() },
+      { label: "$(debug-restart) Restart server", run: () => controller.restart() },
+      { label: "$(gear) Open settings", run: () => vscode.commands.executeCommand("workbench.action.openSettings", "plancode") },
+      { label: "$(output) Show log", run: () => controller.output.show(true) },
+    ];
+    const pick = await vscode.window.showQuickPick(items, { title: "plancode" });
+    await pick?.run();
+  };
+
+  return [
+    vscode.commands.registerCommand(IMPLEMENT_COMMAND, implement),
+    vscode.commands.registerCommand(SHOW_LAST_RESULT, showLastResult),
+    vscode.commands.registerCommand(RESTART, () => controller.restart()),
+    vscode.commands.registerCommand(SHOW_ACTIONS, showActions),
+  ];
+}

@@ -1,0 +1,185 @@
+// Rendering a plan-then-code result (docs/complete-json.md) as Markdown.
+//
+// Pure (no `vscode` import): the "Show last plan and test results" view and the implement
+// summary messages come from here.
+
+export interface Verdict {
+  id: string;
+  outcome: string;
+  message?: string;
+  seconds?: number;
+}
+
+export interface Candidate {
+  index: number;
+  strategy: string;
+  seed?: number | null;
+  tests_passed: number;
+  tests_failed: number;
+  all_passed: boolean;
+  error?: string;
+  generate_seconds?: number;
+  test_seconds?: number;
+}
+
+export interface Chosen extends Candidate {
+  plan: string;
+  code: string;
+  verdicts: Verdict[];
+}
+
+export interface PipelineResult {
+  file: string;
+  function: string;
+  line: number;
+  status: string;
+  verified: boolean;
+  tests_source: string;
+  tests: { id: string; kind: string }[];
+  chosen: Chosen | null;
+  candidates: Candidate[];
+  isolation: string;
+  isolation_detail?: string;
+  stopped_early?: boolean;
+  timings: Record<string, number>;
+  /** Added by the `plancode.implement` command: the edit was applied. */
+  applied?: boolean;
+}
+
+// plain words, no emoji: they render everywhere (and read well in a screen reader)
+const STATUS_TEXT: Record<string, string> = {
+  verified: "Verified: the suggested code passes all of your tests",
+  failing: "Not verified: your tests exist, but no candidate passed them all",
+  unverified: "Unverified: no tests of yours were found; ranked on tests the model wrote",
+  "no-candidate": "No usable candidate",
+};
+
+function outcome(text: string): string {
+  return text === "passed" ? "passed" : `**${cell(text)}**`;
+}
+
+/** Is `x` shaped like a result object (enough to render)? */
+export function isResult(x: unknown): x is PipelineResult {
+  if (typeof x !== "object" || x === null) {
+    return false;
+  }
+  const r = x as Record<string, unknown>;
+  return typeof r.function === "string" && typeof r.status === "string" && Array.isArray(r.candidates);
+}
+
+/** "3/3 tests pass" for the chosen candidate. */
+export function testCount(result: PipelineResult): { passed: number; total: number } {
+  const verdicts = result.chosen?.verdicts ?? [];
+  return { passed: verdicts.filter((v) => v.outcome === "passed").length, total: verdicts.length };
+}
+
+/** One line: "median: verified, 3/3 tests pass (direct-greedy, 1 candidate, 4.2 s)". */
+export function summary(result: PipelineResult): string {
+  if (!result.chosen) {
+    return `${result.function}: ${result.status}, no usable candidate (${result.candidates.length} tried)`;
+  }
+  const { passed, total } = testCount(result);
+  const n = result.candidates.length;
+  const secs = result.timings?.total;
+  const time = typeof secs === "number" ? `, ${secs.toFixed(1)} s` : "";
+  return `${result.function}: ${result.status}, ${passed}/${total} tests pass ` +
+    `(${result.chosen.strategy}, ${n} candidate${n === 1 ? "" : "s"}${time})`;
+}
+
+function cell(text: unknown): string {
+  return String(text ?? "").replace(/\|/g, "\\|").replace(/\r?\n/g, " ").trim();
+}
+
+function fence(code: string, lang = ""): string {
+  let ticks = "```";
+  while (code.includes(ticks)) {
+    ticks += "`";
+  }
+  return `${ticks}${lang}\n${code.replace(/\s+$/, "")}\n${ticks}`;
+}
+
+function planSteps(plan: string): string {
+  const lines = plan.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "");
+  return lines.map((l, i) => (/^\d+[.)]/.test(l) ? l.replace(/^(\d+)\)/, "$1.") : `${i + 1}. ${l}`))
+    .join("\n");
+}
+
+function seconds(x: unknown): string {
+  return typeof x === "number" ? x.toFixed(2) : "";
+}
+
+/** The whole result as a Markdown document: verdict, plan, tests, candidates, code. */
+export function renderMarkdown(result: PipelineResult): string {
+  const out: string[] = [];
+  out.push(`# plancode: \`${result.function}\``);
+  out.push("");
+  out.push(`**${STATUS_TEXT[result.status] ?? result.status}**` +
+    (result.applied === true ? " — applied to the file" : result.applied === false &&
+      result.chosen ? " — not applied" : ""));
+  out.push("");
+  out.push(`- File: \`${result.file}\`, line ${result.line}`);
+  if (result.chosen) {
+    const { passed, total } = testCount(result);
+    out.push(`- Tests: ${passed}/${total} pass (${result.tests_source === "user" ? "your tests" :
+      result.tests_source === "generated" ? "tests written by the model" : "no tests"})`);
+    out.push(`- Winning strategy: \`${result.chosen.strategy}\` (candidate ${result.chosen.index + 1} ` +
+      `of ${result.candidates.length}${result.stopped_early ? ", stopped early" : ""})`);
+  }
+  out.push(`- Sandbox: ${result.isolation}${result.isolation_detail ? ` — ${result.isolation_detail}` : ""}`);
+  const t = result.timings ?? {};
+  const timing = Object.entries(t).map(([k, v]) => `${k} ${seconds(v)} s`).join(", ");
+  if (timing) {
+    out.push(`- Time: ${timing}`);
+  }
+  out.push("");
+
+  out.push("## Plan");
+  out.push("");
+  if (result.chosen?.plan?.trim()) {
+    out.push(planSteps(result.chosen.plan));
+  } else if (result.chosen) {
+    out.push("_The winning candidate was written directly, without a plan._");
+  } else {
+    out.push("_No candidate was chosen._");
+  }
+  out.push("");
+
+  out.push("## Tests");
+  out.push("");
+  const verdicts = result.chosen?.verdicts ?? [];
+  if (verdicts.length) {
+    out.push("| test | outcome | seconds | message |");
+    out.push("|---|---|---|---|");
+    for (const v of verdicts) {
+      out.push(`| \`${cell(v.id)}\` | ${outcome(v.outcome)} | ${seconds(v.seconds)} | ${cell(v.message)} |`);
+    }
+  } else if (result.tests.length) {
+    for (const test of result.tests) {
+      out.push(`- \`${test.id}\` (${test.kind})`);
+    }
+  } else {
+    out.push("_No tests were found or written._");
+  }
+  out.push("");
+
+  out.push("## Candidates");
+  out.push("");
+  out.push("| # | strategy | passed | failed | generate s | test s | note |");
+  out.push("|---|---|---|---|---|---|---|");
+  for (const c of result.candidates) {
+    const mark = result.chosen && c.index === result.chosen.index ? " (chosen)" : "";
+    out.push(`| ${c.index + 1}${mark} | ${cell(c.strategy)}${c.seed != null ? ` (seed ${c.seed})` : ""} | ` +
+      `${c.tests_passed} | ${c.tests_failed} | ${seconds(c.generate_seconds)} | ` +
+      `${seconds(c.test_seconds)} | ${cell(c.error)} |`);
+  }
+  out.push("");
+
+  if (result.chosen) {
+    out.push("## Code");
+    out.push("");
+    out.push(fence(result.chosen.code, "python"));
+    out.push("");
+  }
+
+  return out.join("\n");
+}
