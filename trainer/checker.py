@@ -68,11 +68,20 @@ class Checker:
         self.timeout = timeout
         self._empty = Path(tempfile.mkdtemp(prefix="plancode-standalone-"))
         self._boxes: dict[Path, Sandbox] = {}
+        self._targets: dict[tuple[Path, str, str], tuple[str, FunctionInfo]] = {}
 
     def _sandbox(self, root: Path) -> Sandbox:
         if root not in self._boxes:
             self._boxes[root] = Sandbox(root, isolation=self.isolation, timeout=self.timeout)
         return self._boxes[root]
+
+    def _target(self, root: Path, rel: str, qualname: str) -> tuple[str, FunctionInfo]:
+        """The file's text and the function, read and parsed once per run (K plans each)."""
+        key = (root, rel, qualname)
+        if key not in self._targets:
+            source = (root / rel).read_text(encoding="utf-8")
+            self._targets[key] = source, target_function(source, qualname)
+        return self._targets[key]
 
     def has_tests(self, problem: Problem) -> bool:
         return bool(problem.tests or problem.meta.get("tests"))
@@ -88,8 +97,7 @@ class Checker:
 
             root = Path(problem.meta["root"])
             rel = problem.meta["file"]
-            source = (root / rel).read_text(encoding="utf-8")
-            info = target_function(source, problem.meta["qualname"])
+            source, info = self._target(root, rel, problem.meta["qualname"])
             files = {rel: splice(source, info, code).text}
             return self._sandbox(root).run_tests(files, test_cases(problem))
         info = target_function(problem.problem)

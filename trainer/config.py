@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import PlancodeError
+from trainer.evaluate import EvalConfig
 from trainer.losses import LossConfig
 from trainer.teacher import TeacherConfig
 
@@ -63,12 +64,10 @@ class VerifyConfig:
 
 
 @dataclass
-class EvalSection:
+class EvalSection(EvalConfig):
+    """``plancode eval``'s settings, plus whether the run evaluates and which export."""
+
     enabled: bool = False
-    start: int = 0
-    end: int = 164
-    modes: list[str] = field(default_factory=lambda: ["direct", "plan", "select"])
-    candidates: int = 4
     quant: str = "Q4_K_M"  # which exported file to evaluate
     docs: str = ""  # where the table and plot go (default: the run's eval/ folder)
 
@@ -82,8 +81,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise PlancodeError(f"unknown key(s) in [{where}]: {', '.join(unknown)}",
                             f"valid keys: {', '.join(sorted(fields))}")
     kwargs = {}
+    defaults = cls()
     for name, value in data.items():
-        default = getattr(cls(), name) if name != "loss" else None
+        default = getattr(defaults, name) if name != "loss" else None
         if name == "loss":
             value = _build(LossConfig, value, f"{where}.loss")
         elif isinstance(default, tuple) and isinstance(value, list):

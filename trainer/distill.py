@@ -81,13 +81,30 @@ def read_problems(path: Path) -> tuple[list[Problem], list[Problem]]:
     return train, val
 
 
+def open_stage(cfg: DistillConfig, name: str, section: str,
+               after: str | None = None) -> tuple[Stage, dict | None]:
+    """Stage ``name``'s folder, fingerprinted by its settings (and the finished stage it
+    follows), with its report when it has already finished."""
+    parts: tuple = (cfg.section(section),)
+    if after is not None:
+        parts += ((cfg.out_dir / after / "done.json").read_text(),)
+    stage = Stage(cfg.out_dir, name, _fingerprint(*parts))
+    done = json.loads((stage.dir / "report.json").read_text()) if stage.done else None
+    return stage, done
+
+
+def problems_of(cfg: DistillConfig) -> tuple[list[Problem], list[Problem]]:
+    """(train, validation) problems written by the data stage."""
+    return read_problems(cfg.out_dir / "data" / "problems.jsonl")
+
+
 def stage_data(cfg: DistillConfig, progress: bool) -> dict:
     """Load, mine, normalise, deduplicate, decontaminate and split the problems."""
     from trainer.mine import mine
 
-    stage = Stage(cfg.out_dir, "data", _fingerprint(cfg.section("data")))
-    if stage.done:
-        return json.loads((stage.dir / "report.json").read_text())
+    stage, done = open_stage(cfg, "data", "data")
+    if done is not None:
+        return done
     problems: list[Problem] = []
     report: dict = {"sources": {}}
     for path in cfg.data.jsonl:
@@ -137,12 +154,10 @@ def stage_plans(cfg: DistillConfig, teacher: _Teacher, progress: bool,
                 limit: int | None = None) -> dict:
     from trainer.plans import write_plans
 
-    train, _ = read_problems(cfg.out_dir / "data" / "problems.jsonl")
-    stage = Stage(cfg.out_dir, "plans", _fingerprint(cfg.section("teacher"),
-                                                     (cfg.out_dir / "data" / "done.json")
-                                                     .read_text()))
-    if stage.done:
-        return json.loads((stage.dir / "report.json").read_text())
+    stage, done = open_stage(cfg, "plans", "teacher", after="data")
+    if done is not None:
+        return done
+    train, _ = problems_of(cfg)
     cache = JsonlCache(stage.dir / "plans.jsonl")
     report = write_plans(teacher, train, cfg.teacher, cache, progress, limit).to_json()
     if limit is not None and report["generated"] >= limit:
@@ -154,17 +169,14 @@ def stage_verify(cfg: DistillConfig, teacher: _Teacher, progress: bool) -> dict:
     from trainer.checker import Checker
     from trainer.plans import verify_plans
 
-    train, _ = read_problems(cfg.out_dir / "data" / "problems.jsonl")
-    stage = Stage(cfg.out_dir, "verify", _fingerprint(cfg.section("verify"),
-                                                      (cfg.out_dir / "plans" / "done.json")
-                                                      .read_text()))
-    if stage.done:
-        return json.loads((stage.dir / "report.json").read_text())
+    stage, done = open_stage(cfg, "verify", "verify", after="plans")
+    if done is not None:
+        return done
+    train, val = problems_of(cfg)
     plans = JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
     out = JsonlCache(stage.dir / "verified.jsonl")
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         report = verify_plans(teacher, train, cfg.teacher, plans, out, checker, progress)
-    _, val = read_problems(cfg.out_dir / "data" / "problems.jsonl")
     write_val_plans(cfg, teacher, val)
     return stage.finish(report.to_json())
 
@@ -210,12 +222,10 @@ def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = Non
     from trainer.student import load_model, load_tokenizer, resolve_student
     from trainer.train import train
 
-    stage = Stage(cfg.out_dir, "train", _fingerprint(cfg.section("train"),
-                                                     (cfg.out_dir / "verify" / "done.json")
-                                                     .read_text()))
-    if stage.done:
-        return json.loads((stage.dir / "report.json").read_text())
-    train_p, val_p = read_problems(cfg.out_dir / "data" / "problems.jsonl")
+    stage, done = open_stage(cfg, "train", "train", after="verify")
+    if done is not None:
+        return done
+    train_p, val_p = problems_of(cfg)
     src = resolve_student(cfg.train.student)
     tokenizer = load_tokenizer(src)
     triples = verified_triples(cfg, train_p)
@@ -244,37 +254,29 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     from trainer.export import export, merge
     from trainer.student import load_model, load_tokenizer, resolve_student
 
-    stage = Stage(cfg.out_dir, "export", _fingerprint(cfg.section("export"),
-                                                      (cfg.out_dir / "train" / "done.json")
-                                                      .read_text()))
-    if stage.done:
-        return json.loads((stage.dir / "export_report.json").read_text())
+    stage, done = open_stage(cfg, "export", "export", after="train")
+    if done is not None:
+        return done
     src = resolve_student(cfg.train.student)
     tokenizer = load_tokenizer(src)
     model = merge(load_model(src), cfg.out_dir / "train" / "adapter")
-    _, val_p = read_problems(cfg.out_dir / "data" / "problems.jsonl")
-    triples = val_triples(cfg, val_p)
-    if not triples:  # no validation split: held-out prompts are still needed
-        train_p, _ = read_problems(cfg.out_dir / "data" / "problems.jsonl")
-        triples = verified_triples(cfg, train_p)
+    train_p, val_p = problems_of(cfg)
+    # held-out prompts; without a validation split, the training problems' verified plans
+    triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
     examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len)
     result = export(model, tokenizer, [e.input_ids for e in examples], stage.dir, cfg.export,
                     src.gguf_path, {"student": cfg.train.student})
-    report = json.loads(result.report_path.read_text())
-    stage.finish(report)
-    return report
+    return stage.finish(json.loads(result.report_path.read_text()))
 
 
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
-    from trainer.evaluate import EvalConfig, run_eval
+    from trainer.evaluate import run_eval
     from trainer.student import resolve_student
 
     e = cfg.eval
-    stage = Stage(cfg.out_dir, "eval", _fingerprint(cfg.section("eval"),
-                                                    (cfg.out_dir / "export" / "done.json")
-                                                    .read_text()))
-    if stage.done:
-        return json.loads((stage.dir / "report.json").read_text())
+    stage, done = open_stage(cfg, "eval", "eval", after="export")
+    if done is not None:
+        return done
     files = json.loads((cfg.out_dir / "export" / "export_report.json").read_text())["files"]
     if e.quant not in files:
         raise PlancodeError(f"eval.quant = {e.quant!r} was not exported",
@@ -284,10 +286,9 @@ def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
         raise PlancodeError("evaluation compares GGUFs; the base student is not one",
                             "evaluate with plancode eval --model BASE.gguf --model DISTILLED.gguf")
     models = {"base": str(base), "distilled": files[e.quant]["path"]}
-    ecfg = EvalConfig(start=e.start, end=e.end, modes=tuple(e.modes), candidates=e.candidates)
     command = (f"plancode eval --model {models['base']} --model {models['distilled']} "
                f"--start {e.start} --end {e.end}")
-    out = run_eval(models, ecfg, stage.dir, Path(e.docs) if e.docs else None, command, progress)
+    out = run_eval(models, e, stage.dir, Path(e.docs) if e.docs else None, command, progress)
     return stage.finish({"summary": {k: v["summary"] for k, v in out["results"].items()},
                          "seconds": out["seconds"]})
 

@@ -56,13 +56,8 @@ def evaluate_model(model: str, cfg: EvalConfig, chosen: list[dict], log: bool = 
                                       "repair_rounds": cfg.repair_rounds,
                                       "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
                                       "n_gpu_layers": cfg.n_gpu_layers})
-    engine = load_engine(settings)
-    try:
-        rows = humaneval.run(Pipeline(engine, settings), chosen, cfg.modes, cfg.max_tokens, log)
-    finally:
-        close = getattr(engine, "close", None)
-        if close:
-            close()
+    rows = humaneval.run(Pipeline(load_engine(settings), settings), chosen, cfg.modes,
+                         cfg.max_tokens, log)
     return {"model": model, "rows": rows, "summary": summarise(rows, chosen, cfg.modes)}
 
 

@@ -61,10 +61,6 @@ def render_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def end_of_turn_id(tokenizer) -> int:
-    return tokenizer.eos_token_id
-
-
 def encode(tokenizer, task: str, problem_id: str, messages: list[dict[str, str]], reply: str,
            code: str | None) -> Example:
     """One example; ``code`` (the code inside ``reply``) gets structure weights and labels."""
@@ -78,7 +74,7 @@ def encode(tokenizer, task: str, problem_id: str, messages: list[dict[str, str]]
         start = reply.index(code)
         offsets = [(a - start, b - start) for a, b in enc["offset_mapping"]]
         flags, nodes = token_structure(code, offsets)
-    eot = end_of_turn_id(tokenizer)
+    eot = tokenizer.eos_token_id  # the chat template's end of turn (<|im_end|> for Qwen)
     n_prompt = len(prompt_ids)
     return Example(
         task=task,

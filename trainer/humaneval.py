@@ -32,15 +32,15 @@ from trainer.decontam import load_humaneval
 MODES = ("direct", "plan", "select")
 
 
-def def_line(prompt: str, entry: str) -> int:
-    return next(i for i, line in enumerate(prompt.splitlines())
-                if line.startswith(f"def {entry}("))
+def def_line(text: str, entry: str) -> int | None:
+    """The 0-based line of ``def entry(`` at the top level of ``text``."""
+    return next((i for i, line in enumerate(text.splitlines())
+                 if line.startswith(f"def {entry}(")), None)
 
 
 def target(problem: dict, text: str) -> FunctionInfo | None:
     """The entry-point function in ``text`` (a whole module)."""
-    head = f"def {problem['entry_point']}("
-    line = next((i for i, ln in enumerate(text.splitlines()) if ln.startswith(head)), None)
+    line = def_line(text, problem["entry_point"])
     return find_function(text, line) if line is not None else None
 
 
@@ -71,7 +71,7 @@ def score(workspace: Path, problem: dict, text: str | None, isolation: str) -> b
 
 def single(engine, problem: dict, strategy: str, max_tokens: int) -> dict:
     source = problem["prompt"]
-    info = find_function(source, def_line(source, problem["entry_point"]))
+    info = target(problem, source)
     assert info is not None
     start = time.perf_counter()
     cand = cands.generate(engine, info.problem, 0, strategy, None,

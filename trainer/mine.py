@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from server.analysis.functions import FunctionInfo, functions
 from server.errors import PlancodeError
-from server.testing.discovery import doctests_for
+from server.testing.discovery import discover
 from server.testing.index import MAX_FILE_BYTES, SKIP_DIRS, WorkspaceIndex, pytest_options
 from server.testing.types import TestCase
 from trainer.data import Problem
@@ -232,18 +232,6 @@ def _skip_reason(info: FunctionInfo, infos: list[FunctionInfo], counts: Counter[
     return None
 
 
-def tests_for(root: Path, rel: str, qualname: str, index: WorkspaceIndex,
-              source: str) -> list[TestCase]:
-    """``server.testing.discovery.discover`` without its per-call ``index.refresh()``: the
-    same doctests-then-workspace-tests list, without duplicates. ``mine`` refreshes the index
-    once; refreshing it per function would walk the whole tree again for every function."""
-    found: dict[str, TestCase] = {}
-    for test in (doctests_for(root, Path(rel), qualname, source)
-                 + index.tests_for(Path(rel), qualname, source)):
-        found.setdefault(test.id, test)
-    return list(found.values())
-
-
 def _mine_file(root: Path, rel: str, source: str, index: WorkspaceIndex,
                report: MineReport) -> list[Problem]:
     infos = functions(source)
@@ -257,7 +245,7 @@ def _mine_file(root: Path, rel: str, source: str, index: WorkspaceIndex,
         reason = _skip_reason(info, infos, counts, solution)
         if reason is None:
             try:
-                found = tests_for(root, rel, info.qualname, index, source)
+                found = discover(root, Path(rel), info.qualname, index, source, refresh=False)
             except Exception as exc:  # one odd definition must not end a long mining run
                 found, reason = [], DISCOVERY_ERROR
                 report.errors[problem_id] = f"{type(exc).__name__}: {exc}"

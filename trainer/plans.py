@@ -159,7 +159,7 @@ def verify_plans(teacher: ChatModel, problems: Iterable[Problem], cfg: TeacherCo
         out.add(verdict)
         report.passed += verdict["passed"]
         report.failed += not verdict["passed"]
-    report.problems_with_a_plan = len({r["id"] for r in out if r["passed"]
-                                       and r["id"] in {p.id for p in problems}})
+    ids = {p.id for p in problems}
+    report.problems_with_a_plan = len({r["id"] for r in out if r["passed"] and r["id"] in ids})
     report.seconds = round(time.perf_counter() - start, 3)
     return report

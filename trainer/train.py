@@ -105,9 +105,10 @@ def _epoch_order(n: int, epoch: int, seed: int) -> list[int]:
     return order
 
 
-def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints (``train_state.json`` is written last), oldest first."""
     found = [p for p in ckpt_dir.glob("checkpoint_*") if (p / "train_state.json").is_file()]
-    return max(found, key=lambda p: int(p.name.split("_")[-1])) if found else None
+    return sorted(found, key=lambda p: int(p.name.split("_")[-1]))
 
 
 @dataclass
@@ -184,7 +185,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
         tokenizer.eos_token_id
 
     state = {"step": 0, "micro": 0, "history": [], "val_history": []}
-    latest = _latest_checkpoint(ckpt_dir)
+    latest = (_checkpoints(ckpt_dir) or [None])[-1]
     resumed_from = 0
     if latest is not None:
         accelerator.load_state(str(latest))
@@ -199,10 +200,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
         accelerator.save_state(str(path))
         if accelerator.is_main_process:
             (path / "train_state.json").write_text(json.dumps(state))
-            done = sorted((p for p in ckpt_dir.glob("checkpoint_*")
-                           if (p / "train_state.json").is_file()),
-                          key=lambda p: int(p.name.split("_")[-1]))
-            for old in done[:-cfg.keep_checkpoints]:
+            for old in _checkpoints(ckpt_dir)[:-cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 

@@ -76,13 +76,15 @@ def doctests_for(root: Path, file: Path, qualname: str,
 
 
 def discover(root: Path, file: Path, qualname: str, index: WorkspaceIndex | None = None,
-             source: str | None = None) -> list[TestCase]:
+             source: str | None = None, refresh: bool = True) -> list[TestCase]:
     """Doctests first, then pytest/unittest tests that exercise the function, without
     duplicates. A given ``index`` is refreshed first (incremental: only changed files are
-    parsed); without one, a fresh index of ``root`` is built."""
+    parsed) unless ``refresh`` is False — a caller asking about many functions of an
+    unchanged tree refreshes once itself; without an index, a fresh one of ``root`` is built."""
     if index is None:
-        index = WorkspaceIndex(root)
-    index.refresh()
+        index, refresh = WorkspaceIndex(root), True
+    if refresh:
+        index.refresh()
     found: dict[str, TestCase] = {}
     for test in doctests_for(root, file, qualname, source) + index.tests_for(file, qualname,
                                                                             source):
