@@ -615,3 +615,24 @@ def _tail(path: Path) -> str:
     except OSError:
         return ""
     return data.decode("utf-8", errors="replace")
+
+
+def run_checks(sandbox: Sandbox, files: dict[str, str], tests: list[TestCase],
+               cancel: CancelToken) -> RunResult:
+    """Run the pytest-runnable tests, then the configured command (if any); one result."""
+    runnable = [t for t in tests if t.kind != "command"]
+    commands = [t for t in tests if t.kind == "command"]
+    results = [sandbox.run_tests(files, runnable, cancel)] if runnable else []
+    for cmd in commands:
+        if not cancel.cancelled:
+            results.append(sandbox.run_command(files, cmd.name, cancel))
+    if len(results) == 1:
+        return results[0]
+    verdicts = [v for r in results for v in r.verdicts]
+    verdicts += [TestVerdict(c.id, "not-run", "cancelled") for c in commands
+                 if all(v.id != c.id for v in verdicts)]
+    return RunResult(verdicts, sandbox.isolation, sandbox.isolation_detail,
+                     seconds=sum(r.seconds for r in results),
+                     timed_out=any(r.timed_out for r in results),
+                     cancelled=any(r.cancelled for r in results),
+                     output_tail="\n".join(r.output_tail for r in results)[-4000:])
