@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server.config import Settings
 from server.engine.llama_engine import LlamaEngine
+from server.engine.probe import ensure_runs
 from server.engine.remote import OpenAIEngine, fim_format_name
 from server.engine.types import Engine
 from server.errors import PlancodeError
@@ -31,6 +32,8 @@ def load_engine(settings: Settings, store: ModelStore | None = None) -> Engine:
             "server at remote_url)",
         )
     path = (store or ModelStore()).resolve(settings.model)
+    # a native crash (SIGILL on AMX CPUs, ...) in a child becomes a PlancodeError here
+    ensure_runs(path, settings.n_gpu_layers)
     return LlamaEngine(
         path,
         n_gpu_layers=settings.n_gpu_layers,

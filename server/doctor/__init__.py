@@ -1,0 +1,1 @@
+"""`plancode doctor`: what is wrong with this install, one line each, with the fix."""
