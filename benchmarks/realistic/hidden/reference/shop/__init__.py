@@ -1,0 +1,1 @@
+"""A small shop back-office library (plancode's realistic benchmark project)."""
