@@ -85,7 +85,8 @@ def run_complete(target: str, settings: Settings, as_json: bool = False,
     t0 = time.perf_counter()
     engine = load_engine(settings)
     load_seconds = time.perf_counter() - t0
-    result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=_status)
+    result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=_status,
+                                            cwd=Path.cwd())
     result.timings["load"] = load_seconds
     if write and result.chosen is not None and result.chosen.spliced_text is not None:
         write_atomically(path, source, result.chosen.spliced_text)
@@ -109,6 +110,8 @@ def print_human(r: PipelineResult, written: bool, path: Path) -> None:
              "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests"}
     print(f"== {r.function}: {label[r.status]} ==")
     print(f"strategy: {c.strategy} (candidate {c.index + 1} of {len(r.candidates)} tried)")
+    if r.root:
+        print(f"workspace: {r.root['path']} ({r.root['reason']}: {r.root['detail']})")
     if c.plan:
         print("\nplan:")
         print(c.plan)

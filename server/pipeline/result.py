@@ -92,6 +92,7 @@ class PipelineResult:
     stopped_early: bool
     timings: dict[str, float] = field(default_factory=dict)
     discovery: dict = field(default_factory=dict)
+    root: dict = field(default_factory=dict)  # WorkspaceRoot.to_json(): path, reason, detail
 
     @property
     def verified(self) -> bool:
@@ -131,5 +132,6 @@ class PipelineResult:
             "isolation_detail": self.isolation_detail,
             "stopped_early": self.stopped_early,
             "discovery": self.discovery,
+            "root": self.root,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

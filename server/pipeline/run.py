@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from server.pipeline.result import Candidate, PipelineResult
 from server.testing.discovery import WorkspaceIndex, discover, module_name
 from server.testing.sandbox import Sandbox, run_checks
 from server.testing.types import RunResult, TestCase
-from server.testing.workspace import workspace_root
+from server.testing.workspace import infer_root
 
 Progress = Callable[[str, dict], None]
 
@@ -71,11 +71,15 @@ class Pipeline:
         cancel: CancelToken | None = None,
         progress: Progress = _noop,
         root: Path | None = None,
+        folders: Sequence[Path] = (),
+        cwd: Path | None = None,
     ) -> PipelineResult:
         """Implement the function around ``line`` (0-based) of ``file``.
 
         ``source`` is the file's current text (an editor's unsaved buffer); it defaults to the
-        file on disk. The file itself is never written here.
+        file on disk. The file itself is never written here. The workspace root is ``root``
+        when given, else inferred (``infer_root``: markers, import root, one of the editor's
+        workspace ``folders``, the CLI's ``cwd``).
         """
         t0 = time.perf_counter()
         file = file.resolve()
@@ -84,7 +88,8 @@ class Pipeline:
         if info is None:
             raise PlancodeError(f"no function definition spans {file}:{line + 1}",
                                 "put the cursor inside a def (its signature or docstring)")
-        root = (root or workspace_root(file)).resolve()
+        where = infer_root(file, folders, cwd, given=root)
+        root = where.path
         rel = file.relative_to(root).as_posix()
         timings: dict[str, float] = {}
 
@@ -131,6 +136,7 @@ class Pipeline:
             stopped_early=result[1],
             timings=timings,
             discovery=index.report(),
+            root=where.to_json(),
         )
         progress("done", {"status": out.status})
         return out
