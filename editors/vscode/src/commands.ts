@@ -1,9 +1,11 @@
 // The extension's commands: implement the function at the cursor, show the last result,
-// restart the server, and the status bar's action menu.
+// restart the server, run the doctor (doctorCommand.ts), and the status bar's action menu.
 
 import * as vscode from "vscode";
 import { ExecuteCommandRequest, ResponseError } from "vscode-languageclient/node";
 
+import { RUN_DOCTOR } from "./doctor";
+import { Doctor } from "./doctorCommand";
 import { isResult, PipelineResult, summary } from "./render";
 import { ResultView } from "./resultView";
 import { IMPLEMENT, IMPLEMENT_COMMAND, LAST_RESULT, ServerController } from "./serverController";
@@ -35,6 +37,7 @@ async function requireClient(controller: ServerController) {
 
 export function registerCommands(controller: ServerController, view: ResultView): vscode.Disposable[] {
   let last: PipelineResult | undefined;
+  const doctor = new Doctor(controller, view);
 
   const implement = async (uriArg?: unknown, lineArg?: unknown): Promise<PipelineResult | undefined> => {
     let uri: string;
@@ -116,13 +119,19 @@ export function registerCommands(controller: ServerController, view: ResultView)
   };
 
   const showActions = async (): Promise<void> => {
+    const runDoctor = { label: "$(pulse) Run doctor (check the install)", run: () => doctor.run() };
     const items: (vscode.QuickPickItem & { run: () => unknown })[] = [
       { label: "$(wand) Implement function with plan", run: () => implement() },
       { label: "$(checklist) Show last plan and test results", run: () => showLastResult() },
       { label: "$(debug-restart) Restart server", run: () => controller.restart() },
+      runDoctor,
       { label: "$(gear) Open settings", run: () => vscode.commands.executeCommand("workbench.action.openSettings", "plancode") },
       { label: "$(output) Show log", run: () => controller.output.show(true) },
     ];
+    if (!controller.running || controller.status.current.model === "error") {
+      items.splice(items.indexOf(runDoctor), 1); // something is wrong: the doctor goes first
+      items.unshift(runDoctor);
+    }
     const pick = await vscode.window.showQuickPick(items, { title: "plancode" });
     await pick?.run();
   };
@@ -132,5 +141,6 @@ export function registerCommands(controller: ServerController, view: ResultView)
     vscode.commands.registerCommand(SHOW_LAST_RESULT, showLastResult),
     vscode.commands.registerCommand(RESTART, () => controller.restart()),
     vscode.commands.registerCommand(SHOW_ACTIONS, showActions),
+    vscode.commands.registerCommand(RUN_DOCTOR, () => doctor.run()),
   ];
 }

@@ -2,13 +2,14 @@
 //
 // The server reports problems with `window/showMessage` ("plancode: model file X does not
 // exist\n  fix: ..."). The extension shows them with buttons that lead to the fix: the
-// setting named in the message (or `plancode.model` for model problems) and the log.
+// setting named in the message (or `plancode.model` for model problems), "Run Doctor" when the
+// model failed to load or the message says to run `plancode doctor`, and the log.
 
 import { settingInMessage } from "./settings";
 
 export interface MessageAction {
   title: string;
-  kind: "openSettings" | "showLog" | "showLastResult";
+  kind: "openSettings" | "showLog" | "showLastResult" | "runDoctor";
   /** For openSettings: the setting id to open (`plancode.model`). */
   setting?: string;
 }
@@ -21,6 +22,9 @@ export function actionsFor(level: "error" | "warning" | "info", message: string)
   const setting = settingInMessage(message) ?? (MODEL_PROBLEM.test(message) ? "plancode.model" : undefined);
   if (level === "error" || setting) {
     actions.push({ title: "Open Settings", kind: "openSettings", setting: setting ?? "plancode" });
+  }
+  if ((level === "error" && MODEL_PROBLEM.test(message)) || /plancode doctor/.test(message)) {
+    actions.push({ title: "Run Doctor", kind: "runDoctor" });
   }
   if (/nothing was applied|tests pass/.test(message)) {
     actions.push({ title: "Show Plan & Tests", kind: "showLastResult" });

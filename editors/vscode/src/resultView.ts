@@ -1,5 +1,5 @@
-// "Show last plan and test results": the result rendered as Markdown (render.ts) in a read-only
-// virtual document, opened in VS Code's Markdown preview.
+// Read-only Markdown views, opened in VS Code's Markdown preview: "Show last plan and test
+// results" (render.ts) and the doctor's report (doctor.ts), through one generic `showMarkdown`.
 
 import * as vscode from "vscode";
 
@@ -23,8 +23,16 @@ export class ResultView implements vscode.TextDocumentContentProvider, vscode.Di
 
   /** Show `result` in the Markdown preview (or as Markdown source if the preview is missing). */
   async show(result: PipelineResult): Promise<vscode.Uri> {
-    const uri = vscode.Uri.from({ scheme: SCHEME, path: `/plancode ${result.function}.md` });
-    this.contents.set(uri.toString(), renderMarkdown(result));
+    return this.showMarkdown(`plancode ${result.function}`, renderMarkdown(result));
+  }
+
+  /**
+   * Show `markdown` as the document `NAME.md` in the Markdown preview (or as Markdown source if
+   * the preview is missing). Showing the same name again replaces its text in the open preview.
+   */
+  async showMarkdown(name: string, markdown: string): Promise<vscode.Uri> {
+    const uri = vscode.Uri.from({ scheme: SCHEME, path: `/${name.replace(/[/\\]/g, "_")}.md` });
+    this.contents.set(uri.toString(), markdown);
     this.changed.fire(uri);
     try {
       await vscode.commands.executeCommand("markdown.showPreview", uri);

@@ -2,8 +2,8 @@
 //
 // Resolves the command (launch.ts), spawns `plancode serve` over stdio, hands the client the
 // server settings (settings.ts) as initializationOptions and on change, shows the server's
-// messages with buttons that lead to the fix (messages.ts), explains start failures, and feeds
-// the status bar (status.ts) from client state, `$/progress` (progress.ts) and `plancode/stats`.
+// messages with buttons that lead to the fix (messages.ts), explains start failures (with a
+// "Run Doctor" button when `plancode doctor` can say more: doctor.ts), and feeds the status bar (status.ts) from client state, `$/progress` (progress.ts) and `plancode/stats`.
 
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -24,6 +24,7 @@ import {
   State,
 } from "vscode-languageclient/node";
 
+import { doctorHelps, RUN_DOCTOR } from "./doctor";
 import { explainExit, ExitInfo, LaunchEnv, LaunchPlan, LaunchProblem, resolveLaunch } from "./launch";
 import { actionsFor, displayText, oneLine } from "./messages";
 import { NotificationProgressFeature } from "./progress";
@@ -96,14 +97,29 @@ export class ServerController implements vscode.Disposable {
     return this.client?.state === State.Running ? this.client : undefined;
   }
 
-  // -- lifecycle ----------------------------------------------------------------------------
-  async start(): Promise<boolean> {
+  /** The command that starts the server under the current settings (the doctor runs it too). */
+  resolvePlan(): LaunchPlan | LaunchProblem {
     const c = config();
-    const resolved = resolveLaunch({
+    return resolveLaunch({
       serverPath: c.get<string>("serverPath") ?? "",
       pythonPath: c.get<string>("pythonPath") ?? "",
       serverArgs: c.get<string[]>("serverArgs") ?? [],
     }, launchEnv());
+  }
+
+  /** The server process' environment: the editor's, plus `plancode.serverEnv`. */
+  serverEnv(): NodeJS.ProcessEnv {
+    return { ...process.env, ...(config().get<Record<string, string>>("serverEnv") ?? {}) };
+  }
+
+  /** The first workspace folder on disk (the server's working directory), if any. */
+  workspaceFolder(): string | undefined {
+    return vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === "file")?.uri.fsPath;
+  }
+
+  // -- lifecycle ----------------------------------------------------------------------------
+  async start(): Promise<boolean> {
+    const resolved = this.resolvePlan();
     if (!resolved.ok) {
       this.fail(resolved);
       return false;
@@ -142,7 +158,8 @@ export class ServerController implements vscode.Disposable {
     // when `initialize` fails the client stops itself and start() may resolve all the same
     if (startError !== undefined || client.state !== State.Running) {
       const exit = await Promise.race([this.exit, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000))]);
-      this.fail(explainExit(plan, exit ?? { stderr: this.stderrTail.join("\n") }), startError);
+      const info = exit ?? { stderr: this.stderrTail.join("\n") };
+      this.fail(explainExit(plan, info), startError, doctorHelps(info));
       return false;
     }
     this.pollStats();
@@ -170,11 +187,10 @@ export class ServerController implements vscode.Disposable {
   }
 
   private spawn(plan: LaunchPlan): Promise<ChildProcess> {
-    const extraEnv = config().get<Record<string, string>>("serverEnv") ?? {};
     this.stderrTail = [];
     const child = spawn(plan.command, plan.args, {
-      env: { ...process.env, ...extraEnv },
-      cwd: vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === "file")?.uri.fsPath,
+      env: this.serverEnv(),
+      cwd: this.workspaceFolder(),
       stdio: ["pipe", "pipe", "pipe"],
     });
     this.exit = new Promise<ExitInfo>((resolve) => {
@@ -255,24 +271,29 @@ export class ServerController implements vscode.Disposable {
     }
     const plan = this.plan;
     if (plan && wasServing) {
-      void this.exit?.then((info) => this.fail(explainExit(plan, info)));
+      void this.exit?.then((info) => this.fail(explainExit(plan, info), undefined, doctorHelps(info)));
     }
     return { action: CloseAction.DoNotRestart, handled: true };
   }
 
   // -- errors and messages ------------------------------------------------------------------
-  private fail(problem: LaunchProblem, err?: unknown): void {
+  /** Report a start failure; `offerDoctor`: the server ran and stopped, the doctor can say why. */
+  private fail(problem: LaunchProblem, err?: unknown, offerDoctor = false): void {
     if (err !== undefined) {
       this.output.error(`start failed: ${String(err)}`);
     }
     this.output.error(`cannot start the plancode language server: ${problem.problem}. Fix: ${problem.fix}`);
     this.status.update({ type: "startFailed", message: `${problem.problem}. Fix: ${problem.fix}` });
     // (a notification shows no `detail`: the fix goes in the message)
+    const buttons = offerDoctor ? ["Run Doctor", "Open Settings", "Show Log", "Retry"]
+      : ["Open Settings", "Show Log", "Retry"];
     void vscode.window.showErrorMessage(
       `plancode: cannot start the language server: ${problem.problem}. Fix: ${problem.fix}.`,
-      "Open Settings", "Show Log", "Retry",
+      ...buttons,
     ).then((choice) => {
-      if (choice === "Open Settings") {
+      if (choice === "Run Doctor") {
+        void vscode.commands.executeCommand(RUN_DOCTOR);
+      } else if (choice === "Open Settings") {
         void vscode.commands.executeCommand("workbench.action.openSettings", problem.setting ?? "plancode");
       } else if (choice === "Show Log") {
         this.output.show(true);
@@ -299,6 +320,8 @@ export class ServerController implements vscode.Disposable {
         this.output.show(true);
       } else if (action?.kind === "showLastResult") {
         void vscode.commands.executeCommand("plancode.showLastResult");
+      } else if (action?.kind === "runDoctor") {
+        void vscode.commands.executeCommand(RUN_DOCTOR);
       }
     });
   }

@@ -2,8 +2,9 @@
 //
 // Pure (no `vscode` import). Inputs are events from the client (starting, running, stopped,
 // start failed), the server's `$/progress` (model loading, implement jobs), its
-// `window/showMessage` errors and `plancode/stats` replies (the source of truth for the
-// model's state). The output is a `StatusView`: text with a codicon, a tooltip, a severity.
+// `window/showMessage` errors, `plancode/stats` replies (the source of truth for the model's
+// state) and the last `plancode doctor` summary. The output is a `StatusView`: text with a
+// codicon, a tooltip, a severity.
 
 export type Phase = "stopped" | "starting" | "loading" | "ready" | "working" | "error";
 
@@ -19,7 +20,8 @@ export type StatusEvent =
   | { type: "progressReport"; token: string; message?: string; percentage?: number }
   | { type: "progressEnd"; token: string; message?: string }
   | { type: "message"; level: "error" | "warning" | "info"; message: string }
-  | { type: "stats"; modelState: string; model?: string };
+  | { type: "stats"; modelState: string; model?: string }
+  | { type: "doctor"; level: "info" | "warning" | "error"; summary: string };
 
 export interface StatusState {
   /** The client side: is a server process running? */
@@ -36,6 +38,8 @@ export interface StatusState {
   lastError?: string;
   /** Where the server command came from. */
   source?: string;
+  /** The last `plancode doctor` run: its summary, and how bad it was. */
+  doctor?: { level: "info" | "warning" | "error"; summary: string };
 }
 
 export interface StatusView {
@@ -61,7 +65,7 @@ export function progressKind(token: string, title?: string): ProgressKind {
 export function reduce(state: StatusState, event: StatusEvent): StatusState {
   switch (event.type) {
     case "starting":
-      return { ...INITIAL, client: "starting", source: event.source ?? state.source };
+      return { ...INITIAL, client: "starting", source: event.source ?? state.source, doctor: state.doctor };
     case "running":
       return { ...state, client: "running", lastError: undefined };
     case "stopped":
@@ -105,6 +109,8 @@ export function reduce(state: StatusState, event: StatusEvent): StatusState {
         return state;
       }
       return { ...state, lastError: event.message };
+    case "doctor":
+      return { ...state, doctor: { level: event.level, summary: event.summary } };
     case "stats": {
       const next = { ...state, model: event.modelState, modelName: event.model ?? state.modelName };
       if (event.modelState === "ready" && state.model !== "ready") {
@@ -185,6 +191,11 @@ export function view(state: StatusState): StatusView {
   }
   if (state.source) {
     lines.push(`Server: ${state.source}`);
+  }
+  if (state.doctor) {
+    lines.push(`Doctor: ${state.doctor.summary}`);
+  } else if (p === "error") {
+    lines.push("Run \"Plancode: Run doctor\" to check the install (each problem with its fix).");
   }
   lines.push("Click for plancode actions.");
   return { phase: p, text, tooltip: lines.join("\n"), severity };

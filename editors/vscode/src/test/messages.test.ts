@@ -3,10 +3,25 @@ import { test } from "node:test";
 
 import { actionsFor, displayText, oneLine } from "../messages";
 
-test("model errors open the model setting", () => {
+test("model errors open the model setting and offer the doctor", () => {
   const a = actionsFor("error", "plancode: model file /x.gguf does not exist\n  fix: check the path");
-  assert.deepEqual(a.map((x) => x.title), ["Open Settings", "Show Log"]);
+  assert.deepEqual(a.map((x) => x.title), ["Open Settings", "Run Doctor", "Show Log"]);
   assert.equal(a[0].setting, "plancode.model");
+  assert.equal(a[1].kind, "runDoctor");
+});
+
+test("a llama.cpp crash while loading the model offers the doctor", () => {
+  const a = actionsFor("error", "plancode: llama.cpp crashed with SIGILL (illegal instruction) during its first " +
+    "generation: ...\n  fix: rebuild llama-cpp-python without AMX");
+  assert.ok(a.some((x) => x.kind === "runDoctor"));
+  // a message whose fix says to run the doctor gets the button at any level
+  const w = actionsFor("warning", "plancode: generation took over 180 s\n  fix: run `plancode doctor`");
+  assert.ok(w.some((x) => x.kind === "runDoctor"));
+});
+
+test("an invalid setting does not offer the doctor", () => {
+  const a = actionsFor("error", "plancode: invalid setting: setting 'test_timeout' = -1 must be between 0.1 and 600.0");
+  assert.equal(a.some((x) => x.kind === "runDoctor"), false);
 });
 
 test("invalid settings open that setting", () => {

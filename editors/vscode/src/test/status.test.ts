@@ -103,3 +103,15 @@ test("reports for unknown tokens change nothing; states are not mutated", () => 
   reduce(s, { type: "progressBegin", token: JOB, title: "plancode: implement" });
   assert.equal(JSON.stringify(s), frozen);
 });
+
+test("an error points at the doctor; the doctor's summary stays in the tooltip across restarts", () => {
+  let s = run({ type: "starting" }, { type: "startFailed", message: "the server stopped while starting" });
+  assert.match(view(s).tooltip, /Run "Plancode: Run doctor" to check the install/);
+  s = reduce(s, { type: "doctor", level: "error", summary: "1 failed, 0 warnings, 7 passed" });
+  assert.match(view(s).tooltip, /^Doctor: 1 failed, 0 warnings, 7 passed$/m);
+  assert.doesNotMatch(view(s).tooltip, /Run "Plancode: Run doctor"/);
+  s = run({ type: "starting" }, { type: "running" }, { type: "stats", modelState: "ready" });
+  assert.doesNotMatch(view(s).tooltip, /doctor/i, "no doctor hint while all is well");
+  s = reduce(reduce(s, { type: "doctor", level: "info", summary: "all 8 checks passed" }), { type: "starting" });
+  assert.match(view(s).tooltip, /Doctor: all 8 checks passed/);
+});
