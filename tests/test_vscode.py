@@ -5,6 +5,8 @@ run in a real VS Code.
   initializationOptions, the status state machine, result rendering) under node's test runner.
 - The extension's settings mirror the server's ``Settings`` (names, defaults, ranges, choices).
 - ``npm run package`` builds a .vsix with @vscode/vsce.
+- The extension's doctor code (src/doctor.ts, src/doctorProcess.ts) runs the real
+  ``plancode doctor --json`` (a SIGILL injected into its model probe) and renders its report.
 - End to end (slow): code-server (VS Code in the browser, from npm) with the .vsix installed,
   driven from headless Chromium by playwright-core: ghost text accepted with Tab, the model
   switched through settings.json, "Plancode: Implement function with plan" on ``median`` in a
@@ -135,6 +137,91 @@ def test_package_vsix(node_modules: Path) -> None:
     commands = {c["command"] for c in manifest["contributes"]["commands"]}
     assert {"plancode.implementFunction", "plancode.showLastResult",
             "plancode.restartServer"} <= commands
+
+
+# -- the doctor, as the extension runs it ---------------------------------------------------------
+
+# runs the compiled src/doctor.ts + src/doctorProcess.ts the way doctorCommand.ts does
+_DOCTOR_JS = r"""
+const d = require("./out/doctor.js");
+const { runToEnd } = require("./out/doctorProcess.js");
+const [command, model, workspace] = process.argv.slice(1);
+const plan = { ok: true, command, args: ["serve", "--log-level", "debug"], source: "PATH" };
+const inv = d.doctorInvocation(plan, { model, workspace });
+const env = { ...process.env, ...d.doctorEnv({ model, nGpuLayers: 0, isolation: "auto" }) };
+runToEnd(inv.command, inv.args, { env, cwd: workspace }).then((run) => {
+  const outcome = d.interpretDoctor(inv, run);
+  const markdown = outcome.ok
+    ? d.renderDoctorMarkdown(outcome.report,
+      { command: d.commandLine(inv), model, workspace, exitCode: run.exitCode })
+    : d.renderDoctorProblem(outcome, run, d.commandLine(inv));
+  const notice = outcome.ok ? d.doctorNotice(outcome.report) : undefined;
+  process.stdout.write(JSON.stringify(
+    { args: inv.args, exitCode: run.exitCode, outcome, markdown, notice }));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled(node_modules: Path) -> Path:
+    proc = _run(["npm", "run", "compile-tests"], timeout=600)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    return EXT / "out"
+
+
+def _doctor_from_extension(command: str, model: str, workspace: Path, **env: str) -> dict:
+    proc = _run(["node", "-e", _DOCTOR_JS, command, model, str(workspace)], timeout=300,
+                env={**os.environ, **env})
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def test_extension_shows_the_real_doctors_findings(compiled: Path, tiny_model_path: Path,
+                                                   tmp_path: Path) -> None:
+    """A llama.cpp crash in the doctor's probe (SIGILL injected, as on an AMX machine): the
+    extension reads the real JSON and shows the failed check with its fix."""
+    plancode = str(Path(sys.executable).parent / "plancode")
+    (tmp_path / "proj").mkdir()
+    got = _doctor_from_extension(plancode, "smollm2-135m", tmp_path / "proj",
+                                 PLANCODE_PROBE_FAULT="SIGILL")
+    assert got["args"] == ["doctor", "--json", "--model=smollm2-135m",
+                           f"--workspace={tmp_path / 'proj'}"]
+    assert got["exitCode"] == 1
+    outcome = got["outcome"]
+    assert outcome["ok"] is True, outcome
+    checks = {c["id"]: c for c in outcome["report"]["checks"]}
+    assert checks["generation"]["status"] == "fail"
+    assert checks["python"]["status"] == "ok"
+    md = got["markdown"]
+    assert re.search(r"^- ✗ \*\*generation\*\* \(FAILED\): llama\.cpp crashed with SIGILL", md,
+                     re.M), md
+    assert re.search(r"^  - \*\*Fix:\*\* rebuild llama-cpp-python without AMX", md, re.M), md
+    assert re.search(r"^- ✓ \*\*model store\*\* \(passed\): smollm2-135m cached and verified", md,
+                     re.M), md
+    assert got["notice"]["level"] == "error"
+    assert "✗ generation: llama.cpp crashed with SIGILL" in got["notice"]["text"]
+
+
+def test_extension_explains_a_doctor_without_a_report(compiled: Path, tmp_path: Path) -> None:
+    """Exit 2 with `error:`/`fix:` (a workspace that is not a folder) and an executable that
+    is not plancode: each is an explained problem with its fix, not a crash."""
+    plancode = str(Path(sys.executable).parent / "plancode")
+    (tmp_path / "cwd").mkdir()
+    # the workspace is checked before any model is loaded, so this is quick
+    proc = _run(["node", "-e", _DOCTOR_JS.replace("cwd: workspace", "cwd: process.cwd()"),
+                 plancode, "smollm2-135m", str(tmp_path / "missing")], timeout=300)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    got = json.loads(proc.stdout)
+    assert got["exitCode"] == 2
+    assert got["outcome"] == {"ok": False,
+                              "problem": f"the doctor stopped: workspace {tmp_path / 'missing'} "
+                                         "is not a folder",
+                              "fix": "pass --workspace the folder of your project"}
+    not_plancode = _doctor_from_extension(shutil.which("true") or "/bin/true", "smollm2-135m",
+                                          tmp_path / "cwd")
+    assert not_plancode["outcome"]["ok"] is False
+    assert "printed no doctor report (no output, exit code 0)" in not_plancode["outcome"]["problem"]
+    assert "The doctor could not run" in not_plancode["markdown"]
 
 
 # -- end to end ---------------------------------------------------------------------------------

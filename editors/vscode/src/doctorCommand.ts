@@ -2,7 +2,9 @@
 // executable and settings, under a cancellable progress notification, and shows the findings
 // (doctor.ts renders them) in a Markdown view, a notification and the status bar's tooltip.
 
+import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
 
 import * as vscode from "vscode";
 
@@ -50,13 +52,15 @@ export class Doctor {
     }
     const model = config().get<string>("model") ?? "";
     const folder = controller.workspaceFolder();
-    const workspace = folder ?? os.homedir();
+    // no folder open: an empty one (not the home folder, which the sandbox check would copy)
+    const scratch = folder ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "plancode-doctor-"));
+    const workspace = folder ?? scratch ?? os.tmpdir();
     const inv = doctorInvocation(plan, { model, workspace });
     const cmd = commandLine(inv);
     const env = { ...controller.serverEnv(), ...doctorEnv(serverSettings((k) => config().get(k))) };
     controller.output.info(`running ${cmd}`);
     const started = Date.now();
-    const run = await vscode.window.withProgress({
+    const run = await Promise.resolve(vscode.window.withProgress({
       location: vscode.ProgressLocation.Notification,
       title: "plancode: doctor",
       cancellable: true,
@@ -64,7 +68,7 @@ export class Doctor {
       progress.report({ message: `checking the install with ${model || "the default model"} (it loads the model in a child process; 5-30 s)…` });
       return runToEnd(inv.command, inv.args, { env, cwd: workspace },
         (stop) => token.onCancellationRequested(stop));
-    });
+    })).finally(() => scratch && fs.rmSync(scratch, { recursive: true, force: true }));
     const seconds = (Date.now() - started) / 1000;
     for (const line of run.stderr.split(/\r?\n/).filter((l) => l.trim()).slice(-20)) {
       controller.output.info(`[doctor] ${line}`);
@@ -100,7 +104,7 @@ export class Doctor {
       controller.output.info(`  ${c.status.padEnd(4)} ${c.title}: ${c.finding}${c.fix ? ` (fix: ${c.fix})` : ""}`);
     }
     this.lastMarkdown = renderDoctorMarkdown(report, { command: cmd, model: model || undefined,
-      workspace: folder ?? `${workspace} (no folder is open)`, exitCode: run.exitCode, seconds });
+      workspace: folder ?? "(no folder is open: an empty folder)", exitCode: run.exitCode, seconds });
     await this.view.showMarkdown(VIEW_NAME, this.lastMarkdown);
     const notice = doctorNotice(report);
     controller.status.update({ type: "doctor", level: notice.level, summary: report.summary });
