@@ -1,17 +1,25 @@
-"""How the sandbox isolates a run: interpreter probing, bubblewrap command lines, privilege
-drop, resource limits and the runner's environment.
+"""How the sandbox isolates a run: interpreter probing, bubblewrap command lines, the kernel
+fallback's configuration, the runner's environment, and the sentences that describe each.
 
-Two modes (see :class:`server.testing.sandbox.Sandbox`):
+Three modes (see :class:`server.testing.sandbox.Sandbox`):
 
 ``bwrap``
     bubblewrap builds a new root from read-only system directories and the interpreter's own
-    directories, plus the read-write workspace copy; own network (none), PID, IPC and UTS
-    namespaces. Started as root it runs without a user namespace and the launcher drops to
-    ``nobody`` inside (so the process limit applies); started as an ordinary user it uses an
-    unprivileged user namespace.
-``rlimit``
-    no namespaces: the same copy, limits, process-group/subreaper kill and (as root) the same
-    privilege drop, plus an in-process network block. Weaker, and says so.
+    directories, plus the read-write workspace copy (its test files bound read-only); own
+    network (none), PID, IPC and UTS namespaces. Started as root it runs without a user
+    namespace and the launcher drops to a fresh uid for the run; started as an ordinary user
+    it uses an unprivileged user namespace.
+``landlock``
+    no bubblewrap: the launcher confines the run itself with kernel mechanisms. New mount, PID,
+    network, IPC and UTS namespaces (through an unprivileged user namespace when not root;
+    skipped when the kernel refuses them to an ordinary user), private /tmp and /dev/shm, test
+    files bound read-only; then a fresh uid (as root), Landlock (the file system outside the
+    copy and the interpreter is neither readable nor writable; no TCP without a network
+    namespace; no signals out of the run) and a seccomp filter (no AF_UNIX or, outside a
+    network namespace, internet sockets; no ptrace, keyrings or io_uring).
+``none``
+    no isolation at all, only limits and the copy: used only when the user set
+    ``isolation = "none-i-accept-the-risk"``.
 
 Probes run real processes once and are cached per interpreter.
 """
@@ -22,16 +30,20 @@ import functools
 import json
 import math
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.errors import PlancodeError
 
-SANDBOX_UID = 65534  # nobody
+SANDBOX_UID = 65534  # nobody: only used by the probes
 SANDBOX_GID = 65534  # nogroup
+RUN_UID_BASE = 2_000_000_000  # each run as root gets a fresh uid from this range
+RUN_UID_SPAN = 100_000_000
+NONE_OPT_IN = "none-i-accept-the-risk"
 INSIDE = "/sandbox"  # where the run's directories appear under bubblewrap
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 MASKED_ETC = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
@@ -164,13 +176,13 @@ class Limits:
     def cpu_seconds(self) -> int:
         return math.ceil(self.timeout) + 1
 
-    def rlimits(self, uid: int) -> dict[str, int]:
-        """The launcher's ``limits``: RLIMIT_NPROC counts every process of the uid, so the
-        budget is what it already runs plus ``max_procs``."""
+    def rlimits(self, uid: int, fresh_uid: bool) -> dict[str, int]:
+        """The launcher's ``limits``: RLIMIT_NPROC counts every process of the uid, so with the
+        user's own uid the budget is what it already runs plus ``max_procs``."""
         mb = 1024 * 1024
+        nproc = self.max_procs if fresh_uid else count_tasks(uid) + self.max_procs
         return {"cpu": self.cpu_seconds, "as": self.memory_mb * mb,
-                "fsize": self.max_file_mb * mb, "nproc": count_tasks(uid) + self.max_procs,
-                "core": 0}
+                "fsize": self.max_file_mb * mb, "nproc": nproc, "core": 0}
 
     def summary(self) -> str:
         return (f"{self.timeout:g} s wall-clock, {self.cpu_seconds} s CPU per process, "
@@ -178,13 +190,19 @@ class Limits:
                 f"{self.max_procs} processes")
 
 
+def run_uid() -> int:
+    """A fresh uid (and gid) for one run started as root: no file, process or process limit
+    is shared with anything else on the machine."""
+    return RUN_UID_BASE + secrets.randbelow(RUN_UID_SPAN)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a run's directories are, on the host and as the runner sees them."""
 
     ws: str  # the workspace copy (read-write)
-    out: str  # results file, HOME and TMPDIR (read-write)
-    lib: str  # launcher, plugin, sitecustomize (read-only)
+    out: str  # HOME and TMPDIR (read-write)
+    lib: str  # launcher and plugin (read-only)
     ctl: str  # request file (read-only)
 
 
@@ -198,25 +216,31 @@ def inside_layout() -> Layout:
                   ctl=f"{INSIDE}/ctl")
 
 
-def runner_env(interp: Interpreter, seen: Layout, *, bwrap: bool, block_net: bool) -> dict:
-    """A clean environment for the runner (nothing of the server's, which may hold secrets)."""
-    paths = [seen.lib, seen.ws]
-    if block_net:
-        paths.insert(0, f"{seen.lib}/net")
+def runner_env(interp: Interpreter, seen: Layout, *, private_tmp: bool,
+               server_python: bool) -> dict:
+    """A clean environment for the runner (nothing of the server's, which may hold secrets).
+    With the server's own interpreter, pytest's plugin autoload is off (plancode's own pytest
+    plugins must not run in the user's tests); the user's interpreter keeps its plugins."""
     env = {
         "PATH": f"{os.path.dirname(interp.path)}:/usr/local/bin:/usr/bin:/bin",
         "HOME": f"{seen.out}/home",
-        "TMPDIR": "/tmp" if bwrap else f"{seen.out}/tmp",
+        "USER": "plancode",
+        "LOGNAME": "plancode",
+        "TMPDIR": "/tmp" if private_tmp else f"{seen.out}/tmp",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # compiled files come from (and would go to) a directory that does not exist: a .pyc
+        # the candidate plants next to a test file is never read
+        "PYTHONPYCACHEPREFIX": f"{seen.lib}/no-pycache",
         "PYTHONNOUSERSITE": "1",
         "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MB of address space per arena
-        "PYTHONPATH": ":".join(paths),
+        "PYTHONPATH": f"{seen.lib}:{seen.ws}",
         "PLANCODE_SANDBOX": "1",
-        "PLANCODE_RESULTS": f"{seen.out}/results.jsonl",
         "PLANCODE_REQUEST": f"{seen.ctl}/request.json",
     }
+    if server_python:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     return env
 
 
@@ -233,8 +257,8 @@ def launcher_command(interp: Interpreter, seen: Layout, config: dict) -> list[st
 
 @dataclass(frozen=True)
 class BwrapVariant:
-    """How bubblewrap is started: as root without a user namespace (the launcher drops to
-    nobody inside), or in an unprivileged user namespace (no drop possible)."""
+    """How bubblewrap is started: as root without a user namespace (the launcher drops to a
+    fresh uid inside), or in an unprivileged user namespace (no drop possible)."""
 
     name: str  # "root" or "userns"
     namespace_args: tuple[str, ...]
@@ -260,9 +284,25 @@ def bwrap_supports(bwrap: str, option: str) -> bool:
     return option in done.stdout
 
 
+def readable_dirs(interp: Interpreter, workspace: Path) -> list[str]:
+    """The interpreter's directories and sys.path entries the run may read: never the real
+    workspace (the copy is on PYTHONPATH), though the interpreter itself may live there
+    (WORKSPACE/.venv)."""
+    ws_real = os.path.realpath(workspace)
+    own, sys_path = interp.directories()
+    found: list[str] = []
+    for path in sorted([*own, *sys_path], key=len):
+        if is_within(path, ws_real) and (path == ws_real or path not in own):
+            continue
+        if path not in found:
+            found.append(path)
+    return found
+
+
 def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Layout,
-               workspace: Path, tmp_mb: int) -> list[str]:
-    """The bubblewrap command line up to (not including) the command it runs."""
+               workspace: Path, tmp_mb: int, protect: list[str] = ()) -> list[str]:
+    """The bubblewrap command line up to (not including) the command it runs; ``protect``:
+    files of the copy (host paths) bound read-only over themselves."""
     args = [bwrap, *variant.namespace_args, "--die-with-parent", "--new-session"]
     bound: list[str] = []  # host paths visible inside, at the same path
     for d in SYSTEM_DIRS:
@@ -284,13 +324,8 @@ def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Lay
         args += ["--perms", "1777", *size, "--tmpfs", tmp]
     made: set[str] = {"/", "/tmp"}
     ws_real = os.path.realpath(workspace)
-    own, sys_path = interp.directories()
-    for path in sorted([*own, *sys_path], key=len):
+    for path in readable_dirs(interp, workspace):
         if any(is_within(path, b) for b in bound):
-            continue
-        # sys.path entries inside the real workspace stay out (the copy is on PYTHONPATH); the
-        # interpreter itself may live there (WORKSPACE/.venv), but never the workspace root.
-        if is_within(path, ws_real) and (path == ws_real or path not in own):
             continue
         args += _parents(path, made, bound)
         args += ["--ro-bind", os.path.realpath(path), path]
@@ -301,8 +336,11 @@ def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Lay
     inside = inside_layout()
     args += ["--perms", "0755", "--dir", INSIDE,
              "--bind", host.ws, inside.ws, "--bind", host.out, inside.out,
-             "--ro-bind", host.lib, inside.lib, "--ro-bind", host.ctl, inside.ctl,
-             "--chdir", inside.ws]
+             "--ro-bind", host.lib, inside.lib, "--ro-bind", host.ctl, inside.ctl]
+    for path in protect:
+        rel = os.path.relpath(path, host.ws)
+        args += ["--ro-bind", path, f"{inside.ws}/{rel}"]
+    args += ["--chdir", inside.ws]
     return args
 
 
@@ -325,23 +363,24 @@ def _probe_layout(root: Path, lib: Path, uid: int | None) -> tuple[Path, Layout]
     host = host_layout(run_dir, lib)
     for d in (host.ws, host.out, host.ctl):
         os.mkdir(d)
+        os.chmod(d, 0o755)
         if uid is not None:
-            os.chown(d, uid, SANDBOX_GID)
+            os.chown(d, uid, uid)
     return run_dir, host
 
 
 _PROBE_CODE = "import pytest, pathlib; pathlib.Path('probe.txt').write_text('ok')"
 
 
-def _run_probe(argv: list[str], cwd: str, env: dict) -> tuple[bool, str]:
+def _run_probe(argv: list[str], cwd: str, env: dict) -> tuple[bool, str, str]:
     try:
         done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT, check=False, start_new_session=True)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
+        return False, str(exc), ""
     ok = done.returncode == 0 and (Path(cwd) / "probe.txt").exists()
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    return ok, (lines[-1] if lines else f"exit code {done.returncode}")
+    return ok, (lines[-1] if lines else f"exit code {done.returncode}"), done.stdout
 
 
 _bwrap_cache: dict[tuple[str, str, int], tuple[BwrapVariant | None, str]] = {}
@@ -369,7 +408,8 @@ def probe_bwrap(bwrap: str | None, interp: Interpreter, root: Path, lib: Path,
                       "uid": uid, "gid": SANDBOX_GID, "limits": {"core": 0}}
             argv = (bwrap_args(bwrap, variant, interp, host, workspace, 64)
                     + launcher_command(interp, inside, config))
-            ok, why = _run_probe(argv, host.ws, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            ok, why, _out = _run_probe(argv, host.ws,
+                                       {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
         if ok:
@@ -381,66 +421,108 @@ def probe_bwrap(bwrap: str | None, interp: Interpreter, root: Path, lib: Path,
 
 
 @dataclass(frozen=True)
-class RlimitPrivileges:
-    """What the rlimit mode can do about its user: drop to nobody, and whether nobody needs
-    CAP_DAC_READ_SEARCH to reach the interpreter."""
+class Confinement:
+    """What the kernel fallback achieved in its probe, and so requires of every run."""
 
-    drop_uid: bool
-    read_cap: bool
+    namespaces: bool  # mount/PID/network/IPC/UTS namespaces (and private /tmp, /dev/shm)
+    landlock_abi: int
+    read_cap: bool  # as root: the run's uid needs CAP_DAC_READ_SEARCH to reach the interpreter
+    drop_uid: bool  # as root: a fresh uid per run
+    state: dict = field(default_factory=dict, compare=False)
+
+    def config(self, interp: Interpreter, host: Layout, workspace: Path, tmp_mb: int,
+               protect: list[str]) -> dict:
+        """The launcher's ``confine`` object for one run."""
+        read = [*SYSTEM_DIRS, "/etc", "/proc", "/sys/devices/system/cpu",
+                *readable_dirs(interp, workspace), host.lib, host.ctl]
+        return {"namespaces": self.namespaces, "require_netns": self.namespaces,
+                "userns": os.geteuid() != 0, "tmp_mb": tmp_mb, "protect": list(protect),
+                "mask": list(MASKED_ETC), "read": [p for p in read if os.path.exists(p)],
+                "write": [host.ws, host.out], "landlock": self.landlock_abi, "seccomp": True}
 
 
-_rlimit_cache: dict[str, RlimitPrivileges] = {}
+_landlock_cache: dict[tuple[str, int], tuple[Confinement | None, str]] = {}
 
 
-def probe_rlimit(interp: Interpreter, root: Path, lib: Path) -> RlimitPrivileges:
-    """As root: can the runner work as nobody (plainly, else with the read capability)?
-    As anyone else there is nothing to drop."""
-    if os.geteuid() != 0:
-        return RlimitPrivileges(False, False)
-    if interp.path in _rlimit_cache:
-        return _rlimit_cache[interp.path]
-    result = RlimitPrivileges(False, False)
-    for read_cap in (False, True):
-        run_dir, host = _probe_layout(root, lib, SANDBOX_UID)
+def probe_landlock(interp: Interpreter, root: Path, lib: Path,
+                   workspace: Path) -> tuple[Confinement | None, str]:
+    """The strongest kernel confinement that really runs the interpreter here: namespaces plus
+    Landlock plus seccomp, else (an ordinary user whose kernel refuses user namespaces)
+    Landlock plus seccomp; None and why when Landlock is missing or nothing works."""
+    key = (interp.path, os.geteuid())
+    if key in _landlock_cache:
+        return _landlock_cache[key]
+    root_user = os.geteuid() == 0
+    tries = [(True, False), (True, True)] if root_user else [(True, False), (False, False)]
+    why = "no kernel confinement worked"
+    result: tuple[Confinement | None, str] = (None, why)
+    for namespaces, read_cap in tries:
+        uid = run_uid() if root_user else None
+        run_dir, host = _probe_layout(root, lib, uid)
         try:
-            config = {"argv": [interp.path, "-s", "-c", _PROBE_CODE], "uid": SANDBOX_UID,
-                      "gid": SANDBOX_GID, "read_cap": read_cap, "limits": {"core": 0}}
-            ok, _why = _run_probe(launcher_command(interp, host, config), host.ws,
-                                  {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            trial = Confinement(namespaces, 1, read_cap, root_user)
+            config = {"argv": [interp.path, "-s", "-c", _PROBE_CODE], "uid": uid, "gid": uid,
+                      "read_cap": read_cap, "limits": {"core": 0}, "reaper": True,
+                      "probe": True,
+                      "confine": trial.config(interp, host, workspace, 16, [])}
+            ok, why, out = _run_probe(launcher_command(interp, host, config), host.ws,
+                                      {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-        if ok:
-            result = RlimitPrivileges(True, read_cap)
+        state = _confinement_state(out)
+        if ok and state.get("landlock"):
+            result = (Confinement(namespaces, int(state["landlock"]["abi"]), read_cap,
+                                  root_user, state), "")
             break
-    _rlimit_cache[interp.path] = result
+        result = (None, f"the kernel fallback does not work here ({why})")
+    _landlock_cache[key] = result
     return result
 
 
+def _confinement_state(stdout: str) -> dict:
+    for line in stdout.splitlines():
+        if line.startswith("PLANCODE-CONFINEMENT "):
+            try:
+                return json.loads(line.split(" ", 1)[1])
+            except ValueError:
+                return {}
+    return {}
+
+
 def describe_bwrap(variant: BwrapVariant, limits: Limits) -> str:
-    who = ("as uid 65534 (nobody)" if variant.drop_uid
+    who = ("as a fresh uid of its own" if variant.drop_uid
            else "in a user namespace (as root it stays uid 0 outside, so the process limit "
                 "does not apply)" if os.geteuid() == 0 else "in a user namespace as you")
     return (f"bubblewrap: the candidate runs {who} with no network and its own PID/IPC "
             "namespaces, sees only read-only system and Python directories plus its throw-away "
             "copy of the workspace (your home, the real workspace and other files are "
-            f"invisible), under limits of {limits.summary()}, and everything it started is "
-            "killed with the namespace on timeout or cancel; not enforced: total disk use in the "
-            "copy and /tmp (only the per-file limit) and how many CPU cores it keeps busy.")
+            "invisible; the test files are read-only), under limits of "
+            f"{limits.summary()}, and everything it started is killed with the namespace on "
+            "timeout or cancel; not enforced: total disk use in the copy and /tmp (only the "
+            "per-file limit) and how many CPU cores it keeps busy.")
 
 
-def describe_rlimit(privileges: RlimitPrivileges, limits: Limits) -> str:
-    if privileges.drop_uid and privileges.read_cap:
-        who = ("as uid 65534 (nobody) but with the capability to read any file (your "
-               "Python lives where nobody cannot reach it)")
-    elif privileges.drop_uid:
-        who = "as uid 65534 (nobody)"
-    elif os.geteuid() == 0:
-        who = "as root (dropping to nobody failed, so the process limit does not apply)"
+def describe_landlock(confinement: Confinement, limits: Limits) -> str:
+    who = "as a fresh uid of its own" if confinement.drop_uid else "as you"
+    if confinement.namespaces:
+        spaces = ("in its own mount, PID, network (none) and IPC namespaces with a private "
+                  "/tmp and /dev/shm and read-only test files")
     else:
-        who = "as you"
-    return (f"rlimit (weaker than bubblewrap): the candidate runs {who} in a "
-            f"throw-away copy of the workspace, under limits of {limits.summary()}, and its "
-            "whole process tree is killed on timeout or cancel; but there is no filesystem "
-            "isolation beyond the copy (it can read, and where permissions allow write, "
-            "anything its user can) and the network block is in-process only (a Python socket "
-            "hook that subprocesses and C extensions bypass).")
+        spaces = ("without namespaces (the kernel refuses them to you), so with no /tmp or "
+                  "/dev/shm and no network at all")
+    scoped = ("signals to other processes are blocked by Landlock"
+              if confinement.landlock_abi >= 6 else
+              "other processes are out of reach by PID namespace" if confinement.namespaces
+              else "it may signal your other processes (Landlock ABI < 6)")
+    return (f"kernel fallback (no bubblewrap; Landlock ABI {confinement.landlock_abi} and "
+            f"seccomp): the candidate runs {who} {spaces}; it can read only system and Python "
+            "directories and write only its throw-away copy (your home, the real workspace "
+            f"and other files are out of reach); no AF_UNIX sockets, ptrace or keyrings; "
+            f"{scoped}; limits of {limits.summary()}; everything it started is killed on "
+            "timeout or cancel.")
+
+
+def describe_none(limits: Limits) -> str:
+    return (f"NO ISOLATION ({NONE_OPT_IN}): the candidate runs as you in a throw-away copy of "
+            f"the workspace under limits of {limits.summary()}, but it can read and write "
+            "everything you can, use the network and signal your processes.")

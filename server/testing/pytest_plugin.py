@@ -1,34 +1,135 @@
-"""The pytest plugin the sandbox loads (``-p plancode_pytest_plugin``): machine-readable results.
+"""The pytest plugin the sandbox loads (``-p plancode_pytest_plugin``): authenticated results.
 
 Copied into the sandbox outside the workspace copy, so it imports only the standard library and
-pytest (never ``server``). It does two things:
+pytest (never ``server``). pytest imports it while parsing its command line, before any
+conftest, test file or candidate module, and at that moment it:
 
-* keeps only the requested tests: ``$PLANCODE_REQUEST`` names a JSON file with the requested
-  node ids; collected items matching none of them are deselected (the sandbox passes files on
-  the command line, not node ids, so one missing id cannot abort the whole run);
-* appends one JSON object per line to ``$PLANCODE_RESULTS``, flushed as it goes, so that a run
-  killed half-way still leaves the results it got to. Events: ``selected`` (node ids that will
-  run), ``start`` (a test began), ``report`` (one phase of a test: setup/call/teardown, with
-  outcome, duration and a one-line message), ``collect`` (a file or class that failed to
-  collect, or was skipped), ``finish`` (pytest's exit status).
+* reads the run's secret from the inherited fd ``$PLANCODE_KEY_FD`` and closes it, so code that
+  runs later cannot read it from there;
+* takes the write end of the results pipe (``$PLANCODE_RESULTS_FD``) and makes it
+  non-inheritable, so subprocesses of the tests do not get it;
+* keeps the functions it needs (``os.write``, ``hmac``, ``json.dumps``) and the pytest runtime
+  functions it guards in a closure.
 
-Only the process that loaded the plugin writes: a test that forks must not report twice.
+Every event is one line: an HMAC-SHA256 of ``SEQ JSON`` under the secret, ``SEQ`` and the JSON.
+The host rejects a run with a line it cannot authenticate, out of sequence, or contradicting an
+earlier one (see ``server/testing/verdicts.py``). Events: ``selected`` (node ids that will run),
+``start``, ``report`` (one phase: outcome, duration, one-line message, and whether a skip or
+xfail came from the user's marks), ``collect`` (a file that failed to collect or was skipped),
+``suspicious`` (the function under test returned an object that claims equality with
+anything), ``tamper`` (the plugin saw the test machinery changed under it) and ``finish``.
+
+What it guards against, in-process (the host-side checks cover the results channel itself):
+a plugin registered while the tests run that is neither pytest's own nor one of the workspace's
+conftest files; pytest's runner functions replaced; a report that says "passed" although the
+call raised, or a report changed between the makereport and logreport hooks. Code that
+deliberately digs the secret out of this module's closures or the process memory can still
+forge lines: docs/security.md says so.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import doctest
+import functools
+import hashlib
+import hmac
 import json
 import os
-from typing import IO, Any
+import sys
+from typing import Any
 
+import _pytest.doctest
+import _pytest.python
+import _pytest.runner
+import _pytest.skipping
+import _pytest.unittest
 import pytest
 
 _MAX_MESSAGE = 300
 
-_out: IO[str] | None = None
-_pid = 0
+
+def _make_channel() -> tuple[Any, Any]:
+    """(emit, guarded): ``emit(event)`` writes one signed line; ``guarded()`` names the first
+    guarded runtime object that was replaced since import ("" when none). The secret and the
+    primitives live only in this closure."""
+    key = b""
+    fd = -1
+    try:
+        key_fd = int(os.environ.get("PLANCODE_KEY_FD", "-1"))
+        if key_fd >= 0:
+            chunks = []
+            while True:
+                chunk = os.read(key_fd, 4096)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(key_fd)
+            key = b"".join(chunks)
+        fd = int(os.environ.get("PLANCODE_RESULTS_FD", "-1"))
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    except (OSError, ValueError):
+        fd = -1
+    write, dumps, new, sha256, getpid = os.write, json.dumps, hmac.new, hashlib.sha256, os.getpid
+    owner = getpid()
+    seq = [0]
+    originals = {
+        "CallInfo.from_call": (_pytest.runner.CallInfo, "from_call",
+                               _pytest.runner.CallInfo.__dict__["from_call"]),
+        "runner.call_and_report": (_pytest.runner, "call_and_report",
+                                   _pytest.runner.call_and_report),
+        "runner.runtestprotocol": (_pytest.runner, "runtestprotocol",
+                                   _pytest.runner.runtestprotocol),
+        "Function.runtest": (_pytest.python.Function, "runtest",
+                             _pytest.python.Function.runtest),
+        "pytest_pyfunc_call": (_pytest.python, "pytest_pyfunc_call",
+                               _pytest.python.pytest_pyfunc_call),
+        "TestCaseFunction.runtest": (_pytest.unittest.TestCaseFunction, "runtest",
+                                     _pytest.unittest.TestCaseFunction.runtest),
+        "DoctestItem.runtest": (_pytest.doctest.DoctestItem, "runtest",
+                                _pytest.doctest.DoctestItem.runtest),
+        "skipping.pytest_runtest_makereport": (_pytest.skipping, "pytest_runtest_makereport",
+                                               _pytest.skipping.pytest_runtest_makereport),
+        "builtins.AssertionError": (builtins, "AssertionError", AssertionError),
+        "doctest.DocTestRunner.run": (doctest.DocTestRunner, "run", doctest.DocTestRunner.run),
+    }
+
+    def emit(event: dict) -> None:
+        if fd < 0 or getpid() != owner:
+            return
+        body = f"{seq[0]} {dumps(event)}"
+        seq[0] += 1
+        line = f"{new(key, body.encode('utf-8'), sha256).hexdigest()} {body}\n".encode()
+        while line:
+            try:
+                line = line[write(fd, line):]
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+
+    def guarded() -> str:
+        for name, (owner_obj, attr, original) in originals.items():
+            now = (owner_obj.__dict__.get(attr) if isinstance(owner_obj, type)
+                   else getattr(owner_obj, attr, None))
+            if now is not original:
+                return name
+        return ""
+
+    return emit, guarded
+
+
+_emit, _guarded = _make_channel()
 _requested: list[str] = []
+_target: dict[str, str] = {}
+_conftests: set[str] = set()
+_allowed: set[int] | None = None  # ids of the plugins registered when the session started
+_seen: dict[tuple[str, str], str] = {}  # (nodeid, when) -> outcome seen in makereport
+_current = [""]
+_suspicious: dict[str, str] = {}
+_tampered = [False]
 
 
 def matches(requested: str, nodeid: str) -> bool:
@@ -96,24 +197,196 @@ def report_message(report: Any) -> str:
     return one_line((errors or lines or [""])[-1])
 
 
-def _write(event: dict) -> None:
-    if _out is None or os.getpid() != _pid:
-        return
-    _out.write(json.dumps(event) + "\n")
-    _out.flush()
+def _tamper(message: str) -> None:
+    if not _tampered[0]:
+        _tampered[0] = True
+        _emit({"event": "tamper", "message": message})
 
+
+# -- the function under test: flag return values that claim equality with anything ------------
+
+class _Probe:
+    """A fresh object nothing legitimate is equal to."""
+
+    def __eq__(self, other: object) -> bool:
+        return NotImplemented  # type: ignore[return-value]
+
+    __hash__ = object.__hash__
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, bytearray, range)
+
+
+def suspicious(value: Any, depth: int = 0) -> str:
+    """Why ``value`` looks built to pass any ``==`` test ("" when it does not)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return ""
+    if kind in (list, tuple, set, frozenset) and depth < 3:
+        for item in list(value)[:50]:
+            why = suspicious(item, depth + 1)
+            if why:
+                return why
+        return ""
+    if kind is dict and depth < 3:
+        for item in list(value.values())[:50]:
+            why = suspicious(item, depth + 1)
+            if why:
+                return why
+        return ""
+    if getattr(kind, "__eq__", None) is object.__eq__:
+        return ""
+    try:
+        claims = bool(value == _Probe())
+    except Exception:  # noqa: BLE001 - numpy arrays and the like refuse bool()
+        return ""
+    if claims:
+        return (f"suspicious return type: {kind.__module__}.{kind.__qualname__} claims to be "
+                "equal to anything (its __eq__ always answers True)")
+    return ""
+
+
+def _check_return(function: Any) -> Any:
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        value = function(*args, **kwargs)
+        nodeid = _current[0]
+        if nodeid and nodeid not in _suspicious:
+            why = suspicious(value)
+            if why:
+                _suspicious[nodeid] = why
+        return value
+
+    checked.__plancode_checked__ = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _docstrings(path: str) -> dict[str, str | None]:
+    """Raw docstrings of the module and every function and class in the file at ``path``,
+    by qualified name (read from the file, which the sandbox made read-only)."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    found: dict[str, str | None] = {"": ast.get_docstring(tree, clean=False)}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                found[name] = ast.get_docstring(child, clean=False)
+                visit(child, name + ".")
+
+    visit(tree, "")
+    return found
+
+
+def _check_doctests(items: list[pytest.Item]) -> None:
+    """A doctest must run the examples the file holds: a candidate that rewrote a docstring at
+    import time (``f.__doc__ = ...``) is tampering."""
+    cache: dict[str, dict[str, str | None]] = {}
+    for item in items:
+        if not isinstance(item, _pytest.doctest.DoctestItem) or item.dtest is None:
+            continue
+        test = item.dtest
+        if not test.filename or not test.filename.endswith(".py"):
+            continue
+        if test.filename not in cache:
+            cache[test.filename] = _docstrings(test.filename)
+        module = test.name.split(".")
+        docs = cache[test.filename]
+        for start in range(len(module) + 1):
+            qualname = ".".join(module[start:])
+            if qualname in docs:
+                if (docs[qualname] or "") != (test.docstring or ""):
+                    _tamper(f"{item.nodeid}: the doctest's examples differ from the file's")
+                break
+
+
+def _watch_target(items: list[pytest.Item]) -> None:
+    """Wrap the function under test wherever the collected tests can reach it."""
+    file, qualname = _target.get("file"), _target.get("qualname")
+    if not file or not qualname:
+        return
+    path = os.path.realpath(file)
+    module = next((m for m in list(sys.modules.values())
+                   if os.path.realpath(getattr(m, "__file__", None) or "") == path), None)
+    if module is None:
+        return
+    owner: Any = module
+    parts = qualname.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return
+    original = owner.__dict__.get(parts[-1]) if isinstance(owner, type) else \
+        getattr(owner, parts[-1], None)
+    if not callable(original) or isinstance(original, staticmethod | classmethod | type):
+        return
+    checked = _check_return(original)
+    setattr(owner, parts[-1], checked)
+    if isinstance(owner, type):
+        return
+    namespaces = [vars(m) for m in list(sys.modules.values()) if hasattr(m, "__dict__")]
+    namespaces += [item.dtest.globs for item in items
+                   if isinstance(item, _pytest.doctest.DoctestItem) and item.dtest is not None]
+    for namespace in namespaces:
+        try:
+            for name, value in list(namespace.items()):
+                if value is original:
+                    namespace[name] = checked
+        except (TypeError, RuntimeError):
+            continue
+
+
+# -- hooks ----------------------------------------------------------------------------------
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _out, _pid, _requested
-    path = os.environ.get("PLANCODE_RESULTS")
-    if not path or _out is not None:
-        return
-    _out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole session
-    _pid = os.getpid()
+    global _requested, _target, _conftests
     request = os.environ.get("PLANCODE_REQUEST")
-    if request:
-        with open(request, encoding="utf-8") as f:
-            _requested = list(json.load(f))
+    if not request:
+        return
+    with open(request, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, list):  # the older format: just node ids
+        data = {"tests": data}
+    _requested = list(data.get("tests", []))
+    _target = dict(data.get("target") or {})
+    _conftests = {os.path.realpath(p) for p in data.get("conftests", [])}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _allowed
+    _allowed = {id(p) for p in session.config.pluginmanager.get_plugins()}
+
+
+def _legitimate(plugin: object) -> bool:
+    if isinstance(plugin, type(sys)):
+        name = getattr(plugin, "__name__", "")
+        file = os.path.realpath(getattr(plugin, "__file__", None) or "")
+        return (name.startswith(("_pytest.", "pytest")) or file in _conftests)
+    return type(plugin).__module__.startswith("_pytest.")
+
+
+def pytest_plugin_registered(plugin: object, plugin_name: str,
+                             manager: pytest.PytestPluginManager) -> None:
+    if _allowed is not None and not _legitimate(plugin):
+        _tamper(f"a plugin was registered while the tests ran: {str(plugin_name)[:80]}")
+
+
+def _check_integrity(config: pytest.Config) -> None:
+    replaced = _guarded()
+    if replaced:
+        _tamper(f"pytest's {replaced} was replaced while the tests ran")
+        return
+    if _allowed is None:
+        return
+    for plugin in config.pluginmanager.get_plugins():
+        if id(plugin) not in _allowed and not _legitimate(plugin):
+            _tamper("a plugin was registered while the tests ran: "
+                    f"{str(config.pluginmanager.get_name(plugin))[:80]}")
+            return
 
 
 @pytest.hookimpl(trylast=True)
@@ -127,21 +400,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = selected
         if deselected:
             config.hook.pytest_deselected(items=deselected)
-    _write({"event": "selected", "nodeids": [i.nodeid for i in items]})
+    # a file that does not parse has its collection error reported anyway
+    with contextlib.suppress(OSError, SyntaxError, ValueError):
+        _check_doctests(items)
+    with contextlib.suppress(Exception):  # the check is a bonus, never a reason to fail
+        _watch_target(items)
+    _emit({"event": "selected", "nodeids": [i.nodeid for i in items]})
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed or report.skipped:
-        _write({"event": "collect", "nodeid": report.nodeid, "outcome": report.outcome,
-                "message": report_message(report)})
+        _emit({"event": "collect", "nodeid": report.nodeid, "outcome": report.outcome,
+               "message": report_message(report)})
 
 
 def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
-    _write({"event": "start", "nodeid": nodeid})
+    _current[0] = nodeid
+    _emit({"event": "start", "nodeid": nodeid})
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    raised = call.excinfo is not None
     outcome = yield
     report = outcome.get_result()
     if call.excinfo is not None and report.failed:
@@ -149,14 +429,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.plancode_message = exception_message(call.excinfo.value)
         except Exception:  # noqa: BLE001 - a broken __str__ must not break reporting
             report.plancode_message = one_line(call.excinfo.typename)
+    if report.passed and (raised or call.excinfo is not None):
+        _tamper(f"{item.nodeid}: the {call.when} raised but its report says passed")
+    report.plancode_skip_by_mark = report.skipped and _skip_by_mark(item)
+    report.plancode_xfail_by_mark = item.stash.get(_pytest.skipping.xfailed_key,
+                                                   None) is not None
+    _seen[(item.nodeid, call.when)] = report.outcome
+    _check_integrity(item.config)
+
+
+_evaluate_skip_marks = _pytest.skipping.evaluate_skip_marks
+
+
+def _skip_by_mark(item: pytest.Item) -> bool:
+    """Whether the user's own skip/skipif marks skip this test."""
+    try:
+        return _evaluate_skip_marks(item) is not None
+    except Exception:  # noqa: BLE001 - a broken skipif condition is the test's error
+        return False
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _write({"event": "report", "nodeid": report.nodeid, "when": report.when,
-            "outcome": report.outcome, "duration": report.duration,
-            "xfail": bool(getattr(report, "wasxfail", None) is not None),
-            "message": report_message(report) if not report.passed else ""})
+    seen = _seen.pop((report.nodeid, report.when), None)
+    if seen is None or seen != report.outcome:
+        _tamper(f"{report.nodeid}: the {report.when} report changed after it was made")
+    if report.when == "call" and report.nodeid in _suspicious:
+        _emit({"event": "suspicious", "nodeid": report.nodeid,
+               "message": _suspicious[report.nodeid]})
+    _emit({"event": "report", "nodeid": report.nodeid, "when": report.when,
+           "outcome": report.outcome, "duration": float(report.duration),
+           "wasxfail": getattr(report, "wasxfail", None) is not None,
+           "skip_by_mark": bool(getattr(report, "plancode_skip_by_mark", False)),
+           "xfail_by_mark": bool(getattr(report, "plancode_xfail_by_mark", False)),
+           "message": report_message(report) if not report.passed else ""})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _write({"event": "finish", "exitstatus": int(exitstatus)})
+    _check_integrity(session.config)
+    _emit({"event": "finish", "exitstatus": int(exitstatus)})

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OUTCOMES = ("passed", "failed", "error", "timeout", "skipped", "not-run")
+OUTCOMES = ("passed", "failed", "error", "timeout", "skipped", "xfail", "skip-raised", "not-run")
+# Outcomes that count neither for nor against a candidate: tests the user marked skip or xfail.
+# A skip or xfail *raised while the test ran* is "skip-raised" and counts against it.
+NEUTRAL = frozenset({"skipped", "xfail"})
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class TestCase:
 
 @dataclass
 class TestVerdict:
-    """What happened to one test: ``outcome`` is one of OUTCOMES; ``message`` is one short line."""
+    """What happened to one test: ``outcome`` is one of OUTCOMES; ``message`` is one short line;
+    ``kind`` is the test's :attr:`TestCase.kind` (a ``command`` verdict alone never verifies)."""
 
     __test__ = False
 
@@ -39,6 +43,7 @@ class TestVerdict:
     outcome: str
     message: str = ""
     seconds: float = 0.0
+    kind: str = ""
 
     def to_json(self) -> dict:
         return {"id": self.id, "outcome": self.outcome, "message": self.message,
@@ -50,13 +55,16 @@ class RunResult:
     """One sandboxed run of some tests against one candidate."""
 
     verdicts: list[TestVerdict]
-    isolation: str  # "bwrap" or "rlimit"
+    isolation: str  # "bwrap", "landlock" or "none"
     isolation_detail: str  # human-readable: what is and is not enforced
     seconds: float
     timed_out: bool = False
     cancelled: bool = False
     output_tail: str = ""  # last lines of the runner's output, for repair prompts
     extra: dict = field(default_factory=dict)
+    runner_ok: bool = False  # the runner ended by itself with a success status
+    tampered: str = ""  # why the results cannot be trusted ("" when they can)
+    flags: list[str] = field(default_factory=list)  # warnings, e.g. a suspicious return type
 
     @property
     def passed(self) -> int:
@@ -64,9 +72,14 @@ class RunResult:
 
     @property
     def failed(self) -> int:
-        return sum(v.outcome not in {"passed", "skipped"} for v in self.verdicts)
+        return sum(v.outcome != "passed" and v.outcome not in NEUTRAL for v in self.verdicts)
 
     @property
     def all_passed(self) -> bool:
-        return bool(self.verdicts) and all(v.outcome in {"passed", "skipped"}
-                                           for v in self.verdicts) and self.passed > 0
+        """Verified: the runner finished cleanly, nothing was tampered with, every test that
+        counts passed, and at least one of them is a real test (not only ``test_command``)."""
+        if self.tampered or self.timed_out or self.cancelled or not self.runner_ok:
+            return False
+        counted = [v for v in self.verdicts if v.outcome not in NEUTRAL]
+        return (bool(counted) and all(v.outcome == "passed" for v in counted)
+                and any(v.kind != "command" for v in counted))
