@@ -72,8 +72,13 @@ class Settings:
     test_command: str = _setting(
         "", "extra shell command run in the sandboxed copy as one more test (passes on exit 0)")
     isolation: str = _setting(
-        "auto", "sandbox: 'auto' (bubblewrap if installed), 'bwrap', or 'rlimit'",
-        _one_of("auto", "bwrap", "rlimit"))
+        "auto", "sandbox: 'auto' (bubblewrap if it works, else the kernel fallback), 'bwrap', "
+        "'landlock' (namespaces + Landlock + seccomp; 'rlimit' is its old name), or "
+        "'none-i-accept-the-risk' (run model code unconfined when nothing else works)",
+        _one_of("auto", "bwrap", "landlock", "rlimit", "none-i-accept-the-risk"))
+    sandbox_exclude: str = _setting(
+        "", "comma-separated file-name patterns also kept out of the sandbox's copy of the "
+        "workspace (secret-looking names such as .env*, *.pem, *.key, id_rsa* always are)")
     plan_comments: bool = _setting(
         True, "put the plan above suggested code as a short comment block")
     inline_max_tokens: int = _setting(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.testing.types import RunResult, TestCase
+from server.testing.scrub import scrub
+from server.testing.types import NEUTRAL, RunResult, TestCase
 
 
 @dataclass
@@ -45,14 +46,16 @@ class Candidate:
         return tuple(v.outcome for v in self.run.verdicts) if self.run else ()
 
     def failures(self) -> str:
-        """The failing tests' messages, for a repair prompt."""
+        """The failing tests' messages, for a repair prompt: written by the candidate's
+        process, so capped and scrubbed of anything that looks like a key (a remote backend
+        sends prompts over the network)."""
         if self.error:
-            return self.error
+            return scrub(self.error)
         if not self.run:
             return ""
         lines = [f"{v.id}: {v.outcome}: {v.message}" for v in self.run.verdicts
-                 if v.outcome not in {"passed", "skipped"}]
-        return "\n".join(lines) or self.run.output_tail
+                 if v.outcome != "passed" and v.outcome not in NEUTRAL]
+        return scrub("\n".join(lines) or self.run.output_tail)
 
     def to_json(self, full: bool = False) -> dict:
         data: dict = {
@@ -69,6 +72,9 @@ class Candidate:
             "generate_seconds": round(self.generate_seconds, 3),
             "test_seconds": round(self.run.seconds, 3) if self.run else 0.0,
         }
+        if self.run is not None:
+            data["flags"] = list(self.run.flags)
+            data["tampered"] = self.run.tampered
         if full:
             data["plan"] = self.plan
             data["code"] = self.function_code or self.code
@@ -124,7 +130,7 @@ class PipelineResult:
                 "tests_passed_names": [v.id for v in chosen.run.verdicts
                                        if v.outcome == "passed"] if chosen.run else [],
                 "tests_failed_names": [v.id for v in chosen.run.verdicts
-                                       if v.outcome not in {"passed", "skipped"}]
+                                       if v.outcome != "passed" and v.outcome not in NEUTRAL]
                 if chosen.run else [],
             },
             "candidates": [c.to_json() for c in self.candidates],

@@ -115,7 +115,8 @@ class Pipeline:
                 tests, tests_source = generated.tests, "generated"
                 files[generated.file] = generated.text
 
-        sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout)
+        sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
+                          exclude=s.sandbox_exclude.split(","))
         try:
             result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
                                       base, cancel, progress, timings)
@@ -177,7 +178,7 @@ class Pipeline:
                 return
             progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
             fut = pool.submit(run_checks, sandbox, {**extra_files, rel: cand.spliced_text},
-                              tests, test_cancel)
+                              tests, test_cancel, (rel, info.qualname))
             fut.add_done_callback(on_tested)
             futures.append(fut)
             fut.add_done_callback(lambda f, c=cand: _attach(c, f))
