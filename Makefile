@@ -6,31 +6,39 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench clean doctor llama
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plancode needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# llama-cpp-python compiles llama.cpp on first install (several minutes on 2 cores; pip
-# caches the wheel afterwards).
-$(STAMP): pyproject.toml | $(BIN)/python
+# llama-cpp-python compiles llama.cpp on first install (several minutes on 2 cores). It is
+# built with every ISA extension this CPU has except AMX (ggml's AMX kernels die with SIGILL on
+# Intel Xeon, llama.cpp PR #26954), into a wheel folder keyed by the flags, so a cached wheel
+# built with other flags is never reused; `llama` re-checks the key on every run (instant).
+llama: | $(BIN)/python
+	$(BIN)/python -m server.doctor.llama_build install --python $(BIN)/python
+
+$(STAMP): pyproject.toml | llama
 	$(BIN)/python -m pip install --quiet -e '.[dev,hf,train]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+doctor: $(STAMP) llama
+	$(BIN)/plancode doctor
+
+demo: $(STAMP) llama
 	$(BIN)/plancode model fetch qwen2.5-coder-0.5b
 	$(BIN)/plancode model verify qwen2.5-coder-0.5b
 	$(BIN)/plancode complete examples/textstats/textstats/numbers.py:13
 
-test: $(STAMP)
+test: $(STAMP) llama
 	$(BIN)/plancode model fetch smollm2-135m
 	$(BIN)/plancode model fetch qwen2.5-coder-0.5b
 	$(BIN)/ruff check server trainer tests benchmarks
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) llama
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

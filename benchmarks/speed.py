@@ -12,6 +12,7 @@ markdown table (with the command and the machine) to ``--out``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -61,6 +62,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
     ap.add_argument("--out", type=Path, default=Path("docs/performance.md"))
+    ap.add_argument("--json", action="store_true",
+                    help="print the measurements as JSON instead of writing --out "
+                    "(benchmarks.builds compares llama.cpp builds with it)")
     args = ap.parse_args()
 
     rows = []
@@ -72,6 +76,9 @@ def main() -> int:
         print(f"{name}: {r}", file=sys.stderr)
         rows.append((name, r))
         del engine
+    if args.json:
+        print(json.dumps({name: r for name, r in rows}))
+        return 0
 
     threads = args.threads or os.cpu_count()
     lines = [

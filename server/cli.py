@@ -106,6 +106,24 @@ def _protocol_stdout():
     return stream
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from server.doctor.checks import FAIL, run_checks
+    from server.doctor.report import as_json, line, summary
+
+    overrides = {"model": args.model} if args.model else {}
+    settings = Settings.from_mapping(overrides, Settings.from_env())
+    workspace = Path(args.workspace or os.getcwd())
+    if not workspace.is_dir():
+        raise PlancodeError(f"workspace {workspace} is not a folder",
+                            "pass --workspace the folder of your project")
+    show = None if args.json else (lambda f: print(line(f), flush=True))
+    findings = run_checks(settings, workspace, show)
+    print(as_json(findings) if args.json else summary(findings))
+    return 1 if any(f.status == FAIL for f in findings) else 0
+
+
 def _config(args: argparse.Namespace) -> int:
     print(describe())
     return 0
@@ -182,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", help="write the log here instead of stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "doctor", help="check this install: llama.cpp, model, sandbox, interpreter, GPU",
+        description="Run every check for real (a one-token generation with the model in a "
+        "child process included) and print each with ✓/!/✗, a one-line finding and the fix. "
+        "Exit status 1 when a check failed.")
+    p.add_argument("--json", action="store_true", help="one JSON object (for editors)")
+    p.add_argument("--model", help=f"model to check (default: the setting, {DEFAULT_MODEL})")
+    p.add_argument("--workspace", help="project folder whose sandbox and interpreter to check "
+                   "(default: the current folder)")
+    p.set_defaults(func=_doctor)
 
     p = sub.add_parser("config", help="list every setting with its default and meaning")
     p.set_defaults(func=_config)

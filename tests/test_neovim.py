@@ -349,7 +349,7 @@ def test_implement_command_and_plan_window_with_the_default_model(
     ed.wait("the verified body to be inserted", lambda: ed.buffer_lines() == new, timeout=10)
 
 
-def test_checkhealth_reports_the_executable_model_and_server(
+def test_checkhealth_reports_the_doctor_and_the_server(
     editor: Callable[..., Editor], textstats: Path
 ) -> None:
     ed = editor(textstats, {"model": "smollm2-135m", "inline_verify": False})
@@ -358,10 +358,14 @@ def test_checkhealth_reports_the_executable_model_and_server(
     ed.nvim.command("checkhealth plancode")
     report = ed.wait("the health report", lambda: "\n".join(ed.buffer_lines())
                      if "plancode" in "\n".join(ed.buffer_lines()) and "OK" in "\n".join(
-                         ed.buffer_lines()) else None, timeout=30)
+                         ed.buffer_lines()) else None, timeout=180)
     ok = [line for line in report.splitlines() if "OK" in line]
     assert any(f"executable found: {PLANCODE}" in line for line in ok), report
-    assert any("model smollm2-135m cached" in line for line in ok), report
+    # the doctor's findings (`plancode doctor --json`), one line per check
+    assert any("model store: smollm2-135m cached and verified" in line for line in ok), report
+    assert any("generation: loaded" in line and "generated one token" in line
+               for line in ok), report
+    assert any("test interpreter:" in line for line in ok), report
     assert any("running (client" in line for line in ok), report
     assert any("model loaded" in line for line in ok), report
     assert "ERROR" not in report, report

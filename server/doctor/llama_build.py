@@ -96,7 +96,8 @@ def plan_for(machine: str, flags: set[str] | None, extra: str = "") -> BuildPlan
                 "SIGILL on AMX CPUs (llama.cpp PR #26954); remove it"
             )
     if machine not in ("x86_64", "AMD64", "amd64", "i686", "i386"):
-        return BuildPlan(extra_args, f"{machine}: ggml's native build (no AMX on this architecture)")
+        return BuildPlan(extra_args,
+                         f"{machine}: ggml's native build (no AMX on this architecture)")
     if flags is None:
         on = set(X86_BASELINE)
         reason = "x86-64 CPU flags unreadable: x86-64-v3 baseline, AMX off"

@@ -34,7 +34,7 @@ local function check_neovim(h)
 end
 
 local function check_executable(h, config)
-  h.start('plancode: executable and model')
+  h.start('plancode: executable')
   local exe = config.options.cmd[1]
   if vim.fn.executable(exe) ~= 1 then
     h.error(('`%s` (cmd[1]) is not an executable'):format(exe), {
@@ -47,20 +47,33 @@ local function check_executable(h, config)
   local version = run(vim.list_extend(vim.deepcopy(cli), { '--version' }), 20000)
   h.ok(('executable found: %s (%s)'):format(vim.fn.exepath(exe),
     version.code == 0 and first_line(version.stdout) or 'version unknown'))
-  local model = config.model()
-  local res = run(vim.list_extend(vim.deepcopy(cli), { 'model', 'path', model }), 30000)
-  local path = first_line(res.stdout)
-  if res.code ~= 0 or path == '' then
-    h.error(('model %s: %s'):format(model, vim.trim(res.stderr or '')),
-      { 'plancode model list', 'plancode model fetch ' .. model })
-  elseif not vim.uv.fs_stat(path) then
-    h.warn(('model %s is not cached (%s)'):format(model, path),
-      { 'plancode model fetch ' .. model })
-  else
-    h.ok(('model %s cached: %s (%.0f MB)'):format(model, path,
-      vim.uv.fs_stat(path).size / 1e6))
-  end
   return true
+end
+
+-- `plancode doctor --json`: the same checks, findings and fixes as on the command line (the
+-- one-token generation runs in a child process of the doctor, so this cannot crash Neovim)
+local function check_doctor(h, config)
+  h.start('plancode: doctor')
+  local cmd = vim.list_extend(vim.deepcopy(config.cli()),
+    { 'doctor', '--json', '--model', config.model(), '--workspace', vim.fn.getcwd() })
+  local res = run(cmd, 300000)
+  local ok, report = pcall(vim.json.decode, res.stdout or '')
+  if not ok or type(report) ~= 'table' or type(report.checks) ~= 'table' then
+    h.error(('`plancode doctor --json` gave no report (exit %s): %s'):format(
+      tostring(res.code), first_line(res.stderr)), { table.concat(cmd, ' ') })
+    return
+  end
+  for _, c in ipairs(report.checks) do
+    local text = ('%s: %s'):format(c.title, c.finding)
+    local advice = (c.fix and c.fix ~= '') and { c.fix } or nil
+    if c.status == 'ok' then
+      h.ok(text)
+    elseif c.status == 'warn' then
+      h.warn(text, advice)
+    else
+      h.error(text, advice)
+    end
+  end
 end
 
 local function check_server(h, config)
@@ -94,6 +107,7 @@ function M.check()
   local config = require('plancode.config')
   check_neovim(h)
   if check_executable(h, config) then
+    check_doctor(h, config)
     check_server(h, config)
   end
 end
