@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from server.config import Settings
 from server.engine.llama_engine import LlamaEngine
 from server.engine.probe import ensure_runs
@@ -11,8 +13,13 @@ from server.errors import PlancodeError
 from server.models.store import ModelStore
 
 
-def load_engine(settings: Settings, store: ModelStore | None = None) -> Engine:
+def load_engine(settings: Settings, store: ModelStore | None = None,
+                adapter: Path | None = None) -> Engine:
     """The engine for ``settings``.
+
+    A catalog model with a LoRA adapter (``plancode-student-0.5b``) loads its base GGUF with
+    the verified adapter applied; ``adapter`` applies another GGUF LoRA adapter (the trainer
+    evaluates a run's student this way, over the untouched base file).
 
     ``backend = "llama"`` resolves ``settings.model`` to a GGUF (fetching a catalog model if
     needed) and loads it in-process. ``backend = "openai"`` resolves and downloads nothing: it
@@ -31,7 +38,9 @@ def load_engine(settings: Settings, store: ModelStore | None = None) -> Engine:
             "use backend 'llama' (in-process llama.cpp) or 'openai' (an OpenAI-compatible "
             "server at remote_url)",
         )
-    path = (store or ModelStore()).resolve(settings.model)
+    store = store or ModelStore()
+    path = store.resolve(settings.model)
+    lora = adapter or store.adapter(settings.model)
     # a native crash (SIGILL on AMX CPUs, ...) in a child becomes a PlancodeError here
     ensure_runs(path, settings.n_gpu_layers)
     return LlamaEngine(
@@ -39,4 +48,5 @@ def load_engine(settings: Settings, store: ModelStore | None = None) -> Engine:
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.threads(),
         n_ctx=settings.n_ctx,
+        lora_path=lora,
     )

