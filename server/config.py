@@ -59,8 +59,11 @@ class Settings:
         4, "plan-then-code candidates per function (first greedy, rest sampled)",
         _range(1, 32))
     repair_rounds: int = _setting(
-        1, "repair attempts (plan and code shown their failing tests) when no candidate passes",
-        _range(0, 5))
+        2, "most repair rounds (plan and code shown their failing tests, actual vs expected) "
+        "when no candidate passes; a round that gets no closer ends them", _range(0, 5))
+    docstring_examples: bool = _setting(
+        True, "treat the function's docstring examples (>>> doctests and prose such as "
+        "'f(1) == 2', 'f(1) -> 2') as the user's tests")
     max_tokens: int = _setting(
         512, "most tokens generated for one plan or one piece of code", _range(1, 8192))
     temperature: float = _setting(

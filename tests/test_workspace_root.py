@@ -34,7 +34,8 @@ def test_package_next_to_tests_without_markers(tmp_path: Path) -> None:
 
 
 def test_nested_package_uses_the_topmost_package(tmp_path: Path) -> None:
-    write(tmp_path, {"p/a/__init__.py": "", "p/a/b/__init__.py": "", "p/a/b/m.py": "def f(): pass\n"})
+    write(tmp_path, {"p/a/__init__.py": "", "p/a/b/__init__.py": "",
+                     "p/a/b/m.py": "def f(): pass\n"})
     assert infer_root(tmp_path / "p/a/b/m.py").path == tmp_path / "p"
 
 
@@ -54,7 +55,8 @@ def test_src_layout_without_markers(tmp_path: Path) -> None:
 def test_single_module_next_to_its_test(tmp_path: Path) -> None:
     write(tmp_path, {
         "scripts/calc.py": "def add(a, b):\n    '''Add.'''\n",
-        "scripts/test_calc.py": "from calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+        "scripts/test_calc.py": "from calc import add\n\n"
+                                "def test_add():\n    assert add(1, 2) == 3\n",
     })
     file = tmp_path / "scripts/calc.py"
     where = infer_root(file)

@@ -7,9 +7,13 @@ docs/complete-json.md; the LSP's ``plancode/implement`` request returns the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from server.testing.scrub import scrub
 from server.testing.types import NEUTRAL, RunResult, TestCase
+
+if TYPE_CHECKING:
+    from server.pipeline.selection import Agreement
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Candidate:
     completion_tokens: int = 0
     generate_seconds: float = 0.0
     agreement: int = 0  # other candidates with the same per-test outcomes
+    static_fixes: list[str] = field(default_factory=list)  # imports added before testing
 
     @property
     def passed(self) -> int:
@@ -68,6 +73,7 @@ class Candidate:
             "error": self.error,
             "mean_logprob": round(self.mean_logprob, 4),
             "agreement": self.agreement,
+            "static_fixes": self.static_fixes,
             "completion_tokens": self.completion_tokens,
             "generate_seconds": round(self.generate_seconds, 3),
             "test_seconds": round(self.run.seconds, 3) if self.run else 0.0,
@@ -99,6 +105,16 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     discovery: dict = field(default_factory=dict)
     root: dict = field(default_factory=dict)  # WorkspaceRoot.to_json(): path, reason, detail
+    agreement: Agreement | None = None  # how strongly the evidence supports the choice
+
+    @property
+    def strength(self) -> str:
+        """One line: "passes your 1 test; 4 of 5 candidates agree on 12 generated inputs"."""
+        if self.agreement is None or self.chosen is None:
+            return ""
+        own = [t for t in self.tests if t.kind != "generated"]
+        return self.agreement.summary(self.tests_source, min(self.chosen.passed, len(own)),
+                                      len(own))
 
     @property
     def verified(self) -> bool:
@@ -139,5 +155,7 @@ class PipelineResult:
             "stopped_early": self.stopped_early,
             "discovery": self.discovery,
             "root": self.root,
+            "strength": self.strength,
+            "agreement": self.agreement.to_json() if self.agreement else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -27,10 +27,13 @@ from server.config import Settings
 from server.engine.types import CancelToken, Engine, SamplingParams
 from server.errors import PlancodeError
 from server.pipeline import candidates as cands
+from server.pipeline import selection, static_repair
+from server.pipeline import spec_select as spec
 from server.pipeline.generated_tests import write_tests
 from server.pipeline.ranking import choose
 from server.pipeline.result import Candidate, PipelineResult
 from server.testing.discovery import WorkspaceIndex, discover, module_name
+from server.testing.prose_examples import docstring_tests, prose_examples
 from server.testing.sandbox import Sandbox, run_checks
 from server.testing.types import RunResult, TestCase
 from server.testing.workspace import infer_root
@@ -96,6 +99,15 @@ class Pipeline:
         t = time.perf_counter()
         index = self._index_for(root)
         tests = discover(root, file, info.qualname, index, source=source)
+        module = None if info.is_method else module_name(root, file)
+        files: dict[str, str] = {}
+        if not self.settings.docstring_examples:
+            tests = [tc for tc in tests if tc.kind != "doctest"]
+        elif module:
+            doc = spec.docstring_text(info)
+            found, files = docstring_tests(module, info.name,
+                                           prose_examples(doc, info.name, spec.parameters(info)))
+            tests += found
         command = self.settings.test_command.strip()
         if command:
             tests = [*tests, TestCase(f"command: {command}", "command", "", command)]
@@ -105,8 +117,8 @@ class Pipeline:
 
         s = self.settings
         base = SamplingParams(max_tokens=s.max_tokens, seed=s.seed)
-        files: dict[str, str] = {}
-        if not tests and not info.is_method and (module := module_name(root, file)):
+        generated = None
+        if not tests and module:
             progress("writing-tests", {})
             t = time.perf_counter()
             generated = write_tests(self.engine, info.problem, module, info.name, base, cancel)
@@ -114,15 +126,22 @@ class Pipeline:
             if generated is not None:
                 tests, tests_source = generated.tests, "generated"
                 files[generated.file] = generated.text
+        ctx = spec.Context(info, root, rel, module, tests, tests_source, files,
+                           generated.asserts if generated else [])
+        weak = selection.is_weak(tests, info.docstring)
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
         try:
             result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
-                                      base, cancel, progress, timings)
+                                      base, cancel, progress, timings, early_exit=not weak)
+            progress("selecting", {"candidates": len(result[0])})
+            t = time.perf_counter()
+            chosen, agreement = spec.choose_candidate(self.engine, ctx, result[0], sandbox,
+                                                      base, cancel)
+            timings["selection"] = time.perf_counter() - t
         finally:
             sandbox.close()
-        chosen = choose(result[0], tests_source)
         timings["total"] = time.perf_counter() - t0
         out = PipelineResult(
             file=str(file),
@@ -138,6 +157,7 @@ class Pipeline:
             timings=timings,
             discovery=index.report(),
             root=where.to_json(),
+            agreement=agreement,
         )
         progress("done", {"status": out.status})
         return out
@@ -155,6 +175,7 @@ class Pipeline:
         cancel: CancelToken | None,
         progress: Progress,
         timings: dict[str, float],
+        early_exit: bool = True,
     ) -> tuple[list[Candidate], bool]:
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
@@ -162,16 +183,17 @@ class Pipeline:
         solved = threading.Event()
         gen_cancel = CancelToken(cancel)
         test_cancel = CancelToken(cancel)
-        early_exit = tests_source == "user"
+        early_exit = early_exit and tests_source == "user"
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-tests")
         futures: list[Future[RunResult]] = []
         gen_seconds = 0.0
 
         def on_tested(fut: Future[RunResult]) -> None:
-            if early_exit and not fut.cancelled() and fut.exception() is None \
+            if tests_source == "user" and not fut.cancelled() and fut.exception() is None \
                     and fut.result().all_passed:
                 solved.set()
-                gen_cancel.cancel()
+                if early_exit:
+                    gen_cancel.cancel()
 
         def submit(cand: Candidate) -> None:
             if not tests or cand.error or cand.spliced_text is None:
@@ -185,7 +207,7 @@ class Pipeline:
 
         try:
             for k, (strategy, seed) in enumerate(plan):
-                if solved.is_set() or (cancel is not None and cancel.cancelled):
+                if (early_exit and solved.is_set()) or (cancel is not None and cancel.cancelled):
                     break
                 progress("generating", {"candidate": k, "of": len(plan), "strategy": strategy})
                 cand = cands.generate(self.engine, info.problem, k, strategy, seed, base,
@@ -198,10 +220,14 @@ class Pipeline:
                 submit(cand)
             for fut in futures:
                 _wait(fut)
-            if (early_exit and not solved.is_set() and s.repair_rounds > 0 and done
+            if (tests_source == "user" and not solved.is_set() and s.repair_rounds > 0 and done
                     and not (cancel is not None and cancel.cancelled)):
+                best_before = -1
                 for _ in range(s.repair_rounds):
                     best = choose(done, tests_source) or done[0]
+                    if done[-1].strategy == cands.REPAIR and done[-1].passed <= best_before:
+                        break  # the last round got no closer: stop repairing
+                    best_before = best.passed
                     progress("repairing", {"candidate": len(done), "from": best.index})
                     cand = cands.repair(self.engine, info.problem, len(done), best, base,
                                         gen_cancel, info.context)
@@ -221,7 +247,7 @@ class Pipeline:
             pool.shutdown(wait=True, cancel_futures=True)
         timings["generation"] = gen_seconds
         timings["testing"] = sum(c.run.seconds for c in done if c.run)
-        return done, solved.is_set() and len(done) < len(plan)
+        return done, early_exit and solved.is_set() and len(done) < len(plan)
 
 
 def _attach(cand: Candidate, fut: Future[RunResult]) -> None:
@@ -245,7 +271,12 @@ def _prepare(cand: Candidate, source: str, info: FunctionInfo) -> None:
     except SpliceError as exc:
         cand.error = exc.message
         return
-    cand.spliced_text = spliced.text
-    after = next((f for f in functions(spliced.text)
+    fixed = static_repair.check(spliced.text)
+    if fixed.error:
+        cand.error = fixed.error  # code that does not parse is never tested
+        return
+    cand.static_fixes = fixed.added
+    cand.spliced_text = fixed.text
+    after = next((f for f in functions(cand.spliced_text)
                   if f.qualname == info.qualname and f.start_line >= info.start_line), None)
-    cand.function_code = function_text(spliced.text, after) if after else cand.code
+    cand.function_code = function_text(cand.spliced_text, after) if after else cand.code

@@ -2,7 +2,6 @@
 the runner adds this file only after every function was completed."""
 
 import pytest
-
 from shop.inventory import restock_list
 from shop.orders import merge_lines, order_total
 from shop.stats import median, moving_average

@@ -1,0 +1,169 @@
+"""Spec-driven selection: clustering on generated inputs, scored on model-written checks.
+
+A scripted engine (canned replies, no model) stands in for the model, so the candidate sets
+are hand-written; the sandbox, the probes and the pipeline are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from server import prompts
+from server.config import Settings
+from server.engine.types import CancelToken, Generation, SamplingParams
+from server.pipeline import Pipeline, selection
+from server.pipeline.probes import Behaviour
+from server.pipeline.result import Candidate
+from server.testing.types import TestCase
+
+MODULE = '''"""Orders."""
+
+
+def order_total(lines):
+    """Total of (sku, quantity, unit_cents) lines in cents; an empty order totals 0."""
+'''
+VISIBLE = ("from shop.orders import order_total\n\n\ndef test_total():\n"
+           "    assert order_total([('a', 2, 150)]) == 300\n")
+FIRST_LINE_ONLY = "def order_total(lines):\n    return lines[0][1] * lines[0][2]\n"
+RIGHT_A = "def order_total(lines):\n    return sum(q * p for _, q, p in lines)\n"
+RIGHT_B = ("def order_total(lines):\n    total = 0\n    for _sku, qty, price in lines:\n"
+           "        total += qty * price\n    return total\n")
+LAST_LINE_ONLY = "def order_total(lines):\n    return lines[-1][1] * lines[-1][2]\n"
+CHECKS = ("```python\nassert order_total([]) == 0\n"
+          "assert order_total([('a', 1, 5), ('b', 2, 5)]) == 15\n```")
+
+
+class ScriptedEngine:
+    """Answers plan prompts with a plan, test prompts with CHECKS, code prompts in order."""
+
+    fim_format = None
+
+    def __init__(self, codes: list[str], delay: float = 0.0) -> None:
+        self.codes = list(codes)
+        self.delay = delay  # seconds a code reply "decodes" (cancellable), as a model would
+        self.calls: list[str] = []
+
+    def chat(self, messages, params: SamplingParams, cancel: CancelToken | None = None,
+             on_text=None) -> Generation:
+        user = messages[-1]["content"]
+        if prompts.PLAN_REQUEST in user:
+            kind, text = "plan", "1. Add up quantity times price."
+        elif "test cases" in user:
+            kind, text = "tests", CHECKS
+        else:
+            kind, text = "code", f"```python\n{self.codes.pop(0)}```"
+            until = time.monotonic() + self.delay
+            while time.monotonic() < until:
+                if cancel is not None and cancel.cancelled:
+                    return Generation("", "cancelled", 10, 10, 0, 0)
+                time.sleep(0.05)
+        self.calls.append(kind)
+        return Generation(text, "stop", 10, 10, 0, 5, logprobs=[-0.1] * 5)
+
+    def complete(self, *a, **k):  # pragma: no cover - not used by the pipeline
+        raise NotImplementedError
+
+    fim = complete
+
+
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "orders.py").write_text(MODULE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_visible.py").write_text(VISIBLE)
+    return tmp_path / "shop" / "orders.py"
+
+
+def test_weak_tests_majority_consistent_candidate_beats_the_first_passer(tmp_path) -> None:
+    file = project(tmp_path)
+    engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, LAST_LINE_ONLY])
+    settings = Settings.from_mapping({"candidates": 4, "isolation": "auto"})
+    result = Pipeline(engine, settings).run(file, 3)
+    assert result.root["reason"] == "import-root"
+    assert [t.id for t in result.tests] == ["tests/test_visible.py::test_total"]
+    assert all(c.all_passed for c in result.candidates), "all four pass the one visible test"
+    assert not result.stopped_early, "weak tests: the whole pool is made"
+    assert result.verified and result.chosen is not None
+    assert result.chosen.index in (1, 2), "a correct candidate, not the first passer"
+    agreement = result.agreement
+    assert agreement is not None and agreement.weak and agreement.selected
+    assert (agreement.pool, agreement.agreeing, agreement.groups) == (4, 2, 3)
+    assert agreement.model_checks == 2 and agreement.model_checks_passed == 2
+    assert result.strength.startswith(
+        f"passes your 1 test; 2 of 4 candidates agree on {agreement.inputs} generated inputs")
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["strength"] == result.strength and data["agreement"]["agreeing"] == 2
+    assert data["status"] == "verified", "model-written checks never enter the verdict"
+    assert [t["kind"] for t in data["tests"]] == ["pytest"]
+
+
+def test_strong_tests_stop_at_the_first_passer(tmp_path) -> None:
+    file = project(tmp_path)
+    (tmp_path / "tests" / "test_visible.py").write_text(
+        VISIBLE + "\n\ndef test_two():\n    assert order_total([('a', 1, 1)]) == 1\n"
+        "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
+    engine = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B], delay=5.0)
+    result = Pipeline(engine, Settings.from_mapping({"candidates": 4})).run(file, 3)
+    assert result.verified and result.stopped_early and len(result.candidates) < 4
+    assert result.agreement is not None and not result.agreement.weak
+    assert result.strength == "passes your 3 tests"
+
+
+def test_prose_examples_are_the_users_tests(tmp_path) -> None:
+    (tmp_path / "calc.py").write_text(
+        'def add(xs):\n    """Sum.\n\n    For example: add([1, 2]) == 3 and add([]) ➞ 0\n    """\n')
+    engine = ScriptedEngine(["def add(xs):\n    return sum(xs)\n"] * 4)
+    result = Pipeline(engine, Settings.from_mapping({"candidates": 2})).run(
+        tmp_path / "calc.py", 0)
+    assert result.tests_source == "user"
+    assert [(t.kind, t.name) for t in result.tests] == [("docstring", "add([1, 2]) == 3"),
+                                                        ("docstring", "add([]) == 0")]
+    assert result.verified
+
+
+def test_static_repair_adds_the_missing_import_before_testing(tmp_path) -> None:
+    (tmp_path / "text.py").write_text(
+        'def slug(t):\n    """Slug: slug("A B") == "a-b"."""\n')
+    code = "from typing import *\n\ndef slug(t):\n    return re.sub(' ', '-', t.lower())\n"
+    engine = ScriptedEngine([code] * 2)
+    result = Pipeline(engine, Settings.from_mapping({"candidates": 1})).run(
+        tmp_path / "text.py", 0)
+    assert result.chosen is not None and result.chosen.static_fixes == ["import re"]
+    assert result.verified and engine.calls == ["code"], "no model call spent on the fix"
+
+
+def test_cluster_and_rank_rules() -> None:
+    def cand(i: int, strategy: str = "direct-sampled") -> Candidate:
+        return Candidate(i, strategy, i, function_code="x")
+
+    a, b, c, d = cand(0, "direct-greedy"), cand(1), cand(2), cand(3)
+    behaviours = [Behaviour(("1", "2"), (True, False)), Behaviour(("1", "3"), (True, True)),
+                  Behaviour(("1", "3"), (True, True)), Behaviour(error="!raise:SyntaxError")]
+    groups = selection.cluster([a, b, c, d], behaviours)
+    assert [g.size for g in groups] == [1, 2]
+    assert selection.choose_group(groups, user_tests=True).members == [b, c]
+    # model-written tests only: a larger group still wins over direct greedy ...
+    assert selection.choose_group(groups, user_tests=False).members == [b, c]
+    # ... but checks alone never overrule direct greedy
+    lone = [selection.Group([a], Behaviour(("1",), (False,))),
+            selection.Group([b], Behaviour(("2",), (True,)))]
+    assert selection.choose_group(lone, user_tests=False).members == [a]
+    assert selection.choose_group(lone, user_tests=True).members == [b]
+
+
+def test_generated_inputs_mutate_the_seen_arguments() -> None:
+    calls = selection.generated_inputs("f", [([("a", 2, 150)],), ("x", 3)], limit=12)
+    assert calls[:2] == ["f([('a', 2, 150)])", "f('x', 3)"]
+    assert "f([])" in calls and "f('', 3)" in calls and len(calls) == 12
+    assert selection.calls_in("assert f([1], k=2) == 1\nf(x)\nm.f('s')\n", "f") == [("s",)]
+
+
+def test_weakness_counts_checks() -> None:
+    one = [TestCase("t::a", "pytest", "t", "a")]
+    assert selection.is_weak(one, None)
+    doctest = [TestCase("m.py::m.f", "doctest", "m.py", "f")]
+    assert not selection.is_weak(doctest, '"""\n>>> f(1)\n1\n>>> f(2)\n2\n>>> f(3)\n3\n"""')
+    assert not selection.is_weak([], None), "no tests at all is not 'weak', it is none"
