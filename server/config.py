@@ -86,6 +86,19 @@ class Settings:
         True, "put the plan above suggested code as a short comment block")
     inline_max_tokens: int = _setting(
         96, "most tokens of one ghost-text (fill-in-the-middle) suggestion", _range(1, 1024))
+    inline_budget_ms: int = _setting(
+        250, "answer a multi-line suggestion with its whole lines once this many ms have "
+        "passed (the first line as soon as it is done, if later); the rest follows in the "
+        "background; 0 = as soon as one line is done", _range(0, 60_000))
+    inline_debounce_ms: int = _setting(
+        100, "while keystrokes come faster than this, wait about one typing interval "
+        "before running the model (0 = never wait)", _range(0, 2000))
+    inline_prefetch: bool = _setting(
+        True, "after a suggestion, compute the next one as if it were accepted (cancelled "
+        "by the next keystroke that needs the model)")
+    inline_context: bool = _setting(
+        True, "send chunks of other open or recently edited files, and the definitions the "
+        "code at the cursor names, with each suggestion")
     inline_verify: bool = _setting(
         True, "in an empty function, start a verified implementation in the background and "
         "offer it as ghost text once ready")

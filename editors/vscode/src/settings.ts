@@ -22,6 +22,10 @@ export const SERVER_SETTINGS = [
   "isolation",
   "planComments",
   "inlineMaxTokens",
+  "inlineBudgetMs",
+  "inlineDebounceMs",
+  "inlinePrefetch",
+  "inlineContext",
   "inlineVerify",
 ] as const;
 
