@@ -63,8 +63,9 @@ def test_mul(a, b, product):
     assert mul(a, b) == product
 
 
+@pytest.mark.skip(reason="not today")
 def test_skipped():
-    pytest.skip("not today")
+    pass
 '''
 
 CASES = [
@@ -87,7 +88,7 @@ def bwrap_unusable() -> str:
     return ""
 
 
-@pytest.fixture(params=["bwrap", "rlimit"])
+@pytest.fixture(params=["bwrap", "landlock"])
 def mode(request: pytest.FixtureRequest) -> str:
     if request.param == "bwrap" and bwrap_unusable():
         pytest.skip(f"bubblewrap is unusable here: {bwrap_unusable()}")
@@ -312,16 +313,16 @@ LOOP = "def test_loop():\n    while True:\n        pass\n"
 def test_infinite_loop_is_killed(workspace: Path, mode: str) -> None:
     code = LOOP + "\n\ndef test_after():\n    pass\n"
     result, elapsed, _ = run_candidate(workspace, mode, code, ["test_loop", "test_after"],
-                                       timeout=2.0)
-    assert elapsed < 2.0 + 2.0
+                                       timeout=5.0)  # pytest must reach the loop on a busy CI
+    assert elapsed < 5.0 + 2.0
     assert result.timed_out and not result.cancelled
     assert outcomes(result) == ["timeout", "not-run"]
-    assert result.verdicts[0].message == "timed out after 2 s (killed)"
+    assert result.verdicts[0].message == "timed out after 5 s (killed)"
 
 
 def test_hang_while_importing(workspace: Path) -> None:
     hang = MOD + "\nwhile True:\n    pass\n"
-    with Sandbox(workspace, isolation="rlimit", timeout=1.5) as sandbox:
+    with Sandbox(workspace, isolation="landlock", timeout=1.5) as sandbox:
         result = sandbox.run_tests({"pkg/mod.py": hang}, CASES[:2])
     assert result.timed_out and result.seconds < 1.5 + 2.0
     assert outcomes(result) == ["timeout", "timeout"]
@@ -555,10 +556,10 @@ def test_bwrap_missing_is_a_user_error(workspace: Path, tmp_path: Path,
     with pytest.raises(PlancodeError) as error:
         Sandbox(workspace, isolation="bwrap")
     assert "not installed" in error.value.message
-    assert "apt-get install bubblewrap" in error.value.fix and "rlimit" in error.value.fix
-    with Sandbox(workspace) as sandbox:  # auto falls back
-        assert sandbox.isolation == "rlimit"
-        assert "weaker" in sandbox.isolation_detail
+    assert "apt-get install bubblewrap" in error.value.fix and "landlock" in error.value.fix
+    with Sandbox(workspace) as sandbox:  # auto falls back to the kernel's own mechanisms
+        assert sandbox.isolation == "landlock"
+        assert "Landlock" in sandbox.isolation_detail
 
 
 def test_unknown_isolation(workspace: Path) -> None:

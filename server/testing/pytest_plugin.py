@@ -111,6 +111,11 @@ def _make_channel() -> tuple[Any, Any]:
                 return
 
     def guarded() -> str:
+        module = sys.modules.get(__name__)
+        mine = getattr(module, "__dict__", {})
+        for name in ("_emit", "_guarded", "_tamper", "_check_integrity", "suspicious"):
+            if name in mine and name in own and mine[name] is not own[name]:
+                return f"plancode plugin's {name}"
         for name, (owner_obj, attr, original) in originals.items():
             now = (owner_obj.__dict__.get(attr) if isinstance(owner_obj, type)
                    else getattr(owner_obj, attr, None))
@@ -121,6 +126,7 @@ def _make_channel() -> tuple[Any, Any]:
     return emit, guarded
 
 
+own: dict[str, Any] = {}
 _emit, _guarded = _make_channel()
 _requested: list[str] = []
 _target: dict[str, str] = {}
@@ -197,7 +203,7 @@ def report_message(report: Any) -> str:
     return one_line((errors or lines or [""])[-1])
 
 
-def _tamper(message: str) -> None:
+def _tamper(message: str, _emit: Any = _emit) -> None:
     if not _tampered[0]:
         _tampered[0] = True
         _emit({"event": "tamper", "message": message})
@@ -341,6 +347,13 @@ def _watch_target(items: list[pytest.Item]) -> None:
 
 # -- hooks ----------------------------------------------------------------------------------
 
+def _remember_own() -> None:
+    """The plugin's own functions as first defined (the guard compares against these)."""
+    module = sys.modules[__name__].__dict__
+    for name in ("_emit", "_guarded", "_tamper", "_check_integrity", "suspicious"):
+        own[name] = module[name]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _requested, _target, _conftests
     request = os.environ.get("PLANCODE_REQUEST")
@@ -370,12 +383,13 @@ def _legitimate(plugin: object) -> bool:
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str,
-                             manager: pytest.PytestPluginManager) -> None:
+                             manager: pytest.PytestPluginManager, _tamper: Any = _tamper) -> None:
     if _allowed is not None and not _legitimate(plugin):
         _tamper(f"a plugin was registered while the tests ran: {str(plugin_name)[:80]}")
 
 
-def _check_integrity(config: pytest.Config) -> None:
+def _check_integrity(config: pytest.Config, _guarded: Any = _guarded,
+                     _tamper: Any = _tamper) -> None:
     replaced = _guarded()
     if replaced:
         _tamper(f"pytest's {replaced} was replaced while the tests ran")
@@ -391,7 +405,7 @@ def _check_integrity(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+                                  items: list[pytest.Item], _emit: Any = _emit) -> None:
     if _requested:
         selected, deselected = [], []
         for item in items:
@@ -408,19 +422,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     _emit({"event": "selected", "nodeids": [i.nodeid for i in items]})
 
 
-def pytest_collectreport(report: pytest.CollectReport) -> None:
+def pytest_collectreport(report: pytest.CollectReport, _emit: Any = _emit) -> None:
     if report.failed or report.skipped:
         _emit({"event": "collect", "nodeid": report.nodeid, "outcome": report.outcome,
                "message": report_message(report)})
 
 
-def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
+def pytest_runtest_logstart(nodeid: str, location: tuple, _emit: Any = _emit) -> None:
     _current[0] = nodeid
     _emit({"event": "start", "nodeid": nodeid})
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo,
+                              _tamper: Any = _tamper, _check: Any = _check_integrity):
     raised = call.excinfo is not None
     outcome = yield
     report = outcome.get_result()
@@ -435,7 +450,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report.plancode_xfail_by_mark = item.stash.get(_pytest.skipping.xfailed_key,
                                                    None) is not None
     _seen[(item.nodeid, call.when)] = report.outcome
-    _check_integrity(item.config)
+    _check(item.config)
 
 
 _evaluate_skip_marks = _pytest.skipping.evaluate_skip_marks
@@ -449,7 +464,8 @@ def _skip_by_mark(item: pytest.Item) -> bool:
         return False
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
+                             _tamper: Any = _tamper) -> None:
     seen = _seen.pop((report.nodeid, report.when), None)
     if seen is None or seen != report.outcome:
         _tamper(f"{report.nodeid}: the {report.when} report changed after it was made")
@@ -464,6 +480,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
            "message": report_message(report) if not report.passed else ""})
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _check_integrity(session.config)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int, _emit: Any = _emit,
+                         _check: Any = _check_integrity) -> None:
+    _check(session.config)
     _emit({"event": "finish", "exitstatus": int(exitstatus)})
+
+
+_remember_own()

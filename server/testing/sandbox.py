@@ -231,7 +231,8 @@ class Sandbox:
             outcome = "passed" if end.returncode == 0 else "failed"
             last = [ln for ln in end.output_tail.splitlines() if ln.strip()][-1:]
             message = "" if outcome == "passed" else \
-                f"{describe_exit(end.returncode)}" + (f": {last[0][:150]}" if last else "")
+                (f"exit status {end.returncode}" if (end.returncode or 0) < 128
+                 else describe_exit(end.returncode)) + (f": {last[0][:150]}" if last else "")
         verdict = TestVerdict(f"command: {command}", outcome, message,
                               time.monotonic() - start, kind="command")
         return RunResult([verdict], self.isolation, self.isolation_detail,
