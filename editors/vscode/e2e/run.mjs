@@ -14,10 +14,13 @@
 //    and runs the project's median tests with pytest on the copy;
 // 6. runs "Plancode: Show last plan and test results" and checks the preview; starts the code
 //    action on the empty `running_mean` and cancels it from its progress notification; runs
-//    "Plancode: Restart server";
+//    "Plancode: Restart server"; runs "Plancode: Run doctor (check the install)" and checks its
+//    notification and its report view (no check failed);
 // 7. checks the errors a user sees when the server cannot start (missing serverPath, a Python
-//    without plancode) or the model is missing: the fix is in the message, there is an
-//    "Open Settings" button, the status bar turns red, no progress notification is left behind.
+//    without plancode), the model is missing or llama.cpp crashes with SIGILL while loading it
+//    (injected through plancode.serverEnv): the fix is in the message, there is an
+//    "Open Settings" button, the status bar turns red, no progress notification is left behind;
+//    on the crash, the "Run Doctor" button runs the doctor, whose report names the crash.
 // Screenshots and e2e-report.json (timings) go to the work folder, or --screenshots DIR.
 //
 // Environment (defaults in brackets):
@@ -255,6 +258,39 @@ async function gotoLine(page, line) {
   const input = await quickInput(page);
   await input.fill(`:${line}`);
   await page.keyboard.press("Enter");
+}
+
+/** The text of the Markdown preview whose tab is `title` (a webview: two nested iframes). */
+async function previewText(page, title, pattern, timeoutMs = 20000) {
+  await page.locator(".tab", { hasText: title }).first().waitFor({ timeout: timeoutMs });
+  const end = Date.now() + timeoutMs;
+  let text = "";
+  while (Date.now() < end) {
+    for (const frame of page.frames()) {
+      const body = await frame.locator("body.vscode-body").innerText({ timeout: 500 }).catch(() => "");
+      if (pattern.test(body)) {
+        return body;
+      }
+      text = body || text;
+    }
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`the preview "${title}" does not show ${pattern}; it shows: ${text.slice(0, 500)}`);
+}
+
+/** Run the doctor (through `start`), wait for its notification, check its report view. */
+async function doctorRun(page, start, notice, report, shot) {
+  await start();
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: /plancode doctor: / });
+  await toast.first().waitFor({ state: "visible", timeout: 120000 });
+  const text = (await toast.first().locator(".notification-list-item-message").innerText()).trim();
+  if (!notice.test(text)) {
+    throw new Error(`the doctor's notification does not match ${notice}: ${text}`);
+  }
+  const shown = await previewText(page, "plancode doctor", report);
+  await page.waitForTimeout(500);
+  await screenshot(page, shot);
+  return { notification: text, report: shown };
 }
 
 async function screenshot(page, name) {
@@ -503,6 +539,15 @@ async function main() {
         new RegExp(`^plancode: ready \\(${IMPLEMENT_MODEL.replace(/\./g, "\\.")}\\)`), 120000, "the server after Restart");
     });
 
+    // -- the doctor on a working install ---------------------------------------------------------
+    await timed("doctor", async () => {
+      await runCommand(page, "Notifications: Clear All Notifications");
+      report.doctor = await doctorRun(page, () => runCommand(page, "Plancode: Run doctor (check the install)"),
+        /^plancode doctor: (all \d+ checks passed|0 failed, )/,
+        /✓ generation \(passed\): loaded .* and generated one token/, "vscode-doctor.png");
+      log(`doctor: ${report.doctor.notification}`);
+    });
+
     // -- what the user sees when the server cannot start or the model is missing ---------------
     await timed("error_paths", async () => {
       const cases = [
@@ -515,6 +560,10 @@ async function main() {
         { name: "missing model", settings: { "plancode.model": "/nonexistent/model.gguf" },
           message: /model file \/nonexistent\/model\.gguf does not exist/,
           fix: /does not exist\. Fix: check the path, or use a catalog name/ },
+        // what an Intel AMX machine with a native llama.cpp build does (the probe child crashes)
+        { name: "llama.cpp crash", settings: { "plancode.serverEnv": { PLANCODE_PROBE_FAULT: "SIGILL" } },
+          message: /llama\.cpp crashed with SIGILL/,
+          fix: /Fix: rebuild llama-cpp-python without AMX/, doctor: true },
       ];
       report.error_paths = {};
       for (const c of cases) {
@@ -543,6 +592,17 @@ async function main() {
         report.error_paths[c.name] = { message: text, buttons, status: await statusLabel(page) };
         log(`${c.name}: ${text} [${buttons.join(", ")}]`);
         await screenshot(page, `vscode-error-${c.name.replace(/\W+/g, "-").toLowerCase()}.png`);
+        if (c.doctor) {
+          const button = toast.first().locator(".monaco-button", { hasText: "Run Doctor" });
+          if (!(await button.count())) {
+            throw new Error(`${c.name}: no "Run Doctor" button on: ${text} (buttons: ${buttons})`);
+          }
+          report.error_paths[c.name].doctor = await doctorRun(page, () => button.first().click(),
+            /^plancode doctor: 1 failed, .* ✗ generation: llama\.cpp crashed with SIGILL.*Fix: rebuild llama-cpp-python without AMX/,
+            /✗ generation \(FAILED\): llama\.cpp crashed with SIGILL[\s\S]*Fix: rebuild llama-cpp-python without AMX/,
+            "vscode-doctor-sigill.png");
+          log(`${c.name}: Run Doctor: ${report.error_paths[c.name].doctor.notification}`);
+        }
       }
     });
     report.ok = true;

@@ -389,9 +389,10 @@ export function doctorNotice(report: DoctorReport): DoctorNotice {
   const level = report.checks.some((c) => c.status === "fail") ? "error" : first ? "warning" : "info";
   let text = `plancode doctor: ${report.summary}`;
   if (first) {
-    text += ` — ${MARKS[first.status]} ${first.title}: ${shorten(first.finding, 160)}`;
+    const finding = shorten(first.finding, 160);
+    text += ` — ${MARKS[first.status]} ${first.title}: ${finding}`;
     if (first.fix) {
-      text += `. Fix: ${shorten(first.fix, 200)}`;
+      text += `${finding.endsWith("…") ? "" : "."} Fix: ${shorten(first.fix, 200)}`;
     }
   }
   return { level, text };

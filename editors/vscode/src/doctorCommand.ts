@@ -108,7 +108,9 @@ export class Doctor {
     await this.view.showMarkdown(VIEW_NAME, this.lastMarkdown);
     const notice = doctorNotice(report);
     controller.status.update({ type: "doctor", level: notice.level, summary: report.summary });
-    const buttons = ["Show Report", ...(controller.running ? [] : ["Restart Server"])];
+    // a server that is down, or whose model failed to load, may start now that it is fixed
+    const stuck = !controller.running || controller.status.current.model === "error";
+    const buttons = ["Show Report", ...(stuck ? ["Restart Server"] : [])];
     const show = notice.level === "error" ? vscode.window.showErrorMessage
       : notice.level === "warning" ? vscode.window.showWarningMessage : vscode.window.showInformationMessage;
     void show(notice.text, ...buttons).then((choice) => {
