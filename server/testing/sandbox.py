@@ -282,6 +282,7 @@ class Sandbox:
         ctl = Path(host.ctl)
         (ctl / "request.json").write_text(json.dumps(request), encoding="utf-8")
         (ctl / "request.json").chmod(0o444)
+        (ctl / "output.log").touch(mode=0o600)  # the server writes it through its own fd
         ctl.chmod(0o555)
 
     def _hand_over(self, host: iso.Layout, uid: int | None, protect: list[str]) -> None:
