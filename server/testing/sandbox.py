@@ -79,7 +79,8 @@ class Sandbox:
         self._server_python = (os.path.realpath(self.interpreter.executable)
                                == os.path.realpath(sys.executable))
         self._root = Path(tempfile.mkdtemp(prefix="plancode-sandbox-"))
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._root, True)
+        # remove_tree copes with the read-only lib and ctl directories (as non-root too)
+        self._finalizer = weakref.finalize(self, copying.remove_tree, self._root)
         self._root.chmod(0o711)  # the run's user must reach its run directory inside
         self._lib = self._root / "lib"
         self._install_lib()
