@@ -65,3 +65,14 @@ def test_docstring_tests_are_one_pytest_test_each() -> None:
     assert "from pkg.mod import add" in text
     assert "assert add([]) == _expect(0)" in text
     compile(text, "t.py", "exec")
+
+
+def test_lowercase_booleans_comments_and_for_should_be_lines() -> None:
+    doc = ("is_power(1, 4) => true\n"
+           "to_bin(15)   # returns \"db1111db\"\n"
+           "For lst = [0, 3, 2] the output should be 10\n"
+           "For N = 150, the sum of digits will be 6 the output should be \"110\".\n")
+    assert texts(doc, "is_power") == ["is_power(1, 4) == True"]
+    assert texts(doc, "to_bin") == ["to_bin(15) == 'db1111db'"]
+    assert texts(doc, "largest", ["lst"]) == ["largest([0, 3, 2]) == 10"]
+    assert texts(doc, "solve", ["N"]) == ["solve(150) == '110'"]

@@ -31,7 +31,7 @@ FILE = "test_plancode_docstring.py"
 KIND = "docstring"
 MAX_LINE = 400
 _OPERATOR = re.compile(
-    r"^\s*(==>|=>|==|➞|→|->|=(?!=)|:|,?\s*(?:it\s+)?(?:should\s+(?:return|be|give|output)|"
+    r"^\s*#?\s*(==>|=>|==|➞|→|->|=(?!=)|:|,?\s*(?:it\s+)?(?:should\s+(?:return|be|give|output)|"
     r"returns?|gives|outputs?|is|evaluates\s+to)\b)\s*", re.IGNORECASE)
 
 
@@ -49,6 +49,14 @@ class Example:
 
     def assertion(self) -> str:
         return f"assert {self.call} == {self.expected}"
+
+
+_JSONISH = {"true": "True", "false": "False", "null": "None", "none": "None"}
+
+
+def _pythonic(source: str) -> str:
+    """``true``/``false``/``null`` written by people used to other languages, as Python."""
+    return _JSONISH.get(source.strip().rstrip(".,;").lower(), source)
 
 
 def _literal(source: str) -> bool:
@@ -98,6 +106,9 @@ def _literal_call(call: str, name: str) -> bool:
 def _expected(rest: str) -> str | None:
     """The longest leading literal of ``rest`` (after the last ``=`` of a chain)."""
     rest = rest.strip()
+    first = rest.split()[0] if rest.split() else ""
+    if first.rstrip(".,;").lower() in _JSONISH:
+        return _pythonic(first)
     pieces = [rest]
     if re.search(r"\s=\s", rest):  # "1 + 9 + 0 = 10": the value is the last piece
         pieces.insert(0, re.split(r"\s=\s", rest)[-1])
@@ -150,7 +161,7 @@ def prose_examples(doc: str, name: str, params: list[str] | None = None) -> list
                 call = ast.unparse(ast.parse(call, mode="eval").body)
                 found.setdefault((call, value), Example(call, value, i))
     if params:
-        for ex in _input_output(lines, name, params):
+        for ex in _input_output(lines, name, params) + _for_should_be(lines, name, params):
             found.setdefault((ex.call, ex.expected), ex)
     return sorted(found.values(), key=lambda e: e.line)
 
@@ -180,6 +191,24 @@ def _input_output(lines: list[str], name: str, params: list[str]) -> list[Exampl
     return out
 
 
+_FOR = re.compile(r"^\s*For\s+(.+?)\s*,?\s+(?:the\s+)?(?:output|result|answer|return(?:ed)?"
+                  r"\s+value)\s+(?:should\s+be|is|will\s+be)\s+(.+)$", re.IGNORECASE)
+
+
+def _for_should_be(lines: list[str], name: str, params: list[str]) -> list[Example]:
+    """``For lst = [1, 2] the output should be 3`` lines."""
+    out = []
+    for i, line in enumerate(lines):
+        m = _FOR.match(line)
+        if not m:
+            continue
+        values = _named_values(m.group(1), params)
+        result = _expected(m.group(2))
+        if values is not None and result is not None:
+            out.append(Example(f"{name}({', '.join(values[p] for p in params)})", result, i))
+    return out
+
+
 def _named_values(text: str, params: list[str]) -> dict[str, str] | None:
     """``a = [1, 2], k : 3`` -> {"a": "[1, 2]", "k": "3"} when every parameter has a literal."""
     values: dict[str, str] = {}
@@ -187,10 +216,10 @@ def _named_values(text: str, params: list[str]) -> dict[str, str] | None:
              re.finditer(rf"\b({'|'.join(map(re.escape, params))})\s*[:=]\s*", text)]
     for k, (_, end, param) in enumerate(marks):
         stop = marks[k + 1][0] if k + 1 < len(marks) else len(text)
-        value = text[end:stop].strip().rstrip(",;").strip()
-        if not _literal(value):
+        value = _expected(text[end:stop].strip().rstrip(",;").strip())
+        if value is None:
             return None
-        values[param] = ast.unparse(ast.parse(value, mode="eval").body)
+        values[param] = value
     if len(params) == 1 and not values and _literal(text.strip()):
         values[params[0]] = text.strip()
     return values if set(values) == set(params) else None
