@@ -85,6 +85,16 @@ def test_doctor_names_a_missing_model_and_the_fetch(tmp_path: Path) -> None:
     assert by_id["build"]["details"]["features"]
 
 
+def test_doctor_warns_about_the_fallback_sandbox_and_names_bubblewrap(
+    textstats: Path, tiny_model_path: Path
+) -> None:
+    done = _doctor("--json", "--model", "smollm2-135m", "--workspace", str(textstats),
+                   env={"PLANCODE_ISOLATION": "landlock"})
+    sandbox = {c["id"]: c for c in json.loads(done.stdout)["checks"]}["sandbox"]
+    assert sandbox["status"] == "warn" and sandbox["details"]["isolation"] == "landlock"
+    assert "no bubblewrap" in sandbox["finding"] and "apt-get install bubblewrap" in sandbox["fix"]
+
+
 def test_doctor_reports_an_injected_sigill_with_the_rebuild_fix(
     textstats: Path, tiny_model_path: Path
 ) -> None:

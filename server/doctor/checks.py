@@ -196,6 +196,10 @@ def check_gpu(ctx: Context) -> Finding:
 
 
 def check_sandbox(ctx: Context) -> Finding:
+    """The isolation model code will run under: bubblewrap (ok), the kernel fallback
+    (namespaces + Landlock + seccomp: a warning, with what it does not cover), or none (a
+    failure even when the user opted in). No mechanism and no opt-in raises, which the guard
+    reports with the sandbox's own fix."""
     from server.testing.sandbox import Sandbox
 
     title = "test sandbox"
@@ -203,11 +207,15 @@ def check_sandbox(ctx: Context) -> Finding:
                  timeout=ctx.settings.test_timeout) as box:
         mode, detail = box.isolation, box.isolation_detail
     details = {"isolation": mode, "detail": detail}
+    install = ("`apt-get install bubblewrap` (and allow unprivileged user namespaces if your "
+               "distribution restricts them)")
     if mode == "bwrap":
         return Finding("sandbox", title, OK, detail, details=details)
+    if mode == "none":
+        return Finding("sandbox", title, FAIL, "model-written code runs WITHOUT isolation "
+                       f"(isolation={ctx.settings.isolation}): {detail}", install, details)
     return Finding("sandbox", title, WARN, f"no bubblewrap, {mode} fallback: {detail}",
-                   "`apt-get install bubblewrap` (and allow unprivileged user namespaces if "
-                   "your distribution restricts them)", details)
+                   install, details)
 
 
 def check_interpreter(ctx: Context) -> Finding:
