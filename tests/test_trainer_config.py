@@ -24,8 +24,9 @@ def _load(tmp_path: Path, text: str) -> DistillConfig:
 def test_the_shipped_real_run_config_is_valid() -> None:
     cfg = DistillConfig.load(REPO / "configs" / "distill-real.toml")
     assert cfg.teacher.model == "qwen2.5-coder-1.5b" and cfg.train.student == "qwen2.5-coder-0.5b"
-    assert cfg.out_dir.resolve() == (REPO / "runs" / "real-0.5b").resolve()
-    assert cfg.train.loss.lam == 0.5 and cfg.eval.enabled
+    assert cfg.out_dir.resolve() == (REPO / "distill" / "real").resolve()  # committed caches
+    assert cfg.train.loss.lam == 0.5 and cfg.eval.enabled and cfg.eval.compare == "adapter"
+    assert cfg.verify.coder == "student" and cfg.train.save_every_minutes > 0
 
 
 def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

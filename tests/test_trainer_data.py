@@ -81,3 +81,46 @@ def test_decontamination_drops_humaneval_copies_and_keeps_the_rest() -> None:
     assert {d.problem_id for d in dropped} == {"leak", "leak2"}
     assert all(d.humaneval_task == "HumanEval/0" for d in dropped)
     assert dropped[0].field == "problem" and dropped[0].overlap
+
+
+def test_punctuation_only_overlaps_are_kept() -> None:
+    """A list literal shares ``[2, 3, 4, 5, 6, 7, 8]`` with HumanEval: punctuation is not a word
+    and numbers are data, so no 13-word n-gram of identifiers is shared (the old rule, which
+    counted ``,`` and ``[`` as words, dropped 146 of 1,205 mined problems for such lists)."""
+    humaneval = load_humaneval()
+    checker = Decontaminator(humaneval)
+    literal = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]"
+    tables = Problem("tables", 'def chunk(xs, n):\n    """Split xs into lists of n.\n\n'
+                     f"    >>> chunk({literal}, 3)\n    \"\"\"",
+                     f"def chunk(xs, n):\n    return [xs[i:i + n] for i in range(0, len(xs), n)]"
+                     f"\n\nDATA = {literal}\nMORE = {literal}\n")
+    kept, report = checker.decontaminate([tables])
+    assert [p.id for p in kept] == ["tables"] and report.dropped == []
+
+
+def test_entry_point_twins_are_dropped_and_look_alikes_reported() -> None:
+    """Same name and purpose as a HumanEval entry point (no 13 shared words): dropped. Same
+    name, another purpose (a method of a container class): kept, and listed as kept."""
+    checker = Decontaminator(load_humaneval())
+    twin = Problem("algorithms/string/is_palindrome.py::is_palindrome",
+                   'def is_palindrome(s):\n    """Check whether the string s reads the same '
+                   'forwards and backwards: a palindrome."""',
+                   "def is_palindrome(s):\n    return s == s[::-1]",
+                   meta={"qualname": "is_palindrome"})
+    prime = Problem("rabin_miller::is_prime", 'def is_prime(n, k):\n    """Rabin-Miller: True '
+                    'if n is probably prime."""', "def is_prime(n, k):\n    return n > 1",
+                    meta={"qualname": "is_prime"})
+    method = Problem("setutils::IndexedSet.add", 'def add(self, item):\n    """Add an item to '
+                     'the set, keeping insertion order."""',
+                     "def add(self, item):\n    self.items.append(item)",
+                     meta={"qualname": "IndexedSet.add"})
+    kept, report = checker.decontaminate([twin, prime, method])
+    assert [p.id for p in kept] == [method.id]
+    reasons = {h.problem_id: (h.reason, h.humaneval_task) for h in report.dropped}
+    assert reasons == {twin.id: ("entry-point twin", "HumanEval/48"),
+                       prime.id: ("entry-point twin", "HumanEval/31")}
+    assert [(h.problem_id, h.reason) for h in report.kept_same_name] == [
+        (method.id, "same name")]
+    summary = report.to_json()
+    assert summary["by_reason"] == {"entry-point twin": 2}
+    assert {row["id"] for row in summary["contaminated"]} == {twin.id, prime.id}

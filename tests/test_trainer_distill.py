@@ -40,9 +40,10 @@ backend = "gguf"
 model = "{teacher}"
 plans_per_problem = {plans}
 max_tokens = 160
-code_max_tokens = 200
 
 [verify]
+coder_model = "{teacher}"   # the tiny HF student cannot write code: the 0.5B GGUF does
+code_max_tokens = 200
 timeout = 20.0
 
 [train]

@@ -6,31 +6,40 @@
     jsonl = ["problems.jsonl"]         # {problem, solution, tests} rows (MBPP/APPS shapes too)
     mine = ["~/src/my-project"]        # codebases: documented functions + their tests
     val_fraction = 0.1
+    heldout_fraction = 0.0             # mined files kept out of training, for evaluation
     max_problems = 0                   # 0 = all
-    decontaminate = true               # drop anything sharing a 13-gram with HumanEval
+    decontaminate = true               # drop HumanEval n-gram overlaps and entry-point twins
 
-    [teacher]                          # trainer.teacher.TeacherConfig
+    [teacher]                          # TeacherConfig
     backend = "gguf"
     model = "qwen2.5-coder-1.5b"
     plans_per_problem = 4
 
-    [verify]
-    isolation = "auto"
+    [verify]                           # VerifyConfig
+    coder = "student"                  # who writes code from each plan: student | teacher
     timeout = 10.0
 
-    [train]                            # trainer.train.TrainConfig
+    [train]                            # TrainConfig
     student = "qwen2.5-coder-0.5b"
-    [train.loss]                       # trainer.losses.LossConfig
+    [train.loss]                       # LossConfig
     lam = 0.5
 
-    [export]                           # trainer.export.ExportConfig
+    [export]                           # ExportConfig
     quantize = ["Q8_0", "Q4_K_M"]
 
-    [eval]                             # trainer.evaluate.EvalConfig (runs when enabled)
+    [eval]                             # EvalSection (runs when enabled)
     enabled = false
 
 Unknown keys are errors that name the key and list the valid ones: a typo must not silently
 train with a default.
+
+This module is the one place the sections are typed, and it imports neither torch nor
+llama.cpp: ``plancode train`` can load its config (and explain what is missing) on a machine
+without them. The stages import their section from here, never the reverse.
+
+Each section lists its *speed knobs* (``SPEED_KNOBS``): settings that change how fast a stage
+runs but not what it writes (GPU layers, threads, checkpoint frequency, sandbox isolation...).
+Stage fingerprints leave them out, so turning one never discards hours of cached work.
 """
 
 from __future__ import annotations
@@ -39,12 +48,14 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from server.engine.types import SamplingParams
 from server.errors import PlancodeError
-from trainer.evaluate import EvalConfig
-from trainer.losses import LossConfig
-from trainer.teacher import TeacherConfig
+
+TEACHER_BACKENDS = ("gguf", "openai", "hf")
+EVAL_MODES = ("direct", "plan", "select")
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
@@ -52,24 +63,215 @@ class DataConfig:
     jsonl: list[str] = field(default_factory=list)
     mine: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
+    # share of mined *files* (all their functions) kept out of plans and training: a held-out
+    # set of mined problems for evaluation besides HumanEval
+    heldout_fraction: float = 0.0
     max_problems: int = 0
+    max_chars: int = 0  # > 0: drop problems whose statement + solution is longer
     decontaminate: bool = True
     seed: int = 0
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        for key in ("val_fraction", "heldout_fraction"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise PlancodeError(f"data.{key} = {getattr(self, key)} is outside [0, 1)",
+                                    "give the share of problems to set aside, e.g. 0.1")
+
+
+@dataclass
+class TeacherConfig:
+    """Which teacher to run and how to sample its plans."""
+
+    backend: str = "gguf"
+    model: str = "qwen2.5-coder-1.5b"  # catalog name / GGUF path; model name (openai); HF id
+    url: str = ""  # base URL for backend "openai" (e.g. http://127.0.0.1:8080/v1)
+    n_gpu_layers: int = 0
+    n_threads: int = 0  # llama.cpp threads; 0 = one per core
+    n_ctx: int = 4096
+    plans_per_problem: int = 4  # K backward plans per problem
+    temperature: float = 0.7  # the first plan is greedy, the rest sampled at this temperature
+    max_tokens: int = 384
+    seed: int = 0
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("url", "n_gpu_layers", "n_threads")
+
+    def validate(self) -> None:
+        if self.backend not in TEACHER_BACKENDS:
+            raise PlancodeError(f"teacher backend {self.backend!r} is not one of "
+                                f"{TEACHER_BACKENDS}",
+                                "set teacher.backend to 'gguf', 'openai' or 'hf'")
+        if self.backend == "openai" and not self.url:
+            raise PlancodeError("teacher backend 'openai' needs a URL",
+                                "set teacher.url to the server's base URL, e.g. "
+                                "http://127.0.0.1:8080/v1")
+        if self.plans_per_problem < 1:
+            raise PlancodeError("teacher.plans_per_problem must be at least 1",
+                                "set it to the number of plans to sample per problem (K)")
+
+    def plan_params(self, k: int) -> SamplingParams:
+        """Plan ``k`` of a problem: greedy first, then seeded samples (reproducible)."""
+        if k == 0:
+            return SamplingParams(max_tokens=self.max_tokens, temperature=0.0)
+        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
+                              seed=self.seed + k)
+
+
+
+VERIFY_CODERS = ("student", "teacher")
 
 
 @dataclass
 class VerifyConfig:
+    """Plan verification: who turns each plan into code, and how that code is run.
+
+    ``coder = "student"`` (default) has the *student* (a GGUF: ``coder_model``, else the
+    train.student) write the code from the teacher's plan, so only plans the small model can
+    follow become training data; ``"teacher"`` has the teacher write it (the older check: a
+    plan the 1.5B can follow may still be beyond the 0.5B).
+    """
+
+    coder: str = "student"
+    coder_model: str = ""  # GGUF/catalog name of the code writer; "" = train.student
+    code_max_tokens: int = 512
+    n_threads: int = 0
+    n_gpu_layers: int = 0
     isolation: str = "auto"
     timeout: float = 10.0
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation")
+
+    def validate(self) -> None:
+        if self.coder not in VERIFY_CODERS:
+            raise PlancodeError(f"verify.coder = {self.coder!r} is not one of {VERIFY_CODERS}",
+                                "'student' verifies plans by the model being trained")
+
+    def code_params(self) -> SamplingParams:
+        return SamplingParams(max_tokens=self.code_max_tokens, temperature=0.0)
+
+
+@dataclass
+class LossConfig:
+    lam: float = 0.5  # weight of the plan task (CodePLAN's lambda)
+    alpha: float = 1.0  # extra weight of structural code tokens
+    beta: float = 0.1  # weight of the AST alignment head's loss
+    code: bool = True
+    plan: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.lam <= 1.0:
+            raise PlancodeError(f"loss.lam = {self.lam} is outside [0, 1]",
+                                "lam weighs the plan task against the code task; 0.5 is "
+                                "CodePLAN's choice")
+        if self.alpha < 0 or self.beta < 0:
+            raise PlancodeError("loss.alpha and loss.beta must be >= 0",
+                                "use 0 to switch a term off")
+        if not (self.code or self.plan or self.beta > 0):
+            raise PlancodeError("every loss term is switched off",
+                                "enable loss.code, loss.plan or set loss.beta > 0")
+
+
+@dataclass
+class TrainConfig:
+    student: str = "qwen2.5-coder-0.5b"  # catalog name, .gguf path, HF directory or hub id
+    tasks: tuple[str, ...] = ("plan", "code", "direct")
+    max_len: int = 1024
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    epochs: float = 3.0
+    max_steps: int = 0  # > 0 overrides epochs
+    batch_size: int = 4
+    grad_accum: int = 4
+    save_every: int = 50  # checkpoint every N optimizer steps (0 = only by time / at the end)
+    save_every_minutes: float = 0.0  # > 0: also checkpoint when this much time has passed
+    keep_checkpoints: int = 2
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    seed: int = 0
+    # auto: bf16 mixed precision on a GPU that has it; on a CPU the *frozen base* is held in
+    # bf16 where the CPU computes it natively (LoRA weights stay fp32). true/false force it.
+    bf16: str = "auto"
+    gradient_checkpointing: str = "auto"  # auto | true | false
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = (
+        "save_every", "save_every_minutes", "keep_checkpoints", "threads", "bf16",
+        "gradient_checkpointing")
+
+    def validate(self) -> None:
+        self.loss.validate()
+        if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise PlancodeError("train.lora_r, batch_size and grad_accum must be >= 1",
+                                "fix the [train] section of the config")
+        if self.save_every < 0 or self.save_every_minutes < 0 or self.threads < 0:
+            raise PlancodeError("train.save_every, save_every_minutes and threads must be >= 0",
+                                "use 0 to switch step-based / time-based checkpoints off")
+        for key in ("bf16", "gradient_checkpointing"):
+            if getattr(self, key) not in ("auto", "true", "false"):
+                raise PlancodeError(f"train.{key} must be 'auto', 'true' or 'false'",
+                                    "auto picks it for the device")
+
+
+@dataclass
+class ExportConfig:
+    adapter: bool = True  # write the LoRA adapter as a GGUF adapter (served over the base)
+    merge: bool = True  # write merged f16 + quantized GGUFs
+    quantize: tuple[str, ...] = ("Q8_0", "Q4_K_M")
+    min_agreement: float = 0.99
+    agreement_sequences: int = 16  # held-out sequences compared
+    max_positions: int = 512  # per sequence
+    name: str = "plancode-student"
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ()
+
+
+@dataclass
+class EvalConfig:
+    start: int = 0
+    end: int = 164
+    modes: tuple[str, ...] = EVAL_MODES
+    candidates: int = 4
+    repair_rounds: int = 1
+    max_tokens: int = 512
+    n_gpu_layers: int = 0
+    tasks: list[int] = field(default_factory=list)
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers",)
+
+
+EVAL_COMPARE = ("adapter", "requantized")
 
 
 @dataclass
 class EvalSection(EvalConfig):
-    """``plancode eval``'s settings, plus whether the run evaluates and which export."""
+    """``plancode eval``'s settings, plus whether the run evaluates and what it compares.
+
+    ``compare = "adapter"``: the untouched base GGUF alone against the same file with the
+    student's GGUF adapter applied (like with like: same quantized weights underneath).
+    ``"requantized"``: the base and the merged student, each exported to f16 and quantized
+    to ``quant`` by the same code.
+    """
 
     enabled: bool = False
-    quant: str = "Q4_K_M"  # which exported file to evaluate
+    compare: str = "adapter"
+    quant: str = "Q4_K_M"  # which exported file to evaluate (compare = "requantized")
+    heldout: bool = True  # also the held-out mined problems
     docs: str = ""  # where the table and plot go (default: the run's eval/ folder)
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "docs")
+
+    def validate(self) -> None:
+        if self.compare not in EVAL_COMPARE:
+            raise PlancodeError(f"eval.compare = {self.compare!r} is not one of {EVAL_COMPARE}",
+                                "'adapter' compares base and base + adapter on the same file")
+
+
+_NESTED = {"loss": LossConfig}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -83,9 +285,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {}
     defaults = cls()
     for name, value in data.items():
-        default = getattr(defaults, name) if name != "loss" else None
-        if name == "loss":
-            value = _build(LossConfig, value, f"{where}.loss")
+        default = getattr(defaults, name)
+        if name in _NESTED:
+            value = _build(_NESTED[name], value, f"{where}.{name}")
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         elif isinstance(default, bool) and not isinstance(value, bool):
@@ -93,12 +295,19 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value,
                                                                                         bool):
             value = float(value)
-        elif default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, tuple) and isinstance(value, tuple)):
+        elif default is not None and not isinstance(value, type(default)):
             raise PlancodeError(f"{where}.{name} = {value!r} should be a "
                                 f"{type(default).__name__}", "fix the config")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def output_settings(section: Any) -> dict:
+    """A section as plain data without its speed knobs: what a stage fingerprint hashes."""
+    data = dataclasses.asdict(section)
+    for knob in getattr(section, "SPEED_KNOBS", ()):
+        data.pop(knob, None)
+    return data
 
 
 @dataclass
@@ -107,15 +316,13 @@ class DistillConfig:
     data: DataConfig
     teacher: TeacherConfig
     verify: VerifyConfig
-    train: Any  # trainer.train.TrainConfig (imported lazily: it needs torch)
-    export: Any  # trainer.export.ExportConfig
+    train: TrainConfig
+    export: ExportConfig
     eval: EvalSection
+    base: Path = Path(".")  # the config file's folder: relative paths start here
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> DistillConfig:
-        from trainer.export import ExportConfig
-        from trainer.train import TrainConfig
-
         sections = {"data", "teacher", "verify", "train", "export", "eval", "out_dir"}
         unknown = sorted(set(raw) - sections)
         if unknown:
@@ -133,13 +340,17 @@ class DistillConfig:
             train=_build(TrainConfig, raw.get("train", {}), "train"),
             export=_build(ExportConfig, raw.get("export", {}), "export"),
             eval=_build(EvalSection, raw.get("eval", {}), "eval"),
+            base=base,
         )
         cfg.data.jsonl = [_path(p, base) for p in cfg.data.jsonl]
         cfg.data.mine = [_path(p, base) for p in cfg.data.mine]
         if cfg.eval.docs:
             cfg.eval.docs = _path(cfg.eval.docs, base)
+        cfg.data.validate()
         cfg.teacher.validate()
+        cfg.verify.validate()
         cfg.train.validate()
+        cfg.eval.validate()
         if not cfg.data.jsonl and not cfg.data.mine:
             raise PlancodeError("[data] names no training data",
                                 "set data.jsonl = [FILES] and/or data.mine = [CODEBASE DIRS]")
@@ -157,9 +368,15 @@ class DistillConfig:
         return cls.from_dict(raw, path.resolve().parent)
 
     def section(self, name: str) -> dict:
-        """A section as plain data (stage fingerprints hash this)."""
-        value = getattr(self, name)
-        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        """A section's output-changing settings as plain data (stage fingerprints hash this)."""
+        return output_settings(getattr(self, name))
+
+    @property
+    def coder_model(self) -> str:
+        """The GGUF that writes code from plans at verification (student by default)."""
+        if self.verify.coder == "teacher":
+            return self.teacher.model
+        return self.verify.coder_model or self.train.student
 
 
 def _path(p: str, base: Path) -> str:

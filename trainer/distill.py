@@ -39,6 +39,72 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _tree_digest(root: Path) -> str:
+    """sha256 over a codebase's Python files (relative path + bytes), in path order."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") or part in {"__pycache__", "build", "dist"}
+               for part in rel.parts[:-1]):
+            continue
+        h.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        raise PlancodeError(f"{path} does not exist", "check data.jsonl in the config") from None
+
+
+def model_identity(spec: str) -> str:
+    """A model named the same wherever it lives: catalog names as they are, files by name."""
+    return Path(spec).name if ("/" in spec or spec.endswith(".gguf")) and \
+        not spec.startswith("hf:") else spec
+
+
+_SOURCES: dict[tuple[str, ...], list] = {}
+
+
+def source_identity(cfg: DistillConfig) -> list:
+    """The data sources by content, never by absolute path: a JSONL file by its sha256, a
+    codebase by its folder name and a digest of its Python files (memoised per run)."""
+    key = tuple(cfg.data.jsonl) + ("\0",) + tuple(cfg.data.mine)
+    if key not in _SOURCES:
+        _SOURCES[key] = ([["jsonl", Path(p).name, _file_digest(Path(p))] for p in cfg.data.jsonl]
+                         + [["mine", Path(p).name, _tree_digest(Path(p))]
+                            for p in cfg.data.mine])
+    return _SOURCES[key]
+
+
+def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
+    """What stage ``name`` writes depends on: its own output-changing settings (speed knobs,
+    such as GPU layers, threads and checkpoint frequency, left out), the models by name, and
+    the fingerprint of the stage before it. Paths never enter: a run moved to another folder
+    or machine keeps its cached stages."""
+    from trainer.decontam import MIN_NAMES, NGRAM, PURPOSE_MIN
+
+    if name == "data":
+        settings = {k: v for k, v in cfg.section("data").items() if k not in ("jsonl", "mine")}
+        return _fingerprint("data", settings, source_identity(cfg),
+                            [NGRAM, MIN_NAMES, PURPOSE_MIN] if cfg.data.decontaminate else None)
+    before = stage_fingerprint(cfg, STAGES[STAGES.index(name) - 1])
+    if name == "plans":
+        teacher = cfg.section("teacher") | {"model": model_identity(cfg.teacher.model)}
+        return _fingerprint("plans", teacher, before)
+    if name == "verify":
+        verify = cfg.section("verify") | {"coder_model": model_identity(cfg.coder_model)}
+        return _fingerprint("verify", verify, before)
+    if name == "train":
+        train = cfg.section("train") | {"student": model_identity(cfg.train.student)}
+        return _fingerprint("train", train, before)
+    if name == "export":
+        return _fingerprint("export", cfg.section("export"), before)
+    return _fingerprint("eval", {k: v for k, v in cfg.section("eval").items()
+                                 if k not in ("enabled",)}, before)
+
+
 class Stage:
     """One stage's folder: its fingerprint, its done marker and report."""
 
@@ -71,38 +137,69 @@ class Stage:
         return report
 
 
-def read_problems(path: Path) -> tuple[list[Problem], list[Problem]]:
+def read_problems(path: Path, split_name: str | None = None,
+                  roots: list[str] | None = None) -> tuple[list[Problem], list[Problem]]:
+    """(train, validation) problems of a data stage's ``problems.jsonl``; with ``split_name``,
+    only that split's problems as the first list. Mined problems' roots are re-pointed at the
+    config's ``roots`` of the same folder name, so a moved run finds its codebases."""
+    by_name = {Path(r).name: r for r in roots or []}
     train, val = [], []
     for line in path.read_text().splitlines():
         row = json.loads(line)
+        meta = row["meta"]
+        if "root" in meta and Path(meta["root"]).name in by_name:
+            meta = {**meta, "root": by_name[Path(meta["root"]).name]}
         p = Problem(row["id"], row["problem"], row["solution"], tuple(row["tests"]),
-                    row["source"], row["meta"])
-        (val if row["split"] == "val" else train).append(p)
+                    row["source"], meta)
+        if split_name is not None:
+            if row["split"] == split_name:
+                train.append(p)
+        elif row["split"] == "val":
+            val.append(p)
+        elif row["split"] == "train":
+            train.append(p)
     return train, val
 
 
-def open_stage(cfg: DistillConfig, name: str, section: str,
-               after: str | None = None) -> tuple[Stage, dict | None]:
-    """Stage ``name``'s folder, fingerprinted by its settings (and the finished stage it
-    follows), with its report when it has already finished."""
-    parts: tuple = (cfg.section(section),)
-    if after is not None:
-        parts += ((cfg.out_dir / after / "done.json").read_text(),)
-    stage = Stage(cfg.out_dir, name, _fingerprint(*parts))
+def open_stage(cfg: DistillConfig, name: str) -> tuple[Stage, dict | None]:
+    """Stage ``name``'s folder, fingerprinted by :func:`stage_fingerprint`, with its report
+    when it has already finished."""
+    stage = Stage(cfg.out_dir, name, stage_fingerprint(cfg, name))
     done = json.loads((stage.dir / "report.json").read_text()) if stage.done else None
     return stage, done
 
 
 def problems_of(cfg: DistillConfig) -> tuple[list[Problem], list[Problem]]:
     """(train, validation) problems written by the data stage."""
-    return read_problems(cfg.out_dir / "data" / "problems.jsonl")
+    return read_problems(cfg.out_dir / "data" / "problems.jsonl", roots=cfg.data.mine)
+
+
+def heldout_of(cfg: DistillConfig) -> list[Problem]:
+    """The held-out mined problems: never planned, never trained on (evaluation only)."""
+    return read_problems(cfg.out_dir / "data" / "problems.jsonl", "heldout", cfg.data.mine)[0]
+
+
+def heldout_split(problems: list[Problem], fraction: float,
+                  seed: int) -> tuple[list[Problem], list[Problem]]:
+    """(kept, held out): whole mined *files* are held out (a function's neighbours share its
+    helpers and style, so holding out single functions would leak), chosen by a hash of the
+    codebase folder name and file path; standalone problems by their id."""
+    if fraction <= 0:
+        return problems, []
+    kept, held = [], []
+    for p in problems:
+        group = (f"{Path(str(p.meta['root'])).name}/{p.meta['file']}" if "root" in p.meta
+                 else p.id)
+        digest = hashlib.sha256(f"{seed}\0{group}".encode()).digest()
+        (held if int.from_bytes(digest[:8], "big") / 2**64 < fraction else kept).append(p)
+    return kept, held
 
 
 def stage_data(cfg: DistillConfig, progress: bool) -> dict:
     """Load, mine, normalise, deduplicate, decontaminate and split the problems."""
     from trainer.mine import mine
 
-    stage, done = open_stage(cfg, "data", "data")
+    stage, done = open_stage(cfg, "data")
     if done is not None:
         return done
     problems: list[Problem] = []
@@ -118,43 +215,99 @@ def stage_data(cfg: DistillConfig, progress: bool) -> dict:
         problems += mined
     problems, dropped = dedupe(problems)
     report["duplicates"] = [p.id for p in dropped]
+    if cfg.data.max_chars:
+        long = [p for p in problems if len(p.problem) + len(p.solution) > cfg.data.max_chars]
+        problems = [p for p in problems if len(p.problem) + len(p.solution) <= cfg.data.max_chars]
+        report["too_long"] = [p.id for p in long]
     if cfg.data.decontaminate:
         from trainer.decontam import Decontaminator
 
-        problems, hits = Decontaminator().filter(problems)
-        report["contaminated"] = [{"id": h.problem_id, "humaneval": h.humaneval_task,
-                                   "field": h.field, "overlap": h.overlap} for h in hits]
+        problems, decontam = Decontaminator().decontaminate(problems)
+        report["decontamination"] = decontam.to_json()
+        report["contaminated"] = report["decontamination"].pop("contaminated")
     if cfg.data.max_problems:
         problems = sorted(problems, key=lambda p: p.id)[: cfg.data.max_problems]
+    problems, heldout = heldout_split(problems, cfg.data.heldout_fraction, cfg.data.seed)
     train, val = split(problems, cfg.data.val_fraction, cfg.data.seed)
     with (stage.dir / "problems.jsonl").open("w") as fh:
-        for name, part in (("train", train), ("val", val)):
+        for name, part in (("train", train), ("val", val), ("heldout", heldout)):
             for p in part:
                 fh.write(json.dumps({**p.to_json(), "split": name}) + "\n")
-    report.update(train=len(train), val=len(val))
+    report.update(train=len(train), val=len(val), heldout=len(heldout),
+                  by_source=_by_source(train, val, heldout))
     return stage.finish(report)
 
 
-class _Teacher:
-    """The teacher, loaded on first use (a run whose plans are cached never loads it)."""
+def _by_source(train: list[Problem], val: list[Problem], heldout: list[Problem]) -> dict:
+    """Problem counts per source (mined codebase folder or JSONL source) and split."""
+    out: dict[str, dict[str, int]] = {}
+    for name, part in (("train", train), ("val", val), ("heldout", heldout)):
+        for p in part:
+            src = Path(str(p.meta["root"])).name if "root" in p.meta else p.source
+            row = out.setdefault(src, {"train": 0, "val": 0, "heldout": 0})
+            row[name] += 1
+    return out
 
-    def __init__(self, cfg: DistillConfig) -> None:
-        self.cfg = cfg
+
+class LazyChat:
+    """A chat model loaded on first use (a run whose plans or verdicts are cached never loads
+    it)."""
+
+    def __init__(self, load: Callable[[], object]) -> None:
+        self._load = load
         self._model = None
 
     def chat(self, messages, params) -> str:
         if self._model is None:
-            from trainer.teacher import load_teacher
-
-            self._model = load_teacher(self.cfg.teacher)
+            self._model = self._load()
         return self._model.chat(messages, params)
 
 
-def stage_plans(cfg: DistillConfig, teacher: _Teacher, progress: bool,
+class _Teacher(LazyChat):
+    """The teacher of ``cfg``, loaded on first use."""
+
+    def __init__(self, cfg: DistillConfig) -> None:
+        from trainer.teacher import load_teacher
+
+        super().__init__(lambda: load_teacher(cfg.teacher))
+        self.cfg = cfg
+
+
+def coder_for(cfg: DistillConfig, teacher: LazyChat) -> LazyChat:
+    """Who writes code from plans at verification: the teacher itself, or the student's GGUF
+    (``verify.coder = "student"``) through the server's llama.cpp engine."""
+    if cfg.verify.coder == "teacher":
+        return teacher
+    spec = cfg.coder_model
+
+    def load():
+        from server.config import Settings
+        from server.engine.factory import load_engine
+        from trainer.teacher import EngineChat
+
+        if not (spec.endswith(".gguf") or _is_catalog(spec)):
+            raise PlancodeError(
+                f"verify.coder = 'student' needs the student as a GGUF; {spec!r} is not one",
+                "set verify.coder_model to the student's GGUF (path or catalog name), or "
+                "verify.coder = 'teacher'")
+        return EngineChat(load_engine(Settings(model=spec, n_threads=cfg.verify.n_threads,
+                                               n_gpu_layers=cfg.verify.n_gpu_layers,
+                                               n_ctx=cfg.teacher.n_ctx)))
+
+    return LazyChat(load)
+
+
+def _is_catalog(spec: str) -> bool:
+    from server.models.catalog import CATALOG
+
+    return spec in CATALOG or spec.startswith("hf:")
+
+
+def stage_plans(cfg: DistillConfig, teacher: LazyChat, progress: bool,
                 limit: int | None = None) -> dict:
     from trainer.plans import write_plans
 
-    stage, done = open_stage(cfg, "plans", "teacher", after="data")
+    stage, done = open_stage(cfg, "plans")
     if done is not None:
         return done
     train, _ = problems_of(cfg)
@@ -165,20 +318,26 @@ def stage_plans(cfg: DistillConfig, teacher: _Teacher, progress: bool,
     return stage.finish(report)
 
 
-def stage_verify(cfg: DistillConfig, teacher: _Teacher, progress: bool) -> dict:
+def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
+                 coder: LazyChat | None = None) -> dict:
+    """Every plan turned into code by the coder (the student by default) and judged by its
+    problem's tests; then a greedy teacher plan per validation problem."""
     from trainer.checker import Checker
     from trainer.plans import verify_plans
 
-    stage, done = open_stage(cfg, "verify", "verify", after="plans")
+    stage, done = open_stage(cfg, "verify")
     if done is not None:
         return done
     train, val = problems_of(cfg)
     plans = JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
     out = JsonlCache(stage.dir / "verified.jsonl")
+    coder = coder or coder_for(cfg, teacher)
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
-        report = verify_plans(teacher, train, cfg.teacher, plans, out, checker, progress)
+        report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
+                              cfg.verify.code_params(), plans, out, checker, progress)
     write_val_plans(cfg, teacher, val)
-    return stage.finish(report.to_json())
+    return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
+                         "coder_model": model_identity(cfg.coder_model)})
 
 
 def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
@@ -191,7 +350,7 @@ def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
             for r in rows if r["passed"] and r["id"] in by_id]
 
 
-def write_val_plans(cfg: DistillConfig, teacher: _Teacher, val: list[Problem]) -> None:
+def write_val_plans(cfg: DistillConfig, teacher: LazyChat, val: list[Problem]) -> None:
     """A greedy backward plan per validation problem (held-out loss and export agreement)."""
     from server.prompts import backward_plan_messages, parse_plan
 
@@ -220,9 +379,9 @@ def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = Non
     from trainer.examples import build_examples
     from trainer.plots import loss_curve
     from trainer.student import load_model, load_tokenizer, resolve_student
-    from trainer.train import train
+    from trainer.train import base_dtype, train
 
-    stage, done = open_stage(cfg, "train", "train", after="verify")
+    stage, done = open_stage(cfg, "train")
     if done is not None:
         return done
     train_p, val_p = problems_of(cfg)
@@ -236,7 +395,7 @@ def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = Non
     train_set, stats = build_examples(tokenizer, triples, cfg.train.tasks, cfg.train.max_len)
     val_set, _ = build_examples(tokenizer, val_triples(cfg, val_p), cfg.train.tasks,
                                 cfg.train.max_len)
-    model = load_model(src)
+    model = load_model(src, dtype=base_dtype(cfg.train))
     result = train(model, tokenizer, train_set, val_set, cfg.train, stage.dir, progress,
                    stop_after)
     report = {**result.to_json(), "examples": stats.to_json(), "val_examples": len(val_set),
@@ -250,47 +409,114 @@ def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = Non
 
 
 def stage_export(cfg: DistillConfig, progress: bool) -> dict:
+    """The shipped artefact: the LoRA adapter as a GGUF adapter for the untouched base GGUF
+    (its top-1 agreement with the merged PyTorch student measured); with ``export.merge``
+    (or ``eval.compare = "requantized"``) also merged F16 + quantized GGUFs, and the base
+    exported and quantized by the same code, so evaluation compares like with like."""
+    import numpy as np
+
     from trainer.examples import build_examples
-    from trainer.export import export, merge
+    from trainer.export import _sha256, _torch_top1, agreement, export, merge
     from trainer.student import load_model, load_tokenizer, resolve_student
 
-    stage, done = open_stage(cfg, "export", "export", after="train")
+    stage, done = open_stage(cfg, "export")
     if done is not None:
         return done
     src = resolve_student(cfg.train.student)
     tokenizer = load_tokenizer(src)
-    model = merge(load_model(src), cfg.out_dir / "train" / "adapter")
+    adapter_dir = cfg.out_dir / "train" / "adapter"
+    model = merge(load_model(src), adapter_dir)
     train_p, val_p = problems_of(cfg)
     # held-out prompts; without a validation split, the training problems' verified plans
     triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
     examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len)
-    result = export(model, tokenizer, [e.input_ids for e in examples], stage.dir, cfg.export,
-                    src.gguf_path, {"student": cfg.train.student})
-    return stage.finish(json.loads(result.report_path.read_text()))
+    seqs = [e.input_ids[: cfg.export.max_positions]
+            for e in examples[: cfg.export.agreement_sequences]]
+    report: dict = {"student": cfg.train.student, "files": {}}
+    if cfg.export.adapter and src.gguf_path is None:
+        if not cfg.export.merge:
+            raise PlancodeError("a GGUF adapter needs the student's base GGUF",
+                                "start from a GGUF student (catalog name or .gguf), or set "
+                                "export.merge = true")
+        report["adapter_skipped"] = "the student is not a GGUF: no base file to adapt"
+    elif cfg.export.adapter:
+        from trainer.gguf_adapter import export_adapter
+
+        path = export_adapter(adapter_dir, src.gguf_path, stage.dir / f"{cfg.export.name}"
+                              ".lora.gguf")
+        reference = [np.asarray(_torch_top1(model, s)) for s in seqs]
+        report["adapter"] = {"file": path.name, "bytes": path.stat().st_size,
+                             "sha256": _sha256(path), "base": src.gguf_path.name,
+                             **agreement(model, src.gguf_path, seqs, reference, lora=path)}
+    if cfg.export.merge or cfg.eval.compare == "requantized":
+        result = export(model, tokenizer, [list(s) for s in seqs], stage.dir, cfg.export,
+                        src.gguf_path, {"student": cfg.train.student})
+        report["files"] = json.loads(result.report_path.read_text())["files"]
+        if cfg.eval.compare == "requantized":  # the base through the very same path
+            from dataclasses import replace
+
+            base = export(load_model(src), tokenizer, [list(s) for s in seqs],
+                          stage.dir / "base", replace(cfg.export, name=cfg.export.name +
+                                                      "-base", min_agreement=0.0),
+                          src.gguf_path, {"student": cfg.train.student, "base": True})
+            report["base_files"] = json.loads(base.report_path.read_text())["files"]
+    (stage.dir / "export_report.json").write_text(json.dumps(report, indent=1))
+    return stage.finish(report)
 
 
-def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
-    from trainer.evaluate import run_eval
+def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
+    """The two models evaluation compares, like with like (see ``EvalSection.compare``)."""
     from trainer.student import resolve_student
 
     e = cfg.eval
-    stage, done = open_stage(cfg, "eval", "eval", after="export")
+    base = resolve_student(cfg.train.student).gguf_path
+    report = json.loads((cfg.out_dir / "export" / "export_report.json").read_text())
+    if e.compare == "adapter":
+        if base is None or "adapter" not in report:
+            raise PlancodeError("eval.compare = 'adapter' needs a GGUF student and its "
+                                "exported adapter", "set export.adapter = true (and a GGUF "
+                                "train.student), or eval.compare = 'requantized'")
+        return {"base": (str(base), None),
+                "distilled": (str(base), cfg.out_dir / "export" / report["adapter"]["file"])}
+    files, base_files = report.get("files", {}), report.get("base_files", {})
+    if e.quant not in files or e.quant not in base_files:
+        raise PlancodeError(f"eval.quant = {e.quant!r} was not exported for both models",
+                            f"use one of {sorted(set(files) & set(base_files))}")
+    return {"base": (base_files[e.quant]["path"], None),
+            "distilled": (files[e.quant]["path"], None)}
+
+
+def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
+    """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
+    from trainer.evaluate import run_eval
+
+    e = cfg.eval
+    stage, done = open_stage(cfg, "eval")
     if done is not None:
         return done
-    files = json.loads((cfg.out_dir / "export" / "export_report.json").read_text())["files"]
-    if e.quant not in files:
-        raise PlancodeError(f"eval.quant = {e.quant!r} was not exported",
-                            f"use one of {sorted(files)}")
-    base = resolve_student(cfg.train.student).gguf_path
-    if base is None:
-        raise PlancodeError("evaluation compares GGUFs; the base student is not one",
-                            "evaluate with plancode eval --model BASE.gguf --model DISTILLED.gguf")
-    models = {"base": str(base), "distilled": files[e.quant]["path"]}
-    command = (f"plancode eval --model {models['base']} --model {models['distilled']} "
-               f"--start {e.start} --end {e.end}")
+    models = eval_models(cfg)
+    (base, _), (student, adapter) = models["base"], models["distilled"]
+    command = (f"plancode distill --config CONFIG --stage eval   # base {Path(base).name} vs "
+               f"{Path(student).name}" + (f" + {adapter.name}" if adapter else ""))
     out = run_eval(models, e, stage.dir, Path(e.docs) if e.docs else None, command, progress)
-    return stage.finish({"summary": {k: v["summary"] for k, v in out["results"].items()},
-                         "seconds": out["seconds"]})
+    report = {"compare": e.compare, "summary": {k: v["summary"]
+                                                for k, v in out["results"].items()},
+              "seconds": out["seconds"]}
+    heldout = heldout_of(cfg)
+    if e.heldout and heldout:
+        from server.config import Settings
+        from server.engine.factory import load_engine
+        from trainer.heldout import evaluate_heldout
+        from trainer.teacher import EngineChat
+
+        def chat(spec: tuple[str, Path | None]) -> LazyChat:
+            return LazyChat(lambda: EngineChat(load_engine(
+                Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
+
+        report["heldout"] = evaluate_heldout({k: chat(v) for k, v in models.items()},
+                                             heldout, stage.dir, cfg.verify.isolation,
+                                             cfg.verify.timeout, e.max_tokens, progress)
+    return stage.finish(report)
 
 
 def run_distill(cfg: DistillConfig, stages: tuple[str, ...] = STAGES, progress: bool = True,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.config import Settings
@@ -20,19 +19,8 @@ from server.engine.factory import load_engine
 from server.pipeline import Pipeline
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
+from trainer.config import EvalConfig
 from trainer.plots import eval_bars
-
-
-@dataclass
-class EvalConfig:
-    start: int = 0
-    end: int = 164
-    modes: tuple[str, ...] = humaneval.MODES
-    candidates: int = 4
-    repair_rounds: int = 1
-    max_tokens: int = 512
-    n_gpu_layers: int = 0
-    tasks: list[int] = field(default_factory=list)
 
 
 def summarise(rows: list[dict], chosen: list[dict], modes) -> dict[str, dict]:
@@ -51,14 +39,25 @@ def summarise(rows: list[dict], chosen: list[dict], modes) -> dict[str, dict]:
     return out
 
 
-def evaluate_model(model: str, cfg: EvalConfig, chosen: list[dict], log: bool = True) -> dict:
-    settings = Settings.from_mapping({"model": model, "candidates": cfg.candidates,
+ModelSpec = str | tuple[str, Path | None]  # a GGUF/catalog name, or (base GGUF, LoRA adapter)
+
+
+def _split_spec(model: ModelSpec) -> tuple[str, Path | None]:
+    return (model, None) if isinstance(model, str) else (model[0], model[1])
+
+
+def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
+                   log: bool = True) -> dict:
+    """HumanEval rows and summary of one model (a GGUF, or a base GGUF with an adapter)."""
+    path, adapter = _split_spec(model)
+    settings = Settings.from_mapping({"model": path, "candidates": cfg.candidates,
                                       "repair_rounds": cfg.repair_rounds,
                                       "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
                                       "n_gpu_layers": cfg.n_gpu_layers})
-    rows = humaneval.run(Pipeline(load_engine(settings), settings), chosen, cfg.modes,
-                         cfg.max_tokens, log)
-    return {"model": model, "rows": rows, "summary": summarise(rows, chosen, cfg.modes)}
+    rows = humaneval.run(Pipeline(load_engine(settings, adapter=adapter), settings), chosen,
+                         cfg.modes, cfg.max_tokens, log)
+    return {"model": path, "adapter": str(adapter) if adapter else None, "rows": rows,
+            "summary": summarise(rows, chosen, cfg.modes)}
 
 
 def _fmt(value: float | None) -> str:
@@ -89,7 +88,7 @@ def markdown(results: dict[str, dict], cfg: EvalConfig, seconds: float, plot: Pa
     return "\n".join(lines)
 
 
-def run_eval(models: dict[str, str], cfg: EvalConfig, out_dir: Path, docs: Path | None,
+def run_eval(models: dict[str, ModelSpec], cfg: EvalConfig, out_dir: Path, docs: Path | None,
              command: str, log: bool = True) -> dict:
     """Evaluate each labelled model; JSON in out_dir, table + plot in ``docs`` when given."""
     start = time.perf_counter()

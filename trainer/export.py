@@ -20,16 +20,8 @@ import numpy as np
 import torch
 
 from server.errors import PlancodeError
+from trainer.config import ExportConfig
 from trainer.gguf_export import quantize, write_gguf
-
-
-@dataclass
-class ExportConfig:
-    quantize: tuple[str, ...] = ("Q8_0", "Q4_K_M")
-    min_agreement: float = 0.99
-    agreement_sequences: int = 16  # held-out sequences compared
-    max_positions: int = 512  # per sequence
-    name: str = "plancode-student"
 
 
 def merge(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
@@ -50,13 +42,14 @@ def _torch_top1(model: torch.nn.Module, ids: list[int]) -> np.ndarray:
 
 
 def agreement(model: torch.nn.Module, gguf: Path, sequences: list[list[int]],
-              reference: list[np.ndarray] | None = None) -> dict:
-    """Fraction of positions where llama.cpp on ``gguf`` and ``model`` pick the same token."""
+              reference: list[np.ndarray] | None = None, lora: Path | None = None) -> dict:
+    """Fraction of positions where llama.cpp on ``gguf`` (with the LoRA adapter ``lora``
+    applied, when given) and ``model`` pick the same token."""
     from llama_cpp import Llama
 
     n_ctx = max(len(s) for s in sequences) + 8
     llm = Llama(model_path=str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False,
-                n_threads=max(1, os.cpu_count() or 1))
+                n_threads=max(1, os.cpu_count() or 1), lora_path=str(lora) if lora else None)
     same = total = 0
     try:
         for i, ids in enumerate(sequences):

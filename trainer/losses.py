@@ -21,30 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from trainer.config import LossConfig
 from trainer.structure import IGNORE
 
-
-@dataclass
-class LossConfig:
-    lam: float = 0.5  # weight of the plan task (CodePLAN's lambda)
-    alpha: float = 1.0  # extra weight of structural code tokens
-    beta: float = 0.1  # weight of the AST alignment head's loss
-    code: bool = True
-    plan: bool = True
-
-    def validate(self) -> None:
-        from server.errors import PlancodeError
-
-        if not 0.0 <= self.lam <= 1.0:
-            raise PlancodeError(f"loss.lam = {self.lam} is outside [0, 1]",
-                                "lam weighs the plan task against the code task; 0.5 is "
-                                "CodePLAN's choice")
-        if self.alpha < 0 or self.beta < 0:
-            raise PlancodeError("loss.alpha and loss.beta must be >= 0",
-                                "use 0 to switch a term off")
-        if not (self.code or self.plan or self.beta > 0):
-            raise PlancodeError("every loss term is switched off",
-                                "enable loss.code, loss.plan or set loss.beta > 0")
+__all__ = ["Batch", "LossConfig", "collate", "multitask_loss"]
 
 
 @dataclass

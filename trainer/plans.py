@@ -4,10 +4,11 @@ Stage 2 (CodePLAN's backward reasoning): the teacher sees the problem *and* its 
 solution and writes the plan a programmer would have followed; K plans per problem (the first
 greedy, the rest sampled), each appended to ``plans.jsonl`` as soon as it exists.
 
-Stage 3: each plan is turned back into code (by the teacher, from the plan alone — the same
-code-from-plan prompt the server uses) and that code runs against the problem's tests in the
-sandbox. Only plans whose code passes become training data: a plan that does not lead to
-working code teaches the student nothing worth having. Results go to ``verified.jsonl``.
+Stage 3: each plan is turned back into code from the plan alone — by the *student* by default
+(the model being trained; the teacher on request), with the same code-from-plan prompt the
+server uses — and that code runs against the problem's tests in the sandbox. Only plans whose
+code passes become training data: a plan that does not lead the student to working code
+teaches it nothing it can use. Results go to ``verified.jsonl``.
 
 Both stages skip work already on disk, so an interrupted run resumes.
 """
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
+from server.engine.types import SamplingParams
 from server.errors import PlancodeError
 from server.prompts import backward_plan_messages, code_from_plan_messages, parse_code, parse_plan
 from trainer.checker import Checker
@@ -59,7 +61,9 @@ def write_plans(teacher: ChatModel, problems: list[Problem], cfg: TeacherConfig,
     generations (used to test resuming)."""
     report = PlanReport(problems=len(problems))
     start = time.perf_counter()
-    todo = [(p, k) for p in problems for k in range(cfg.plans_per_problem)]
+    # plan k of every problem before plan k+1 of any: a run stopped early has a greedy plan
+    # for as many problems as possible
+    todo = [(p, k) for k in range(cfg.plans_per_problem) for p in problems]
     report.requested = len(todo)
     bar = tqdm(todo, desc="teacher plans", unit="plan", disable=not progress)
     for problem, k in bar:
@@ -112,14 +116,16 @@ def _verdict_row(key: str, problem: Problem, plan_row: dict, code: str, run, err
     }
 
 
-def verify_plans(teacher: ChatModel, problems: Iterable[Problem], cfg: TeacherConfig,
-                 plans: JsonlCache, out: JsonlCache, checker: Checker,
+def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
+                 params: SamplingParams, plans: JsonlCache, out: JsonlCache, checker: Checker,
                  progress: bool = True) -> VerifyReport:
-    """Turn every cached plan into code and keep a verdict per plan in ``out``."""
+    """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
+    per plan in ``out``. The coder is the student by default: a plan is kept only when the
+    model being trained can follow it to passing code."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
-    keys = [(p, plan_key(p, k)) for p in problems for k in range(cfg.plans_per_problem)]
+    keys = [(p, plan_key(p, k)) for k in range(plans_per_problem) for p in problems]
     reference_ok: dict[str, bool] = {}
     for problem, key in tqdm(keys, desc="verify plans", unit="plan", disable=not progress):
         row = plans.get(key)
@@ -146,8 +152,8 @@ def verify_plans(teacher: ChatModel, problems: Iterable[Problem], cfg: TeacherCo
         if not reference_ok[problem.id]:
             report.plans -= 1
             continue
-        reply = teacher.chat(code_from_plan_messages(problem.problem, row["plan"],
-                                                     _context(problem)), cfg.code_params())
+        reply = coder.chat(code_from_plan_messages(problem.problem, row["plan"],
+                                                   _context(problem)), params)
         code, run, error = parse_code(reply), None, ""
         try:
             run = checker.check(problem, code)

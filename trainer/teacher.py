@@ -13,53 +13,14 @@ shape the student is trained to write and the server parses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from server.engine.types import Engine, SamplingParams
 from server.errors import PlancodeError
 from server.prompts import Message
+from trainer.config import TeacherConfig
 
-BACKENDS = ("gguf", "openai", "hf")
-
-
-@dataclass
-class TeacherConfig:
-    """Which teacher to run and how to sample its plans."""
-
-    backend: str = "gguf"
-    model: str = "qwen2.5-coder-1.5b"  # catalog name / GGUF path; model name (openai); HF id
-    url: str = ""  # base URL for backend "openai" (e.g. http://127.0.0.1:8080/v1)
-    n_gpu_layers: int = 0
-    n_ctx: int = 4096
-    plans_per_problem: int = 4  # K backward plans per problem
-    temperature: float = 0.7  # the first plan is greedy, the rest sampled at this temperature
-    max_tokens: int = 384
-    code_max_tokens: int = 512
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise PlancodeError(f"teacher backend {self.backend!r} is not one of {BACKENDS}",
-                                "set teacher.backend to 'gguf', 'openai' or 'hf'")
-        if self.backend == "openai" and not self.url:
-            raise PlancodeError("teacher backend 'openai' needs a URL",
-                                "set teacher.url to the server's base URL, e.g. "
-                                "http://127.0.0.1:8080/v1")
-        if self.plans_per_problem < 1:
-            raise PlancodeError("teacher.plans_per_problem must be at least 1",
-                                "set it to the number of plans to sample per problem (K)")
-
-    def plan_params(self, k: int) -> SamplingParams:
-        """Plan ``k`` of a problem: greedy first, then seeded samples (reproducible)."""
-        if k == 0:
-            return SamplingParams(max_tokens=self.max_tokens, temperature=0.0)
-        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature,
-                              seed=self.seed + k)
-
-    def code_params(self) -> SamplingParams:
-        return SamplingParams(max_tokens=self.code_max_tokens, temperature=0.0)
-
+__all__ = ["ChatModel", "EngineChat", "HFChat", "TeacherConfig", "load_teacher"]
 
 class ChatModel(Protocol):
     """Anything that answers a chat: the teacher (and the student, at evaluation)."""
@@ -122,5 +83,6 @@ def load_teacher(cfg: TeacherConfig) -> ChatModel:
 
     settings = Settings(model=cfg.model, backend="llama" if cfg.backend == "gguf" else "openai",
                         remote_url=cfg.url or Settings().remote_url,
-                        n_gpu_layers=cfg.n_gpu_layers, n_ctx=cfg.n_ctx)
+                        n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
+                        n_ctx=cfg.n_ctx)
     return EngineChat(load_engine(settings))

@@ -1,0 +1,158 @@
+"""Stage fingerprints hash only what changes a stage's output, and the config loads on a
+machine without torch or llama.cpp.
+
+Hours of teacher plans must survive moving the run (another folder, a fresh checkout on
+another machine) and turning a speed knob (GPU layers, threads, checkpoint frequency).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainer.config import DistillConfig
+from trainer.distill import STAGES, problems_of, run_distill, stage_fingerprint
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONFIG = """
+out_dir = "run"
+
+[data]
+jsonl = ["problems.jsonl"]
+mine = ["src/textstats"]
+val_fraction = 0.2
+
+[teacher]
+model = "qwen2.5-coder-1.5b"
+n_gpu_layers = 0
+
+[verify]
+coder_model = "qwen2.5-coder-0.5b"
+
+[train]
+student = "qwen2.5-coder-0.5b"
+save_every = 50
+"""
+
+
+def _project(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "distill.toml").write_text(CONFIG)
+    shutil.copy(REPO / "tests" / "fixtures" / "distill_problems.jsonl", root / "problems.jsonl")
+    shutil.copytree(REPO / "examples" / "textstats", root / "src" / "textstats",
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    return root / "distill.toml"
+
+
+def _fingerprints(cfg: DistillConfig) -> dict[str, str]:
+    return {name: stage_fingerprint(cfg, name) for name in STAGES}
+
+
+def test_fingerprints_survive_a_moved_run_directory(tmp_path: Path) -> None:
+    first = DistillConfig.load(_project(tmp_path / "a"))
+    report = run_distill(first, ("data",), progress=False, log=lambda m: None)["data"]
+    before = _fingerprints(first)
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the whole run, config and sources
+    moved = DistillConfig.load(tmp_path / "b" / "distill.toml")
+    assert _fingerprints(moved) == before
+    again = run_distill(moved, ("data",), progress=False, log=lambda m: None)["data"]
+    assert again == report  # the finished stage is reused, not redone
+    assert not list((tmp_path / "b" / "run").glob("*.stale-*"))
+    train, val = problems_of(moved)
+    roots = {p.meta["root"] for p in train + val if "root" in p.meta}
+    assert roots and all(r.startswith(str(tmp_path / "b")) for r in roots)
+
+
+def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) -> None:
+    cfg = DistillConfig.load(_project(tmp_path / "a"))
+    base = _fingerprints(cfg)
+    fast = dataclasses.replace(
+        cfg, teacher=dataclasses.replace(cfg.teacher, n_gpu_layers=-1, n_threads=8),
+        verify=dataclasses.replace(cfg.verify, n_threads=4, isolation="rlimit"),
+        train=dataclasses.replace(cfg.train, save_every=7, save_every_minutes=5.0, threads=1,
+                                  bf16="true"),
+        eval=dataclasses.replace(cfg.eval, n_gpu_layers=-1))
+    assert _fingerprints(fast) == base
+    # the teacher's sampling changes its plans and everything after them, not the data
+    hotter = _fingerprints(dataclasses.replace(
+        cfg, teacher=dataclasses.replace(cfg.teacher, temperature=0.9)))
+    assert hotter["data"] == base["data"]
+    assert all(hotter[s] != base[s] for s in STAGES[1:])
+    # a loss weight changes training and what follows it only
+    lam = _fingerprints(dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, loss=dataclasses.replace(cfg.train.loss, lam=0.3))))
+    assert [s for s in STAGES if lam[s] != base[s]] == ["train", "export", "eval"]
+    # the data's content, not its path: an edited problem file changes the data stage
+    path = Path(cfg.data.jsonl[0])
+    path.write_text(path.read_text().replace("add", "sum", 1))
+    from trainer import distill
+
+    distill._SOURCES.clear()
+    assert stage_fingerprint(cfg, "data") != base["data"]
+
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "llama_cpp", "transformers", "peft", "accelerate"}:
+            raise ImportError(f"blocked: {name}")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_config_loads_without_torch_and_without_llama_cpp() -> None:
+    code = BLOCKER + """
+import json
+from pathlib import Path
+from trainer.config import DistillConfig
+from trainer.distill import STAGES, stage_fingerprint
+cfg = DistillConfig.load(Path("configs/distill-real.toml"))
+print(json.dumps({"lam": cfg.train.loss.lam, "coder": cfg.verify.coder,
+                  "threads": cfg.train.threads,
+                  "fingerprints": [stage_fingerprint(cfg, s) for s in STAGES],
+                  "heavy": sorted(m for m in sys.modules
+                                  if m.split(".")[0] in {"torch", "llama_cpp"})}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lam"] == 0.5 and out["coder"] == "student" and out["heavy"] == []
+    assert len(set(out["fingerprints"])) == len(STAGES)
+
+
+def test_train_without_torch_explains_what_to_install(tmp_path: Path) -> None:
+    cfg = _project(tmp_path / "a")
+    code = BLOCKER + f"""
+from server.cli import main
+sys.exit(main(["train", "--config", {str(cfg)!r}]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "plancode[train]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("text, names", [
+    ('out_dir = "r"\n[data]\njsonl = ["p"]\n[verify]\ncoder = "oracle"\n', "oracle"),
+    ('out_dir = "r"\n[data]\njsonl = ["p"]\n[eval]\ncompare = "vibes"\n', "vibes"),
+    ('out_dir = "r"\n[data]\njsonl = ["p"]\nheldout_fraction = 1.5\n', "heldout_fraction"),
+    ('out_dir = "r"\n[data]\njsonl = ["p"]\n[train]\nsave_every_minutes = -1\n',
+     "save_every_minutes"),
+])
+def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None:
+    from server.errors import PlancodeError
+
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(PlancodeError) as err:
+        DistillConfig.load(tmp_path / "c.toml")
+    assert names in err.value.message and err.value.fix
