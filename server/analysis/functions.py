@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-import tree_sitter_python
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Node
+
+from server.analysis.syntax import parser
 
 PLACEHOLDERS = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*)\s*$")
-
-
-@lru_cache(maxsize=1)
-def parser() -> Parser:
-    return Parser(Language(tree_sitter_python.language()))
 
 
 @dataclass(frozen=True)
@@ -300,6 +295,20 @@ def functions(source: str) -> list[FunctionInfo]:
             walk(child)
 
     walk(tree.root_node)
+    return found
+
+
+def top_level_summaries(source: str) -> dict[str, str]:
+    """Top-level functions and classes of ``source``: name -> the definition with its body
+    elided to the docstring's first line and ``...`` (what code that calls it needs)."""
+    src = _Source(source)
+    root = parser().parse(src.data).root_node
+    found: dict[str, str] = {}
+    for node in root.named_children:
+        if node.type in {"function_definition", "class_definition", "decorated_definition"}:
+            name = _def_name(node)
+            if name:
+                found[name] = _summary(node, src).replace("\r\n", "\n")
     return found
 
 

@@ -1,8 +1,10 @@
 """In-process llama.cpp engine: chat, raw and fill-in-the-middle generation with KV reuse.
 
-Every call keeps the longest prefix its prompt shares with what is already in the KV cache
-and evaluates only the rest, so consecutive requests that share a prompt head (a plan prompt
-followed by its code prompt, keystrokes in one file) pay only for what changed. Each
+Every call keeps the longest prefix its prompt shares with what is already in the KV cache,
+and also the cached chunks that reappear later in the prompt (moved to their new positions
+with a RoPE shift, as llama-server's ``--cache-reuse`` does; :mod:`server.engine.kv_reuse`
+plans it), and evaluates only the rest. A keystroke before the cursor in a fill-in-the-middle
+prompt then evaluates the changed tokens, not the whole suffix after them. Each
 :class:`Generation` reports how many prompt tokens were evaluated and how many reused.
 
 Prompts are evaluated in small chunks and the cancel flag is checked between chunks and before
@@ -11,16 +13,21 @@ every decoded token, so a cancelled request stops within one token (or one chunk
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
+from llama_cpp import _internals as llama_internals
+from llama_cpp._utils import suppress_stdout_stderr
 
+from server.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
 from server.engine.model_info import ModelInfo
 from server.engine.sampler import TokenSampler
 from server.engine.types import CancelToken, Generation, OnText, SamplingParams
@@ -28,6 +35,13 @@ from server.errors import PlancodeError
 from server.prompts import FimFormat, Message
 
 EVAL_CHUNK = 64  # prompt tok/s on 2 cores (0.5B): 193 at 32, 214 at 128, 224 at 512
+MAIN_SEQ, SCRATCH_SEQ = 0, 1  # the cache's sequence, and where inserted text is evaluated
+
+
+# repository-level FIM: the token that starts another file's text, per FIM format
+FILE_SEPARATORS = {"qwen": "<|file_sep|>", "starcoder": "<file_sep>"}
+
+OnProgress = Callable[[Generation], None]
 
 
 class LlamaEngine:
@@ -41,12 +55,18 @@ class LlamaEngine:
         n_ctx: int = 4096,
         eval_chunk: int = EVAL_CHUNK,
         lora_path: str | Path | None = None,
+        reuse_chunk: int = MIN_CHUNK,
+        n_seq_max: int = 2,
     ) -> None:
+        """``reuse_chunk``: the shortest cached run moved to a new position rather than
+        re-evaluated (0: keep only the shared prefix). ``n_seq_max``: sequences the context
+        holds; moving chunks needs a second one (inserted text is evaluated there)."""
         self.model_path = Path(model_path)
         # a GGUF LoRA adapter applied over the model at load (a distilled student)
         self.lora_path = Path(lora_path) if lora_path else None
         self.n_ctx = n_ctx
         self.eval_chunk = eval_chunk
+        self.reuse_chunk = reuse_chunk
         self._lock = threading.RLock()
         threads = n_threads or (os.cpu_count() or 1)
         try:
@@ -67,6 +87,10 @@ class LlamaEngine:
                 "check the file with `plancode model verify NAME` (or re-fetch it); for a "
                 "custom GGUF make sure this llama-cpp-python version supports its architecture",
             ) from exc
+        self._use_sequences(max(n_seq_max, 2 if reuse_chunk > 0 else 1))
+        self._exact = 0  # leading cached tokens whose keys/values are what a cold run gives
+        self._can_shift = reuse_chunk > 0 and bool(
+            llama_cpp.llama_memory_can_shift(self._llm._ctx.memory))
         self._vocab = self._llm._model.vocab
         self._stop_ids: dict[str, int | None] = {}
         self._n_vocab = self._llm.n_vocab()
@@ -136,26 +160,43 @@ class LlamaEngine:
         suffix: str,
         params: SamplingParams,
         cancel: CancelToken | None = None,
+        on_progress: OnProgress | None = None,
+        extra: Sequence[tuple[str, str]] = (),
     ) -> Generation:
         """Fill the hole between ``prefix`` and ``suffix``.
 
         With a FIM-capable model the user's text is tokenized without special tokens (so code
         that happens to contain the format's control-token strings cannot hijack the prompt)
         between the format's control tokens; a model without FIM tokens continues ``prefix``.
+        ``extra``: (name, text) snippets of other files put before the FIM prompt, each after
+        the format's file-separator token (Qwen2.5-Coder's repository-level format), where the
+        model has one; they come first so that the KV cache keeps them across keystrokes.
+        ``on_progress`` sees the live generation after the prompt and after every token.
         """
         fmt = self.info.fim
         if fmt is None:
             tokens = self.tokenize(prefix, add_bos=self.info.add_bos)
-            return self.generate(tokens, params, cancel)
+            return self.generate(tokens, params, cancel, on_progress=on_progress)
         tokens = (
-            self.tokenize(fmt.prefix, special=True)
+            self._extra_tokens(fmt, extra)
+            + self.tokenize(fmt.prefix, special=True)
             + self.tokenize(prefix)
             + self.tokenize(fmt.suffix, special=True)
             + self.tokenize(suffix)
             + self.tokenize(fmt.middle, special=True)
         )
         stops = tuple(dict.fromkeys(params.stop + fmt.stops))
-        return self.generate(tokens, _replace_stop(params, stops), cancel)
+        return self.generate(tokens, _replace_stop(params, stops), cancel,
+                             on_progress=on_progress)
+
+    def _extra_tokens(self, fmt: FimFormat, extra: Sequence[tuple[str, str]]) -> list[int]:
+        sep = FILE_SEPARATORS.get(fmt.name)
+        if not extra or sep is None or not self.is_special_token(sep):
+            return []
+        out: list[int] = []
+        for name, text in extra:
+            out += self.tokenize(sep, special=True) + self.tokenize(f"{name}\n{text}")
+        return out
 
     # -- the core loop ---------------------------------------------------------------------
     def generate(
@@ -164,8 +205,13 @@ class LlamaEngine:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         on_text: OnText | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Generation:
-        """Evaluate ``tokens`` (reusing the cached prefix) and decode a continuation."""
+        """Evaluate ``tokens`` (reusing what the cache holds) and decode a continuation.
+
+        ``on_progress`` is called with the live :class:`Generation` once the prompt is in the
+        cache and after every decoded token (its text and accounting so far), so a caller can
+        answer before the generation ends."""
         if not tokens:
             raise PlancodeError("empty prompt", "give the model some text to continue")
         if len(tokens) >= self.n_ctx:
@@ -174,53 +220,181 @@ class LlamaEngine:
                 "shorten the input or raise the n_ctx setting",
             )
         with self._lock:
-            reused = self._keep_prefix(tokens)
+            plan = self._plan(tokens)
             start = time.perf_counter()
-            evaluated = self._eval_prompt(tokens[reused:], cancel)
+            evaluated, complete = self._apply(tokens, plan, cancel)
             prompt_seconds = time.perf_counter() - start
-            gen = Generation("", "cancelled", len(tokens), evaluated, reused, 0,
+            gen = Generation("", "cancelled", len(tokens), evaluated, plan.reused, 0,
                              prompt_seconds=prompt_seconds)
-            if evaluated < len(tokens) - reused:
+            if not complete:
                 return gen
             budget = min(params.max_tokens, self.n_ctx - len(tokens))
-            self._decode(gen, params, budget, cancel, on_text)
+            self._decode(gen, params, budget, cancel, on_text, on_progress)
+            if self._exact >= len(tokens):  # decoded in order after an exact prompt
+                self._exact = self._llm.n_tokens
             return gen
 
-    def _keep_prefix(self, tokens: list[int]) -> int:
-        """Trim the KV cache to the longest prefix shared with ``tokens``; return its length."""
-        llm = self._llm
-        n = min(llm.n_tokens, len(tokens))
-        cached = llm.input_ids[:n]
-        diff = np.nonzero(cached != np.asarray(tokens[:n], dtype=cached.dtype))[0]
-        keep = int(diff[0]) if diff.size else n
-        if keep == len(tokens):
-            keep -= 1  # the last prompt token must be re-run to get fresh logits
-        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-            llm.n_tokens = keep
-            return keep
-        llm.reset()
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        return 0
+    @property
+    def stale_tokens(self) -> int:
+        """Cached tokens whose keys/values were computed before an edit earlier in the
+        prompt (moved chunks and what follows them); :meth:`settle` recomputes them."""
+        return self._llm.n_tokens - min(self._exact, self._llm.n_tokens)
 
-    def _eval_prompt(self, tokens: list[int], cancel: CancelToken | None) -> int:
-        """Evaluate in chunks, checking ``cancel`` between them; return how many were run.
+    def settle(self, cancel: CancelToken | None = None, chunk: int = 16) -> int:
+        """Recompute the stale part of the cache exactly, in the background's spare time.
 
-        The last prompt token is always evaluated on its own: llama.cpp's batched and
-        single-token kernels round differently, and this removes the largest cold/warm
-        difference (re-sending an identical prompt reproduces a seeded sample exactly). Tokens
-        that fall into different chunk boundaries cold and warm can still round differently,
-        so a greedy continuation may occasionally differ between a cold and a warm cache
-        (measured in docs/typing.md: 19 of 21 FIM calls matched a cold llama-cpp-python).
+        Moved chunks keep keys/values computed before the edit in front of them; this
+        re-evaluates them in the scratch sequence and swaps them in only when all are done,
+        so a cancel (checked every ``chunk`` tokens) leaves the cache as it was. Returns the
+        tokens evaluated.
         """
+        with self._lock:
+            llm, ctx = self._llm, self._llm._ctx
+            start, end = min(self._exact, llm.n_tokens), llm.n_tokens
+            if start >= end or not self._can_shift:
+                return 0
+            tokens = llm.input_ids[start:end].tolist()
+            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
+            ctx.kv_cache_seq_cp(MAIN_SEQ, SCRATCH_SEQ, 0, start)
+            done = 0
+            for i in range(0, len(tokens), chunk):
+                if cancel is not None and cancel.cancelled:
+                    ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
+                    return done
+                piece = tokens[i : i + chunk]
+                self._decode_batch(piece, start + i, SCRATCH_SEQ)
+                done += len(piece)
+            ctx.kv_cache_seq_rm(MAIN_SEQ, start, -1)
+            ctx.kv_cache_seq_cp(SCRATCH_SEQ, MAIN_SEQ, start, end)
+            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
+            self._exact = end
+            return done
+
+    # -- the KV cache ----------------------------------------------------------------------
+    def _use_sequences(self, n_seq_max: int) -> None:
+        """Recreate the context with ``n_seq_max`` sequences over one unified KV buffer.
+
+        llama-cpp-python creates its context with one sequence. Evaluating inserted text
+        *before* cells that are already cached needs a second one: llama.cpp requires each
+        sequence's new tokens to follow its last cached position, so the inserted tokens are
+        evaluated in a scratch sequence that shares the cells before them (see :meth:`_apply`).
+        A unified buffer lets both sequences use the whole context.
+        """
+        llm = self._llm
+        params = llm.context_params
+        if n_seq_max <= params.n_seq_max:
+            return
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True
+        old = llm._ctx
+        with suppress_stdout_stderr(disable=False):
+            llm._ctx = llama_internals.LlamaContext(model=llm._model, params=params,
+                                                    verbose=False)
+        old.close()
+        if getattr(llm, "_lora_adapter", None) is not None:  # adapters belong to a context
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llm._lora_adapter)
+            scales = (ctypes.c_float * 1)(llm.lora_scale)
+            if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, 1, scales):
+                raise PlancodeError(f"llama.cpp could not apply the adapter {self.lora_path}",
+                                    "check that the adapter was made for this base model")
+
+    def _plan(self, tokens: list[int]) -> ReusePlan:
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        movable = self.reuse_chunk if self._can_shift else 0
+        return plan_reuse(cached, tokens, movable)
+
+    def _apply(self, tokens: list[int], plan: ReusePlan,
+               cancel: CancelToken | None) -> tuple[int, bool]:
+        """Make the KV cache hold ``tokens``: keep the head, move the chunks, evaluate the gaps.
+
+        Returns (tokens evaluated, whether the prompt is complete). The gaps are evaluated in
+        position order. A gap with moved chunks after it is *inserted* text: it is evaluated
+        in the scratch sequence, which first gets every cell before the gap (a copy of
+        sequence ids, not of data), so it attends to exactly the text before it and not to
+        the chunks after it; its cells then join the main sequence. The last gap extends the
+        main sequence as usual, its final token on its own (llama.cpp's batched and
+        single-token kernels round differently; this keeps a re-sent prompt reproducible).
+        On cancel the cache is cut back to the prompt's longest complete prefix.
+        """
+        llm = self._llm
+        ctx = llm._ctx
+        if plan.head == 0 and not plan.chunks:
+            llm.reset()
+            ctx.kv_cache_seq_rm(-1, 0, -1)
+            self._exact = 0
+        else:
+            pos = plan.head  # drop the cached cells that are not kept
+            for c in plan.chunks:
+                if c.src > pos:
+                    ctx.kv_cache_seq_rm(MAIN_SEQ, pos, c.src)
+                pos = c.src + c.size
+            ctx.kv_cache_seq_rm(-1, pos, -1)
+            if any(c.shift for c in plan.chunks):
+                far = 4 * self.n_ctx  # park every chunk beyond the context, then place it
+                for c in plan.chunks:
+                    ctx.kv_cache_seq_shift(MAIN_SEQ, c.src, c.src + c.size, far)
+                for c in plan.chunks:
+                    ctx.kv_cache_seq_shift(MAIN_SEQ, far + c.src, far + c.src + c.size,
+                                           c.shift - far)
+        llm.input_ids[: len(tokens)] = tokens
+        evaluated = 0
+        for i, (start, end) in enumerate(plan.gaps):
+            last = i == len(plan.gaps) - 1
+            done = self._eval_gap(tokens, start, end, inserted=not last, cancel=cancel)
+            evaluated += done
+            if done < end - start:
+                valid = start + (done if last else 0)
+                ctx.kv_cache_seq_rm(-1, valid, -1)
+                llm.n_tokens = valid
+                self._exact = min(self._exact, plan.head if plan.chunks else valid)
+                return evaluated, False
+        llm.n_tokens = len(tokens)
+        if plan.chunks or plan.head > self._exact:
+            self._exact = min(self._exact, plan.head)
+        else:  # everything after an exact head was evaluated in order
+            self._exact = len(tokens)
+        return evaluated, True
+
+    def _eval_gap(self, tokens: list[int], start: int, end: int, inserted: bool,
+                  cancel: CancelToken | None) -> int:
+        """Evaluate ``tokens[start:end]`` at their positions in chunks, checking ``cancel``
+        between chunks; return how many were evaluated."""
+        ctx = self._llm._ctx
+        seq = SCRATCH_SEQ if inserted else MAIN_SEQ
+        span = tokens[start:end]
+        pieces = [span] if inserted else [span[:-1], span[-1:]]
+        chunks = [(p[i : i + self.eval_chunk]) for p in pieces
+                  for i in range(0, len(p), self.eval_chunk)]
+        if inserted:
+            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
+            ctx.kv_cache_seq_cp(MAIN_SEQ, SCRATCH_SEQ, 0, start)
         done = 0
-        head = tokens[:-1]
-        chunks = [head[i : i + self.eval_chunk] for i in range(0, len(head), self.eval_chunk)]
-        for chunk in chunks + [tokens[-1:]]:
+        for chunk in chunks:
             if cancel is not None and cancel.cancelled:
                 break
-            self._llm.eval(chunk)
+            self._decode_batch(chunk, start + done, seq)
             done += len(chunk)
+        if inserted:
+            if done == len(span):
+                ctx.kv_cache_seq_cp(SCRATCH_SEQ, MAIN_SEQ, start, end)
+            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
         return done
+
+    def _decode_batch(self, tokens: list[int], pos: int, seq: int) -> None:
+        """One ``llama_decode`` of ``tokens`` at positions ``pos...`` in sequence ``seq``
+        (logits for the last one only)."""
+        llm = self._llm
+        batch = llm._batch.batch
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = pos + i
+            batch.seq_id[i][0] = seq
+            batch.n_seq_id[i] = 1
+            batch.logits[i] = False
+        batch.logits[len(tokens) - 1] = True
+        llm._ctx.decode(llm._batch)
 
     def _logits(self) -> np.ndarray:
         ptr = llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
@@ -245,6 +419,7 @@ class LlamaEngine:
         budget: int,
         cancel: CancelToken | None,
         on_text: OnText | None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         sampler = TokenSampler(params)
         stop_ids = self._stop_tokens(params.stop)
@@ -254,6 +429,8 @@ class LlamaEngine:
         text = ""
         gen.finish_reason = "length"
         start = time.perf_counter()
+        if on_progress is not None:
+            on_progress(gen)
         while len(out) < budget:
             if cancel is not None and cancel.cancelled:
                 gen.finish_reason = "cancelled"
@@ -273,6 +450,10 @@ class LlamaEngine:
                 break
             if on_text is not None:
                 on_text(text)
+            if on_progress is not None:
+                gen.text, gen.completion_tokens = text, len(out)
+                gen.decode_seconds = time.perf_counter() - start
+                on_progress(gen)
             if len(out) < budget:
                 self._llm.eval([token])
         gen.decode_seconds = time.perf_counter() - start

@@ -17,10 +17,10 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpc
 
 from server.analysis.functions import find_function, functions
 from server.errors import PlancodeError
-from server.lsp.inline import plan_comment
 from server.lsp.jobs import job_key
+from server.lsp.language_server import PlancodeServer, uri_to_path
 from server.lsp.positions import line_texts, offset_to_position
-from server.lsp.server import PlancodeServer, uri_to_path
+from server.lsp.verified import plan_comment
 from server.pipeline import PipelineResult
 
 log = logging.getLogger(__name__)
@@ -131,84 +131,85 @@ async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str |
     return result, text, version
 
 
-def register(server: PlancodeServer) -> None:
-    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.RefactorRewrite]))
-    def code_action(ls: PlancodeServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-        doc = ls.document(params.text_document.uri)
-        info = find_function(doc.source, params.range.start.line)
-        if info is None or info.body_state == "complete":
-            return []
-        line = params.range.start.line
-        return [types.CodeAction(
-            title=TITLE, kind=types.CodeActionKind.RefactorRewrite,
-            command=types.Command(title=TITLE, command=COMMAND,
-                                  arguments=[params.text_document.uri, line]))]
+def code_action(ls: PlancodeServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """"Implement with plan (verified)" on a function whose body is empty or partial."""
+    doc = ls.document(params.text_document.uri)
+    info = find_function(doc.source, params.range.start.line)
+    if info is None or info.body_state == "complete":
+        return []
+    line = params.range.start.line
+    return [types.CodeAction(
+        title=TITLE, kind=types.CodeActionKind.RefactorRewrite,
+        command=types.Command(title=TITLE, command=COMMAND,
+                              arguments=[params.text_document.uri, line]))]
 
-    @server.command(COMMAND)
-    async def implement(ls: PlancodeServer, uri: Any = None, line: Any = None) -> dict:
-        msg_id = ls.protocol.msg_id
-        cancelled = asyncio.Event()
-        ls.cancel_hooks[msg_id] = cancelled.set
-        try:
-            return await _implement(ls, uri, line, cancelled)
-        finally:
-            ls.cancel_hooks.pop(msg_id, None)
 
-    async def _implement(ls: PlancodeServer, uri: Any, line: Any,
-                         cancelled: asyncio.Event) -> dict:
-        token = None
-        if ls.supports_progress():
-            token = f"plancode-implement-{uuid.uuid4()}"
-            await ls.work_done_progress.create_async(token)
-            ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-                title="plancode: implement", message="starting", cancellable=True,
-                percentage=0))
-        try:
-            result, seen, version = await run_job(ls, uri, line, token, cancelled)
-        except BaseException as exc:
-            if token is not None:
-                ls.work_done_progress.end(token, types.WorkDoneProgressEnd(
-                    message="cancelled" if isinstance(
-                        exc, asyncio.CancelledError | JsonRpcRequestCancelled)
-                    else f"stopped: {exc}"))
-            raise
-        data = result.to_json()
-        data["applied"] = False
-        new = final_text(seen, result, ls.settings.plan_comments)
-        if new is not None and result.status in {"verified", "unverified"}:
-            doc = ls.document(uri)
-            if doc.source != seen:
-                ls.show(types.MessageType.Warning, f"plancode: {uri} changed while "
-                        f"{result.function} was being implemented; nothing was applied")
-            else:
-                edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-                    text_document=types.OptionalVersionedTextDocumentIdentifier(
-                        uri=uri, version=version),
-                    edits=[minimal_edit(doc, seen, new)])])
-                reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-                    edit=edit, label=f"plancode: implement {result.function}"))
-                data["applied"] = bool(reply and reply.applied)
-        summary = _summary(result)
+async def implement(ls: PlancodeServer, uri: Any = None, line: Any = None) -> dict:
+    """The ``plancode.implement`` command: run the job with progress, apply the result."""
+    msg_id = ls.protocol.msg_id
+    cancelled = asyncio.Event()
+    ls.cancel_hooks[msg_id] = cancelled.set
+    try:
+        return await _implement(ls, uri, line, cancelled)
+    finally:
+        ls.cancel_hooks.pop(msg_id, None)
+
+
+async def _implement(ls: PlancodeServer, uri: Any, line: Any,
+                     cancelled: asyncio.Event) -> dict:
+    token = None
+    if ls.supports_progress():
+        token = f"plancode-implement-{uuid.uuid4()}"
+        await ls.work_done_progress.create_async(token)
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title="plancode: implement", message="starting", cancellable=True,
+            percentage=0))
+    try:
+        result, seen, version = await run_job(ls, uri, line, token, cancelled)
+    except BaseException as exc:
         if token is not None:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=summary))
-        if result.status == "failing":
-            ls.show(types.MessageType.Warning, f"plancode: {summary}; nothing was applied")
-        return data
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(
+                message="cancelled" if isinstance(
+                    exc, asyncio.CancelledError | JsonRpcRequestCancelled)
+                else f"stopped: {exc}"))
+        raise
+    data = result.to_json()
+    data["applied"] = False
+    new = final_text(seen, result, ls.settings.plan_comments)
+    if new is not None and result.status in {"verified", "unverified"}:
+        doc = ls.document(uri)
+        if doc.source != seen:
+            ls.show(types.MessageType.Warning, f"plancode: {uri} changed while "
+                    f"{result.function} was being implemented; nothing was applied")
+        else:
+            edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(
+                    uri=uri, version=version),
+                edits=[minimal_edit(doc, seen, new)])])
+            reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+                edit=edit, label=f"plancode: implement {result.function}"))
+            data["applied"] = bool(reply and reply.applied)
+    summary = _summary(result)
+    if token is not None:
+        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=summary))
+    if result.status == "failing":
+        ls.show(types.MessageType.Warning, f"plancode: {summary}; nothing was applied")
+    return data
 
-    @server.feature(REQUEST)
-    async def implement_request(ls: PlancodeServer, params: Any) -> dict:
-        """``{textDocument: {uri}, position: {line, character}}`` -> the whole result."""
-        doc = _field(params, "textDocument", "text_document")
-        uri = _field(doc, "uri") if doc is not None else _field(params, "uri")
-        pos = _field(params, "position")
-        line = _field(pos, "line") if pos is not None else _field(params, "line")
-        result, _, _ = await run_job(ls, uri, line)
-        return result.to_json()
 
-    @server.command(LAST_RESULT)
-    def last_result(ls: PlancodeServer, *args: Any) -> dict | None:
-        return ls.jobs.last.to_json() if ls.jobs.last is not None else None
+async def implement_request(ls: PlancodeServer, params: Any) -> dict:
+    """``{textDocument: {uri}, position: {line, character}}`` -> the whole result."""
+    doc = _field(params, "textDocument", "text_document")
+    uri = _field(doc, "uri") if doc is not None else _field(params, "uri")
+    pos = _field(params, "position")
+    line = _field(pos, "line") if pos is not None else _field(params, "line")
+    result, _, _ = await run_job(ls, uri, line)
+    return result.to_json()
+
+
+def last_result(ls: PlancodeServer, *args: Any) -> dict | None:
+    """The ``plancode.lastResult`` command: the last finished result, if any."""
+    return ls.jobs.last.to_json() if ls.jobs.last is not None else None
 
 
 def _summary(result: PipelineResult) -> str:

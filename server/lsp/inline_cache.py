@@ -27,6 +27,7 @@ class _Entry:
     prefix_tail: str
     suffix_head: str
     suggestion: str
+    origin: str = "model"  # "model" (asked for) or "prefetch" (made before it was asked for)
 
 
 def _tails(prefix: str, suffix: str) -> tuple[str, str]:
@@ -40,6 +41,7 @@ class SuggestionCache:
         self.capacity = capacity
         self.hits = 0
         self.typed_ahead_hits = 0
+        self.prefetch_hits = 0
         self.misses = 0
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._suffixes: dict[int, int] = {}  # suffix hash -> entries with it (skips probing)
@@ -62,6 +64,7 @@ class SuggestionCache:
             entry = self._lookup((hash(prefix_tail), suffix_hash), prefix_tail, suffix_head)
             if entry is not None:
                 self.hits += 1
+                self.prefetch_hits += entry.origin == "prefetch"
                 return entry.suggestion
             if self._suffixes.get(suffix_hash):
                 size = len(req.prefix)
@@ -73,18 +76,27 @@ class SuggestionCache:
                             and entry.suggestion.startswith(typed)):
                         self.hits += 1
                         self.typed_ahead_hits += 1
+                        self.prefetch_hits += entry.origin == "prefetch"
                         return entry.suggestion[n:]
             self.misses += 1
             return None
 
-    def put(self, req: FimRequest, suggestion: str) -> None:
+    def contains(self, req: FimRequest) -> bool:
+        """Whether an exact entry exists for ``req`` (not counted as a lookup)."""
+        prefix_tail, suffix_head = _tails(req.prefix, req.suffix)
+        with self._lock:
+            entry = self._entries.get((hash(prefix_tail), hash(suffix_head)))
+            return (entry is not None and entry.prefix_tail == prefix_tail
+                    and entry.suffix_head == suffix_head)
+
+    def put(self, req: FimRequest, suggestion: str, origin: str = "model") -> None:
         """Remember ``suggestion`` for this position (evicting the least recently used)."""
         prefix_tail, suffix_head = _tails(req.prefix, req.suffix)
         key = (hash(prefix_tail), hash(suffix_head))
         with self._lock:
             if key in self._entries:
                 self._forget(key)
-            self._entries[key] = _Entry(prefix_tail, suffix_head, suggestion)
+            self._entries[key] = _Entry(prefix_tail, suffix_head, suggestion, origin)
             self._suffixes[key[1]] = self._suffixes.get(key[1], 0) + 1
             self._longest = max(self._longest, len(suggestion))
             while len(self._entries) > self.capacity:
@@ -104,6 +116,7 @@ class SuggestionCache:
             "capacity": self.capacity,
             "hits": self.hits,
             "typed_ahead_hits": self.typed_ahead_hits,
+            "prefetch_hits": self.prefetch_hits,
             "misses": self.misses,
             "hit_rate": round(self.hits / looked_up, 3) if looked_up else 0.0,
         }

@@ -6,7 +6,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from server.lsp.server import PlancodeServer
+from server.lsp.language_server import PlancodeServer
 
 
 def _plancode_section(settings: Any) -> dict:
@@ -17,27 +17,26 @@ def _plancode_section(settings: Any) -> dict:
     return inner if isinstance(inner, dict) else settings
 
 
-def register(server: PlancodeServer) -> None:
-    @server.feature(types.INITIALIZE)
-    def initialize(ls: PlancodeServer, params: types.InitializeParams) -> None:
-        options = params.initialization_options
-        if options is not None and not isinstance(options, dict):
-            ls.show(types.MessageType.Error, "plancode: initializationOptions must be an object")
-            return
-        if options:
-            ls.apply_settings(_plancode_section(options), "initializationOptions")
+def initialize(ls: PlancodeServer, params: types.InitializeParams) -> None:
+    options = params.initialization_options
+    if options is not None and not isinstance(options, dict):
+        ls.show(types.MessageType.Error, "plancode: initializationOptions must be an object")
+        return
+    if options:
+        ls.apply_settings(_plancode_section(options), "initializationOptions")
 
-    @server.feature(types.INITIALIZED)
-    def initialized(ls: PlancodeServer, params: types.InitializedParams) -> None:
-        ls.models.load(ls.settings)  # in the background: requests are answered meanwhile
 
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    def did_change_configuration(ls: PlancodeServer,
-                                 params: types.DidChangeConfigurationParams) -> None:
-        values = _plancode_section(params.settings)
-        if values:
-            ls.apply_settings(values, "setting")
+def initialized(ls: PlancodeServer, params: types.InitializedParams) -> None:
+    ls.models.load(ls.settings)  # in the background: requests are answered meanwhile
 
-    @server.feature(types.SHUTDOWN)
-    def shutdown(ls: PlancodeServer, *args: Any) -> None:
-        ls.jobs.shutdown()
+
+def did_change_configuration(ls: PlancodeServer,
+                             params: types.DidChangeConfigurationParams) -> None:
+    values = _plancode_section(params.settings)
+    if values:
+        ls.apply_settings(values, "setting")
+
+
+def shutdown(ls: PlancodeServer, *args: Any) -> None:
+    ls.jobs.shutdown()
+    ls.inline.shutdown()
