@@ -61,6 +61,10 @@ class Settings:
     repair_rounds: int = _setting(
         2, "most repair rounds (plan and code shown their failing tests, actual vs expected) "
         "when no candidate passes; a round that gets no closer ends them", _range(0, 5))
+    parallel_candidates: int = _setting(
+        4, "when the whole pool is made (weak or no user tests), this many direct candidates "
+        "(greedy + sampled) are decoded together as one llama.cpp batch; 1 = one at a time",
+        _range(1, 16))
     docstring_examples: bool = _setting(
         True, "treat the function's docstring examples (>>> doctests and prose such as "
         "'f(1) == 2', 'f(1) -> 2') as the user's tests")

@@ -14,6 +14,7 @@ from server import prompts
 from server.config import Settings
 from server.engine.types import CancelToken, Generation, SamplingParams
 from server.pipeline import Pipeline, selection
+from server.pipeline.candidates import schedule, widen
 from server.pipeline.probes import Behaviour
 from server.pipeline.result import Candidate
 from server.testing.types import TestCase
@@ -80,7 +81,7 @@ def project(tmp_path: Path) -> Path:
 def test_weak_tests_majority_consistent_candidate_beats_the_first_passer(tmp_path) -> None:
     file = project(tmp_path)
     engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, LAST_LINE_ONLY])
-    settings = Settings.from_mapping({"candidates": 4, "isolation": "auto"})
+    settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1})
     result = Pipeline(engine, settings).run(file, 3)
     assert result.root["reason"] == "import-root"
     assert [t.id for t in result.tests] == ["tests/test_visible.py::test_total"]
@@ -116,8 +117,8 @@ def test_prose_examples_are_the_users_tests(tmp_path) -> None:
     (tmp_path / "calc.py").write_text(
         'def add(xs):\n    """Sum.\n\n    For example: add([1, 2]) == 3 and add([]) ➞ 0\n    """\n')
     engine = ScriptedEngine(["def add(xs):\n    return sum(xs)\n"] * 4)
-    result = Pipeline(engine, Settings.from_mapping({"candidates": 2})).run(
-        tmp_path / "calc.py", 0)
+    settings = Settings.from_mapping({"candidates": 2, "parallel_candidates": 1})
+    result = Pipeline(engine, settings).run(tmp_path / "calc.py", 0)
     assert result.tests_source == "user"
     assert [(t.kind, t.name) for t in result.tests] == [("docstring", "add([1, 2]) == 3"),
                                                         ("docstring", "add([]) == 0")]
@@ -129,10 +130,16 @@ def test_static_repair_adds_the_missing_import_before_testing(tmp_path) -> None:
         'def slug(t):\n    """Slug: slug("A B") == "a-b"."""\n')
     code = "from typing import *\n\ndef slug(t):\n    return re.sub(' ', '-', t.lower())\n"
     engine = ScriptedEngine([code] * 2)
-    result = Pipeline(engine, Settings.from_mapping({"candidates": 1})).run(
-        tmp_path / "text.py", 0)
+    settings = Settings.from_mapping({"candidates": 1, "parallel_candidates": 1})
+    result = Pipeline(engine, settings).run(tmp_path / "text.py", 0)
     assert result.chosen is not None and result.chosen.static_fixes == ["import re"]
     assert result.verified and engine.calls == ["code"], "no model call spent on the fix"
+
+
+def test_weak_pools_are_widened_with_batched_direct_candidates() -> None:
+    plan = schedule(4, 10)
+    assert widen(plan, 4, 10) == [*plan, ("direct-sampled", 13), ("direct-sampled", 14)]
+    assert widen(plan, 1, 10) == plan
 
 
 def test_cluster_and_rank_rules() -> None:

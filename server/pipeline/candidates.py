@@ -35,6 +35,19 @@ def schedule(n: int, seed: int) -> list[tuple[str, int | None]]:
     return plan[:n]
 
 
+def widen(plan: list[tuple[str, int | None]], direct: int,
+          seed: int) -> list[tuple[str, int | None]]:
+    """``plan`` with sampled direct candidates added until it has ``direct`` direct ones
+    (decoded together in one batch, they cost far less than one more plan candidate)."""
+    plan = list(plan)
+    used = {sd for _, sd in plan if sd is not None}
+    i = max(used, default=seed) + 1
+    while sum(st in (DIRECT, DIRECT_SAMPLED) for st, _ in plan) < direct:
+        plan.append((DIRECT_SAMPLED, i))
+        i += 1
+    return plan
+
+
 def _params(base: SamplingParams, seed: int | None, temperature: float) -> SamplingParams:
     if seed is None:
         return dataclasses.replace(base, temperature=0.0)
@@ -102,3 +115,36 @@ def repair(
     cand.plan = prompts.parse_plan(gen.text.split("```")[0])
     cand.code = prompts.parse_code(gen.text)
     return _finish(cand, gen, started, gen.completion_tokens)
+
+
+def generate_direct_batch(
+    engine: Engine,
+    problem: str,
+    specs: list[tuple[int, str, int | None]],
+    base: SamplingParams,
+    temperature: float,
+    cancel: CancelToken | None = None,
+    context: str = "",
+) -> list[Candidate]:
+    """Direct candidates (``specs``: index, strategy, seed) decoded as parallel sequences of
+    one llama.cpp batch: they share the direct prompt, which is evaluated once. Engines that
+    cannot batch (a remote server) get them one after another."""
+    from server.engine.batch import decoder_for
+
+    decoder = decoder_for(engine, len(specs))
+    if decoder is None:
+        return [generate(engine, problem, i, st, seed, base, temperature, cancel, context)
+                for i, st, seed in specs]
+    started = time.perf_counter()
+    params = [_params(base, seed if st == DIRECT_SAMPLED else None, temperature)
+              for _, st, seed in specs]
+    gens = decoder.chat(prompts.direct_code_messages(problem, context), params, cancel)
+    out = []
+    for (index, strategy, seed), gen in zip(specs, gens, strict=True):
+        cand = Candidate(index=index, strategy=strategy, seed=seed)
+        cand.code = prompts.parse_code(gen.text)
+        out.append(_finish(cand, gen, started, gen.completion_tokens))
+    share = (time.perf_counter() - started) / max(1, len(out))
+    for cand in out:  # the batch's time, shared: what each candidate cost
+        cand.generate_seconds = share
+    return out

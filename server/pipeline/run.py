@@ -180,10 +180,19 @@ class Pipeline:
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
         done: list[Candidate] = []
+        early_exit = early_exit and tests_source == "user"
+        batched: dict[int, Candidate] = {}
+        if not early_exit and s.parallel_candidates > 1:  # the whole pool is made anyway
+            plan = cands.widen(plan, s.parallel_candidates, s.seed)
+            specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
+                     if st in (cands.DIRECT, cands.DIRECT_SAMPLED)]
+            progress("generating", {"candidate": 0, "of": len(plan),
+                                    "strategy": f"{len(specs)} direct candidates in one batch"})
+            batched = {c.index: c for c in cands.generate_direct_batch(
+                self.engine, info.problem, specs, base, s.temperature, cancel, info.context)}
         solved = threading.Event()
         gen_cancel = CancelToken(cancel)
         test_cancel = CancelToken(cancel)
-        early_exit = early_exit and tests_source == "user"
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-tests")
         futures: list[Future[RunResult]] = []
         gen_seconds = 0.0
@@ -209,9 +218,12 @@ class Pipeline:
             for k, (strategy, seed) in enumerate(plan):
                 if (early_exit and solved.is_set()) or (cancel is not None and cancel.cancelled):
                     break
-                progress("generating", {"candidate": k, "of": len(plan), "strategy": strategy})
-                cand = cands.generate(self.engine, info.problem, k, strategy, seed, base,
-                                      s.temperature, gen_cancel, info.context)
+                cand = batched.pop(k, None)
+                if cand is None:
+                    progress("generating", {"candidate": k, "of": len(plan),
+                                            "strategy": strategy})
+                    cand = cands.generate(self.engine, info.problem, k, strategy, seed, base,
+                                          s.temperature, gen_cancel, info.context)
                 gen_seconds += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile

@@ -1,0 +1,73 @@
+"""Candidates per second: k sequences in one llama.cpp batch vs k decoded one after another.
+
+    python -m benchmarks.batch [--model qwen2.5-coder-0.5b] [--k 1 2 4 8] [--repeats 3]
+
+Both sides decode the same direct-code prompt (HumanEval/0) with the same seeded sampling
+settings and ``--max-tokens``; the sequential side is the engine's own ``chat`` (which reuses
+the prompt's KV cells between calls, so the prompt is evaluated once on both sides). The
+two sides alternate within each repeat so machine load hits both alike; the medians and their
+ratio are printed and written to benchmarks/results/batch-MODEL.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.machine import cpu_name
+from server import prompts
+from server.config import Settings
+from server.engine.batch import BatchDecoder
+from server.engine.factory import load_engine
+from server.engine.types import SamplingParams
+from trainer.decontam import load_humaneval
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    engine = load_engine(Settings.from_mapping({"model": args.model}))
+    decoder = BatchDecoder(engine, n_seq=max(args.k))
+    messages = prompts.direct_code_messages(load_humaneval()[0]["prompt"])
+    rows = []
+    for k in args.k:
+        params = [SamplingParams(max_tokens=args.max_tokens, temperature=0.7, seed=s,
+                                 stop=("\n```\n",)) for s in range(1, k + 1)]
+        seq_times, batch_times, seq_tokens, batch_tokens = [], [], [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            gens = [engine.chat(messages, p) for p in params]
+            seq_times.append(time.perf_counter() - start)
+            seq_tokens.append(sum(g.completion_tokens for g in gens))
+            start = time.perf_counter()
+            gens = decoder.chat(messages, params)
+            batch_times.append(time.perf_counter() - start)
+            batch_tokens.append(sum(g.completion_tokens for g in gens))
+        seq, bat = statistics.median(seq_times), statistics.median(batch_times)
+        rows.append({"k": k, "sequential_s": round(seq, 2), "batched_s": round(bat, 2),
+                     "sequential_cand_per_s": round(k / seq, 3),
+                     "batched_cand_per_s": round(k / bat, 3),
+                     "sequential_tok_per_s": round(statistics.median(seq_tokens) / seq, 1),
+                     "batched_tok_per_s": round(statistics.median(batch_tokens) / bat, 1),
+                     "speedup": round(seq / bat, 2)})
+        print(rows[-1], flush=True)
+    out = REPO / "benchmarks" / "results" / f"batch-{args.model}.json"
+    out.write_text(json.dumps({"model": args.model, "cpu": cpu_name(),
+                               "max_tokens": args.max_tokens, "repeats": args.repeats,
+                               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

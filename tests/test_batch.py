@@ -1,0 +1,60 @@
+"""Candidates decoded as parallel sequences in one llama.cpp batch (server/engine/batch.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from server import prompts
+from server.engine.batch import BatchDecoder
+from server.engine.llama_engine import LlamaEngine
+from server.engine.types import SamplingParams
+from server.errors import PlancodeError
+
+PROBLEM = "def add(a, b):\n    '''Return the sum of a and b.'''\n"
+
+
+@pytest.fixture(scope="module")
+def decoder(tiny_engine: LlamaEngine):
+    dec = BatchDecoder(tiny_engine, n_seq=4)
+    yield dec
+    dec.close()
+
+
+def test_batched_greedy_equals_sequential_greedy(tiny_engine, decoder) -> None:
+    messages = prompts.direct_code_messages(PROBLEM)
+    greedy = SamplingParams(max_tokens=24)
+    sequential = tiny_engine.chat(messages, greedy)
+    batched = decoder.chat(messages, [greedy] * 4)
+    assert [g.text for g in batched] == [sequential.text] * 4
+    assert all(g.completion_tokens == sequential.completion_tokens for g in batched)
+    alone = decoder.chat(messages, [greedy])
+    assert alone[0].text == sequential.text
+
+
+def test_sampled_sequences_differ_and_repeat_for_their_seeds(decoder) -> None:
+    messages = prompts.direct_code_messages(PROBLEM)
+    params = [SamplingParams(max_tokens=16, temperature=0.9, seed=s) for s in (1, 2, 3)]
+    greedy = SamplingParams(max_tokens=16)
+    first = decoder.chat(messages, [greedy, *params])
+    again = decoder.chat(messages, [greedy, *params])
+    assert [g.text for g in first] == [g.text for g in again]
+    assert len({g.text for g in first}) > 1, "sampled sequences are not copies of each other"
+    assert all(g.logprobs and len(g.logprobs) == g.completion_tokens for g in first)
+
+
+def test_sequences_stop_on_their_own(decoder) -> None:
+    messages = prompts.direct_code_messages(PROBLEM)
+    short = SamplingParams(max_tokens=5)
+    long = SamplingParams(max_tokens=16)
+    stop = dataclasses.replace(long, stop=("return",))
+    out = decoder.chat(messages, [short, long, stop])
+    assert out[0].completion_tokens == 5 and out[0].finish_reason == "length"
+    assert out[1].completion_tokens > 5
+    assert "return" not in out[2].text and out[2].finish_reason in {"stop", "length"}
+
+
+def test_too_many_sequences_is_a_clear_error(decoder) -> None:
+    with pytest.raises(PlancodeError, match="n_seq"):
+        decoder.chat(prompts.direct_code_messages(PROBLEM), [SamplingParams()] * 5)
