@@ -1,0 +1,120 @@
+"""Who should verify a plan: the teacher or the student? Yield of both on the same plans.
+
+``python -m trainer.verify_compare --config configs/distill-real.toml --sample 40``
+
+For a deterministic sample of the teacher's cached backward plans (whatever the plans stage has
+written so far), the teacher (1.5B) and the student (0.5B) each write code from the plan alone
+with the server's code-from-plan prompt, and the problem's own tests judge both. The report
+gives each coder's yield (passing plans / plans tried), how often they agree, and the plans
+only one of them turns into passing code. Student verification keeps only plans the model
+being trained can follow; this measures how much training data that choice costs or saves.
+
+Rows are cached in ``out_dir/compare/verify_compare.jsonl`` (resumable); the summary goes to
+``out_dir/compare/report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from server.errors import PlancodeError
+from server.prompts import code_from_plan_messages, parse_code
+from trainer.checker import Checker
+from trainer.config import DistillConfig
+from trainer.distill import LazyChat, _Teacher, coder_for, problems_of
+from trainer.jsonl_cache import JsonlCache
+from trainer.plans import plan_key
+
+
+def sample_plans(cfg: DistillConfig, n: int) -> list[tuple[object, dict]]:
+    """(problem, plan row) for ``n`` cached plans, chosen by a hash of their keys."""
+    train, _ = problems_of(cfg)
+    by_key = {plan_key(p, k): p for p in train for k in range(cfg.teacher.plans_per_problem)}
+    rows = [r for r in JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
+            if r["plan"] and r["key"] in by_key]
+    rows.sort(key=lambda r: hashlib.sha256(r["key"].encode()).hexdigest())
+    return [(by_key[r["key"]], r) for r in rows[:n]]
+
+
+def _judge(coder: LazyChat, checker: Checker, problem, plan: str, cfg: DistillConfig) -> dict:
+    start = time.perf_counter()
+    reply = coder.chat(code_from_plan_messages(problem.problem, plan,
+                                               str(problem.meta.get("context", ""))),
+                       cfg.verify.code_params())
+    code = parse_code(reply)
+    try:
+        passed = checker.check(problem, code).all_passed
+    except PlancodeError:
+        passed = False
+    return {"passed": passed, "code": code, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
+    out_dir = cfg.out_dir / "compare"
+    cache = JsonlCache(out_dir / "verify_compare.jsonl")
+    teacher = _Teacher(cfg)
+    student = coder_for(cfg, teacher) if cfg.verify.coder == "student" else None
+    if student is None:
+        raise PlancodeError("the comparison needs verify.coder = 'student'",
+                            "set it in the config (the teacher is the other coder)")
+    sample = sample_plans(cfg, n)
+    reference_ok: dict[str, bool] = {}
+    with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
+        for problem, row in sample:
+            if row["key"] in cache or not checker.has_tests(problem):
+                continue
+            if problem.id not in reference_ok:
+                reference_ok[problem.id] = checker.check(problem, problem.solution).all_passed
+            if not reference_ok[problem.id]:
+                continue
+            result = {"key": row["key"], "id": problem.id,
+                      "teacher": _judge(teacher, checker, problem, row["plan"], cfg),
+                      "student": _judge(student, checker, problem, row["plan"], cfg)}
+            cache.add(result)
+            if log:
+                print(f"{row['key']}: teacher={'PASS' if result['teacher']['passed'] else 'fail'}"
+                      f" student={'PASS' if result['student']['passed'] else 'fail'}",
+                      file=sys.stderr, flush=True)
+    keys = {r["key"] for _, r in sample}
+    rows = [r for r in cache if r["key"] in keys]
+    report = summarise(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def summarise(rows: list[dict]) -> dict:
+    n = len(rows)
+    t = sum(r["teacher"]["passed"] for r in rows)
+    s = sum(r["student"]["passed"] for r in rows)
+    both = sum(r["teacher"]["passed"] and r["student"]["passed"] for r in rows)
+    return {"plans": n, "teacher_yield": round(t / n, 4) if n else 0.0,
+            "student_yield": round(s / n, 4) if n else 0.0, "teacher_passed": t,
+            "student_passed": s, "both": both, "teacher_only": t - both, "student_only": s - both,
+            "agreement": round(sum(r["teacher"]["passed"] == r["student"]["passed"]
+                                   for r in rows) / n, 4) if n else 0.0,
+            "median_seconds": {who: sorted(r[who]["seconds"] for r in rows)[n // 2] if n else 0
+                               for who in ("teacher", "student")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--sample", type=int, default=40, help="plans compared")
+    args = ap.parse_args(argv)
+    try:
+        report = compare(DistillConfig.load(Path(args.config)), args.sample)
+    except PlancodeError as exc:
+        print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
