@@ -104,12 +104,15 @@ def repair(
     base: SamplingParams,
     cancel: CancelToken | None = None,
     context: str = "",
+    failures: str | None = None,
 ) -> Candidate:
-    """Show the model its plan, code and the failing tests; take its corrected plan and code."""
+    """Show the model its plan, code and the failing tests (``failures``: the report to show,
+    by default the verdict messages); take its corrected plan and code."""
     started = time.perf_counter()
     cand = Candidate(index=index, strategy=REPAIR, seed=None)
     messages = prompts.repair_messages(problem, failed.plan or "(no plan)",
-                                       failed.function_code or failed.code, failed.failures(),
+                                       failed.function_code or failed.code,
+                                       failures if failures is not None else failed.failures(),
                                        context)
     gen = engine.chat(messages, dataclasses.replace(base, temperature=0.0), cancel)
     cand.plan = prompts.parse_plan(gen.text.split("```")[0])

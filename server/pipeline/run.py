@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import threading
 import time
@@ -29,6 +30,7 @@ from server.errors import PlancodeError
 from server.pipeline import candidates as cands
 from server.pipeline import selection, static_repair
 from server.pipeline import spec_select as spec
+from server.pipeline import visible_tests as visible
 from server.pipeline.generated_tests import write_tests
 from server.pipeline.ranking import choose
 from server.pipeline.result import Candidate, PipelineResult
@@ -128,13 +130,17 @@ class Pipeline:
                 files[generated.file] = generated.text
         ctx = spec.Context(info, root, rel, module, tests, tests_source, files,
                            generated.asserts if generated else [])
+        shown = visible.sources(root, tests, files) if tests_source == "user" else {}
+        prompt = (visible.with_tests(info.problem, tests, shown),
+                  module_docstring(source) + info.context)
         weak = selection.is_weak(tests, info.docstring)
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
         try:
             result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
-                                      base, cancel, progress, timings, early_exit=not weak)
+                                      base, cancel, progress, timings, early_exit=not weak,
+                                      prompt=prompt, shown=shown)
             progress("selecting", {"candidates": len(result[0])})
             t = time.perf_counter()
             chosen, agreement = spec.choose_candidate(self.engine, ctx, result[0], sandbox,
@@ -176,7 +182,10 @@ class Pipeline:
         progress: Progress,
         timings: dict[str, float],
         early_exit: bool = True,
+        prompt: tuple[str, str] | None = None,
+        shown: dict[str, str] | None = None,
     ) -> tuple[list[Candidate], bool]:
+        problem, context = prompt or (info.problem, info.context)
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
         done: list[Candidate] = []
@@ -189,7 +198,7 @@ class Pipeline:
             progress("generating", {"candidate": 0, "of": len(plan),
                                     "strategy": f"{len(specs)} direct candidates in one batch"})
             batched = {c.index: c for c in cands.generate_direct_batch(
-                self.engine, info.problem, specs, base, s.temperature, cancel, info.context)}
+                self.engine, problem, specs, base, s.temperature, cancel, context)}
         solved = threading.Event()
         gen_cancel = CancelToken(cancel)
         test_cancel = CancelToken(cancel)
@@ -222,8 +231,8 @@ class Pipeline:
                 if cand is None:
                     progress("generating", {"candidate": k, "of": len(plan),
                                             "strategy": strategy})
-                    cand = cands.generate(self.engine, info.problem, k, strategy, seed, base,
-                                          s.temperature, gen_cancel, info.context)
+                    cand = cands.generate(self.engine, problem, k, strategy, seed, base,
+                                          s.temperature, gen_cancel, context)
                 gen_seconds += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile
@@ -241,8 +250,11 @@ class Pipeline:
                         break  # the last round got no closer: stop repairing
                     best_before = best.passed
                     progress("repairing", {"candidate": len(done), "from": best.index})
-                    cand = cands.repair(self.engine, info.problem, len(done), best, base,
-                                        gen_cancel, info.context)
+                    failing = [v.id for v in best.run.verdicts
+                               if v.outcome != "passed"] if best.run else []
+                    report = visible.failure_report(best.failures(), failing, shown or {})
+                    cand = cands.repair(self.engine, problem, len(done), best, base,
+                                        gen_cancel, context, report)
                     gen_seconds += cand.generate_seconds
                     if cand.error == "cancelled":
                         break
@@ -260,6 +272,16 @@ class Pipeline:
         timings["generation"] = gen_seconds
         timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, early_exit and solved.is_set() and len(done) < len(plan)
+
+
+def module_docstring(source: str) -> str:
+    """The module's docstring as a code block line for the prompt's context ('' if none): it
+    often states the data's conventions ("an order line is (sku, quantity, price)")."""
+    try:
+        doc = ast.get_docstring(ast.parse(source))
+    except SyntaxError:
+        return ""
+    return f'"""{doc.strip()}"""\n\n' if doc and doc.strip() else ""
 
 
 def _attach(cand: Candidate, fut: Future[RunResult]) -> None:
