@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import DistillConfig
-from trainer.distill import STAGES, problems_of, run_distill, stage_fingerprint
+from trainer.distill import STAGES, problems_of, run_distill, stage_fingerprint, stage_work
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,6 +85,13 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
         cfg, teacher=dataclasses.replace(cfg.teacher, temperature=0.9)))
     assert hotter["data"] == base["data"]
     assert all(hotter[s] != base[s] for s in STAGES[1:])
+    # more plans per problem: the same plans and verdicts (the stages re-open and add rows),
+    # a new training set
+    more = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher,
+                                                                plans_per_problem=8))
+    assert [s for s in STAGES if stage_fingerprint(more, s) != base[s]] == [
+        "train", "export", "eval"]
+    assert stage_work(more, "plans") != stage_work(cfg, "plans")
     # a loss weight changes training and what follows it only
     lam = _fingerprints(dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, loss=dataclasses.replace(cfg.train.loss, lam=0.3))))

@@ -90,14 +90,16 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
         return _fingerprint("data", settings, source_identity(cfg),
                             [NGRAM, MIN_NAMES, PURPOSE_MIN] if cfg.data.decontaminate else None)
     before = stage_fingerprint(cfg, STAGES[STAGES.index(name) - 1])
-    if name == "plans":
+    if name == "plans":  # plans_per_problem is work, not content (see stage_work)
         teacher = cfg.section("teacher") | {"model": model_identity(cfg.teacher.model)}
+        teacher.pop("plans_per_problem")
         return _fingerprint("plans", teacher, before)
     if name == "verify":
         verify = cfg.section("verify") | {"coder_model": model_identity(cfg.coder_model)}
         return _fingerprint("verify", verify, before)
     if name == "train":
-        train = cfg.section("train") | {"student": model_identity(cfg.train.student)}
+        train = cfg.section("train") | {"student": model_identity(cfg.train.student),
+                                         "plans_per_problem": cfg.teacher.plans_per_problem}
         return _fingerprint("train", train, before)
     if name == "export":
         return _fingerprint("export", cfg.section("export"), before)
@@ -108,10 +110,11 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
 class Stage:
     """One stage's folder: its fingerprint, its done marker and report."""
 
-    def __init__(self, run: Path, name: str, fingerprint: str) -> None:
+    def __init__(self, run: Path, name: str, fingerprint: str, work: dict | None = None) -> None:
         self.name = name
         self.dir = run / name
         self.fingerprint = fingerprint
+        self.work = work or {}
         stamp = self.dir / "fingerprint.txt"
         if not is_main_process():
             return
@@ -125,14 +128,19 @@ class Stage:
 
     @property
     def done(self) -> dict | None:
+        """The done marker, when the stage finished this fingerprint *and* this much work."""
         path = self.dir / "done.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        marker = json.loads(path.read_text())
+        return marker if marker.get("work", {}) == self.work else None
 
     def finish(self, report: dict) -> dict:
         if not is_main_process():
             return report
         (self.dir / "report.json").write_text(json.dumps(report, indent=1))
         (self.dir / "done.json").write_text(json.dumps({"fingerprint": self.fingerprint,
+                                                         "work": self.work,
                                                          "finished": time.time()}))
         return report
 
@@ -161,10 +169,18 @@ def read_problems(path: Path, split_name: str | None = None,
     return train, val
 
 
+def stage_work(cfg: DistillConfig, name: str) -> dict:
+    """How much work a stage does, apart from what it does: K plans per problem. Cached rows
+    are per plan, so changing K keeps them (more plans are added, or fewer used) and only
+    re-opens the stage, where a fingerprint change would set its folder aside."""
+    return {"plans_per_problem": cfg.teacher.plans_per_problem} if name in (
+        "plans", "verify") else {}
+
+
 def open_stage(cfg: DistillConfig, name: str) -> tuple[Stage, dict | None]:
     """Stage ``name``'s folder, fingerprinted by :func:`stage_fingerprint`, with its report
-    when it has already finished."""
-    stage = Stage(cfg.out_dir, name, stage_fingerprint(cfg, name))
+    when it has already finished (the same fingerprint and the same work)."""
+    stage = Stage(cfg.out_dir, name, stage_fingerprint(cfg, name), stage_work(cfg, name))
     done = json.loads((stage.dir / "report.json").read_text()) if stage.done else None
     return stage, done
 
