@@ -133,6 +133,7 @@ class Pipeline:
         shown = visible.sources(root, tests, files) if tests_source == "user" else {}
         prompt = (visible.with_tests(info.problem, tests, shown),
                   module_docstring(source) + info.context)
+        ctx.problem = prompt[0]
         weak = selection.is_weak(tests, info.docstring)
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,

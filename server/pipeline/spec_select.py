@@ -42,6 +42,7 @@ class Context:
     tests_source: str
     extra_files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
     generated_asserts: list[str]  # model-written asserts already made ([] when none)
+    problem: str = ""  # the problem as the model saw it (with the user's tests); '' = info's
 
 
 def docstring_text(info: FunctionInfo) -> str:
@@ -106,7 +107,8 @@ def choose_candidate(
         return fallback, agreement
     asserts = ctx.generated_asserts
     if not asserts:
-        made = write_tests(engine, ctx.info.problem, ctx.module, ctx.info.name, base, cancel)
+        made = write_tests(engine, ctx.problem or ctx.info.problem, ctx.module, ctx.info.name,
+                           base, cancel)
         asserts = made.asserts if made is not None else []
     inputs = selection.generated_inputs(ctx.info.name, seeds(ctx, asserts))
     agreement.inputs, agreement.inputs_shown = len(inputs), inputs
