@@ -54,6 +54,7 @@ def _status(event: str, data: dict) -> None:
         "generating": lambda d: f"candidate {d['candidate'] + 1}/{d['of']} ({d['strategy']}) ...",
         "testing": lambda d: f"  testing candidate {d['candidate'] + 1} in the sandbox",
         "repairing": lambda d: f"repair round from candidate {d['from'] + 1} ...",
+        "selecting": lambda d: f"choosing among {d['candidates']} candidates ...",
     }
     if event in messages:
         print(messages[event](data), file=sys.stderr, flush=True)
@@ -109,6 +110,8 @@ def print_human(r: PipelineResult, written: bool, path: Path) -> None:
              "failing": "NOT VERIFIED: best candidate still fails some of your tests",
              "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests"}
     print(f"== {r.function}: {label[r.status]} ==")
+    if r.strength:
+        print(f"evidence: {r.strength}")
     print(f"strategy: {c.strategy} (candidate {c.index + 1} of {len(r.candidates)} tried)")
     if r.root:
         print(f"workspace: {r.root['path']} ({r.root['reason']}: {r.root['detail']})")
