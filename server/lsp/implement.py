@@ -219,4 +219,5 @@ def _summary(result: PipelineResult) -> str:
     total = len(c.run.verdicts) if c.run else 0
     return (f"{result.function}: {result.status} ({c.passed}/{total} tests pass, "
             f"{c.strategy}, {len(result.candidates)} candidate(s), "
-            f"{result.timings.get('total', 0):.1f}s)")
+            f"{result.timings.get('total', 0):.1f}s)"
+            + (f"; {result.strength}" if result.strength else ""))
