@@ -174,3 +174,24 @@ def test_weakness_counts_checks() -> None:
     doctest = [TestCase("m.py::m.f", "doctest", "m.py", "f")]
     assert not selection.is_weak(doctest, '"""\n>>> f(1)\n1\n>>> f(2)\n2\n>>> f(3)\n3\n"""')
     assert not selection.is_weak([], None), "no tests at all is not 'weak', it is none"
+
+
+def test_model_written_raises_checks() -> None:
+    from server.pipeline.spec_select import as_checks
+
+    checks = as_checks(["assert median([]) == ValueError", "assert median([1]) == 1",
+                        "assert broken(("])
+    assert len(checks) == 2 and checks[1] == "assert median([1]) == 1"
+
+    def median(xs):
+        if not xs:
+            raise ValueError("empty")
+        return xs[0]
+
+    exec(checks[0], {"median": median})  # raises -> the check holds
+    try:
+        exec(checks[0], {"median": lambda xs: 0})
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("a call that does not raise fails the check")

@@ -82,6 +82,27 @@ def seeds(ctx: Context, asserts: list[str]) -> list[tuple]:
     return found
 
 
+def as_checks(asserts: list[str]) -> list[str]:
+    """Model-written asserts as probe statements; ``assert f(x) == ValueError`` (how small
+    models write "raises") becomes a check that the call raises that exception."""
+    out = []
+    for stmt in asserts:
+        try:
+            node = ast.parse(stmt).body[0]
+        except (SyntaxError, IndexError):
+            continue
+        test = getattr(node, "test", None)
+        if (isinstance(test, ast.Compare) and len(test.ops) == 1
+                and isinstance(test.ops[0], ast.Eq | ast.Is)
+                and isinstance(test.comparators[0], ast.Name)
+                and test.comparators[0].id.endswith(("Error", "Exception"))):
+            call, exc = ast.unparse(test.left), test.comparators[0].id
+            stmt = (f"try:\n    {call}\nexcept {exc}:\n    pass\n"
+                    f"else:\n    raise AssertionError('no {exc}')")
+        out.append(stmt)
+    return out
+
+
 def choose_candidate(
     engine: Engine,
     ctx: Context,
@@ -117,7 +138,7 @@ def choose_candidate(
         agreement.error = "no inputs to compare on"
         return fallback, agreement
     texts = [c.spliced_text or "" for c in pool]
-    run = probe_all(sandbox, ctx.rel, ctx.module, texts, inputs, asserts, cancel,
+    run = probe_all(sandbox, ctx.rel, ctx.module, texts, inputs, as_checks(asserts), cancel,
                     ctx.extra_files)
     agreement.seconds = time.perf_counter() - start
     if run.error:
