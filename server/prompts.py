@@ -107,19 +107,23 @@ def test_writing_messages(problem: str, name: str) -> list[Message]:
     """Ask for assert-style tests of ``name`` (CodeT-style, used when the user has none)."""
     return _chat(
         f"Here is a Python function to test:\n{_problem_block(problem)}\n\n"
-        f"Write 5 different test cases for `{name}` as one-line assert statements of the form "
-        f"`assert {name}(...) == expected`, covering normal and edge cases. Reply with one "
-        "```python code block containing only the assert lines."
+        f"Write 6 different test cases for `{name}` as one-line assert statements of the form "
+        f"`assert {name}(...) == expected`. Check every rule the docstring states, including "
+        "its edge cases (empty input, boundaries, rounding, ordering); work out each expected "
+        "value carefully. For a call the docstring says must raise an error, write "
+        f"`with pytest.raises(ValueError): {name}(...)` on one line. Reply with one "
+        "```python code block containing only those lines."
     )
 
 
 def parse_asserts(reply: str, name: str) -> list[str]:
-    """The one-statement ``assert`` lines of a reply that call ``name``, deduplicated."""
+    """The one-line ``assert`` (or ``with pytest.raises(E): call``) statements of a reply that
+    call ``name``, deduplicated."""
     found: list[str] = []
     for block in code_blocks(reply) or [reply]:
         for line in block.splitlines():
             stmt = line.strip()
-            if not stmt.startswith("assert ") or f"{name}(" not in stmt:
+            if not stmt.startswith(("assert ", "with pytest.raises(")) or f"{name}(" not in stmt:
                 continue
             try:
                 ast.parse(stmt)

@@ -195,3 +195,20 @@ def test_model_written_raises_checks() -> None:
         pass
     else:
         raise AssertionError("a call that does not raise fails the check")
+
+
+def test_raises_lines_are_parsed_and_probed() -> None:
+    from server.pipeline.spec_select import as_checks
+
+    reply = ("```python\nassert f([]) == 0\nwith pytest.raises(ValueError): f(None)\n"
+             "with open('x') as fh: f(1)\n```")
+    asserts = prompts.parse_asserts(reply, "f")
+    assert asserts == ["assert f([]) == 0", "with pytest.raises(ValueError): f(None)"]
+    check = as_checks(asserts)[1]
+
+    def f(xs):
+        if xs is None:
+            raise ValueError("none")
+        return 0
+
+    exec(check, {"f": f})

@@ -39,7 +39,7 @@ def write_tests(
     asserts = prompts.parse_asserts(gen.text, name)[:limit]
     if not asserts:
         return None
-    lines = [f"from {module} import {name}", ""]
+    lines = ["import pytest", "", f"from {module} import {name}", ""]
     tests = []
     for i, stmt in enumerate(asserts):
         lines += ["", f"def test_generated_{i}():", f"    {stmt}", ""]

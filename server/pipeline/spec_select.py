@@ -99,6 +99,8 @@ def as_checks(asserts: list[str]) -> list[str]:
             call, exc = ast.unparse(test.left), test.comparators[0].id
             stmt = (f"try:\n    {call}\nexcept {exc}:\n    pass\n"
                     f"else:\n    raise AssertionError('no {exc}')")
+        elif stmt.startswith("with pytest.raises("):
+            stmt = f"import pytest\n{stmt}"
         out.append(stmt)
     return out
 
