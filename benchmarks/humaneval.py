@@ -135,7 +135,8 @@ def main() -> int:
     if not args.summary:
         settings = Settings.from_mapping({"model": args.model, "candidates": args.candidates,
                                           "repair_rounds": args.repair_rounds,
-                                          "max_tokens": args.max_tokens, "test_timeout": 20.0})
+                                          "max_tokens": args.max_tokens, "test_timeout": 20.0},
+                                         Settings.from_env())  # e.g. PLANCODE_N_THREADS=1
         engine = load_engine(settings)
         pipeline = Pipeline(engine, settings)
         weak = Pipeline(engine, Settings.from_mapping({"docstring_examples": False}, settings))
