@@ -1,29 +1,36 @@
-"""Ghost-text latency while typing: ``plancode serve`` against llama-cpp-python with no reuse.
+"""Ghost-text latency while typing: plancode, llama-server with cache reuse, and no reuse.
 
     .venv/bin/python -m benchmarks.typing [--model qwen2.5-coder-0.5b] [--chars 150]
-        [--source server/analysis/splice.py] [--function _find_target] [--pause 0.1]
-        [--threads 0] [--out docs/typing.md] [--plot docs/typing-latency.png]
+        [--replay server/analysis/splice.py:_find_target] [--replay FILE:FUNCTION ...]
+        [--sides server,llama-server,baseline] [--rounds 2] [--baseline-every 3]
+        [--pause 0.1] [--threads 0] [--out docs/typing.md] [--plot docs/typing-latency.png]
 
 Run it as a module from the repository root: started as a script (``python
 benchmarks/typing.py``) this file would shadow the standard library's ``typing``.
 
 A real function's body is cut out of its file and typed back one keystroke at a time (Enter
-also brings the next line's indentation, as an editor's auto-indent does). Every keystroke's
-request is made twice, in turn and never both at once (they would fight over the cores), so
-both sides run on the same machine under the same background load:
+also brings the next line's indentation, as an editor's auto-indent does). After each
+keystroke the editor waits ``--pause`` (its debounce) and asks for ghost text. Three sides
+type the same keystrokes, each in a pass of its own (a side's background work must only get
+the time a real user leaves it); the passes run in turn, ``--rounds`` times, so background
+load on a shared machine falls on every side:
 
-* **server** -- ``python -m server.cli serve`` driven over stdio by a pygls LSP client: per
-  keystroke a full-text ``didChange``, a ``--pause`` (100 ms, the editor's debounce), then
-  ``textDocument/inlineCompletion`` at the cursor, timed client-side. ``plancode/stats`` after
-  each answer says how many prompt tokens the server evaluated for it and whether its
-  suggestion cache answered.
-* **baseline** -- the same FIM prompt (``build_request`` and the model's FIM tokens, built as
-  the engine builds it) sent straight to a ``llama_cpp.Llama`` whose state is reset before
-  every call: greedy, the same max tokens and stop strings, the same threads, and every
-  request evaluates its whole prompt.
+* **server** -- ``python -m server.cli serve`` driven over stdio by a pygls LSP client:
+  full-text ``didChange``, the pause, ``textDocument/inlineCompletion``, timed client-side;
+  ``plancode/stats`` after each answer says what the server evaluated for it.
+* **llama-server** -- built from the llama.cpp source llama-cpp-python vendors
+  (``benchmarks/build_llama_server.sh``), same model file and threads, started with
+  ``--cache-reuse 256``, driven as llama.vim drives it: ``/infill`` with ``input_prefix``,
+  ``input_suffix``, ``input_extra``, ``prompt`` (the cursor line up to the cursor),
+  ``cache_prompt: true`` and ``t_max_predict_ms``, behind llama.vim's client-side cache of
+  suggestions (exact and typed-ahead hits answer without a request). Greedy, so the sides
+  can be compared suggestion by suggestion.
+* **baseline** -- the same FIM prompt straight to a ``llama_cpp.Llama`` whose state is reset
+  before every call (no reuse, no cache), on every ``--baseline-every``-th keystroke.
 
-Prints a table and writes it, with the command and the machine, to ``--out``; ``--plot``
-draws the latency of every keystroke (needs matplotlib; skipped without it).
+Prints the tables and writes them, with the command and the machine, to ``--out``; ``--plot``
+draws the latency of every keystroke. ``--ablate`` adds server passes with one piece switched
+off at a time (KV shifting, answer-first, prefetch, context) on the first replay.
 """
 
 # ruff: noqa: E402  (the imports follow the guard below)
@@ -43,10 +50,13 @@ import json
 import os
 import platform
 import shlex
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+import urllib.request
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -58,7 +68,8 @@ from pygls.lsp.client import LanguageClient
 
 from benchmarks.machine import cpu_name
 from server.config import Settings
-from server.lsp.fim import FimRequest, build_request, stop_strings, trim
+from server.doctor.llama_build import LLAMA_VERSION
+from server.lsp.fim import FimRequest, SuggestionCache, build_request, stop_strings, trim
 from server.models.catalog import DEFAULT_MODEL
 from server.models.store import ModelStore
 from server.prompts import FimFormat, fim_format_for
@@ -95,6 +106,7 @@ class Scenario:
     start_text: str
     body: str
     keystrokes: list[Keystroke]
+    rest: list[str] = field(default_factory=list)  # the body still to type after each one
 
 
 def body_lines(source: str, name: str) -> tuple[int, int]:
@@ -162,6 +174,7 @@ def build_scenario(path: Path, function: str, chars: int) -> Scenario:
         start_text=head + indent + "\n" + tail,
         body=states[-1] if states else "",
         keystrokes=[keystroke(head, typed, tail) for typed in states],
+        rest=[body[len(typed):] for typed in states],
     )
 
 
@@ -178,7 +191,7 @@ class Sample:
     evaluated_tokens: int
     cached: bool = False
     typed_ahead: bool = False
-    tail_tokens: int = 0  # prompt tokens from the FIM suffix token on (baseline only)
+    key: int = 0  # the keystroke's index
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,29 +205,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def summarize(samples: list[Sample]) -> dict[str, float]:
-    """Latency percentiles (ms), tokens evaluated per request and cache hits of one side."""
+def common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def summarize(samples: list[Sample], rest: list[str]) -> dict[str, float]:
+    """Latency percentiles (ms), prompt cost and suggestion quality of one side."""
     ms = [s.seconds * 1000 for s in samples]
-    evaluated = [s.evaluated_tokens for s in samples]
     ran = [s for s in samples if not s.cached]
-    hits = len(samples) - len(ran)
+    shown = [s for s in samples if s.suggestion]
+    right = [s for s in shown if rest[s.key].startswith(s.suggestion)]
+    ratio = [s.evaluated_tokens / s.prompt_tokens for s in ran if s.prompt_tokens]
     return {
         "requests": len(samples),
         "p50_ms": percentile(ms, 50),
         "p95_ms": percentile(ms, 95),
-        "mean_ms": statistics.fmean(ms),
-        "max_ms": max(ms),
-        "evaluated_median": statistics.median(evaluated),
-        "evaluated_mean": statistics.fmean(evaluated),
-        "evaluated_total": sum(evaluated),
+        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+        "model_calls": len(ran),
+        "model_p50_ms": percentile([s.seconds * 1000 for s in ran], 50),
+        "model_p95_ms": percentile([s.seconds * 1000 for s in ran], 95),
+        "hits": len(samples) - len(ran),
+        "typed_ahead": sum(s.typed_ahead for s in samples),
         "evaluated_median_model": statistics.median([s.evaluated_tokens for s in ran])
         if ran else 0,
+        "evaluated_mean_model": statistics.fmean([s.evaluated_tokens for s in ran])
+        if ran else 0,
+        "evaluated_share_pct": 100 * statistics.median(ratio) if ratio else float("nan"),
         "prompt_median": statistics.median([s.prompt_tokens for s in ran]) if ran else 0,
-        "model_p50_ms": percentile([s.seconds * 1000 for s in ran], 50) if ran else 0.0,
-        "model_calls": len(ran),
-        "hits": hits,
-        "hit_pct": 100 * hits / len(samples),
-        "typed_ahead": sum(s.typed_ahead for s in samples),
+        "shown": len(shown),
+        "right": len(right),
+        "right_pct": 100 * len(right) / len(shown) if shown else float("nan"),
+        "right_chars": sum(common_prefix(s.suggestion, rest[s.key]) for s in shown)
+        / max(len(samples), 1),
     }
 
 
@@ -286,15 +313,17 @@ def suggestion_of(result: Any) -> str:
     return text if isinstance(text, str) else text.value
 
 
-def server_env(args: argparse.Namespace) -> dict[str, str]:
+def server_env(args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, str]:
     """The server's settings: the model, FIM only (no background verification), our limits."""
     return {**os.environ, "PLANCODE_MODEL": args.model, "PLANCODE_INLINE_VERIFY": "false",
             "PLANCODE_INLINE_MAX_TOKENS": str(args.max_tokens),
-            "PLANCODE_N_THREADS": str(args.threads), "PLANCODE_N_CTX": str(args.n_ctx)}
+            "PLANCODE_INLINE_BUDGET_MS": str(args.budget_ms),
+            "PLANCODE_N_THREADS": str(args.threads), "PLANCODE_N_CTX": str(args.n_ctx),
+            **overrides}
 
 
 async def request_once(client: LanguageClient, uri: str, key: Keystroke, version_: int,
-                       pause: float, before: Any) -> tuple[Sample, Any]:
+                       pause: float, before: Any, index: int) -> tuple[Sample, Any]:
     """didChange, pause, inlineCompletion (timed), then the server's counters for it."""
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version_),
@@ -308,7 +337,9 @@ async def request_once(client: LanguageClient, uri: str, key: Keystroke, version
             trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
     seconds = time.perf_counter() - start
     after = await client.protocol.send_request_async(STATS, {})
-    return fim_sample(before, after, seconds, suggestion_of(result)), after
+    sample = fim_sample(before, after, seconds, suggestion_of(result))
+    sample.key = index
+    return sample, after
 
 
 def fim_sample(before: Any, after: Any, seconds: float, suggestion: str) -> Sample:
@@ -323,31 +354,33 @@ def fim_sample(before: Any, after: Any, seconds: float, suggestion: str) -> Samp
     if delta("inline_requests") != 1 or last is None:
         raise SystemExit("plancode/stats did not account exactly one FIM request")
     cached = delta("inline_cache_hits") > 0
-    if not cached and delta("evaluated_tokens_total") == 0:  # a model call evaluates >= 1
-        raise SystemExit("plancode/stats has no accounting for this request's model call")
     return Sample(seconds, suggestion, 0 if cached else int(field_of(last, "prompt_tokens")),
-                  delta("evaluated_tokens_total"), cached,
+                  0 if cached else int(field_of(last, "evaluated_tokens")), cached,
                   delta("fim_cache", "typed_ahead_hits") > 0)
 
 
-async def run_both(scenario: Scenario, args: argparse.Namespace, workdir: Path,
-                   baseline: Baseline) -> tuple[list[Sample], list[Sample]]:
-    """Type through ``plancode serve`` over stdio, one timed inline request per keystroke,
-    each followed by the same request made by ``baseline`` (in turn, never at the same time:
-    both sides see the same machine, background load included)."""
+async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Path,
+                      overrides: dict[str, str]) -> tuple[list[Sample], dict]:
+    """Type the scenario through ``plancode serve``; the samples and the final counters."""
     messages: list[str] = []
     client = make_client(messages)
     await client.start_io(sys.executable, "-m", "server.cli", "serve", "--log-file",
-                          str(workdir / "serve.log"), env=server_env(args), cwd=str(ROOT))
+                          str(workdir / "serve.log"), env=server_env(args, overrides),
+                          cwd=str(ROOT))
     stderr = asyncio.create_task(drain(client._server.stderr if client._server else None))
-    server: list[Sample] = []
-    base: list[Sample] = []
+    samples: list[Sample] = []
     try:
         await client.initialize_async(types.InitializeParams(
             capabilities=CLIENT_CAPABILITIES, root_uri=workdir.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=workdir.as_uri(), name="typing")]))
         client.initialized(types.InitializedParams())
         await wait_ready(messages)
+        for other in args.context_files:
+            source = ROOT / other
+            client.text_document_did_open(types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=source.as_uri(), language_id="python", version=1,
+                    text=source.read_text())))
         path = workdir / Path(scenario.source).name
         path.write_text(scenario.start_text)
         uri = path.as_uri()
@@ -356,15 +389,14 @@ async def run_both(scenario: Scenario, args: argparse.Namespace, workdir: Path,
                                                  text=scenario.start_text)))
         stats = await client.protocol.send_request_async(STATS, {})
         for i, key in enumerate(scenario.keystrokes):
-            sample, stats = await request_once(client, uri, key, i + 2, args.pause, stats)
-            server.append(sample)
-            req = build_request(key.text, key.line, key.column)
-            base.append(await asyncio.to_thread(baseline.complete, req, args.max_tokens))
-            progress(i, len(scenario.keystrokes), server, base)
+            sample, stats = await request_once(client, uri, key, i + 2, args.pause, stats, i)
+            samples.append(sample)
+            progress("server", i, len(scenario.keystrokes), samples)
     finally:
         await shut_down(client)
         stderr.cancel()
-    return server, base
+    final = json.loads(json.dumps(stats, default=lambda o: getattr(o, "__dict__", str(o))))
+    return samples, final
 
 
 async def shut_down(client: LanguageClient) -> None:
@@ -379,12 +411,129 @@ async def shut_down(client: LanguageClient) -> None:
     await client.stop()
 
 
-def progress(i: int, total: int, server: list[Sample], base: list[Sample]) -> None:
-    """A line on stderr every ten keystrokes: the run is long on a small CPU."""
-    if (i + 1) % 10 == 0 or i + 1 == total:
-        p50s = [percentile([x.seconds * 1000 for x in side], 50) for side in (server, base)]
-        print(f"  {i + 1}/{total} keystrokes, p50 so far: server {p50s[0]:.0f} ms, "
-              f"baseline {p50s[1]:.0f} ms", file=sys.stderr)
+def progress(side: str, i: int, total: int, samples: list[Sample]) -> None:
+    """A line on stderr every 25 keystrokes: the run is long on a small CPU."""
+    if (i + 1) % 25 == 0 or i + 1 == total:
+        p50 = percentile([x.seconds * 1000 for x in samples], 50)
+        print(f"  {side}: {i + 1}/{total} keystrokes, p50 so far {p50:.0f} ms",
+              file=sys.stderr, flush=True)
+
+
+def context_chunks(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The other files' text both the server (opened documents) and llama-server
+    (``input_extra``) get: each opened file's first chunk, as the server's ring takes it."""
+    from server.lsp.context_ring import chunk_around, display_name
+
+    return [(display_name((ROOT / f).as_uri()), chunk_around((ROOT / f).read_text(), 0))
+            for f in args.context_files]
+
+
+# -- the llama-server pass -------------------------------------------------------------------
+
+
+def llama_server_binary(explicit: str) -> Path:
+    """The llama-server that benchmarks/build_llama_server.sh built (or ``--llama-server``)."""
+    path = Path(explicit) if explicit else (
+        Path(os.environ.get("PLANCODE_LLAMA_SERVER_DIR",
+                            Path.home() / ".cache" / "plancode" / "llama-server"))
+        / LLAMA_VERSION / "bin" / "llama-server")
+    if not path.is_file():
+        raise SystemExit(f"no llama-server at {path}: build it with "
+                         "benchmarks/build_llama_server.sh (or pass --llama-server PATH, or "
+                         "leave llama-server out of --sides)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """llama-server with ``--cache-reuse 256``, behind llama.vim's client-side cache."""
+
+    def __init__(self, binary: Path, model_path: Path, args: argparse.Namespace,
+                 extra: list[tuple[str, str]], log: Path) -> None:
+        self.port = free_port()
+        self.args = args
+        self.extra = [{"filename": name, "text": text} for name, text in extra]
+        self.cache = SuggestionCache()
+        threads = str(args.threads)
+        self.command = [str(binary), "-m", str(model_path), "--host", "127.0.0.1",
+                        "--port", str(self.port), "-t", threads, "-tb", threads,
+                        "-c", str(args.n_ctx), "-np", "1", "-b", "512", "-ub", "512",
+                        "--cache-reuse", "256", "-fa", "off"]
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"llama-server exited with {self.proc.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health",
+                                            timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("llama-server did not become healthy")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+    def complete(self, req: FimRequest, index: int) -> Sample:
+        """llama.vim's cache first, then ``/infill``; the answer post-processed as ours."""
+        start = time.perf_counter()
+        typed_before = self.cache.typed_ahead_hits
+        hit = self.cache.get(req)
+        if hit is not None:
+            return Sample(time.perf_counter() - start, hit, 0, 0, True,
+                          self.cache.typed_ahead_hits > typed_before, index)
+        body = {
+            "input_prefix": req.prefix[: len(req.prefix) - len(req.line_prefix)],
+            "input_suffix": req.suffix,
+            "input_extra": self.extra,
+            "prompt": req.line_prefix,
+            "n_predict": self.args.max_tokens,
+            "stop": list(stop_strings(req)),
+            "samplers": ["top_k"],
+            "top_k": 1,
+            "stream": False,
+            "cache_prompt": True,
+            "t_max_predict_ms": self.args.budget_ms,
+        }
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/infill", data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as r:
+            out = json.loads(r.read())
+        seconds = time.perf_counter() - start
+        raw = out.get("content", "")
+        if out.get("stop_type") != "word" and not out.get("stopped_eos") and "\n" in raw:
+            raw = raw[: raw.rfind("\n")]  # an unfinished last line, dropped as ours does
+        text = trim(req, raw)
+        self.cache.put(req, text)
+        timings = out.get("timings", {})
+        evaluated = int(timings.get("prompt_n", out.get("tokens_evaluated", 0)))
+        prompt = int(out.get("tokens_evaluated", evaluated)) + int(timings.get("cache_n", 0))
+        prompt = max(prompt, int(out.get("tokens_evaluated", 0)))
+        return Sample(seconds, text, prompt, evaluated, False, False, index)
+
+
+def llama_server_pass(scenario: Scenario, server: LlamaServer) -> list[Sample]:
+    samples: list[Sample] = []
+    for i, key in enumerate(scenario.keystrokes):
+        time.sleep(server.args.pause)
+        samples.append(server.complete(build_request(key.text, key.line, key.column), i))
+        progress("llama-server", i, len(scenario.keystrokes), samples)
+    return samples
 
 
 # -- the baseline pass -----------------------------------------------------------------------
@@ -409,23 +558,22 @@ class Baseline:
         """One special token of the vocabulary (the engine's test for FIM tokens)."""
         return len(self._tokens(text, True)) == 1 and len(self._tokens(text)) > 1
 
-    def prompt(self, req: FimRequest) -> tuple[list[int], int]:
-        """The FIM prompt as the engine tokenizes it (the user's text never as special
-        tokens), and how many of its tokens come from the FIM suffix token on."""
+    def prompt(self, req: FimRequest) -> list[int]:
+        """The FIM prompt as the engine lays it out and tokenizes it (the cursor line after
+        the middle token; the user's text never as special tokens)."""
         fmt = self.fmt
-        head = self._tokens(fmt.prefix, True) + self._tokens(req.prefix)
-        tail = (self._tokens(fmt.suffix, True) + self._tokens(req.suffix)
-                + self._tokens(fmt.middle, True))
-        return head + tail, len(tail)
+        head = req.prefix[: len(req.prefix) - len(req.line_prefix)]
+        return (self._tokens(fmt.prefix, True) + self._tokens(head)
+                + self._tokens(fmt.suffix, True) + self._tokens(req.suffix)
+                + self._tokens(fmt.middle, True)
+                + (self._tokens(req.line_prefix) if req.line_prefix else []))
 
-    def complete(self, req: FimRequest, max_tokens: int) -> Sample:
+    def complete(self, req: FimRequest, max_tokens: int, index: int) -> Sample:
         """One suggestion from a cold state, timed, post-processed as the server does."""
-        tokens, tail = self.prompt(req)
+        tokens = self.prompt(req)
         stops = list(dict.fromkeys(stop_strings(req) + self.fmt.stops))
         start = time.perf_counter()
-        # n_tokens = 0: create_completion finds no prefix to reuse, and eval() drops the
-        # whole KV cache before it evaluates the prompt from its first token
-        self.llm.reset()
+        self.llm.reset()  # n_tokens = 0: the whole prompt is evaluated again
         out = self.llm.create_completion(
             tokens, max_tokens=min(max_tokens, self.n_ctx - len(tokens)), temperature=0.0,
             repeat_penalty=1.0, stop=stops)
@@ -433,81 +581,181 @@ class Baseline:
         choice = out["choices"][0]
         raw = choice["text"]
         if choice["finish_reason"] == "length" and "\n" in raw:
-            raw = raw[: raw.rfind("\n")]  # unfinished last line, dropped as complete_fim does
+            raw = raw[: raw.rfind("\n")]
         prompt_tokens = out["usage"]["prompt_tokens"]
-        return Sample(seconds, trim(req, raw), prompt_tokens, prompt_tokens, tail_tokens=tail)
+        return Sample(seconds, trim(req, raw), prompt_tokens, prompt_tokens, key=index)
+
+
+def baseline_pass(scenario: Scenario, baseline: Baseline, args: argparse.Namespace
+                  ) -> list[Sample]:
+    samples: list[Sample] = []
+    for i, key in enumerate(scenario.keystrokes):
+        if i % args.baseline_every:
+            continue
+        req = build_request(key.text, key.line, key.column)
+        samples.append(baseline.complete(req, args.max_tokens, i))
+        progress("baseline", i, len(scenario.keystrokes), samples)
+    return samples
+
+
+# -- running the passes ----------------------------------------------------------------------
+
+ABLATIONS = {
+    "no KV shifting (prefix reuse only)": {"PLANCODE_KV_REUSE_CHUNK": "0"},
+    "no answer-first (whole suggestion before answering)": {"PLANCODE_INLINE_BUDGET_MS": "60000"},
+    "no prefetch": {"PLANCODE_INLINE_PREFETCH": "false"},
+    "no other-file context": {"PLANCODE_INLINE_CONTEXT": "false"},
+}
+
+
+@dataclass
+class Replay:
+    scenario: Scenario
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    stats: dict[str, dict] = field(default_factory=dict)  # the server's final counters
+    ablations: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+def run(args: argparse.Namespace, replays: list[Replay], model_path: Path) -> None:
+    """Every side's passes over every replay, in turn, ``--rounds`` times."""
+    binary = llama_server_binary(args.llama_server) if "llama-server" in args.sides else None
+    extra = context_chunks(args)
+    with tempfile.TemporaryDirectory(prefix="plancode-typing-") as tmp:
+        work = Path(tmp)
+        for round_ in range(args.rounds):
+            for replay in replays:
+                sc = replay.scenario
+                for side in args.sides:
+                    print(f"round {round_ + 1}: {side} on {sc.source}:{sc.function}",
+                          file=sys.stderr, flush=True)
+                    if side == "server":
+                        got, stats = asyncio.run(server_pass(sc, args, work, {}))
+                        replay.stats[f"round {round_ + 1}"] = stats
+                    elif side == "llama-server":
+                        assert binary is not None
+                        ls = LlamaServer(binary, model_path, args, extra,
+                                         work / "llama-server.log")
+                        try:
+                            got = llama_server_pass(sc, ls)
+                        finally:
+                            ls.close()
+                    elif round_ == 0:  # the baseline has no state: one round is enough
+                        base = Baseline(model_path, args.threads, args.n_ctx)
+                        got = baseline_pass(sc, base, args)
+                        del base
+                    else:
+                        continue
+                    replay.samples.setdefault(side, []).extend(got)
+        if args.ablate and "server" in args.sides:
+            first = replays[0]
+            for name, env in ABLATIONS.items():
+                print(f"ablation: {name}", file=sys.stderr, flush=True)
+                got, _ = asyncio.run(server_pass(first.scenario, args, work, env))
+                first.ablations[name] = got
 
 
 # -- the report ------------------------------------------------------------------------------
+
+SIDE_NAMES = {
+    "server": "plancode serve (LSP)",
+    "llama-server": "llama-server --cache-reuse 256 (llama.vim requests + cache)",
+    "baseline": "llama-cpp-python, no reuse",
+}
 
 
 def command_line() -> str:
     return shlex.join([".venv/bin/python", "-m", "benchmarks.typing", *sys.argv[1:]])
 
 
-def table(s: dict[str, float], b: dict[str, float], b_same: float) -> list[str]:
-    """The side-by-side markdown table (``b_same``: the baseline's p50 over the keystrokes
-    the server ran the model for)."""
-    def row(label: str, key: str, fmt: str = "{:.0f}") -> str:
-        return f"| {label} | {fmt.format(s[key])} | {fmt.format(b[key])} |"
-
-    hits = f"{s['hits']:.0f} ({s['hit_pct']:.1f}%), {s['typed_ahead']:.0f} of them typed-ahead"
-    return [
-        "| | server (`plancode serve` over LSP) | llama-cpp-python, no reuse |",
-        "|---|---:|---:|",
-        row("requests (one per keystroke)", "requests"),
-        row("latency p50 (ms)", "p50_ms"),
-        row("latency p95 (ms)", "p95_ms"),
-        row("latency mean (ms)", "mean_ms"),
-        row("latency max (ms)", "max_ms"),
-        f"| suggestion-cache hits | {hits} | 0 (no cache) |",
-        row("requests that ran the model", "model_calls"),
-        f"| latency p50 of the keystrokes the server ran the model for (ms) "
-        f"| {s['model_p50_ms']:.0f} | {b_same:.0f} |",
-        row("prompt tokens evaluated per request, median", "evaluated_median"),
-        row("prompt tokens evaluated per request, mean", "evaluated_mean", "{:.1f}"),
-        row("prompt tokens evaluated per model call, median", "evaluated_median_model"),
-        row("prompt tokens evaluated, all requests", "evaluated_total"),
-        row("prompt size per model call (tokens), median", "prompt_median"),
+def table(columns: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """A markdown table, one column per side."""
+    rows = [
+        ("requests", "requests", "{:.0f}"),
+        ("latency p50, all keystrokes (ms)", "p50_ms", "{:.0f}"),
+        ("latency p95, all keystrokes (ms)", "p95_ms", "{:.0f}"),
+        ("keystrokes that ran the model", "model_calls", "{:.0f}"),
+        ("latency p50, model-run keystrokes (ms)", "model_p50_ms", "{:.0f}"),
+        ("latency p95, model-run keystrokes (ms)", "model_p95_ms", "{:.0f}"),
+        ("answered from a suggestion cache (typed-ahead)", "hits", "{:.0f}"),
+        ("prompt tokens evaluated per model call, median", "evaluated_median_model", "{:.0f}"),
+        ("prompt tokens evaluated per model call, mean", "evaluated_mean_model", "{:.1f}"),
+        ("... as a share of the prompt, median (%)", "evaluated_share_pct", "{:.1f}"),
+        ("prompt size per model call (tokens), median", "prompt_median", "{:.0f}"),
+        ("keystrokes with a suggestion shown", "shown", "{:.0f}"),
+        ("... whose whole suggestion was what got typed next (%)", "right_pct", "{:.0f}"),
+        ("correct characters offered per keystroke", "right_chars", "{:.1f}"),
     ]
+    out = ["| | " + " | ".join(name for name, _ in columns) + " |",
+           "|---|" + "---:|" * len(columns)]
+    for label, key, fmt in rows:
+        cells = []
+        for _, s in columns:
+            v = s.get(key, float("nan"))
+            cells.append("-" if v != v else fmt.format(v))
+        if key == "hits":
+            cells = [f"{c} ({s['typed_ahead']:.0f})" if c != "-" else c
+                     for c, (_, s) in zip(cells, columns, strict=True)]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
 
 
-def times(slow: float, fast: float) -> str:
-    """``slow / fast`` as a speed-up factor ("1.7x", "430x")."""
-    ratio = slow / fast if fast else float("inf")
-    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
-
-
-def report(scenario: Scenario, args: argparse.Namespace, server: list[Sample],
-           base: list[Sample], seconds: float, load: tuple[float, float]) -> str:
-    """The whole markdown document: results, ratios, command, machine, notes."""
-    s, b = summarize(server), summarize(base)
-    ran = [i for i, x in enumerate(server) if not x.cached]
-    b_same = percentile([base[i].seconds * 1000 for i in ran], 50)
+def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
+           load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
     threads = args.threads or os.cpu_count() or 1
     lines = [
         "# Typing latency: ghost text per keystroke",
         "",
-        f"`{scenario.source}`'s `{scenario.function}` has its body removed and typed back, "
-        f"{len(scenario.keystrokes)} keystrokes (Enter brings the next line's indentation, "
-        f"as auto-indent does); after each one the editor waits {args.pause * 1000:.0f} ms and "
-        "asks for ghost text at the cursor. Each request goes to the server and then, once the "
-        "server has answered, straight to llama-cpp-python with no reuse (in turn, never at "
-        "the same time, so both sides run on the same machine in the same conditions).",
+        "A function's body is cut out of its file and typed back, one keystroke at a time "
+        "(Enter brings the next line's indentation, as auto-indent does); after each "
+        f"keystroke the editor waits {args.pause * 1000:.0f} ms and asks for ghost text at "
+        "the cursor. Three sides type the same keystrokes, each in a pass of its own, the "
+        f"passes in turn ({args.rounds} round(s); the baseline, which keeps no state, once, "
+        f"on every {args.baseline_every}. keystroke):",
         "",
-        *table(s, b, b_same),
+        f"- **{SIDE_NAMES['server']}**: `plancode serve` over stdio, timed by the client.",
+        f"- **{SIDE_NAMES['llama-server']}**: llama-server built from the llama.cpp source "
+        "llama-cpp-python vendors (`benchmarks/build_llama_server.sh`: same commit, same "
+        "flags), same model file and threads, `--cache-reuse 256 -np 1 -fa off`, driven by "
+        "llama.vim's `/infill` request shape (`input_prefix`, `input_suffix`, `input_extra`, "
+        f"`prompt`, `cache_prompt: true`, `t_max_predict_ms: {args.budget_ms}` — the same "
+        "budget plancode gets) behind llama.vim's client-side suggestion cache; greedy.",
+        f"- **{SIDE_NAMES['baseline']}**: the same FIM prompt from a reset state each time.",
         "",
-        f"**Baseline p50 / server p50 = {times(b['p50_ms'], s['p50_ms'])}** "
-        f"(p95: {times(b['p95_ms'], s['p95_ms'])}, mean: {times(b['mean_ms'], s['mean_ms'])}; "
-        "p50 on the keystrokes where the server ran the model: "
-        f"{times(b_same, s['model_p50_ms'])}).",
+        "Both plancode and llama-server get the same other-file context "
+        f"({', '.join(f'`{f}`' for f in args.context_files) or 'none'}: opened in the "
+        "editor / sent as `input_extra`); the baseline gets none.",
         "",
-        "What the keystrokes typed (the first line's indentation was there before them):",
-        "",
-        "```python",
-        scenario.body,
-        "```",
-        "",
+    ]
+    for n, replay in enumerate(replays):
+        sc = replay.scenario
+        tuned = " (the replay plancode was tuned on)" if n == 0 else \
+            " (a second file, not tuned on)"
+        lines += [f"## `{sc.source}`: `{sc.function}`{tuned}", "",
+                  f"{len(sc.keystrokes)} keystrokes typed:", "", "```python", sc.body, "```",
+                  ""]
+        columns = [(SIDE_NAMES[side], summarize(replay.samples[side], sc.rest))
+                   for side in args.sides if side in replay.samples]
+        lines += table(columns) + [""]
+        by = dict(zip(args.sides, [c[1] for c in columns], strict=False))
+        if "server" in by and "llama-server" in by:
+            s, ls = by["server"], by["llama-server"]
+            lines += [f"plancode / llama-server at p50: all keystrokes "
+                      f"{s['p50_ms']:.0f} / {ls['p50_ms']:.0f} ms, model-run keystrokes "
+                      f"{s['model_p50_ms']:.0f} / {ls['model_p50_ms']:.0f} ms.", ""]
+        for key, stats in replay.stats.items():
+            bg = {k: stats.get(k) for k in ("answered_early", "cancelled", "debounced",
+                                            "prefetches", "prefetches_cancelled",
+                                            "background_evaluated_tokens", "settled_tokens")}
+            prefetch_hits = stats.get("fim_cache", {}).get("prefetch_hits")
+            lines.append(f"- server counters, {key}: {bg}, prefetch hits {prefetch_hits}, "
+                         f"context {stats.get('context')}")
+        lines.append("")
+        if replay.ablations:
+            lines += ["### One piece off at a time (server only, one pass each)", ""]
+            cols = [("all on", summarize(replay.samples["server"], sc.rest))]
+            cols += [(name, summarize(got, sc.rest)) for name, got in replay.ablations.items()]
+            lines += table(cols) + [""]
+    lines += [
         "## Command and machine",
         "",
         "```",
@@ -515,64 +763,27 @@ def report(scenario: Scenario, args: argparse.Namespace, server: list[Sample],
         "```",
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} cores; {threads} threads on both sides; "
-        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
-        f"1-minute load average {load[0]:.2f} before the run, {load[1]:.2f} after it",
-        f"- Model: {args.model} (CPU), n_ctx {args.n_ctx}, at most {args.max_tokens} "
-        f"tokens per suggestion, greedy; llama-cpp-python {version('llama_cpp_python')}, "
-        f"pygls {version('pygls')}",
-        f"- Wall time of the run: {seconds:.0f} s (both model loads and the pauses included)",
+        f"- Machine: {cpu_name()}, {os.cpu_count()} cores, shared with other jobs; "
+        f"{threads} threads on every side; {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}",
+        f"- Load average (1, 5, 15 min) before the run {fmt_load(load[0])}, after it "
+        f"{fmt_load(load[1])}: absolute times are only comparable within this run",
+        f"- Model: {args.model} (CPU), n_ctx {args.n_ctx}, at most {args.max_tokens} tokens "
+        f"per suggestion, greedy; llama-cpp-python {version('llama_cpp_python')} (llama.cpp "
+        f"vendored in it, also built as llama-server), pygls {version('pygls')}",
+        f"- Wall time of the run: {seconds:.0f} s (model loads and pauses included)",
     ]
     if args.plot:
         lines += ["", f"![latency per keystroke]({Path(args.plot).name})"]
-    return "\n".join(lines + ["", *notes(s, server, base)]) + "\n"
+    return "\n".join(lines) + "\n"
 
 
-def notes(s: dict[str, float], server: list[Sample], base: list[Sample]) -> list[str]:
-    """What the numbers mean, with this run's figures."""
-    ran = [i for i, x in enumerate(server) if not x.cached]
-    tail = statistics.median([base[i].tail_tokens for i in ran]) if ran else 0
-    same_ran = sum(server[i].suggestion == base[i].suggestion for i in ran)
-    same_all = sum(x.suggestion == y.suggestion for x, y in zip(server, base, strict=True))
-    same_size = sum(server[i].prompt_tokens == base[i].prompt_tokens for i in ran)
-    return [
-        "## What the numbers mean",
-        "",
-        "- **Latency** is wall time per request: for the server, client-side from sending "
-        "`textDocument/inlineCompletion` to its answer (JSON-RPC over stdio included, the "
-        "pause before it not); for the baseline, `Llama.reset()` plus `create_completion` "
-        "in-process. Decoding (up to the max tokens, or a stop string) is in both.",
-        "- **Prompt tokens evaluated** on the server come from the server itself "
-        "(`plancode/stats` after each answer: the engine's evaluated tokens for that request, "
-        "0 when the suggestion cache answered). The baseline evaluates every prompt token of "
-        f"every request. Both sides built prompts of the same size for {same_size} of the "
-        f"{len(ran)} keystrokes the server ran the model for.",
-        "- **KV reuse.** The engine keeps the longest token prefix a prompt shares with the "
-        "previous one, and the FIM window starts on a snapped line, so a keystroke changes "
-        "only the end of the prefix. But in the prefix-suffix-middle order everything after "
-        "the cursor comes later in the prompt: the suffix (16 lines below the cursor) and the "
-        f"FIM tokens, a median of {tail:.0f} tokens here, are re-evaluated on every model "
-        f"call. That is most of the {s['evaluated_median_model']:.0f} tokens a model call "
-        "evaluated, against the whole prompt for the baseline.",
-        f"- **Cache hits** ({s['hits']:.0f} of {s['requests']:.0f}, {s['typed_ahead']:.0f} "
-        "typed-ahead) are answers from the server's suggestion cache. A typed-ahead hit is a "
-        "keystroke that typed the next characters of the suggestion already on screen: the "
-        "server answers with the rest of it without running the model. As long as the model "
-        "guessed the code right, typing through its suggestion costs a few milliseconds a "
-        "keystroke, which is why the server's median sits far below one model call; the p95 "
-        "is the cost of the keystrokes that leave the suggestion.",
-        f"- **Same suggestions.** The two sides offered the same text for {same_all} of "
-        f"{len(server)} keystrokes, {same_ran} of the {len(ran)} where the server ran the "
-        "model. A typed-ahead answer is the rest of an earlier suggestion, which a fresh "
-        "request need not repeat; and where both ran the model on the same prompt, greedy "
-        "decoding can still part at a near tie, because the logits round differently: the "
-        "engine evaluates 64-token chunks on top of a reused cache, llama-cpp-python "
-        "512-token batches from scratch.",
-    ]
+def fmt_load(load: tuple[float, ...]) -> str:
+    return " / ".join(f"{x:.1f}" for x in load)
 
 
-def plot(path: Path, server: list[Sample], base: list[Sample]) -> bool:
-    """Latency per keystroke and its distribution, both sides; False without matplotlib."""
+def plot(path: Path, replays: list[Replay], sides: list[str]) -> bool:
+    """Latency per keystroke and its distribution, every side, one row per replay."""
     try:
         import matplotlib
 
@@ -581,26 +792,35 @@ def plot(path: Path, server: list[Sample], base: list[Sample]) -> bool:
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    x = range(1, len(server) + 1)
-    left.plot(x, [b.seconds * 1000 for b in base], color="tab:red", lw=1,
-              label="llama-cpp-python, no reuse")
-    left.plot(x, [s.seconds * 1000 for s in server], color="tab:blue", lw=1, label="server")
-    hits = [(i, s.seconds * 1000) for i, s in zip(x, server, strict=True) if s.cached]
-    if hits:
-        left.scatter(*zip(*hits, strict=True), s=10, color="tab:green", zorder=3,
-                     label="server: cache hit")
-    left.set(yscale="log", xlabel="keystroke", ylabel="latency (ms)", title="per keystroke")
-    left.legend(fontsize=8)
-    for samples, color, label in ((server, "tab:blue", "server"),
-                                  (base, "tab:red", "llama-cpp-python, no reuse")):
-        ms = sorted(s.seconds * 1000 for s in samples)
-        right.step(ms, [(i + 1) / len(ms) for i in range(len(ms))], color=color, label=label)
-    right.set(xscale="log", xlabel="latency (ms)", ylabel="fraction of requests",
-              title="distribution")
-    right.legend(fontsize=8)
+    colors = {"server": "tab:blue", "llama-server": "tab:orange", "baseline": "tab:red"}
+    fig, axes = plt.subplots(len(replays), 2, figsize=(12, 4 * len(replays)), squeeze=False)
+    for row, replay in zip(axes, replays, strict=True):
+        left, right = row
+        n = len(replay.scenario.keystrokes)
+        for side in sides:
+            samples = replay.samples.get(side, [])
+            first = {}
+            for s in samples:  # the first round's sample of each keystroke
+                first.setdefault(s.key, s)
+            xs = sorted(first)
+            left.plot([x + 1 for x in xs], [first[x].seconds * 1000 for x in xs],
+                      color=colors[side], lw=1, marker="." if side == "baseline" else None,
+                      label=SIDE_NAMES[side])
+            ms = sorted(s.seconds * 1000 for s in samples)
+            if ms:
+                right.step(ms, [(i + 1) / len(ms) for i in range(len(ms))],
+                           color=colors[side], label=SIDE_NAMES[side])
+        left.axhline(300, color="grey", ls="--", lw=0.8)
+        title = f"{replay.scenario.source}:{replay.scenario.function}"
+        left.set(yscale="log", xlabel="keystroke", ylabel="latency (ms)", xlim=(0, n + 1),
+                 title=f"{title}: per keystroke (round 1)")
+        left.legend(fontsize=7)
+        right.axvline(300, color="grey", ls="--", lw=0.8)
+        right.set(xscale="log", xlabel="latency (ms)", ylabel="fraction of keystrokes",
+                  title="distribution (all rounds)")
+        right.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return True
 
 
@@ -611,48 +831,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--model", default=os.environ.get("PLANCODE_MODEL", DEFAULT_MODEL),
                    help="catalog name or .gguf path (default $PLANCODE_MODEL or the default)")
-    p.add_argument("--source", default="server/analysis/splice.py",
-                   help="file holding the function to type")
-    p.add_argument("--function", default="_find_target", help="the function whose body is typed")
+    p.add_argument("--replay", action="append", default=[],
+                   help="FILE:FUNCTION whose body is typed (repeatable; default: "
+                   "server/analysis/splice.py:_find_target and "
+                   "server/lsp/positions.py:to_index)")
+    p.add_argument("--context-files", default="server/analysis/functions.py",
+                   help="comma-separated files opened beside the typed one ('' for none)")
+    p.add_argument("--sides", default="server,llama-server,baseline",
+                   help="comma-separated: server, llama-server, baseline")
+    p.add_argument("--rounds", type=int, default=2, help="passes of each side, in turn")
+    p.add_argument("--baseline-every", type=int, default=3,
+                   help="the baseline types every keystroke but asks on every N-th")
+    p.add_argument("--ablate", action="store_true",
+                   help="also run the server with one piece off at a time (first replay)")
     p.add_argument("--chars", type=int, default=150, help="keystrokes to type (0: the whole body)")
     p.add_argument("--pause", type=float, default=0.1,
                    help="seconds between a keystroke and its request")
     p.add_argument("--threads", type=int, default=Settings().threads(),
-                   help="llama.cpp threads on both sides (default: one per core)")
+                   help="llama.cpp threads on every side (default: one per core)")
     p.add_argument("--n-ctx", type=int, default=Settings().n_ctx, help="context window")
     p.add_argument("--max-tokens", type=int, default=Settings().inline_max_tokens,
                    help="most tokens per suggestion")
+    p.add_argument("--budget-ms", type=int, default=Settings().inline_budget_ms,
+                   help="plancode's inline_budget_ms and llama-server's t_max_predict_ms")
+    p.add_argument("--llama-server", default="", help="llama-server binary (default: the "
+                   "one benchmarks/build_llama_server.sh built)")
     p.add_argument("--out", default="docs/typing.md", help="markdown report ('' to skip)")
     p.add_argument("--plot", default="docs/typing-latency.png", help="PNG plot ('' to skip)")
     p.add_argument("--samples", default="", help="also write every request as JSON here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.replay = args.replay or ["server/analysis/splice.py:_find_target",
+                                  "server/lsp/positions.py:to_index"]
+    args.sides = [s for s in args.sides.split(",") if s]
+    unknown = set(args.sides) - set(SIDE_NAMES)
+    if unknown:
+        p.error(f"unknown side(s): {', '.join(sorted(unknown))}")
+    args.context_files = [f for f in args.context_files.split(",") if f]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    scenario = build_scenario(ROOT / args.source, args.function, args.chars)
-    if not scenario.keystrokes:
-        raise SystemExit("nothing to type")
+    replays = []
+    for spec in args.replay:
+        source, _, function = spec.partition(":")
+        scenario = build_scenario(ROOT / source, function, args.chars)
+        if not scenario.keystrokes:
+            raise SystemExit(f"{spec}: nothing to type")
+        replays.append(Replay(scenario))
     model_path = ModelStore(progress=False).resolve(args.model)
-    print(f"typing {len(scenario.keystrokes)} keystrokes of {scenario.source}:"
-          f"{scenario.function} with {args.model}", file=sys.stderr)
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
     start = time.perf_counter()
-    baseline = Baseline(model_path, args.threads, args.n_ctx)  # loaded before the server starts
-    with tempfile.TemporaryDirectory(prefix="plancode-typing-") as tmp:
-        server, base = asyncio.run(run_both(scenario, args, Path(tmp), baseline))
+    run(args, replays, model_path)
     seconds = time.perf_counter() - start
-    if args.plot and not plot(ROOT / args.plot, server, base):
+    if args.plot and not plot(ROOT / args.plot, replays, args.sides):
         args.plot = ""
-    text = report(scenario, args, server, base, seconds,
-                  (load_before, os.getloadavg()[0]))
+    text = report(args, replays, seconds, (load_before, os.getloadavg()))
     print(text)
     if args.out:
         (ROOT / args.out).write_text(text)
     if args.samples:
         Path(args.samples).write_text(json.dumps(
-            {"server": [asdict(s) for s in server], "baseline": [asdict(s) for s in base]},
-            indent=1))
+            [{"replay": f"{r.scenario.source}:{r.scenario.function}",
+              "samples": {k: [asdict(s) for s in v] for k, v in r.samples.items()},
+              "ablations": {k: [asdict(s) for s in v] for k, v in r.ablations.items()},
+              "stats": r.stats} for r in replays], indent=1))
     return 0
 
 

@@ -21,11 +21,14 @@ says how often the greedy text still equals a cold evaluation.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-MIN_CHUNK = 8  # a cached run shorter than this is re-evaluated, not moved
+# a cached run shorter than this is re-evaluated, not moved; PLANCODE_KV_REUSE_CHUNK=0 turns
+# moving off (prefix reuse only), for comparisons such as benchmarks/typing.py's ablation
+MIN_CHUNK = int(os.environ.get("PLANCODE_KV_REUSE_CHUNK", "8"))
 
 
 @dataclass(frozen=True)

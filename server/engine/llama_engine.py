@@ -162,8 +162,9 @@ class LlamaEngine:
         cancel: CancelToken | None = None,
         on_progress: OnProgress | None = None,
         extra: Sequence[tuple[str, str]] = (),
+        middle: str = "",
     ) -> Generation:
-        """Fill the hole between ``prefix`` and ``suffix``.
+        """Fill the hole between ``prefix + middle`` and ``suffix``.
 
         With a FIM-capable model the user's text is tokenized without special tokens (so code
         that happens to contain the format's control-token strings cannot hijack the prompt)
@@ -171,11 +172,16 @@ class LlamaEngine:
         ``extra``: (name, text) snippets of other files put before the FIM prompt, each after
         the format's file-separator token (Qwen2.5-Coder's repository-level format), where the
         model has one; they come first so that the KV cache keeps them across keystrokes.
+        ``middle`` is text the middle already starts with, put after the middle token (the
+        layout llama-server's README gives ``/infill``'s ``prompt``): the cursor line up to the
+        cursor. Typing on that line then only appends to the prompt, and the KV cache keeps
+        all of it exactly (in plain prefix-suffix-middle order a keystroke changes the prompt
+        before the suffix, whose cached keys and values then no longer match the text).
         ``on_progress`` sees the live generation after the prompt and after every token.
         """
         fmt = self.info.fim
         if fmt is None:
-            tokens = self.tokenize(prefix, add_bos=self.info.add_bos)
+            tokens = self.tokenize(prefix + middle, add_bos=self.info.add_bos)
             return self.generate(tokens, params, cancel, on_progress=on_progress)
         tokens = (
             self._extra_tokens(fmt, extra)
@@ -184,6 +190,7 @@ class LlamaEngine:
             + self.tokenize(fmt.suffix, special=True)
             + self.tokenize(suffix)
             + self.tokenize(fmt.middle, special=True)
+            + (self.tokenize(middle) if middle else [])
         )
         stops = tuple(dict.fromkeys(params.stop + fmt.stops))
         return self.generate(tokens, _replace_stop(params, stops), cancel,
@@ -240,29 +247,33 @@ class LlamaEngine:
         prompt (moved chunks and what follows them); :meth:`settle` recomputes them."""
         return self._llm.n_tokens - min(self._exact, self._llm.n_tokens)
 
-    def settle(self, cancel: CancelToken | None = None, chunk: int = 16) -> int:
+    def settle(self, cancel: CancelToken | None = None) -> int:
         """Recompute the stale part of the cache exactly, in the background's spare time.
 
         Moved chunks keep keys/values computed before the edit in front of them; this
         re-evaluates them in the scratch sequence and swaps them in only when all are done,
-        so a cancel (checked every ``chunk`` tokens) leaves the cache as it was. Returns the
-        tokens evaluated.
+        so a cancel (checked between chunks) leaves the cache as it was. The chunks fall on
+        the same boundaries a cold evaluation uses (multiples of ``eval_chunk``, the last
+        cached token on its own), so the result is what a cold run computes, not only close
+        to it. Returns the tokens evaluated.
         """
         with self._lock:
             llm, ctx = self._llm, self._llm._ctx
-            start, end = min(self._exact, llm.n_tokens), llm.n_tokens
-            if start >= end or not self._can_shift:
+            end = llm.n_tokens
+            start = min(self._exact, end) // self.eval_chunk * self.eval_chunk
+            if self._exact >= end or not self._can_shift:
                 return 0
             tokens = llm.input_ids[start:end].tolist()
             ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
             ctx.kv_cache_seq_cp(MAIN_SEQ, SCRATCH_SEQ, 0, start)
+            head = tokens[:-1]
+            pieces = [head[i : i + self.eval_chunk] for i in range(0, len(head), self.eval_chunk)]
             done = 0
-            for i in range(0, len(tokens), chunk):
+            for piece in [*pieces, tokens[-1:]]:
                 if cancel is not None and cancel.cancelled:
                     ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
                     return done
-                piece = tokens[i : i + chunk]
-                self._decode_batch(piece, start + i, SCRATCH_SEQ)
+                self._decode_batch(piece, start + done, SCRATCH_SEQ)
                 done += len(piece)
             ctx.kv_cache_seq_rm(MAIN_SEQ, start, -1)
             ctx.kv_cache_seq_cp(SCRATCH_SEQ, MAIN_SEQ, start, end)

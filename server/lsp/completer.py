@@ -43,6 +43,8 @@ from server.lsp.fim_context import split_lines
 
 log = logging.getLogger(__name__)
 
+SETTLE_AFTER_S = 0.3  # idle time before moved KV cells are recomputed exactly
+
 
 @dataclass
 class InlineStats:
@@ -93,6 +95,7 @@ class InlineCompleter:
         self._waiting: dict[str, CancelToken] = {}  # per document: the request not answered
         self._running: CancelToken | None = None  # what the worker runs after answering
         self._last: tuple[str, str, int] | None = None  # (uri, text, line) of the last request
+        self._life = CancelToken()  # the parent of every token: forget() and shutdown() cancel it
 
     # -- the request ------------------------------------------------------------------------
     async def suggest(self, uri: str, text: str, line: int, col: int) -> str | None:
@@ -134,7 +137,7 @@ class InlineCompleter:
 
     def _supersede(self, uri: str) -> CancelToken:
         """A token for a new request on ``uri``; an older one still waiting is cancelled."""
-        token = CancelToken()
+        token = CancelToken(parent=self._life)
         with self._lock:
             old = self._waiting.get(uri)
             self._waiting[uri] = token
@@ -203,9 +206,9 @@ class InlineCompleter:
         """The suggestion after ``suggestion`` is accepted, into the cache (cancellable)."""
         text, line, col = accepted(*where, suggestion)
         req = build_request(text, line, col)
-        if self.cache.contains(req):
+        if self.cache.contains(req) or self._life.cancelled:
             return
-        token = CancelToken()
+        token = CancelToken(parent=self._life)
         with self._lock:
             if self._running is not None:
                 return
@@ -227,14 +230,19 @@ class InlineCompleter:
         """Recompute the cache's moved (approximate) cells exactly while nothing else runs
         (:meth:`LlamaEngine.settle`); the next keystroke that needs the model cancels it."""
         settle = getattr(engine, "settle", None)
-        if settle is None or not getattr(engine, "stale_tokens", 0):
+        if settle is None or not getattr(engine, "stale_tokens", 0) or self._life.cancelled:
             return
-        token = CancelToken()
+        token = CancelToken(parent=self._life)
         with self._lock:
             if self._running is not None:
                 return
             self._running = token
         try:
+            idle = time.monotonic() + SETTLE_AFTER_S  # a keystroke soon would only cancel it
+            while time.monotonic() < idle:
+                if token.cancelled:
+                    return
+                time.sleep(0.02)
             self.stats.settled_tokens += settle(token)
         finally:
             with self._lock:
@@ -295,17 +303,19 @@ class InlineCompleter:
             return self._running is not None
 
     def forget(self) -> None:
-        """Drop the cache and stop all work (the model changed)."""
-        self._cancel_running()
+        """Drop the cache and stop all work, running or about to start (the model changed)."""
         with self._lock:
-            waiting = list(self._waiting.values())
+            life, self._life = self._life, CancelToken()
             self._waiting.clear()
-        for token in waiting:
-            token.cancel()
+            self._running = None
+        life.cancel()
         self.cache = SuggestionCache()
 
     def shutdown(self) -> None:
-        self.forget()
+        """Stop for good: nothing runs after this (the process can exit at once)."""
+        with self._lock:
+            self._running = None
+        self._life.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

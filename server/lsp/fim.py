@@ -163,7 +163,11 @@ def complete_fim(
             kwargs["on_progress"] = watcher
         if extra and _takes(engine, "extra"):
             kwargs["extra"] = tuple(extra)
-    gen = engine.fim(req.prefix, req.suffix, params, inner, **kwargs)
+    prefix = req.prefix
+    if _takes(engine, "middle") and req.line_prefix and prefix.endswith(req.line_prefix):
+        prefix = prefix[: len(prefix) - len(req.line_prefix)]  # the cursor line goes after
+        kwargs["middle"] = req.line_prefix  # the middle token: typing on it only appends
+    gen = engine.fim(prefix, req.suffix, params, inner, **kwargs)
     raw = gen.text
     if gen.finish_reason in ("length", "cancelled") and "\n" in raw:
         raw = raw[: raw.rfind("\n")]
