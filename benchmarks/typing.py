@@ -395,8 +395,18 @@ async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Pat
     finally:
         await shut_down(client)
         stderr.cancel()
-    final = json.loads(json.dumps(stats, default=lambda o: getattr(o, "__dict__", str(o))))
-    return samples, final
+    return samples, plain(stats)
+
+
+def plain(obj: Any) -> Any:
+    """pygls' reply objects (namedtuples) as plain dicts and lists."""
+    if hasattr(obj, "_asdict"):
+        return {k: plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
 
 
 async def shut_down(client: LanguageClient) -> None:
@@ -522,8 +532,7 @@ class LlamaServer:
         self.cache.put(req, text)
         timings = out.get("timings", {})
         evaluated = int(timings.get("prompt_n", out.get("tokens_evaluated", 0)))
-        prompt = int(out.get("tokens_evaluated", evaluated)) + int(timings.get("cache_n", 0))
-        prompt = max(prompt, int(out.get("tokens_evaluated", 0)))
+        prompt = evaluated + int(timings.get("cache_n", 0))  # evaluated + reused
         return Sample(seconds, text, prompt, evaluated, False, False, index)
 
 
