@@ -92,22 +92,28 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("docs/adapter-speed.json"))
+    ap.add_argument("--work", type=Path, help="keep the adapter and merged file here, and "
+                    "reuse them when present (time the models again without rebuilding)")
     args = ap.parse_args()
     base = ModelStore(progress=False).fetch("qwen2.5-coder-0.5b")
     with tempfile.TemporaryDirectory(prefix="plancode-adapter-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        adapter = args.adapter or export_adapter(random_adapter(base, work / "peft"), base,
-                                                 work / "random.lora.gguf")
-        timings["export_adapter_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        f16 = merge_adapter(base, adapter, work / "merged-f16.gguf")
-        timings["merge_f16_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        merged = quantize(f16, work / "merged-q4_k_m.gguf", "Q4_K_M", threads=args.threads)
-        timings["quantize_s"] = time.perf_counter() - start
-        f16.unlink()
+        adapter = args.adapter or work / "random.lora.gguf"
+        if not adapter.is_file():
+            export_adapter(random_adapter(base, work / "peft"), base, adapter)
+            timings["export_adapter_s"] = time.perf_counter() - start
+        merged = work / "merged-q4_k_m.gguf"
+        if not merged.is_file():
+            start = time.perf_counter()
+            f16 = merge_adapter(base, adapter, work / "merged-f16.gguf")
+            timings["merge_f16_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            quantize(f16, merged, "Q4_K_M", threads=args.threads)
+            timings["quantize_s"] = time.perf_counter() - start
+            f16.unlink()
         models = {"base": (base, None), "base+adapter": (base, adapter),
                   "merged Q4_K_M": (merged, None)}
         speeds: dict[str, list[float]] = {k: [] for k in models}
