@@ -212,3 +212,18 @@ def test_raises_lines_are_parsed_and_probed() -> None:
         return 0
 
     exec(check, {"f": f})
+
+
+def test_a_wrong_value_is_closer_than_a_crash() -> None:
+    from server.pipeline.run import closeness
+    from server.testing.types import RunResult, TestVerdict
+
+    def cand(*verdicts: tuple[str, str]) -> Candidate:
+        run = RunResult([TestVerdict(f"t{i}", o, m) for i, (o, m) in enumerate(verdicts)],
+                        "bwrap", "", 0.1)
+        return Candidate(0, "repair", None, function_code="x", run=run)
+
+    crash = cand(("failed", "TypeError: bad operand"))
+    wrong = cand(("failed", "AssertionError: assert 150 == 300"))
+    right = cand(("passed", ""))
+    assert closeness(crash) < closeness(wrong) < closeness(right)

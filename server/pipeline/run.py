@@ -244,12 +244,12 @@ class Pipeline:
                 _wait(fut)
             if (tests_source == "user" and not solved.is_set() and s.repair_rounds > 0 and done
                     and not (cancel is not None and cancel.cancelled)):
-                best_before = -1
+                best_before: tuple[int, int] = (-1, -1)
                 for _ in range(s.repair_rounds):
                     best = choose(done, tests_source) or done[0]
-                    if done[-1].strategy == cands.REPAIR and done[-1].passed <= best_before:
+                    if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
                         break  # the last round got no closer: stop repairing
-                    best_before = best.passed
+                    best_before = closeness(best)
                     progress("repairing", {"candidate": len(done), "from": best.index})
                     failing = [v.id for v in best.run.verdicts
                                if v.outcome != "passed"] if best.run else []
@@ -273,6 +273,17 @@ class Pipeline:
         timings["generation"] = gen_seconds
         timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, early_exit and solved.is_set() and len(done) < len(plan)
+
+
+def closeness(cand: Candidate) -> tuple[int, int]:
+    """How close a failing candidate is: tests passed, then tests that ran to a wrong value
+    (an AssertionError) rather than crashing — a repair that turns a crash into a wrong value
+    got closer, so another round is worth it."""
+    if cand.run is None:
+        return (-1, -1)
+    wrong = sum(v.outcome == "failed" and v.message.startswith("AssertionError")
+                for v in cand.run.verdicts)
+    return (cand.passed, wrong)
 
 
 def module_docstring(source: str) -> str:
