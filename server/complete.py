@@ -55,6 +55,7 @@ def _status(event: str, data: dict) -> None:
         "testing": lambda d: f"  testing candidate {d['candidate'] + 1} in the sandbox",
         "repairing": lambda d: f"repair round from candidate {d['from'] + 1} ...",
         "selecting": lambda d: f"choosing among {d['candidates']} candidates ...",
+        "escalating": lambda d: f"no candidate passed: trying the larger {d['model']} ...",
     }
     if event in messages:
         print(messages[event](data), file=sys.stderr, flush=True)

@@ -65,6 +65,9 @@ class Settings:
         4, "when the whole pool is made (weak or no user tests), this many direct candidates "
         "(greedy + sampled) are decoded together as one llama.cpp batch; 1 = one at a time",
         _range(1, 16))
+    escalate_model: str = _setting(
+        "", "a larger model (e.g. qwen2.5-coder-1.5b) tried only when no candidate of `model` "
+        "passes the user's tests; '' = never")
     docstring_examples: bool = _setting(
         True, "treat the function's docstring examples (>>> doctests and prose such as "
         "'f(1) == 2', 'f(1) -> 2') as the user's tests")

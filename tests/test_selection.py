@@ -227,3 +227,27 @@ def test_a_wrong_value_is_closer_than_a_crash() -> None:
     wrong = cand(("failed", "AssertionError: assert 150 == 300"))
     right = cand(("passed", ""))
     assert closeness(crash) < closeness(wrong) < closeness(right)
+
+
+def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) -> None:
+    from server.pipeline import escalate
+
+    file = project(tmp_path)
+    (tmp_path / "tests" / "test_visible.py").write_text(
+        VISIBLE + "\n\ndef test_two():\n    assert order_total([]) == 0\n"
+        "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 4)
+    big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A])
+    escalate._ENGINES["big-model"] = big
+    try:
+        settings = Settings.from_mapping({"candidates": 2, "repair_rounds": 1,
+                                          "escalate_model": "big-model"})
+        result = Pipeline(small, settings).run(file, 3)
+    finally:
+        del escalate._ENGINES["big-model"]
+    assert result.verified and result.chosen is not None
+    assert result.chosen.strategy == "big-model:direct-greedy"
+    assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
+    assert "escalation" in result.timings and big.calls[0] == "code"
+    assert len(small.codes) == 1, "the small model made its 2 candidates and 1 repair first"

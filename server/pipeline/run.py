@@ -28,7 +28,7 @@ from server.config import Settings
 from server.engine.types import CancelToken, Engine, SamplingParams
 from server.errors import PlancodeError
 from server.pipeline import candidates as cands
-from server.pipeline import selection, static_repair
+from server.pipeline import escalate, selection, static_repair
 from server.pipeline import spec_select as spec
 from server.pipeline import visible_tests as visible
 from server.pipeline.generated_tests import write_tests
@@ -142,6 +142,18 @@ class Pipeline:
             result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
                                       base, cancel, progress, timings, early_exit=not weak,
                                       prompt=prompt, shown=shown)
+            if escalate.wanted(s, result[0], tests_source) and not (cancel and cancel.cancelled):
+                progress("escalating", {"model": s.escalate_model})
+                t = time.perf_counter()
+                kept = dict(timings)
+                big = Pipeline(escalate.engine_for(s), escalate.settings_for(s))
+                more, _ = big._candidates(info, source, rel, tests, tests_source, files, sandbox,
+                                          base, cancel, progress, timings, prompt=prompt,
+                                          shown=shown)
+                timings.clear()
+                timings.update(kept, escalation=time.perf_counter() - t)
+                result = (result[0] + escalate.label(more, s.escalate_model, len(result[0])),
+                          result[1])
             progress("selecting", {"candidates": len(result[0])})
             t = time.perf_counter()
             chosen, agreement = spec.choose_candidate(self.engine, ctx, result[0], sandbox,
