@@ -247,38 +247,43 @@ class LlamaEngine:
         prompt (moved chunks and what follows them); :meth:`settle` recomputes them."""
         return self._llm.n_tokens - min(self._exact, self._llm.n_tokens)
 
-    def settle(self, cancel: CancelToken | None = None) -> int:
+    def settle(self, cancel: CancelToken | None = None, chunk: int | None = None) -> int:
         """Recompute the stale part of the cache exactly, in the background's spare time.
 
         Moved chunks keep keys/values computed before the edit in front of them; this
-        re-evaluates them in the scratch sequence and swaps them in only when all are done,
-        so a cancel (checked between chunks) leaves the cache as it was. The chunks fall on
-        the same boundaries a cold evaluation uses (multiples of ``eval_chunk``, the last
-        cached token on its own), so the result is what a cold run computes, not only close
-        to it. Returns the tokens evaluated.
+        re-evaluates them, ``chunk`` tokens at a time, in the scratch sequence, and swaps
+        each piece into the main sequence as soon as it is done (the cells after it are
+        stale either way), so a cancel -- checked between pieces -- keeps the progress made.
+        By default the pieces fall on the boundaries a cold evaluation uses (multiples of
+        ``eval_chunk``, the last cached token on its own), which reproduces a cold run's
+        rounding as closely as the cache allows; smaller pieces answer a cancel sooner.
+        Returns the tokens evaluated.
         """
+        step = chunk or self.eval_chunk
         with self._lock:
             llm, ctx = self._llm, self._llm._ctx
             end = llm.n_tokens
-            start = min(self._exact, end) // self.eval_chunk * self.eval_chunk
             if self._exact >= end or not self._can_shift:
                 return 0
+            start = min(self._exact, end)
+            if chunk is None:
+                start = start // step * step
             tokens = llm.input_ids[start:end].tolist()
-            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
-            ctx.kv_cache_seq_cp(MAIN_SEQ, SCRATCH_SEQ, 0, start)
             head = tokens[:-1]
-            pieces = [head[i : i + self.eval_chunk] for i in range(0, len(head), self.eval_chunk)]
+            pieces = [head[i : i + step] for i in range(0, len(head), step)] + [tokens[-1:]]
             done = 0
-            for piece in [*pieces, tokens[-1:]]:
+            for piece in pieces:
                 if cancel is not None and cancel.cancelled:
-                    ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
-                    return done
-                self._decode_batch(piece, start + done, SCRATCH_SEQ)
+                    break
+                at = start + done
+                ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
+                ctx.kv_cache_seq_cp(MAIN_SEQ, SCRATCH_SEQ, 0, at)
+                self._decode_batch(piece, at, SCRATCH_SEQ)
+                ctx.kv_cache_seq_rm(MAIN_SEQ, at, at + len(piece))
+                ctx.kv_cache_seq_cp(SCRATCH_SEQ, MAIN_SEQ, at, at + len(piece))
+                ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
                 done += len(piece)
-            ctx.kv_cache_seq_rm(MAIN_SEQ, start, -1)
-            ctx.kv_cache_seq_cp(SCRATCH_SEQ, MAIN_SEQ, start, end)
-            ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
-            self._exact = end
+                self._exact = at + len(piece)
             return done
 
     # -- the KV cache ----------------------------------------------------------------------

@@ -17,10 +17,12 @@ One request, in order:
 4. **Answer first, finish later** (:func:`server.lsp.fim.complete_fim`): a block is answered
    with its first whole lines once the budget has passed; the rest is decoded in the
    background and lands in the cache.
-5. **Prefetch** (llama.vim's speculative FIM): once a suggestion is complete, the worker
+5. **Settle**: KV cells the engine moved (approximate) are recomputed exactly, 16 tokens at
+   a time, progress kept (:meth:`LlamaEngine.settle`).
+6. **Prefetch** (llama.vim's speculative FIM): once a suggestion is complete, the worker
    computes the suggestion for the position after it, as if it had been accepted, so the
    keystroke that finishes typing (or accepting) it is answered from the cache. The next
-   keystroke that needs the model cancels it.
+   keystroke that needs the model cancels it (and the settling).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from server.lsp.fim_context import split_lines
 
 log = logging.getLogger(__name__)
 
-SETTLE_AFTER_S = 0.3  # idle time before moved KV cells are recomputed exactly
+SETTLE_CHUNK = 16  # moved KV cells recomputed this many at a time: a keystroke waits <= this
 
 
 @dataclass
@@ -196,10 +198,12 @@ class InlineCompleter:
         with self._lock:
             if self._running is token:
                 self._running = None
+        # settle first: a prefetch's prompt holds the suggestion, and settling after it
+        # would fit the moved cells to text the user has not typed
+        self._settle(engine)
         if (settings.inline_prefetch and result.complete and result.text
                 and not token.cancelled):
             self._prefetch(engine, where[1:], result.text, settings, extra)
-        self._settle(engine)
 
     def _prefetch(self, engine: Engine, where: tuple[str, int, int], suggestion: str,
                   settings: Settings, extra: tuple[tuple[str, str], ...]) -> None:
@@ -228,7 +232,8 @@ class InlineCompleter:
 
     def _settle(self, engine: Engine) -> None:
         """Recompute the cache's moved (approximate) cells exactly while nothing else runs
-        (:meth:`LlamaEngine.settle`); the next keystroke that needs the model cancels it."""
+        (:meth:`LlamaEngine.settle`), in small pieces that are kept: the next keystroke that
+        needs the model stops it within one piece, and the next idle moment goes on."""
         settle = getattr(engine, "settle", None)
         if settle is None or not getattr(engine, "stale_tokens", 0) or self._life.cancelled:
             return
@@ -238,12 +243,7 @@ class InlineCompleter:
                 return
             self._running = token
         try:
-            idle = time.monotonic() + SETTLE_AFTER_S  # a keystroke soon would only cancel it
-            while time.monotonic() < idle:
-                if token.cancelled:
-                    return
-                time.sleep(0.02)
-            self.stats.settled_tokens += settle(token)
+            self.stats.settled_tokens += settle(token, SETTLE_CHUNK)
         finally:
             with self._lock:
                 if self._running is token:
