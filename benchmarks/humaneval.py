@@ -130,8 +130,8 @@ def main() -> int:
                     help="only write the docs section from the JSONL")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args()
-    jsonl = args.jsonl or (REPO / "benchmarks" / "results" /
-                           f"humaneval-{args.model}-{args.start}-{args.end}.jsonl")
+    jsonl = (args.jsonl or (REPO / "benchmarks" / "results" /
+                            f"humaneval-{args.model}-{args.start}-{args.end}.jsonl")).resolve()
     if not args.summary:
         settings = Settings.from_mapping({"model": args.model, "candidates": args.candidates,
                                           "repair_rounds": args.repair_rounds,
