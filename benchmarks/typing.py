@@ -764,6 +764,7 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
             cols = [("all on", summarize(replay.samples["server"], sc.rest))]
             cols += [(name, summarize(got, sc.rest)) for name, got in replay.ablations.items()]
             lines += table(cols) + [""]
+    lines += notes(args)
     lines += [
         "## Command and machine",
         "",
@@ -785,6 +786,40 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
     if args.plot:
         lines += ["", f"![latency per keystroke]({Path(args.plot).name})"]
     return "\n".join(lines) + "\n"
+
+
+def notes(args: argparse.Namespace) -> list[str]:
+    """What the numbers mean (the figures are in the tables above)."""
+    return [
+        "## What the numbers mean",
+        "",
+        "- **Latency** is wall time per keystroke's request, timed by the client: for "
+        "plancode from sending `textDocument/inlineCompletion` to its answer (JSON-RPC over "
+        "stdio included, the pause before it not); for llama-server the client-side cache "
+        "lookup and, on a miss, the `/infill` HTTP request; for the baseline "
+        "`Llama.reset()` plus `create_completion` in-process.",
+        "- **Model-run keystrokes** are the ones a side answered by running the model (not "
+        "from a suggestion cache). plancode answers a multi-line suggestion with its whole "
+        f"lines once {args.budget_ms} ms have passed (the first line as soon as it is done, "
+        "if later) and keeps decoding the rest in the background; llama-server stops "
+        f"decoding at the first line end after `t_max_predict_ms` ({args.budget_ms} ms).",
+        "- **Prompt tokens evaluated per model call**: plancode's from `plancode/stats` "
+        "(the engine's count for that request; background work -- the rest of a block, "
+        "settling moved cells, prefetches -- is counted apart, in the server counters "
+        "line), llama-server's from its reply (`timings.prompt_n`), the baseline's whole "
+        "prompt. The prompt sizes differ: plancode's and llama-server's carry the other-file "
+        "context, llama-server adds its repository header and formats the prompt its own "
+        "way (this commit puts `prompt` at the end of the prefix, before the suffix).",
+        "- **Suggestion quality**: a suggestion is *right* when the body typed next starts "
+        "with all of it; *correct characters offered* counts, per keystroke, how many "
+        "characters of the suggestion on screen were what got typed next (0 when nothing is "
+        "shown), which also credits a long suggestion that is right for its first lines.",
+        "- **Load**: the machine is shared with other agents' jobs (the load average below "
+        "is several times the core count). Absolute times here are inflated several-fold "
+        "over an idle machine, and unevenly; the sides ran in turn, pass after pass, so "
+        "each saw the same kind of load, but only comparisons within this run mean much.",
+        "",
+    ]
 
 
 def fmt_load(load: tuple[float, ...]) -> str:
@@ -868,6 +903,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="docs/typing.md", help="markdown report ('' to skip)")
     p.add_argument("--plot", default="docs/typing-latency.png", help="PNG plot ('' to skip)")
     p.add_argument("--samples", default="", help="also write every request as JSON here")
+    p.add_argument("--report-only", default="",
+                   help="write the report from a --samples file of an earlier run (same "
+                   "flags) instead of running anything")
     args = p.parse_args(argv)
     args.replay = args.replay or ["server/analysis/splice.py:_find_target",
                                   "server/lsp/positions.py:to_index"]
@@ -888,24 +926,42 @@ def main(argv: list[str] | None = None) -> int:
         if not scenario.keystrokes:
             raise SystemExit(f"{spec}: nothing to type")
         replays.append(Replay(scenario))
-    model_path = ModelStore(progress=False).resolve(args.model)
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    run(args, replays, model_path)
-    seconds = time.perf_counter() - start
+    if args.report_only:
+        seconds, load = load_samples(Path(args.report_only), replays)
+    else:
+        model_path = ModelStore(progress=False).resolve(args.model)
+        load_before = os.getloadavg()
+        start = time.perf_counter()
+        run(args, replays, model_path)
+        seconds = time.perf_counter() - start
+        load = (load_before, os.getloadavg())
     if args.plot and not plot(ROOT / args.plot, replays, args.sides):
         args.plot = ""
-    text = report(args, replays, seconds, (load_before, os.getloadavg()))
+    text = report(args, replays, seconds, load)
     print(text)
     if args.out:
         (ROOT / args.out).write_text(text)
-    if args.samples:
+    if args.samples and not args.report_only:
         Path(args.samples).write_text(json.dumps(
             [{"replay": f"{r.scenario.source}:{r.scenario.function}",
               "samples": {k: [asdict(s) for s in v] for k, v in r.samples.items()},
               "ablations": {k: [asdict(s) for s in v] for k, v in r.ablations.items()},
-              "stats": r.stats} for r in replays], indent=1))
+              "stats": r.stats, "seconds": seconds, "load": load} for r in replays],
+            indent=1))
     return 0
+
+
+def load_samples(path: Path, replays: list[Replay]
+                 ) -> tuple[float, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """Fill ``replays`` from an earlier run's ``--samples`` file; its wall time and load."""
+    data = json.loads(path.read_text())
+    for replay, saved in zip(replays, data, strict=True):
+        replay.samples = {k: [Sample(**s) for s in v] for k, v in saved["samples"].items()}
+        replay.ablations = {k: [Sample(**s) for s in v] for k, v in saved["ablations"].items()}
+        replay.stats = saved["stats"]
+    first = data[0]
+    load = first.get("load") or [[float("nan")] * 3] * 2
+    return first.get("seconds", float("nan")), (tuple(load[0]), tuple(load[1]))
 
 
 if __name__ == "__main__":

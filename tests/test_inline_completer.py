@@ -143,6 +143,27 @@ def test_a_keystroke_that_types_into_the_suggestion_keeps_the_prefetch(
     completer.shutdown()
 
 
+def test_a_newer_keystroke_cancels_the_running_generation(tiny_engine: LlamaEngine) -> None:
+    """The older request's generation is stopped (the engine checks before every token:
+    test_engine.py measures the delay) and answers nothing; the newer one is answered."""
+    completer = _completer(tiny_engine, inline_max_tokens=400, inline_prefetch=False)
+    uri = "file:///long.py"
+    doc = "values = [" + ", ".join(str(i) for i in range(1, 30)) + ", "
+
+    async def scenario() -> tuple[str | None, str | None, None]:
+        older = asyncio.create_task(completer.suggest(uri, doc, 0, len(doc)))
+        await asyncio.sleep(1.0)  # the older generation is decoding by now
+        newer_doc = "names = ['a', 'b', "
+        newer = await completer.suggest(uri, newer_doc, 0, len(newer_doc))
+        return await older, newer, None
+
+    older, newer, _ = asyncio.run(scenario())
+    assert older is None, "a superseded request answers nothing"
+    assert newer, "the newer request got its suggestion"
+    assert completer.stats.cancelled == 1, "the older generation was stopped, not finished"
+    completer.shutdown()
+
+
 # -- adaptive debounce -----------------------------------------------------------------------
 
 

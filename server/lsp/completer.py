@@ -133,9 +133,9 @@ class InlineCompleter:
         except asyncio.CancelledError:  # the client cancelled the request
             token.cancel()
             raise
-        if token.cancelled and not result.text:
-            return None
-        return result.text or None
+        if not result.complete or not result.text:
+            return None  # superseded (a partial text is not an answer) or nothing to offer
+        return result.text
 
     def _supersede(self, uri: str) -> CancelToken:
         """A token for a new request on ``uri``; an older one still waiting is cancelled."""
