@@ -251,3 +251,15 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
     assert "escalation" in result.timings and big.calls[0] == "code"
     assert len(small.codes) == 1, "the small model made its 2 candidates and 1 repair first"
+
+
+def test_escalation_model_choice() -> None:
+    from server.pipeline.escalate import model_of
+
+    assert model_of(Settings.from_mapping({"escalate_model": "big"})) == "big"
+    assert model_of(Settings.from_mapping({"escalate_model": ""})) == ""
+    same = Settings.from_mapping({"escalate_model": "qwen2.5-coder-0.5b"})
+    assert model_of(same) == "", "never escalate to the model already used"
+    remote = Settings.from_mapping({"escalate_model": "auto", "backend": "openai",
+                                    "remote_url": "http://127.0.0.1:1/v1"})
+    assert model_of(remote) == "", "auto never escalates a remote backend"

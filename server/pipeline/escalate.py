@@ -21,15 +21,35 @@ _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
 
 
+AUTO_MODEL = "qwen2.5-coder-1.5b"
+
+
+def model_of(settings: Settings) -> str:
+    """The model to escalate to: ``escalate_model``, where ``auto`` means AUTO_MODEL when it is
+    already in the model store (never a download) and the server model is a smaller one."""
+    name = settings.escalate_model
+    if name != "auto":
+        return name if name != settings.model else ""
+    if settings.backend != "llama" or settings.model == AUTO_MODEL:
+        return ""
+    from server.models.store import ModelStore
+
+    try:
+        cached = {m.name for m in ModelStore(progress=False).list() if m.cached}
+    except Exception:  # noqa: BLE001 - an unreadable store just means no escalation
+        return ""
+    return AUTO_MODEL if AUTO_MODEL in cached else ""
+
+
 def wanted(settings: Settings, candidates: list[Candidate], tests_source: str) -> bool:
     """Escalate when a larger model is configured, the user has tests, and none passed."""
-    return (bool(settings.escalate_model) and settings.escalate_model != settings.model
-            and tests_source == "user" and not any(c.all_passed for c in candidates))
+    return (tests_source == "user" and not any(c.all_passed for c in candidates)
+            and bool(model_of(settings)))
 
 
 def settings_for(settings: Settings) -> Settings:
     """The larger model's run: two greedy candidates and one repair, stopping at a pass."""
-    return dataclasses.replace(settings, model=settings.escalate_model, escalate_model="",
+    return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
                                candidates=2, repair_rounds=1, parallel_candidates=1)
 
 
@@ -37,10 +57,11 @@ def engine_for(settings: Settings) -> Engine:
     """The larger model's engine, loaded on first use and kept for the process."""
     from server.engine.factory import load_engine
 
+    name = model_of(settings)
     with _LOCK:
-        if settings.escalate_model not in _ENGINES:
-            _ENGINES[settings.escalate_model] = load_engine(settings_for(settings))
-        return _ENGINES[settings.escalate_model]
+        if name not in _ENGINES:
+            _ENGINES[name] = load_engine(settings_for(settings))
+        return _ENGINES[name]
 
 
 def label(candidates: list[Candidate], model: str, first_index: int) -> list[Candidate]:

@@ -143,7 +143,7 @@ class Pipeline:
                                       base, cancel, progress, timings, early_exit=not weak,
                                       prompt=prompt, shown=shown)
             if escalate.wanted(s, result[0], tests_source) and not (cancel and cancel.cancelled):
-                progress("escalating", {"model": s.escalate_model})
+                progress("escalating", {"model": escalate.model_of(s)})
                 t = time.perf_counter()
                 kept = dict(timings)
                 big = Pipeline(escalate.engine_for(s), escalate.settings_for(s))
@@ -152,8 +152,8 @@ class Pipeline:
                                           shown=shown)
                 timings.clear()
                 timings.update(kept, escalation=time.perf_counter() - t)
-                result = (result[0] + escalate.label(more, s.escalate_model, len(result[0])),
-                          result[1])
+                result = (result[0] + escalate.label(more, escalate.model_of(s),
+                                                     len(result[0])), result[1])
             progress("selecting", {"candidates": len(result[0])})
             t = time.perf_counter()
             chosen, agreement = spec.choose_candidate(self.engine, ctx, result[0], sandbox,
