@@ -119,6 +119,9 @@ class Pipeline:
 
         s = self.settings
         base = SamplingParams(max_tokens=s.max_tokens, seed=s.seed)
+        reset = getattr(self.engine, "reset_cache", None)
+        if callable(reset):  # every run starts cold: the same seed gives the same candidates
+            reset()  # whatever ran before (greedy text can differ between cold and warm cache)
         generated = None
         if not tests and module:
             progress("writing-tests", {})
@@ -131,7 +134,11 @@ class Pipeline:
         ctx = spec.Context(info, root, rel, module, tests, tests_source, files,
                            generated.asserts if generated else [])
         shown = visible.sources(root, tests, files) if tests_source == "user" else {}
-        prompt = (visible.with_tests(info.problem, tests, shown),
+        # the tests join the prompt only where the docstring shows no example of its own (a
+        # docstring's examples already say it; repeating them changed good greedy answers)
+        doc = spec.docstring_text(info)
+        bare = not (">>>" in doc or prose_examples(doc, info.name, spec.parameters(info)))
+        prompt = (visible.with_tests(info.problem, tests, shown) if bare else info.problem,
                   module_docstring(source) + info.context)
         ctx.problem = prompt[0]
         weak = selection.is_weak(tests, info.docstring)
