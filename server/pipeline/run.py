@@ -213,10 +213,12 @@ class Pipeline:
         batched: dict[int, Candidate] = {}
         if not early_exit and s.parallel_candidates > 1:  # the whole pool is made anyway
             plan = cands.widen(plan, s.parallel_candidates, s.seed)
+            # the direct greedy answer itself is decoded by the engine as in every other mode,
+            # so it is exactly the answer direct generation gives; the sampled ones are batched
             specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
-                     if st in (cands.DIRECT, cands.DIRECT_SAMPLED)]
+                     if st == cands.DIRECT_SAMPLED]
             progress("generating", {"candidate": 0, "of": len(plan),
-                                    "strategy": f"{len(specs)} direct candidates in one batch"})
+                                    "strategy": f"{len(specs)} sampled candidates in one batch"})
             batched = {c.index: c for c in cands.generate_direct_batch(
                 self.engine, problem, specs, base, s.temperature, cancel, context)}
         solved = threading.Event()
