@@ -163,3 +163,31 @@ def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None
     with pytest.raises(PlancodeError) as err:
         DistillConfig.load(tmp_path / "c.toml")
     assert names in err.value.message and err.value.fix
+
+
+def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: Path) -> None:
+    """``compare = "adapter"``: the same untouched base file, without and with the student's
+    adapter; ``"requantized"``: base and student both exported and quantized by the export."""
+    from trainer.distill import eval_models
+
+    cfg = DistillConfig.load(_project(tmp_path / "a"))
+    export = cfg.out_dir / "export"
+    export.mkdir(parents=True)
+    report = {"adapter": {"file": "plancode-student.lora.gguf"},
+              "files": {"Q4_K_M": {"path": "/x/student-q4_k_m.gguf"}},
+              "base_files": {"Q4_K_M": {"path": "/x/base-q4_k_m.gguf"}}}
+    (export / "export_report.json").write_text(json.dumps(report))
+    models = eval_models(cfg)
+    assert models == {"base": (str(default_model_path), None),
+                      "distilled": (str(default_model_path),
+                                    export / "plancode-student.lora.gguf")}
+    requant = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, compare="requantized"))
+    assert eval_models(requant) == {"base": ("/x/base-q4_k_m.gguf", None),
+                                    "distilled": ("/x/student-q4_k_m.gguf", None)}
+    del report["base_files"]
+    (export / "export_report.json").write_text(json.dumps(report))
+    from server.errors import PlancodeError
+
+    with pytest.raises(PlancodeError) as err:  # never the original base vs a re-quantized one
+        eval_models(requant)
+    assert "both models" in err.value.message
