@@ -101,9 +101,11 @@ def _all_reports(out: Path) -> dict:
 def test_data_stage_mines_normalises_and_splits(run) -> None:
     data = run["data"]
     assert data["train"] + data["val"] == 5 and data["val"] == 1
-    # add_numbers' signature and docstring share a 13-gram with HumanEval/13's prompt
-    assert [(c["id"], c["humaneval"]) for c in data["contaminated"]] == [
-        ("toy/add_numbers", "HumanEval/13")]
+    # is_palindrome is HumanEval/48's entry point with its purpose: dropped. add_numbers shares
+    # only punctuation and type names with HumanEval/13's signature ``(a: int, b: int) -> int``
+    # (the old, punctuation-counting rule dropped it): kept
+    assert [(c["id"], c["humaneval"], c["reason"]) for c in data["contaminated"]] == [
+        ("toy/is_palindrome", "HumanEval/48", "entry-point twin")]
     ids = {json.loads(line)["id"] for line in
            (run["cfg"].out_dir / "data" / "problems.jsonl").read_text().splitlines()}
     assert "textstats/words.py::slugify" in ids  # mined from the example project
