@@ -2,8 +2,9 @@
 
 ``python -m trainer.verify_compare --config configs/distill-real.toml --sample 40``
 
-For a deterministic sample of the teacher's cached backward plans (whatever the plans stage has
-written so far), the teacher (1.5B) and the student (0.5B) each write code from the plan alone
+For a deterministic sample of training problems and the teacher's greedy backward plan for each
+(the plans stage's cached row, or written now), the teacher (1.5B) and the student (0.5B) each
+write code from the plan alone
 with the server's code-from-plan prompt, and the problem's own tests judge both. The report
 gives each coder's yield (passing plans / plans tried), how often they agree, and the plans
 only one of them turns into passing code. Student verification keeps only plans the model
@@ -31,14 +32,32 @@ from trainer.jsonl_cache import JsonlCache
 from trainer.plans import plan_key
 
 
-def sample_plans(cfg: DistillConfig, n: int) -> list[tuple[object, dict]]:
-    """(problem, plan row) for ``n`` cached plans, chosen by a hash of their keys."""
+def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
+                 ) -> list[tuple[object, dict]]:
+    """(problem, greedy plan row) for ``n`` training problems chosen by a hash of their ids.
+
+    The plan is the plans stage's cached row when it exists; otherwise the teacher writes it
+    now (same prompt, same settings, same key) into ``compare/plans.jsonl``, so the comparison
+    does not wait for the plans stage to reach the sample."""
+    from server.prompts import backward_plan_messages, parse_plan
+
     train, _ = problems_of(cfg)
-    by_key = {plan_key(p, k): p for p in train for k in range(cfg.teacher.plans_per_problem)}
-    rows = [r for r in JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
-            if r["plan"] and r["key"] in by_key]
-    rows.sort(key=lambda r: hashlib.sha256(r["key"].encode()).hexdigest())
-    return [(by_key[r["key"]], r) for r in rows[:n]]
+    train.sort(key=lambda p: hashlib.sha256(p.id.encode()).hexdigest())
+    stage_plans = JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
+    own = JsonlCache(cfg.out_dir / "compare" / "plans.jsonl")
+    out = []
+    for problem in train[:n]:
+        key = plan_key(problem, 0)
+        row = stage_plans.get(key) or own.get(key)
+        if row is None and teacher is not None:
+            reply = teacher.chat(backward_plan_messages(problem.problem, problem.solution),
+                                 cfg.teacher.plan_params(0))
+            row = {"key": key, "id": problem.id, "k": 0, "plan": parse_plan(reply),
+                   "reply": reply}
+            own.add(row)
+        if row is not None and row["plan"]:
+            out.append((problem, row))
+    return out
 
 
 def _judge(coder: LazyChat, checker: Checker, problem, plan: str, cfg: DistillConfig) -> dict:
@@ -62,7 +81,7 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
     if student is None:
         raise PlancodeError("the comparison needs verify.coder = 'student'",
                             "set it in the config (the teacher is the other coder)")
-    sample = sample_plans(cfg, n)
+    sample = sample_plans(cfg, n, teacher)
     reference_ok: dict[str, bool] = {}
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         for problem, row in sample:
