@@ -133,6 +133,8 @@ class BatchDecoder:
         llama_cpp.llama_memory_clear(self._memory, True)
         n = len(tokens)
         for at in range(0, n, PROMPT_CHUNK):
+            if cancel is not None and cancel.cancelled:  # checked between prompt chunks too
+                return [Generation("", "cancelled", n, at, 0, 0) for _ in params]
             chunk = tokens[at:at + PROMPT_CHUNK]
             self._fill([(t, at + j, 0, at + j == n - 1) for j, t in enumerate(chunk)])
             self._decode()
