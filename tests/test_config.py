@@ -24,7 +24,7 @@ def test_camel_case_and_string_values_are_accepted() -> None:
         ({"candidates": 0}, "candidates", "between 1 and 32"),
         ({"nThreads": "many"}, "nThreads", "not a valid int"),
         ({"backend": "gpt"}, "backend", "one of llama, openai"),
-        ({"isolation": "docker"}, "isolation", "one of auto, bwrap, rlimit"),
+        ({"isolation": "docker"}, "isolation", "one of auto, bwrap, landlock"),
         ({"planComments": 3}, "planComments", "not a valid bool"),
         ({"remote_url": "ftp://x"}, "remote_url", "http"),
         ({"n_ctx": 1.5}, "n_ctx", "not a valid int"),

@@ -23,6 +23,7 @@ export const SERVER_SETTINGS = [
   "testTimeout",
   "testCommand",
   "isolation",
+  "sandboxExclude",
   "planComments",
   "inlineMaxTokens",
   "inlineBudgetMs",
