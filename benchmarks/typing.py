@@ -655,12 +655,14 @@ def run(args: argparse.Namespace, replays: list[Replay], model_path: Path) -> No
                     else:
                         continue
                     replay.samples.setdefault(side, []).extend(got)
+                    save(args, replays)  # after every pass: a killed run keeps what it did
         if args.ablate and "server" in args.sides:
             first = replays[0]
             for name, env in ABLATIONS.items():
                 print(f"ablation: {name}", file=sys.stderr, flush=True)
                 got, _ = asyncio.run(server_pass(first.scenario, args, work, env))
                 first.ablations[name] = got
+                save(args, replays)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -941,14 +943,21 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         (ROOT / args.out).write_text(text)
-    if args.samples and not args.report_only:
-        Path(args.samples).write_text(json.dumps(
-            [{"replay": f"{r.scenario.source}:{r.scenario.function}",
-              "samples": {k: [asdict(s) for s in v] for k, v in r.samples.items()},
-              "ablations": {k: [asdict(s) for s in v] for k, v in r.ablations.items()},
-              "stats": r.stats, "seconds": seconds, "load": load} for r in replays],
-            indent=1))
+    if not args.report_only:
+        save(args, replays, seconds, load)
     return 0
+
+
+def save(args: argparse.Namespace, replays: list[Replay], seconds: float = float("nan"),
+         load: Any = None) -> None:
+    """Every request so far as JSON in ``--samples`` (``--report-only`` reads it back)."""
+    if not args.samples:
+        return
+    Path(args.samples).write_text(json.dumps(
+        [{"replay": f"{r.scenario.source}:{r.scenario.function}",
+          "samples": {k: [asdict(s) for s in v] for k, v in r.samples.items()},
+          "ablations": {k: [asdict(s) for s in v] for k, v in r.ablations.items()},
+          "stats": r.stats, "seconds": seconds, "load": load} for r in replays], indent=1))
 
 
 def load_samples(path: Path, replays: list[Replay]
