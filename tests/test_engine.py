@@ -74,8 +74,9 @@ def test_prefix_reuse_evaluates_only_new_tokens(tiny_engine: LlamaEngine) -> Non
     assert g1.reused_tokens == 0 and g1.evaluated_tokens == len(t1)
 
     g2 = tiny_engine.generate(t2, SamplingParams(max_tokens=8))
-    assert g2.reused_tokens == shared
-    assert g2.evaluated_tokens == len(t2) - shared
+    # the shared prefix at least; chunks after it may be moved into place too (kv_reuse.py)
+    assert g2.reused_tokens >= shared
+    assert g2.evaluated_tokens == len(t2) - g2.reused_tokens
 
     g3 = tiny_engine.generate(t2, SamplingParams(max_tokens=8))  # identical prompt
     assert g3.evaluated_tokens == 1 and g3.reused_tokens == len(t2) - 1
