@@ -69,6 +69,7 @@ from pygls.lsp.client import LanguageClient
 from benchmarks.machine import cpu_name
 from server.config import Settings
 from server.doctor.llama_build import LLAMA_VERSION
+from server.engine.kv_reuse import common_prefix
 from server.lsp.fim import FimRequest, SuggestionCache, build_request, stop_strings, trim
 from server.models.catalog import DEFAULT_MODEL
 from server.models.store import ModelStore
@@ -203,15 +204,6 @@ def percentile(values: list[float], q: float) -> float:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def summarize(samples: list[Sample], rest: list[str]) -> dict[str, float]:

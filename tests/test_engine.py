@@ -9,20 +9,12 @@ from pathlib import Path
 import pytest
 
 from server import prompts
+from server.engine.kv_reuse import common_prefix
 from server.engine.llama_engine import LlamaEngine
 from server.engine.types import CancelToken, SamplingParams
 from server.errors import PlancodeError
 
 PROBLEM = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def test_model_metadata_picks_formats(tiny_engine: LlamaEngine) -> None:
@@ -65,7 +57,7 @@ def test_prefix_reuse_evaluates_only_new_tokens(tiny_engine: LlamaEngine) -> Non
     second_prompt = tiny_engine.info.render_chat(prompts.direct_code_messages(PROBLEM))
     t1 = tiny_engine.tokenize(first_prompt, special=True)
     t2 = tiny_engine.tokenize(second_prompt, special=True)
-    shared = _common_prefix(t1, t2)
+    shared = common_prefix(t1, t2)
     assert shared > 20
 
     tiny_engine.complete("Something else entirely, so the cache does not match.",

@@ -66,7 +66,8 @@ class ReusePlan:
         return sum(end - start for start, end in self.gaps)
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """How many leading items (tokens, characters) ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
