@@ -136,19 +136,27 @@ def export_adapter(adapter_dir: Path, base_gguf: Path, out: Path,
             b = _permute_rows(b, kv_heads)
         writer.add_tensor(gguf_name + ".lora_a", np.ascontiguousarray(a.astype(np_dtype)))
         writer.add_tensor(gguf_name + ".lora_b", np.ascontiguousarray(b.astype(np_dtype)))
-    return _write(writer, Path(out))
+    return write_file(writer, Path(out))
 
 
-def _write(writer: gguf.GGUFWriter, out: Path) -> Path:
+def write_file(writer: gguf.GGUFWriter, out: Path) -> Path:
+    """Write a filled GGUFWriter to ``out`` through ``<out>.partial``, renamed only once it is
+    complete (removed on failure): no half-written GGUF ever carries the final name. Shared
+    with trainer.gguf_export; lives here because this module must not import torch."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
+    tmp.unlink(missing_ok=True)
     try:
-        writer.write_header_to_file(path=tmp)
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
-        writer.close()
-    tmp.replace(out)
+        try:
+            writer.write_header_to_file(path=tmp)
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -214,4 +222,4 @@ def merge_adapter(base_gguf: Path, adapter_gguf: Path, out: Path) -> Path:
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     for name, data in merged_tensors(reader, alpha, pairs):
         writer.add_tensor(name, data)
-    return _write(writer, Path(out))
+    return write_file(writer, Path(out))

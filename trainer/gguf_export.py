@@ -29,6 +29,7 @@ import torch
 
 from server.errors import PlancodeError
 from server.models.assemble import is_gguf
+from trainer.gguf_adapter import write_file
 from trainer.gguf_vocab import add_tokenizer_metadata, copy_tokenizer_metadata
 
 ARCHS = {"qwen2": gguf.MODEL_ARCH.QWEN2, "llama": gguf.MODEL_ARCH.LLAMA}
@@ -64,15 +65,7 @@ def write_gguf(model: Any, tokenizer: Any, out: Path, source_gguf: Path | None =
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for tensor_name, data in _tensors(model, arch):
         writer.add_tensor(tensor_name, data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic(out) as tmp:
-        try:
-            writer.write_header_to_file(path=tmp)
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-        finally:
-            writer.close()
-    return out
+    return write_file(writer, out)
 
 
 def quantize(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
