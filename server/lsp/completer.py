@@ -31,8 +31,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -212,19 +213,12 @@ class InlineCompleter:
         req = build_request(text, line, col)
         if self.cache.contains(req) or self._life.cancelled:
             return
-        token = CancelToken(parent=self._life)
-        with self._lock:
-            if self._running is not None:
+        with self._idle_worker() as token:
+            if token is None:
                 return
-            self._running = token
-        self.stats.prefetches += 1
-        try:
+            self.stats.prefetches += 1
             result = complete_fim(engine, req, self.cache, settings.inline_max_tokens, token,
                                   extra=extra, origin="prefetch")
-        finally:
-            with self._lock:
-                if self._running is token:
-                    self._running = None
         if result.generation is not None:
             self.stats.background_evaluated_tokens += result.generation.evaluated_tokens
         if not result.complete:
@@ -237,13 +231,25 @@ class InlineCompleter:
         settle = getattr(engine, "settle", None)
         if settle is None or not getattr(engine, "stale_tokens", 0) or self._life.cancelled:
             return
+        with self._idle_worker() as token:
+            if token is not None:
+                self.stats.settled_tokens += settle(token, SETTLE_CHUNK)
+
+    @contextmanager
+    def _idle_worker(self) -> Iterator[CancelToken | None]:
+        """Background work (prefetch, settle) claims the worker only when nothing else runs:
+        yields its cancel token (a keystroke that misses the cache cancels it), or None when
+        the worker is busy; released on the way out."""
         token = CancelToken(parent=self._life)
         with self._lock:
-            if self._running is not None:
-                return
-            self._running = token
+            busy = self._running is not None
+            if not busy:
+                self._running = token
+        if busy:
+            yield None
+            return
         try:
-            self.stats.settled_tokens += settle(token, SETTLE_CHUNK)
+            yield token
         finally:
             with self._lock:
                 if self._running is token:
