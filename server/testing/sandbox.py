@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,12 +171,7 @@ class Sandbox:
         info = self.isolation, self.isolation_detail
         if not tests:
             return RunResult([], *info, seconds=0.0)
-        self._check_open()
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._root))
-        channel = process.Channel.open()
-        try:
-            run_dir.chmod(0o711)
-            host, uid = self._prepare(run_dir, files)
+        with self._run_space(files) as (host, uid, channel):
             ws = Path(host.ws)
             missing = {f for f in map(test_file, tests) if not (ws / f).is_file()}
             args = list(dict.fromkeys(f for f in map(test_file, tests) if f not in missing))
@@ -202,6 +198,19 @@ class Sandbox:
                                     "pytest_exitstatus": events.exitstatus},
                              runner_ok=runner_ok, tampered=events.tampered,
                              flags=flags_of(events))
+
+    @contextmanager
+    def _run_space(self, files: dict[str, str]
+                   ) -> Iterator[tuple[iso.Layout, int | None, process.Channel]]:
+        """One run's fresh copy of the workspace with ``files`` written in, and its results
+        channel: (host layout, the run's uid, channel); both are gone on the way out."""
+        self._check_open()
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._root))
+        channel = process.Channel.open()
+        try:
+            run_dir.chmod(0o711)
+            host, uid = self._prepare(run_dir, files)
+            yield host, uid, channel
         finally:
             channel.close()
             copying.remove_tree(run_dir)
@@ -212,18 +221,10 @@ class Sandbox:
         isolation; one ``command`` verdict, passed when it exits 0. Such a verdict never
         verifies a candidate on its own (the candidate could end the process with status 0)."""
         start = time.monotonic()
-        self._check_open()
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._root))
-        channel = process.Channel.open()
-        try:
-            run_dir.chmod(0o711)
-            host, uid = self._prepare(run_dir, files)
+        with self._run_space(files) as (host, uid, channel):
             self._write_request(host, uid, [], None, [])
             self._hand_over(host, uid, [])
             end = self._run_argv(host, uid, ["/bin/sh", "-c", command], [], channel, cancel)
-        finally:
-            channel.close()
-            copying.remove_tree(run_dir)
         if end.timed_out:
             outcome, message = "timeout", f"timed out after {self.timeout:g}s"
         elif end.cancelled:
