@@ -758,7 +758,8 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
             cols = [("all on", summarize(replay.samples["server"], sc.rest))]
             cols += [(name, summarize(got, sc.rest)) for name, got in replay.ablations.items()]
             lines += table(cols) + [""]
-    lines += notes(args)
+    lines += notes(args, load)
+    shared = ", shared with other jobs" if busy(load) else ""
     lines += [
         "## Command and machine",
         "",
@@ -767,7 +768,7 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
         "```",
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} cores, shared with other jobs; "
+        f"- Machine: {cpu_name()}, {os.cpu_count()} cores{shared}; "
         f"{threads} threads on every side; {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}",
         f"- Load average (1, 5, 15 min) before the run {fmt_load(load[0])}, after it "
@@ -782,8 +783,20 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
     return "\n".join(lines) + "\n"
 
 
-def notes(args: argparse.Namespace) -> list[str]:
+def busy(load: tuple[tuple[float, ...], ...]) -> bool:
+    """Whether the 1-minute load average, before or after the run, exceeded the core count
+    by half a core or more: then other jobs shared the machine with the benchmark."""
+    return max(load[0][0], load[1][0]) >= (os.cpu_count() or 1) + 0.5
+
+
+def notes(args: argparse.Namespace, load: tuple[tuple[float, ...], ...]) -> list[str]:
     """What the numbers mean (the figures are in the tables above)."""
+    quiet = ("- **Load**: nothing else ran on the machine (load average below); the sides "
+             "ran in turn, pass after pass, on the same cores.")
+    shared = ("- **Load**: the machine was shared with other jobs (the load average below "
+              "is above the core count). Absolute times here are inflated over an idle "
+              "machine, and unevenly; the sides ran in turn, pass after pass, so each saw "
+              "the same kind of load, but only comparisons within this run mean much.")
     return [
         "## What the numbers mean",
         "",
@@ -808,10 +821,7 @@ def notes(args: argparse.Namespace) -> list[str]:
         "with all of it; *correct characters offered* counts, per keystroke, how many "
         "characters of the suggestion on screen were what got typed next (0 when nothing is "
         "shown), which also credits a long suggestion that is right for its first lines.",
-        "- **Load**: the machine is shared with other agents' jobs (the load average below "
-        "is several times the core count). Absolute times here are inflated several-fold "
-        "over an idle machine, and unevenly; the sides ran in turn, pass after pass, so "
-        "each saw the same kind of load, but only comparisons within this run mean much.",
+        shared if busy(load) else quiet,
         "",
     ]
 

@@ -164,6 +164,62 @@ def test_a_newer_keystroke_cancels_the_running_generation(tiny_engine: LlamaEngi
     completer.shutdown()
 
 
+class _SettlingEngine:
+    """A scripted engine: a block answered line by line, then decoding until cancelled, and
+    moved KV cells that take a while to settle (the real engine's ``settle``, slowed down)."""
+
+    def __init__(self) -> None:
+        self.stale_tokens = 0
+        self.settled = 0
+        self.calls = 0
+
+    def fim(self, prefix: str, suffix: str, params: object, cancel: CancelToken,
+            on_progress: object = None, middle: str = "") -> Generation:
+        self.calls += 1
+        self.stale_tokens = 1000  # this call moved cached cells: settling them takes 2 s
+        text = f"a{self.calls} = 1\n    b = 2\n"
+        deadline = time.monotonic() + 10
+        while not cancel.cancelled and time.monotonic() < deadline:  # the rest of the block
+            if on_progress is not None:
+                on_progress(Generation(text, "length", 10, 1, 9, len(text)))
+            time.sleep(0.01)
+        return Generation(text, "cancelled", 10, 1, 9, len(text))
+
+    def settle(self, cancel: CancelToken, chunk: int) -> int:
+        done = 0
+        while self.stale_tokens > 0 and not cancel.cancelled:
+            time.sleep(0.02)  # 16 cells at a time
+            self.stale_tokens -= chunk
+            done += chunk
+        self.settled += done
+        return done
+
+
+def test_background_settling_never_delays_the_next_keystroke() -> None:
+    """A keystroke that cancels the rest of a block must not then wait behind the settling
+    the old work starts once it stops (it used to: 1-2 s keystrokes on the typing replay)."""
+    engine = _SettlingEngine()
+    settings = replace(Settings(), inline_max_tokens=50, inline_budget_ms=0,
+                       inline_debounce_ms=0, inline_context=False, inline_prefetch=False)
+    completer = InlineCompleter(lambda: engine, lambda: settings)  # type: ignore[arg-type]
+    uri = "file:///block.py"
+
+    async def scenario() -> float:
+        first = await completer.suggest(uri, BODY, 1, 4)
+        assert first and first.startswith("a1 = 1"), first  # answered early; still decoding
+        await asyncio.sleep(0.1)
+        doc = BODY + "x"
+        started = time.monotonic()
+        second = await completer.suggest(uri, doc, 1, 5)  # a cache miss: cancels the rest
+        assert second and second.startswith("a2"), second
+        return time.monotonic() - started
+
+    waited = asyncio.run(scenario())
+    completer.shutdown()
+    assert waited < 0.5, f"the keystroke waited {waited:.2f} s behind background settling"
+    assert engine.settled < 1000, "settling the old call's cells ran to the end first"
+
+
 # -- adaptive debounce -----------------------------------------------------------------------
 
 

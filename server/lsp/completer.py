@@ -97,6 +97,7 @@ class InlineCompleter:
         self._lock = threading.Lock()
         self._waiting: dict[str, CancelToken] = {}  # per document: the request not answered
         self._running: CancelToken | None = None  # what the worker runs after answering
+        self._pending = 0  # requests queued for the worker, not started yet
         self._last: tuple[str, str, int] | None = None  # (uri, text, line) of the last request
         self._life = CancelToken()  # the parent of every token: forget() and shutdown() cancel it
 
@@ -126,8 +127,8 @@ class InlineCompleter:
                 return None
         extra = self.context.extra(uri, req) if settings.inline_context else ()
         answer: Future[FimResult] = Future()
-        job = self._pool.submit(self._work, engine, req, token, answer, settings, extra,
-                                (uri, text, line, col))
+        job = self._submit(self._work, engine, req, token, answer, settings, extra,
+                           (uri, text, line, col))
         job.add_done_callback(_log_failure)
         try:
             result = await asyncio.wrap_future(answer)
@@ -160,6 +161,18 @@ class InlineCompleter:
         if running is not None:
             running.cancel()
 
+    def _submit(self, *job: Any) -> Future[None]:
+        """Queue a request's work on the worker. Counted as pending until it starts, so the
+        work before it in the queue never claims the worker for background work (settling,
+        a prefetch) the request would then wait behind; whatever background work already
+        runs is cancelled (it may have started during the debounce)."""
+        with self._lock:
+            self._pending += 1
+            running, self._running = self._running, None
+        if running is not None:
+            running.cancel()
+        return self._pool.submit(*job)
+
     # -- the worker -------------------------------------------------------------------------
     def _work(self, engine: Engine, req: FimRequest, token: CancelToken,
               answer: Future[FimResult], settings: Settings, extra: tuple[tuple[str, str], ...],
@@ -167,6 +180,8 @@ class InlineCompleter:
         """Runs on the FIM thread: the suggestion (answered as soon as it may be), then a
         prefetch for the position after it."""
         uri = where[0]
+        with self._lock:
+            self._pending -= 1
         if token.cancelled:
             self.stats.debounced += 1
             answer.set_result(FimResult("", False, None, 0.0, False))
@@ -237,12 +252,12 @@ class InlineCompleter:
 
     @contextmanager
     def _idle_worker(self) -> Iterator[CancelToken | None]:
-        """Background work (prefetch, settle) claims the worker only when nothing else runs:
-        yields its cancel token (a keystroke that misses the cache cancels it), or None when
-        the worker is busy; released on the way out."""
+        """Background work (prefetch, settle) claims the worker only when nothing else runs
+        and no request waits for it: yields its cancel token (a keystroke that misses the
+        cache cancels it), or None when the worker is wanted; released on the way out."""
         token = CancelToken(parent=self._life)
         with self._lock:
-            busy = self._running is not None
+            busy = self._running is not None or self._pending > 0
             if not busy:
                 self._running = token
         if busy:
