@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.typing [--model qwen2.5-coder-0.5b] [--chars 150]
         [--replay server/analysis/splice.py:_find_target] [--replay FILE:FUNCTION ...]
         [--sides server,llama-server,baseline] [--rounds 2] [--baseline-every 3]
-        [--pause 0.1] [--threads 0] [--out docs/typing.md] [--plot docs/typing-latency.png]
+        [--pause 0.1] [--threads 0] [--before COMMIT] [--out docs/typing.md]
+        [--plot docs/typing-latency.png]
 
 Run it as a module from the repository root: started as a script (``python
 benchmarks/typing.py``) this file would shadow the standard library's ``typing``.
@@ -27,6 +28,8 @@ load on a shared machine falls on every side:
   can be compared suggestion by suggestion.
 * **baseline** -- the same FIM prompt straight to a ``llama_cpp.Llama`` whose state is reset
   before every call (no reuse, no cache), on every ``--baseline-every``-th keystroke.
+* **before** (with ``--before COMMIT``) -- the server side again, run from a git worktree of
+  an older commit, so a change is measured against what it replaced in the same run.
 
 Prints the tables and writes them, with the command and the machine, to ``--out``; ``--plot``
 draws the latency of every keystroke. ``--ablate`` adds server passes with one piece switched
@@ -292,8 +295,11 @@ async def wait_ready(messages: list[str], timeout: float = LOAD_TIMEOUT) -> None
 
 
 def field_of(obj: Any, name: str) -> Any:
-    """A field of a custom request's result (pygls gives objects; plain dicts also work)."""
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+    """A field of a custom request's result (pygls gives objects; plain dicts also work);
+    None when it has no such field (an older server's counters)."""
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def suggestion_of(result: Any) -> str:
@@ -340,7 +346,7 @@ def fim_sample(before: Any, after: Any, seconds: float, suggestion: str) -> Samp
         old, new = before, after
         for name in path:
             old, new = field_of(old, name), field_of(new, name)
-        return int(new) - int(old)
+        return int(new or 0) - int(old or 0)  # a counter an older server lacks counts 0
 
     last = field_of(after, "last_fim")
     if delta("inline_requests") != 1 or last is None:
@@ -352,13 +358,15 @@ def fim_sample(before: Any, after: Any, seconds: float, suggestion: str) -> Samp
 
 
 async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Path,
-                      overrides: dict[str, str]) -> tuple[list[Sample], dict]:
-    """Type the scenario through ``plancode serve``; the samples and the final counters."""
+                      overrides: dict[str, str], root: Path = ROOT,
+                      name: str = "server") -> tuple[list[Sample], dict]:
+    """Type the scenario through ``plancode serve`` run from the checkout ``root`` (this one,
+    or the ``--before`` commit's); the samples and the final counters."""
     messages: list[str] = []
     client = make_client(messages)
     await client.start_io(sys.executable, "-m", "server.cli", "serve", "--log-file",
                           str(workdir / "serve.log"), env=server_env(args, overrides),
-                          cwd=str(ROOT))
+                          cwd=str(root))
     stderr = asyncio.create_task(drain(client._server.stderr if client._server else None))
     samples: list[Sample] = []
     try:
@@ -383,7 +391,7 @@ async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Pat
         for i, key in enumerate(scenario.keystrokes):
             sample, stats = await request_once(client, uri, key, i + 2, args.pause, stats, i)
             samples.append(sample)
-            progress("server", i, len(scenario.keystrokes), samples)
+            progress(name, i, len(scenario.keystrokes), samples)
     finally:
         await shut_down(client)
         stderr.cancel()
@@ -632,6 +640,9 @@ def run(args: argparse.Namespace, replays: list[Replay], model_path: Path) -> No
                     if side == "server":
                         got, stats = asyncio.run(server_pass(sc, args, work, {}))
                         replay.stats[f"round {round_ + 1}"] = stats
+                    elif side == "before":
+                        got, _ = asyncio.run(server_pass(sc, args, work, {}, args.before_root,
+                                                         "before"))
                     elif side == "llama-server":
                         assert binary is not None
                         ls = LlamaServer(binary, model_path, args, extra,
@@ -659,8 +670,10 @@ def run(args: argparse.Namespace, replays: list[Replay], model_path: Path) -> No
 
 # -- the report ------------------------------------------------------------------------------
 
+NUMBERS = {1: "One", 2: "Two", 3: "Three", 4: "Four"}
 SIDE_NAMES = {
     "server": "plancode serve (LSP)",
+    "before": "plancode serve before issue 14",
     "llama-server": "llama-server --cache-reuse 256 (llama.vim requests + cache)",
     "baseline": "llama-cpp-python, no reuse",
 }
@@ -711,7 +724,8 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
         "A function's body is cut out of its file and typed back, one keystroke at a time "
         "(Enter brings the next line's indentation, as auto-indent does); after each "
         f"keystroke the editor waits {args.pause * 1000:.0f} ms and asks for ghost text at "
-        "the cursor. Three sides type the same keystrokes, each in a pass of its own, the "
+        f"the cursor. {NUMBERS.get(len(args.sides), len(args.sides))} sides type the same "
+        "keystrokes, each in a pass of its own, the "
         f"passes in turn ({args.rounds} round(s); the baseline, which keeps no state, once, "
         f"on every {args.baseline_every}. keystroke):",
         "",
@@ -723,6 +737,10 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
         f"`prompt`, `cache_prompt: true`, `t_max_predict_ms: {args.budget_ms}` — the same "
         "budget plancode gets) behind llama.vim's client-side suggestion cache; greedy.",
         f"- **{SIDE_NAMES['baseline']}**: the same FIM prompt from a reset state each time.",
+        *([f"- **{SIDE_NAMES['before']}**: the same LSP pass against `plancode serve` run from "
+           f"a checkout of commit `{args.before}` (prefix-only KV reuse, whole suggestions, no "
+           "prefetch, no other-file context), on the same model file and threads."]
+          if "before" in args.sides else []),
         "",
         "Both plancode and llama-server get the same other-file context "
         f"({', '.join(f'`{f}`' for f in args.context_files) or 'none'}: opened in the "
@@ -840,7 +858,8 @@ def plot(path: Path, replays: list[Replay], sides: list[str]) -> bool:
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return False
-    colors = {"server": "tab:blue", "llama-server": "tab:orange", "baseline": "tab:red"}
+    colors = {"server": "tab:blue", "llama-server": "tab:orange", "baseline": "tab:red",
+              "before": "tab:gray"}
     fig, axes = plt.subplots(len(replays), 2, figsize=(12, 4 * len(replays)), squeeze=False)
     for row, replay in zip(axes, replays, strict=True):
         left, right = row
@@ -902,6 +921,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="most tokens per suggestion")
     p.add_argument("--budget-ms", type=int, default=Settings().inline_budget_ms,
                    help="plancode's inline_budget_ms and llama-server's t_max_predict_ms")
+    p.add_argument("--before", default="",
+                   help="also type through the server of this git commit (a 'before' side, "
+                   "run from a worktree of it), e.g. the commit before issue 14")
     p.add_argument("--llama-server", default="", help="llama-server binary (default: the "
                    "one benchmarks/build_llama_server.sh built)")
     p.add_argument("--out", default="docs/typing.md", help="markdown report ('' to skip)")
@@ -918,7 +940,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown side(s): {', '.join(sorted(unknown))}")
     args.context_files = [f for f in args.context_files.split(",") if f]
+    args.before_root = None
+    if args.before:
+        args.before_root = worktree(args.before)
+        if "before" not in args.sides:
+            args.sides.insert(1, "before")
+    elif "before" in args.sides:
+        p.error("the 'before' side needs --before COMMIT")
     return args
+
+
+def worktree(commit: str) -> Path:
+    """A detached git worktree of ``commit`` (made once, then reused) to run its server from."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT,
+                         capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise SystemExit(f"--before {commit}: not a commit of this repository")
+    path = Path(tempfile.gettempdir()) / f"plancode-before-{sha.stdout.strip()[:12]}"
+    if not (path / "server").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path),
+                        sha.stdout.strip()], cwd=ROOT, check=True, capture_output=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
