@@ -41,8 +41,9 @@ class ScriptedEngine:
 
     fim_format = None
 
-    def __init__(self, codes: list[str], delay: float = 0.0) -> None:
+    def __init__(self, codes: list[str], delay: float = 0.0, checks: str = CHECKS) -> None:
         self.codes = list(codes)
+        self.checks = checks
         self.delay = delay  # seconds a code reply "decodes" (cancellable), as a model would
         self.calls: list[str] = []
 
@@ -52,7 +53,7 @@ class ScriptedEngine:
         if prompts.PLAN_REQUEST in user:
             kind, text = "plan", "1. Add up quantity times price."
         elif "test cases" in user:
-            kind, text = "tests", CHECKS
+            kind, text = "tests", self.checks
         else:
             kind, text = "code", f"```python\n{self.codes.pop(0)}```"
             until = time.monotonic() + self.delay
@@ -251,6 +252,50 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
     assert "escalation" in result.timings and big.calls[0] == "code"
     assert len(small.codes) == 1, "the small model made its 2 candidates and 1 repair first"
+
+
+def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
+    """One visible test, and the small model's passers disagree: the larger model adds its
+    candidate and writes the checks, and its checks (not the small model's wrong ones) pick."""
+    from server.pipeline import escalate
+
+    file = project(tmp_path)
+    wrong_checks = "```python\nassert order_total([('a', 1, 5), ('b', 2, 5)]) == 5\n```"
+    small = ScriptedEngine([FIRST_LINE_ONLY, FIRST_LINE_ONLY, LAST_LINE_ONLY, FIRST_LINE_ONLY],
+                           checks=wrong_checks)
+    big = ScriptedEngine([RIGHT_A, RIGHT_B])
+    escalate._ENGINES["big-model"] = big
+    try:
+        settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
+                                          "escalate_model": "big-model"})
+        result = Pipeline(small, settings).run(file, 3)
+    finally:
+        del escalate._ENGINES["big-model"]
+    assert result.chosen is not None and result.chosen.strategy == "big-model:direct-greedy"
+    assert result.verified
+    agreement = result.agreement
+    assert agreement is not None and agreement.escalated == "big-model"
+    assert agreement.model_checks == 2 and agreement.model_checks_passed == 2, "big's checks"
+    assert "tests" in big.calls, "the larger model wrote the checks"
+    assert result.strength.endswith("big-model helped")
+    assert "escalation" in result.timings
+
+
+def test_weak_tests_with_agreeing_candidates_do_not_escalate(tmp_path) -> None:
+    from server.pipeline import escalate
+
+    file = project(tmp_path)
+    small = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
+    big = ScriptedEngine([FIRST_LINE_ONLY])
+    escalate._ENGINES["big-model"] = big
+    try:
+        settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
+                                          "escalate_model": "big-model"})
+        result = Pipeline(small, settings).run(file, 3)
+    finally:
+        del escalate._ENGINES["big-model"]
+    assert big.calls == [], "4 of 4 agree: the larger model is never asked"
+    assert result.agreement is not None and not result.agreement.escalated
 
 
 def test_escalation_model_choice() -> None:

@@ -1,9 +1,12 @@
-"""Escalation: a larger model tried only when the small model's candidates all fail.
+"""Escalation: a larger model tried only when the small model's candidates fail or disagree.
 
-When no candidate of the configured model passes the user's tests (after its repair rounds),
-and ``escalate_model`` names another model (e.g. ``qwen2.5-coder-1.5b``), that model makes a
+When ``escalate_model`` names another model (e.g. ``qwen2.5-coder-1.5b``), that model makes a
 few more candidates (direct greedy, plan greedy, one repair) for the same function, tested in
-the same sandbox. It is loaded once per process and kept. Its candidates are labelled with the
+the same sandbox, in two cases: no candidate of the configured model passes the user's tests
+(after its repair rounds), or the user's tests are weak and the small model's evidence is thin
+(few candidates pass them, or those that do disagree on generated inputs: see
+:func:`wanted_on_weak`); then the larger model also writes the checks selection scores on.
+It is loaded once per process and kept. Its candidates are labelled with the
 model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the result says what the escalation
 bought, and its time is reported as ``timings.escalation``.
 """
@@ -16,12 +19,14 @@ import threading
 from server.config import Settings
 from server.engine.types import Engine
 from server.pipeline.result import Candidate
+from server.pipeline.selection import Agreement
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
 
 
 AUTO_MODEL = "qwen2.5-coder-1.5b"
+MIN_POOL = 3  # weak tests passed by fewer candidates than this: too little to compare
 
 
 def model_of(settings: Settings) -> str:
@@ -45,6 +50,16 @@ def wanted(settings: Settings, candidates: list[Candidate], tests_source: str) -
     """Escalate when a larger model is configured, the user has tests, and none passed."""
     return (tests_source == "user" and not any(c.all_passed for c in candidates)
             and bool(model_of(settings)))
+
+
+def wanted_on_weak(settings: Settings, tests_source: str, agreement: Agreement) -> bool:
+    """Escalate after selection when the user's tests are weak and the small model's evidence
+    is thin: fewer than MIN_POOL candidates pass them, or those that do disagree on the
+    generated inputs. The larger model's candidates join the pool and its own checks score
+    the groups (the small model's checks often state wrong expected values)."""
+    if tests_source != "user" or not agreement.weak or not model_of(settings):
+        return False
+    return agreement.pool < MIN_POOL or agreement.agreeing < agreement.pool
 
 
 def settings_for(settings: Settings) -> Settings:

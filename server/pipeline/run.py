@@ -149,11 +149,16 @@ class Pipeline:
             result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
                                       base, cancel, progress, timings, early_exit=not weak,
                                       prompt=prompt, shown=shown)
-            if escalate.wanted(s, result[0], tests_source) and not (cancel and cancel.cancelled):
-                progress("escalating", {"model": escalate.model_of(s)})
+
+            def escalated(why: str) -> Engine:
+                """The larger model's candidates join the pool; its engine, which then also
+                writes the checks selection scores on."""
+                nonlocal result
+                progress("escalating", {"model": escalate.model_of(s), "why": why})
                 t = time.perf_counter()
                 kept = dict(timings)
-                big = Pipeline(escalate.engine_for(s), escalate.settings_for(s))
+                engine = escalate.engine_for(s)
+                big = Pipeline(engine, escalate.settings_for(s))
                 more, _ = big._candidates(info, source, rel, tests, tests_source, files, sandbox,
                                           base, cancel, progress, timings, prompt=prompt,
                                           shown=shown)
@@ -161,11 +166,27 @@ class Pipeline:
                 timings.update(kept, escalation=time.perf_counter() - t)
                 result = (result[0] + escalate.label(more, escalate.model_of(s),
                                                      len(result[0])), result[1])
+                return engine
+
+            chooser = self.engine
+            if escalate.wanted(s, result[0], tests_source) and not (cancel and cancel.cancelled):
+                chooser = escalated("no candidate passed")
             progress("selecting", {"candidates": len(result[0])})
             t = time.perf_counter()
-            chosen, agreement = spec.choose_candidate(self.engine, ctx, result[0], sandbox,
+            chosen, agreement = spec.choose_candidate(chooser, ctx, result[0], sandbox,
                                                       base, cancel)
-            timings["selection"] = time.perf_counter() - t
+            selecting = time.perf_counter() - t
+            if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
+                    and not (cancel and cancel.cancelled)):
+                chooser = escalated("weak evidence")
+                progress("selecting", {"candidates": len(result[0])})
+                t = time.perf_counter()
+                chosen, agreement = spec.choose_candidate(chooser, ctx, result[0], sandbox,
+                                                          base, cancel)
+                selecting += time.perf_counter() - t
+            if chooser is not self.engine:
+                agreement.escalated = escalate.model_of(s)
+            timings["selection"] = selecting
         finally:
             sandbox.close()
         timings["total"] = time.perf_counter() - t0

@@ -198,6 +198,7 @@ class Agreement:
     selected: bool = False  # the choice came from clustering (not just the tests)
     error: str = ""  # why clustering could not run
     seconds: float = 0.0
+    escalated: str = ""  # the larger model that added candidates and wrote the checks
     inputs_shown: list[str] = field(default_factory=list)
 
     def summary(self, tests_source: str, passed: int, total: int) -> str:
@@ -216,6 +217,8 @@ class Agreement:
                          "model-written checks")
         if self.error:
             parts.append(f"no agreement measured ({self.error})")
+        if self.escalated:
+            parts.append(f"{self.escalated} helped")
         return "; ".join(parts)
 
     def to_json(self) -> dict:
@@ -223,7 +226,8 @@ class Agreement:
                 "agreeing": self.agreeing, "generated_inputs": self.inputs,
                 "groups": self.groups, "model_checks": self.model_checks,
                 "model_checks_passed": self.model_checks_passed, "selected": self.selected,
-                "error": self.error, "seconds": round(self.seconds, 3)}
+                "error": self.error, "seconds": round(self.seconds, 3),
+                "escalated": self.escalated}
 
 
 def pool_of(candidates: list[Candidate]) -> list[Candidate]:
