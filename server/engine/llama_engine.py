@@ -30,6 +30,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from server.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
 from server.engine.model_info import ModelInfo
 from server.engine.sampler import TokenSampler
+from server.engine.token_healing import MAX_HEALED, PieceIndex, heal_step, mask, tokens_to_heal
 from server.engine.types import CancelToken, Generation, OnText, SamplingParams
 from server.errors import PlancodeError
 from server.prompts import FimFormat, Message
@@ -94,6 +95,7 @@ class LlamaEngine:
         self._vocab = self._llm._model.vocab
         self._stop_ids: dict[str, int | None] = {}
         self._n_vocab = self._llm.n_vocab()
+        self._pieces: PieceIndex | None = None  # built on the first healed prompt
         self.info = ModelInfo.from_metadata(
             self._llm.metadata, self.is_special_token, self._token_text
         )
@@ -114,6 +116,17 @@ class LlamaEngine:
 
     def _token_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def piece_index(self) -> PieceIndex:
+        """Every token's bytes, searchable by prefix (token healing), built once."""
+        if self._pieces is None:
+            buf = ctypes.create_string_buffer(256)
+            pieces = []
+            for token in range(self._n_vocab):
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+                pieces.append(buf.raw[:n] if n > 0 else b"")
+            self._pieces = PieceIndex(pieces)
+        return self._pieces
 
     @property
     def fim_format(self) -> FimFormat | None:
@@ -176,13 +189,19 @@ class LlamaEngine:
         layout llama-server's README gives ``/infill``'s ``prompt``): the cursor line up to the
         cursor. Typing on that line then only appends to the prompt, and the KV cache keeps
         all of it exactly (in plain prefix-suffix-middle order a keystroke changes the prompt
-        before the suffix, whose cached keys and values then no longer match the text).
+        before the suffix, whose cached keys and values then no longer match the text). Its
+        last token is healed (:mod:`server.engine.token_healing`): the cursor is often inside
+        a word, and the model re-spells that token itself instead of continuing a split it
+        never saw in training.
         ``on_progress`` sees the live generation after the prompt and after every token.
         """
         fmt = self.info.fim
         if fmt is None:
             tokens = self.tokenize(prefix + middle, add_bos=self.info.add_bos)
             return self.generate(tokens, params, cancel, on_progress=on_progress)
+        mid = self.tokenize(middle) if middle else []
+        k = tokens_to_heal([self._llm.detokenize([t]) for t in mid[-MAX_HEALED:]])
+        heal = self._llm.detokenize(mid[len(mid) - k:]) if k else b""
         tokens = (
             self._extra_tokens(fmt, extra)
             + self.tokenize(fmt.prefix, special=True)
@@ -190,11 +209,11 @@ class LlamaEngine:
             + self.tokenize(fmt.suffix, special=True)
             + self.tokenize(suffix)
             + self.tokenize(fmt.middle, special=True)
-            + (self.tokenize(middle) if middle else [])
+            + mid[: len(mid) - k]
         )
         stops = tuple(dict.fromkeys(params.stop + fmt.stops))
         return self.generate(tokens, _replace_stop(params, stops), cancel,
-                             on_progress=on_progress)
+                             on_progress=on_progress, heal=heal)
 
     def _extra_tokens(self, fmt: FimFormat, extra: Sequence[tuple[str, str]]) -> list[int]:
         sep = FILE_SEPARATORS.get(fmt.name)
@@ -213,12 +232,14 @@ class LlamaEngine:
         cancel: CancelToken | None = None,
         on_text: OnText | None = None,
         on_progress: OnProgress | None = None,
+        heal: bytes = b"",
     ) -> Generation:
         """Evaluate ``tokens`` (reusing what the cache holds) and decode a continuation.
 
         ``on_progress`` is called with the live :class:`Generation` once the prompt is in the
         cache and after every decoded token (its text and accounting so far), so a caller can
-        answer before the generation ends."""
+        answer before the generation ends. ``heal``: bytes the continuation must start with
+        (the token backed off the prompt), spelled first and left out of the text."""
         if not tokens:
             raise PlancodeError("empty prompt", "give the model some text to continue")
         if len(tokens) >= self.n_ctx:
@@ -236,7 +257,7 @@ class LlamaEngine:
             if not complete:
                 return gen
             budget = min(params.max_tokens, self.n_ctx - len(tokens))
-            self._decode(gen, params, budget, cancel, on_text, on_progress)
+            self._decode(gen, params, budget, cancel, on_text, on_progress, heal)
             if self._exact >= len(tokens):  # decoded in order after an exact prompt
                 self._exact = self._llm.n_tokens
             return gen
@@ -436,8 +457,10 @@ class LlamaEngine:
         cancel: CancelToken | None,
         on_text: OnText | None,
         on_progress: OnProgress | None = None,
+        heal: bytes = b"",
     ) -> None:
         sampler = TokenSampler(params)
+        pieces = self.piece_index() if heal else None
         stop_ids = self._stop_tokens(params.stop)
         text_stops = [s for s in params.stop if s]
         out: list[int] = []
@@ -451,13 +474,19 @@ class LlamaEngine:
             if cancel is not None and cancel.cancelled:
                 gen.finish_reason = "cancelled"
                 break
-            token, logprob = sampler.pick(self._logits())
-            if token in stop_ids or llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                gen.finish_reason = "stop"
-                break
+            logits = self._logits()
+            if heal and pieces is not None:  # spell the healed bytes first
+                token, logprob = sampler.pick(mask(logits, pieces.allowed(heal)))
+                heal, piece = heal_step(heal, pieces.pieces[token])
+            else:
+                token, logprob = sampler.pick(logits)
+                if token in stop_ids or llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    gen.finish_reason = "stop"
+                    break
+                piece = self._llm.detokenize([token])
             out.append(token)
             gen.logprobs.append(logprob)
-            raw += self._llm.detokenize([token])
+            raw += piece
             text = raw.decode("utf-8", errors="ignore")
             cut = _first_stop(text, text_stops)
             if cut is not None:
