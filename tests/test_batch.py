@@ -58,3 +58,19 @@ def test_sequences_stop_on_their_own(decoder) -> None:
 def test_too_many_sequences_is_a_clear_error(decoder) -> None:
     with pytest.raises(PlancodeError, match="n_seq"):
         decoder.chat(prompts.direct_code_messages(PROBLEM), [SamplingParams()] * 5)
+
+
+def test_different_prompts_decoded_together_equal_each_alone(tiny_engine, decoder) -> None:
+    """generate_each: k prompts of their own (the teacher's plans for k problems) in one
+    batch per step give each prompt's sequential greedy text."""
+    problems = [PROBLEM, "def neg(x):\n    '''Return -x.'''\n",
+                "def first(xs):\n    '''The first item of xs, or None when it is empty.'''\n"]
+    greedy = SamplingParams(max_tokens=24)
+    alone = [tiny_engine.chat(prompts.direct_code_messages(p), greedy).text for p in problems]
+    tokens = [tiny_engine.tokenize(tiny_engine.info.render_chat(
+        prompts.direct_code_messages(p)), special=True) for p in problems]
+    together = decoder.generate_each(tokens, [greedy] * 3)
+    assert [g.text for g in together] == alone
+    assert [g.prompt_tokens for g in together] == [len(t) for t in tokens]
+    with pytest.raises(PlancodeError, match="one SamplingParams per prompt"):
+        decoder.generate_each(tokens, [greedy] * 2)

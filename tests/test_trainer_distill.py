@@ -40,6 +40,7 @@ backend = "gguf"
 model = "{teacher}"
 plans_per_problem = {plans}
 max_tokens = 160
+batch = 2                   # plans of two problems decoded together (generate_each)
 
 [verify]
 coder_model = "{teacher}"   # the tiny HF student cannot write code: the 0.5B GGUF does

@@ -94,8 +94,9 @@ class TeacherConfig:
     temperature: float = 0.7  # the first plan is greedy, the rest sampled at this temperature
     max_tokens: int = 384
     seed: int = 0
+    batch: int = 1  # plans decoded together in one llama.cpp batch per step (gguf backend)
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("url", "n_gpu_layers", "n_threads")
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("url", "n_gpu_layers", "n_threads", "batch")
 
     def validate(self) -> None:
         if self.backend not in TEACHER_BACKENDS:
@@ -109,6 +110,9 @@ class TeacherConfig:
         if self.plans_per_problem < 1:
             raise PlancodeError("teacher.plans_per_problem must be at least 1",
                                 "set it to the number of plans to sample per problem (K)")
+        if not 1 <= self.batch <= 16:
+            raise PlancodeError(f"teacher.batch = {self.batch} is outside 1..16",
+                                "1 decodes plans one at a time; 4-8 suits a CPU")
 
     def plan_params(self, k: int) -> SamplingParams:
         """Plan ``k`` of a problem: greedy first, then seeded samples (reproducible)."""

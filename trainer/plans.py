@@ -65,22 +65,30 @@ def write_plans(teacher: ChatModel, problems: list[Problem], cfg: TeacherConfig,
     # for as many problems as possible
     todo = [(p, k) for k in range(cfg.plans_per_problem) for p in problems]
     report.requested = len(todo)
-    bar = tqdm(todo, desc="teacher plans", unit="plan", disable=not progress)
-    for problem, k in bar:
-        key = plan_key(problem, k)
-        if key in cache:
-            report.from_cache += 1
-            continue
-        if limit is not None and report.generated >= limit:
-            break
-        t = time.perf_counter()
-        reply = teacher.chat(backward_plan_messages(problem.problem, problem.solution),
-                             cfg.plan_params(k))
-        plan = parse_plan(reply)
-        report.generated += 1
-        report.empty += not plan
-        cache.add({"key": key, "id": problem.id, "k": k, "plan": plan, "reply": reply,
-                   "seconds": round(time.perf_counter() - t, 3)})
+    missing = [(p, k) for p, k in todo if plan_key(p, k) not in cache]
+    report.from_cache = len(todo) - len(missing)
+    if limit is not None:
+        missing = missing[:limit]
+    many = getattr(teacher, "chat_many", None)
+    group = cfg.batch if many is not None else 1
+    with tqdm(total=len(todo), initial=report.from_cache, desc="teacher plans", unit="plan",
+              disable=not progress) as bar:
+        for at in range(0, len(missing), group):
+            part = missing[at:at + group]
+            t = time.perf_counter()
+            conversations = [backward_plan_messages(p.problem, p.solution) for p, _ in part]
+            params = [cfg.plan_params(k) for _, k in part]
+            replies = (many(conversations, params) if many is not None and len(part) > 1
+                       else [teacher.chat(m, q) for m, q in zip(conversations, params,
+                                                                 strict=True)])
+            seconds = round((time.perf_counter() - t) / len(part), 3)
+            for (problem, k), reply in zip(part, replies, strict=True):
+                plan = parse_plan(reply)
+                report.generated += 1
+                report.empty += not plan
+                cache.add({"key": plan_key(problem, k), "id": problem.id, "k": k, "plan": plan,
+                           "reply": reply, "seconds": seconds})
+            bar.update(len(part))
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 

@@ -22,6 +22,8 @@ from trainer.config import TeacherConfig
 
 __all__ = ["ChatModel", "EngineChat", "HFChat", "TeacherConfig", "load_teacher"]
 
+BATCH_CELLS_PER_SEQUENCE = 2048  # KV cells a batched conversation may use (prompt + reply)
+
 class ChatModel(Protocol):
     """Anything that answers a chat: the teacher (and the student, at evaluation)."""
 
@@ -31,11 +33,43 @@ class ChatModel(Protocol):
 class EngineChat:
     """A server engine (llama.cpp in-process or a remote server) as a ChatModel."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, batch: int = 1) -> None:
         self.engine = engine
+        self.batch = batch  # conversations decoded together by chat_many (in-process only)
+        self._decoder = None
 
     def chat(self, messages: list[Message], params: SamplingParams) -> str:
         return self.engine.chat(messages, params).text
+
+    def chat_many(self, conversations: list[list[Message]],
+                  params: list[SamplingParams]) -> list[str]:
+        """One reply per conversation. With an in-process llama.cpp engine and ``batch`` > 1
+        the conversations are decoded together, one llama.cpp batch per step
+        (:meth:`server.engine.batch.BatchDecoder.generate_each`): on a CPU one step streams
+        the weights once for all of them. Otherwise, or when they do not fit, one by one."""
+        decoder = self._batch_decoder() if len(conversations) > 1 else None
+        if decoder is not None:
+            engine = self.engine
+            tokens = [engine.tokenize(engine.info.render_chat(m), special=True)  # type: ignore[attr-defined]
+                      for m in conversations]
+            if sum(len(t) + q.max_tokens for t, q in zip(tokens, params, strict=True)) \
+                    < decoder.n_ctx:
+                return [g.text for g in decoder.generate_each(tokens, params)]
+        return [self.chat(m, q) for m, q in zip(conversations, params, strict=True)]
+
+    def _batch_decoder(self):  # noqa: ANN202 - BatchDecoder, imported only when used
+        if self.batch <= 1:
+            return None
+        if self._decoder is None:
+            from server.engine.batch import BatchDecoder
+            from server.engine.llama_engine import LlamaEngine
+
+            if not isinstance(self.engine, LlamaEngine):
+                self.batch = 1
+                return None
+            self._decoder = BatchDecoder(self.engine, n_seq=self.batch,
+                                         n_ctx=self.batch * BATCH_CELLS_PER_SEQUENCE)
+        return self._decoder
 
 
 class HFChat:
@@ -85,4 +119,4 @@ def load_teacher(cfg: TeacherConfig) -> ChatModel:
                         remote_url=cfg.url or Settings().remote_url,
                         n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
                         n_ctx=cfg.n_ctx)
-    return EngineChat(load_engine(settings))
+    return EngineChat(load_engine(settings), batch=cfg.batch)

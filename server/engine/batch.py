@@ -6,7 +6,9 @@ call streams the weights once for k tokens, so k candidates cost much less than 
 
 How: the prompt is evaluated once as sequence 0; its KV cells are then shared with sequences
 1..k-1 (``llama_memory_seq_cp``: with a unified KV cache the cells are tagged with more
-sequence ids, not copied); every step puts one token per unfinished sequence into a
+sequence ids, not copied). :meth:`BatchDecoder.generate_each` instead gives every sequence a
+prompt of its own (the teacher's plans for k different problems), each evaluated into its own
+sequence. Then every step puts one token per unfinished sequence into a
 ``llama_batch`` (each with its own ``seq_id`` and position, logits requested) and samples each
 sequence from its own row of logits (``llama_get_logits_ith``) with its own seeded
 ``TokenSampler``. Sequences stop independently (end-of-generation token, stop string,
@@ -127,29 +129,75 @@ class BatchDecoder:
         with self._lock:
             return self._generate(tokens, list(params), cancel)
 
+    def generate_each(self, prompts: Sequence[list[int]], params: Sequence[SamplingParams],
+                      cancel: CancelToken | None = None) -> list[Generation]:
+        """One generation per (prompt, params) pair, the prompts different: each is evaluated
+        into a sequence of its own, then all are decoded together, one batch per step."""
+        k = len(prompts)
+        if k != len(params) or not 1 <= k <= self.n_seq:
+            raise PlancodeError(f"{k} prompts with {len(params)} settings asked of a decoder "
+                                f"made for {self.n_seq}",
+                                "give one SamplingParams per prompt, at most n_seq of them")
+        need = sum(len(t) + p.max_tokens for t, p in zip(prompts, params, strict=True))
+        if need >= self.n_ctx:
+            raise PlancodeError(f"{k} prompts + their new tokens need {need} cells; the batch "
+                                f"context holds {self.n_ctx}",
+                                "make the BatchDecoder with a larger n_ctx or batch fewer")
+        with self._lock:
+            return self._generate_each([list(t) for t in prompts], list(params), cancel)
+
+    def _prefill(self, tokens: list[int], seq: int, cancel: CancelToken | None) -> bool:
+        """Evaluate ``tokens`` into sequence ``seq`` (positions from 0), in chunks; False when
+        cancelled between chunks. The last token's logits are left in the batch's last row."""
+        n = len(tokens)
+        for at in range(0, n, PROMPT_CHUNK):
+            if cancel is not None and cancel.cancelled:
+                return False
+            chunk = tokens[at:at + PROMPT_CHUNK]
+            self._fill([(t, at + j, seq, at + j == n - 1) for j, t in enumerate(chunk)])
+            self._decode()
+        return True
+
     def _generate(self, tokens: list[int], params: list[SamplingParams],
                   cancel: CancelToken | None) -> list[Generation]:
         start = time.perf_counter()
         llama_cpp.llama_memory_clear(self._memory, True)
         n = len(tokens)
-        for at in range(0, n, PROMPT_CHUNK):
-            if cancel is not None and cancel.cancelled:  # checked between prompt chunks too
-                return [Generation("", "cancelled", n, at, 0, 0) for _ in params]
-            chunk = tokens[at:at + PROMPT_CHUNK]
-            self._fill([(t, at + j, 0, at + j == n - 1) for j, t in enumerate(chunk)])
-            self._decode()
+        if not self._prefill(tokens, 0, cancel):
+            return [Generation("", "cancelled", n, 0, 0, 0) for _ in params]
         first = self._logits(self._batch.n_tokens - 1)
         for seq in range(1, len(params)):
             llama_cpp.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
         prompt_seconds = time.perf_counter() - start
         gens = [Generation("", "length", n, n, 0, 0, prompt_seconds=prompt_seconds)
                 for _ in params]
+        return self._decode_all(gens, params, [n] * len(params),
+                                {s: first for s in range(len(params))}, cancel)
+
+    def _generate_each(self, prompts: list[list[int]], params: list[SamplingParams],
+                       cancel: CancelToken | None) -> list[Generation]:
+        start = time.perf_counter()
+        llama_cpp.llama_memory_clear(self._memory, True)
+        first: dict[int, np.ndarray] = {}
+        for seq, tokens in enumerate(prompts):
+            if not self._prefill(tokens, seq, cancel):
+                return [Generation("", "cancelled", len(t), 0, 0, 0) for t in prompts]
+            first[seq] = self._logits(self._batch.n_tokens - 1)
+        prompt_seconds = time.perf_counter() - start
+        gens = [Generation("", "length", len(t), len(t), 0, 0, prompt_seconds=prompt_seconds)
+                for t in prompts]
+        return self._decode_all(gens, params, [len(t) for t in prompts], first, cancel)
+
+    def _decode_all(self, gens: list[Generation], params: list[SamplingParams],
+                    starts: list[int], logits: dict[int, np.ndarray],
+                    cancel: CancelToken | None) -> list[Generation]:
+        """Decode every sequence from its first logits, one batch per step, until each
+        stops; sequence ``s``'s new tokens go at positions ``starts[s]`` on."""
         samplers = [TokenSampler(p) for p in params]
         stop_ids = [self._stop_ids(p.stop) for p in params]
         outs: list[list[int]] = [[] for _ in params]
         raws = [b"" for _ in params]
         active = list(range(len(params)))
-        logits = {s: first for s in active}
         decode_start = time.perf_counter()
         while active:
             if cancel is not None and cancel.cancelled:
@@ -173,7 +221,7 @@ class BatchDecoder:
                     gens[s].finish_reason = "length"
                     active.remove(s)
                     continue
-                step.append((token, n + len(outs[s]) - 1, s, True))
+                step.append((token, starts[s] + len(outs[s]) - 1, s, True))
             if not step:
                 break
             self._fill(step)
