@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from server.errors import PlancodeError
 from trainer.config import DistillConfig
 from trainer.distill import STAGES, problems_of, run_distill, stage_fingerprint, stage_work
 
@@ -105,6 +106,28 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     assert stage_fingerprint(cfg, "data") != base["data"]
 
 
+def test_an_ablation_extends_the_run_and_reuses_its_finished_stages(tmp_path: Path) -> None:
+    """``extends`` + ``reuse_from``: the ablation names only what it changes; the main run's
+    finished data stage (same fingerprint) is copied, not redone; training differs."""
+    main_cfg = DistillConfig.load(_project(tmp_path / "a"))
+    run_distill(main_cfg, ("data",), progress=False, log=lambda m: None)
+    ablation = tmp_path / "a" / "no-structure.toml"
+    ablation.write_text('extends = "distill.toml"\nout_dir = "run-nostruct"\n'
+                        'reuse_from = "run"\n\n[train.loss]\nalpha = 0.0\nbeta = 0.0\n')
+    cfg = DistillConfig.load(ablation)
+    assert cfg.out_dir == tmp_path / "a" / "run-nostruct"
+    assert cfg.train.loss.alpha == 0.0 and cfg.train.loss.lam == main_cfg.train.loss.lam
+    assert cfg.train.save_every == 50 and cfg.teacher.model == "qwen2.5-coder-1.5b"
+    assert [s for s in STAGES if stage_fingerprint(cfg, s) != stage_fingerprint(main_cfg, s)] \
+        == ["train", "export", "eval"]
+    run_distill(cfg, ("data",), progress=False, log=lambda m: None)
+    copied = tmp_path / "a" / "run-nostruct" / "data" / "problems.jsonl"
+    assert copied.read_text() == (tmp_path / "a" / "run" / "data" / "problems.jsonl").read_text()
+    (tmp_path / "a" / "loop.toml").write_text('extends = "loop.toml"\nout_dir = "x"\n')
+    with pytest.raises(PlancodeError, match="circle"):
+        DistillConfig.load(tmp_path / "a" / "loop.toml")
+
+
 BLOCKER = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -120,6 +143,7 @@ def test_the_config_loads_without_torch_and_without_llama_cpp() -> None:
     code = BLOCKER + """
 import json
 from pathlib import Path
+from server.errors import PlancodeError
 from trainer.config import DistillConfig
 from trainer.distill import STAGES, stage_fingerprint
 cfg = DistillConfig.load(Path("configs/distill-real.toml"))

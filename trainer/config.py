@@ -306,6 +306,38 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file as a dict; ``extends = "OTHER.toml"`` (next to it) starts from that file's
+    settings, and this file's sections override it key by key (an ablation names only what
+    it changes)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlancodeError(f"{path} does not exist", "give the path of a TOML config "
+                            "(see docs/training.md for an example)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlancodeError(f"{path} is not valid TOML: {exc}", "fix the syntax") from None
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    base = (path.resolve().parent / parent).resolve()
+    if base.parent != path.resolve().parent:
+        raise PlancodeError(f"{path}: extends = {parent!r} is not in the same folder",
+                            "keep an extended config next to the one that extends it (their "
+                            "relative paths are read from that one folder)")
+    if base in seen or base == path.resolve():
+        raise PlancodeError(f"{path}: extends {parent!r} in a circle", "break the chain")
+    return _merge(_read_toml(base, (*seen, path.resolve())), raw)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (_merge(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
 def output_settings(section: Any) -> dict:
     """A section as plain data without its speed knobs: what a stage fingerprint hashes."""
     data = dataclasses.asdict(section)
@@ -324,10 +356,14 @@ class DistillConfig:
     export: ExportConfig
     eval: EvalSection
     base: Path = Path(".")  # the config file's folder: relative paths start here
+    # another run's folder: finished stages with the same fingerprint are copied from it
+    # instead of being run again (an ablation trains differently on the same plans)
+    reuse_from: Path | None = None
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> DistillConfig:
-        sections = {"data", "teacher", "verify", "train", "export", "eval", "out_dir"}
+        sections = {"data", "teacher", "verify", "train", "export", "eval", "out_dir",
+                    "reuse_from"}
         unknown = sorted(set(raw) - sections)
         if unknown:
             raise PlancodeError(f"unknown section(s): {', '.join(unknown)}",
@@ -345,6 +381,7 @@ class DistillConfig:
             export=_build(ExportConfig, raw.get("export", {}), "export"),
             eval=_build(EvalSection, raw.get("eval", {}), "eval"),
             base=base,
+            reuse_from=Path(_path(raw["reuse_from"], base)) if raw.get("reuse_from") else None,
         )
         cfg.data.jsonl = [_path(p, base) for p in cfg.data.jsonl]
         cfg.data.mine = [_path(p, base) for p in cfg.data.mine]
@@ -362,14 +399,7 @@ class DistillConfig:
 
     @classmethod
     def load(cls, path: Path) -> DistillConfig:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PlancodeError(f"{path} does not exist", "give the path of a TOML config "
-                                "(see docs/training.md for an example)") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise PlancodeError(f"{path} is not valid TOML: {exc}", "fix the syntax") from None
-        return cls.from_dict(raw, path.resolve().parent)
+        return cls.from_dict(_read_toml(path), path.resolve().parent)
 
     def section(self, name: str) -> dict:
         """A section's output-changing settings as plain data (stage fingerprints hash this)."""

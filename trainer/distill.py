@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -180,9 +181,27 @@ def stage_work(cfg: DistillConfig, name: str) -> dict:
 def open_stage(cfg: DistillConfig, name: str) -> tuple[Stage, dict | None]:
     """Stage ``name``'s folder, fingerprinted by :func:`stage_fingerprint`, with its report
     when it has already finished (the same fingerprint and the same work)."""
-    stage = Stage(cfg.out_dir, name, stage_fingerprint(cfg, name), stage_work(cfg, name))
+    fingerprint, work = stage_fingerprint(cfg, name), stage_work(cfg, name)
+    if cfg.reuse_from is not None and is_main_process():
+        reuse(cfg.reuse_from / name, cfg.out_dir / name, fingerprint, work)
+    stage = Stage(cfg.out_dir, name, fingerprint, work)
     done = json.loads((stage.dir / "report.json").read_text()) if stage.done else None
     return stage, done
+
+
+def reuse(source: Path, target: Path, fingerprint: str, work: dict) -> bool:
+    """Copy another run's finished stage when it finished exactly this stage (fingerprint and
+    work) and this run has not: an ablation reuses the main run's data, plans and verdicts."""
+    marker = source / "done.json"
+    if (target / "done.json").exists() or not marker.exists():
+        return False
+    done = json.loads(marker.read_text())
+    if done.get("fingerprint") != fingerprint or done.get("work", {}) != work:
+        return False
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return True
 
 
 def problems_of(cfg: DistillConfig) -> tuple[list[Problem], list[Problem]]:
