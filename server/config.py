@@ -66,9 +66,10 @@ class Settings:
         "(greedy + sampled) are decoded together as one llama.cpp batch; 1 = one at a time",
         _range(1, 16))
     escalate_model: str = _setting(
-        "", "a larger model tried only when no candidate of `model` passes the user's "
-        "tests: a model name, 'auto' (qwen2.5-coder-1.5b if it is already in the model store; "
-        "never downloads) or '' (never)")
+        "auto", "a larger model tried only when no candidate of `model` passes the user's "
+        "tests, or when they are weak and the candidates that pass them are few or disagree: "
+        "a model name, 'auto' (qwen2.5-coder-1.5b if it is already in the model store; never "
+        "downloads) or '' (never)")
     docstring_examples: bool = _setting(
         True, "treat the function's docstring examples (>>> doctests and prose such as "
         "'f(1) == 2', 'f(1) -> 2') as the user's tests")

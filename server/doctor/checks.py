@@ -229,6 +229,31 @@ def check_interpreter(ctx: Context) -> Finding:
                             "pytest": interp.pytest_version})
 
 
+def check_escalation(ctx: Context) -> Finding:
+    from server.pipeline import escalate
+
+    title = "escalation model"
+    setting = ctx.settings.escalate_model
+    if not setting:
+        return Finding("escalation", title, OK, "off (escalate_model = ''): only "
+                       f"{ctx.settings.model}'s candidates are tried")
+    name = escalate.model_of(ctx.settings)
+    if name:
+        return Finding("escalation", title, OK, f"{name}: tried when no candidate passes your "
+                       "tests, or they are weak and the candidates disagree",
+                       details={"model": name})
+    if setting == "auto" and ctx.settings.model != escalate.AUTO_MODEL \
+            and ctx.settings.backend == "llama":
+        return Finding("escalation", title, WARN, f"{escalate.AUTO_MODEL} is not in the "
+                       "store, so hard functions get only the small model's candidates "
+                       "(measured: 2 of 9 functions of a realistic project right without it, 4 "
+                       "with it; docs/results.md)",
+                       f"`plancode model fetch {escalate.AUTO_MODEL}` (1.1 GB) to let "
+                       "plancode escalate to it, or set escalate_model = '' to silence this")
+    return Finding("escalation", title, OK, f"none for {ctx.settings.model} "
+                   f"(escalate_model = {setting!r})")
+
+
 CHECKS: list[tuple[str, str, Callable[[Context], Finding]]] = [
     ("python", "Python", check_python),
     ("llama_cpp", "llama-cpp-python", check_llama_import),
@@ -238,6 +263,7 @@ CHECKS: list[tuple[str, str, Callable[[Context], Finding]]] = [
     ("gpu", "GPU offload", check_gpu),
     ("sandbox", "test sandbox", check_sandbox),
     ("interpreter", "test interpreter", check_interpreter),
+    ("escalation", "escalation model", check_escalation),
 ]
 
 

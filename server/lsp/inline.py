@@ -9,6 +9,7 @@ suggestion (cache first, then the model: KV-reused, answered first and finished 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -53,7 +54,9 @@ async def suggest(ls: PlancodeServer, uri: str,
                                          end=to_position(doc, lines, line, len(lines[line])))
                 return body, line_range
         elif job is None and ls.models.state == "ready" and ls.settings.inline_verify:
-            ls.jobs.start(key, uri, path, line, text, info, ls.settings)
+            # a job nobody asked for yet: never one that loads the larger model
+            ls.jobs.start(key, uri, path, line, text, info,
+                          dataclasses.replace(ls.settings, escalate_model=""))
 
     found = await ls.inline.suggest(uri, text, line, col)
     return (found, here) if found else None

@@ -37,13 +37,17 @@ def model_of(settings: Settings) -> str:
         return name if name != settings.model else ""
     if settings.backend != "llama" or settings.model == AUTO_MODEL:
         return ""
+    return AUTO_MODEL if auto_available() else ""
+
+
+def auto_available() -> bool:
+    """Whether AUTO_MODEL is already in the model store (escalation never downloads it)."""
     from server.models.store import ModelStore
 
     try:
-        cached = {m.name for m in ModelStore(progress=False).list() if m.cached}
+        return any(m.name == AUTO_MODEL and m.cached for m in ModelStore(progress=False).list())
     except Exception:  # noqa: BLE001 - an unreadable store just means no escalation
-        return ""
-    return AUTO_MODEL if AUTO_MODEL in cached else ""
+        return False
 
 
 def wanted(settings: Settings, candidates: list[Candidate], tests_source: str) -> bool:
