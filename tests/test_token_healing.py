@@ -31,7 +31,8 @@ def test_the_tokens_back_to_the_start_of_the_word_are_healed() -> None:
     assert tokens_to_heal([b"    if", b" p"]) == 1
     assert tokens_to_heal([b" pos", b".ch", b"a"]) == 2, ".ch + a: the word is 'cha'"
     assert tokens_to_heal([b"(", b"x", b"y", b"z", b"w", b"v"]) == 4, "at most MAX_HEALED"
-    assert tokens_to_heal([b"    "]) == 1
+    assert tokens_to_heal([b"    "]) == 0, "indentation only: nothing to heal"
+    assert tokens_to_heal([b"    ", b" if", b" "]) == 0
     assert tokens_to_heal([]) == 0
 
 

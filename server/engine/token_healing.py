@@ -31,9 +31,11 @@ _WORD_TAIL = re.compile(rb"[A-Za-z0-9_]*$")
 def tokens_to_heal(tail: Sequence[bytes]) -> int:
     """How many of the prompt's last tokens (their bytes, in order) to back off: the last one,
     and more while the word the cursor is in began before them (``.ch`` + ``a`` for ``.cha``:
-    healing only ``a`` leaves the split ``.ch|a`` the model never saw)."""
-    if not tail:
-        return 0
+    healing only ``a`` leaves the split ``.ch|a`` the model never saw); none when the line is
+    only indentation so far."""
+    if not tail or not tail[-1].strip():
+        return 0  # only indentation so far: no word to finish (and, measured, healing it
+        # let the model wander after an Enter: an empty suggestion after 1.9 s)
     text = b"".join(tail)
     word = len(_WORD_TAIL.search(text).group())  # type: ignore[union-attr]
     k, healed = 1, len(tail[-1])
