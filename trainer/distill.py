@@ -293,9 +293,21 @@ class LazyChat:
         self._model = None
 
     def chat(self, messages, params) -> str:
+        return self.model.chat(messages, params)
+
+    def chat_many(self, conversations, params) -> list[str]:
+        """Several conversations at once: batched when the model can (EngineChat), else one
+        by one."""
+        many = getattr(self.model, "chat_many", None)
+        if many is not None:
+            return many(conversations, params)
+        return [self.model.chat(m, q) for m, q in zip(conversations, params, strict=True)]
+
+    @property
+    def model(self):  # noqa: ANN201 - whatever the loader returns (a ChatModel)
         if self._model is None:
             self._model = self._load()
-        return self._model.chat(messages, params)
+        return self._model
 
 
 class _Teacher(LazyChat):
