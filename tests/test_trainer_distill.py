@@ -44,6 +44,7 @@ batch = 2                   # plans of two problems decoded together (generate_e
 
 [verify]
 coder_model = "{teacher}"   # the tiny HF student cannot write code: the 0.5B GGUF does
+batch = 3                   # plans turned into code three at a time
 code_max_tokens = 200
 timeout = 20.0
 

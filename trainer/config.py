@@ -144,7 +144,8 @@ class VerifyConfig:
     isolation: str = "auto"
     timeout: float = 10.0
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation")
+    batch: int = 1  # plans turned into code together, one llama.cpp batch per step
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation", "batch")
 
     def validate(self) -> None:
         if self.coder not in VERIFY_CODERS:

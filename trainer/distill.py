@@ -339,7 +339,8 @@ def coder_for(cfg: DistillConfig, teacher: LazyChat) -> LazyChat:
                 "verify.coder = 'teacher'")
         return EngineChat(load_engine(Settings(model=spec, n_threads=cfg.verify.n_threads,
                                                n_gpu_layers=cfg.verify.n_gpu_layers,
-                                               n_ctx=cfg.teacher.n_ctx)))
+                                               n_ctx=cfg.teacher.n_ctx)),
+                          batch=cfg.verify.batch)
 
     return LazyChat(load)
 
@@ -381,7 +382,8 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
     coder = coder or coder_for(cfg, teacher)
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
-                              cfg.verify.code_params(), plans, out, checker, progress)
+                              cfg.verify.code_params(), plans, out, checker, progress,
+                              batch=cfg.verify.batch)
     write_val_plans(cfg, teacher, val)
     return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
                          "coder_model": model_identity(cfg.coder_model)})

@@ -124,18 +124,34 @@ def _verdict_row(key: str, problem: Problem, plan_row: dict, code: str, run, err
     }
 
 
+def _check_code(checker: Checker, report: VerifyReport, problem: Problem, key: str,
+                row: dict, code: str) -> dict:
+    """The verdict row of ``code`` (written from ``row``'s plan) on ``problem``'s tests."""
+    run, error = None, ""
+    try:
+        run = checker.check(problem, code)
+        report.tests_run += len(run.verdicts)
+        report.isolation = run.isolation
+    except PlancodeError as exc:
+        error = exc.message
+    return _verdict_row(key, problem, row, code, run, error)
+
+
 def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
                  params: SamplingParams, plans: JsonlCache, out: JsonlCache, checker: Checker,
-                 progress: bool = True) -> VerifyReport:
+                 progress: bool = True, batch: int = 1) -> VerifyReport:
     """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
     per plan in ``out``. The coder is the student by default: a plan is kept only when the
-    model being trained can follow it to passing code."""
+    model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
+    has ``chat_many``, that many plans are turned into code together."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
     keys = [(p, plan_key(p, k)) for k in range(plans_per_problem) for p in problems]
     reference_ok: dict[str, bool] = {}
-    for problem, key in tqdm(keys, desc="verify plans", unit="plan", disable=not progress):
+    pending: list[tuple[Problem, str, dict]] = []
+    for problem, key in tqdm(keys, desc="reference solutions", unit="plan",
+                             disable=not progress):
         row = plans.get(key)
         if row is None or not row["plan"]:
             continue
@@ -160,19 +176,24 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
         if not reference_ok[problem.id]:
             report.plans -= 1
             continue
-        reply = coder.chat(code_from_plan_messages(problem.problem, row["plan"],
-                                                   _context(problem)), params)
-        code, run, error = parse_code(reply), None, ""
-        try:
-            run = checker.check(problem, code)
-            report.tests_run += len(run.verdicts)
-            report.isolation = run.isolation
-        except PlancodeError as exc:
-            error = exc.message
-        verdict = _verdict_row(key, problem, row, code, run, error)
-        out.add(verdict)
-        report.passed += verdict["passed"]
-        report.failed += not verdict["passed"]
+        pending.append((problem, key, row))
+    many = getattr(coder, "chat_many", None)
+    group = batch if many is not None else 1
+    with tqdm(total=len(pending), desc="verify plans", unit="plan",
+              disable=not progress) as bar:
+        for at in range(0, len(pending), group):
+            part = pending[at:at + group]
+            conversations = [code_from_plan_messages(p.problem, row["plan"], _context(p))
+                             for p, _, row in part]
+            replies = (many(conversations, [params] * len(part))
+                       if many is not None and len(part) > 1
+                       else [coder.chat(m, params) for m in conversations])
+            for (problem, key, row), reply in zip(part, replies, strict=True):
+                verdict = _check_code(checker, report, problem, key, row, parse_code(reply))
+                out.add(verdict)
+                report.passed += verdict["passed"]
+                report.failed += not verdict["passed"]
+            bar.update(len(part))
     ids = {p.id for p in problems}
     report.problems_with_a_plan = len({r["id"] for r in out if r["passed"] and r["id"] in ids})
     report.seconds = round(time.perf_counter() - start, 3)
