@@ -199,6 +199,56 @@ def test_correct_and_buggy_candidates(workspace: Path, mode: str) -> None:
     assert undefined.verdicts[0].message == "NameError: name 'x' is not defined"
 
 
+UNITTEST_FILE = """import unittest
+
+from pkg.mod import add
+
+
+class TestAdd(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(add(1, 2), 3)
+
+    @unittest.skip("the user's own: not yet")
+    def test_later(self):
+        self.assertEqual(add(2, 2), 99)
+
+
+@unittest.skip("the user's own: whole class")
+class TestLater(unittest.TestCase):
+    def test_x(self):
+        self.assertEqual(add(0, 0), 99)
+"""
+UNITTEST_CASES = [TestCase(f"tests/test_ut.py::{n}", "unittest", "tests/test_ut.py", n)
+                  for n in ("TestAdd::test_add", "TestAdd::test_later", "TestLater::test_x")]
+# a candidate that makes every unittest class defined after it skip at run time
+SKIP_EVERY_CLASS = MOD.replace("return a + b", "return a - b") + """
+import unittest
+
+
+def _skip_all(cls, **kwargs):
+    cls.__unittest_skip__ = True
+    cls.__unittest_skip_why__ = "forged"
+
+
+unittest.TestCase.__init_subclass__ = classmethod(_skip_all)
+"""
+
+
+def test_the_users_unittest_skips_do_not_count_but_forged_ones_do(workspace: Path,
+                                                                   mode: str) -> None:
+    """@unittest.skip in the user's file is the user's skip (never counts); a candidate that
+    sets unittest's skip flag on the user's classes at run time is a raised skip (counts
+    against it): only the decorators in the source, read before any import, are the user's."""
+    (workspace / "tests" / "test_ut.py").write_text(UNITTEST_FILE)
+    with Sandbox(workspace, isolation=mode) as sandbox:
+        good = sandbox.run_tests({}, UNITTEST_CASES)
+        forged = sandbox.run_tests({"pkg/mod.py": SKIP_EVERY_CLASS}, UNITTEST_CASES)
+    assert outcomes(good) == ["passed", "skipped", "skipped"], good.verdicts
+    assert good.all_passed, "the user's skipped tests never make a right candidate fail"
+    assert outcomes(forged)[0] == "skip-raised", forged.verdicts
+    assert not forged.all_passed, "a forged skip must not verify wrong code"
+
+
 def test_private_workspace_modes_are_no_obstacle(workspace: Path, mode: str) -> None:
     """A workspace readable only by its owner (mode 0700, as tempfile makes) still runs."""
     workspace.chmod(0o700)

@@ -29,6 +29,7 @@ forge lines: docs/security.md says so.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import doctest
@@ -136,6 +137,12 @@ _seen: dict[tuple[str, str], str] = {}  # (nodeid, when) -> outcome seen in make
 _current = [""]
 _suspicious: dict[str, str] = {}
 _tampered = [False]
+# per requested test file: the classes and (class, method)s the user decorated with unittest's
+# unconditional @skip, read from the source before any test or candidate code is imported.
+# skipIf/skipUnless are left out: whether they skip is decided at run time, where a
+# candidate's SkipTest inside a test whose condition is false would look the same
+_unittest_skips: dict[str, set[tuple[str, ...]]] = {}
+_UNITTEST_SKIPS = frozenset({"skip"})
 
 
 def matches(requested: str, nodeid: str) -> bool:
@@ -366,6 +373,51 @@ def pytest_configure(config: pytest.Config) -> None:
     _requested = list(data.get("tests", []))
     _target = dict(data.get("target") or {})
     _conftests = {os.path.realpath(p) for p in data.get("conftests", [])}
+    for path in {t.split("::")[0] for t in _requested if t.split("::")[0].endswith(".py")}:
+        _unittest_skips[path] = _scan_unittest_skips(os.path.join(str(config.rootpath), path))
+
+
+def _scan_unittest_skips(path: str) -> set[tuple[str, ...]]:
+    """(Class,) and (Class, method) that the source decorates with ``unittest.skip``. Read
+    from the file, not from the classes at run time: a candidate's code could set
+    ``__unittest_skip__`` on the user's classes to turn their failures into skips."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    found: set[tuple[str, ...]] = set()
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        if _unittest_skip_decorator(node.decorator_list):
+            found.add((node.name,))
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) \
+                    and _unittest_skip_decorator(item.decorator_list):
+                found.add((node.name, item.name))
+    return found
+
+
+def _unittest_skip_decorator(decorators: list[ast.expr]) -> bool:
+    for deco in decorators:
+        target = deco.func if isinstance(deco, ast.Call) else deco
+        if isinstance(target, ast.Name) and target.id in _UNITTEST_SKIPS:
+            return True  # from unittest import skip
+        if (isinstance(target, ast.Attribute) and target.attr in _UNITTEST_SKIPS
+                and isinstance(target.value, ast.Name) and target.value.id == "unittest"):
+            return True
+    return False
+
+
+def _unittest_skip_in_source(nodeid: str) -> bool:
+    """Whether the user's source decorates this test (or its class) with a unittest skip."""
+    path, *names = nodeid.split("::")
+    skips = _unittest_skips.get(path)
+    if not skips or not names:
+        return False
+    names = [n.split("[")[0] for n in names]
+    return any(tuple(names[:i]) in skips for i in range(1, len(names) + 1))
 
 
 @pytest.hookimpl(trylast=True)
@@ -457,7 +509,10 @@ _evaluate_skip_marks = _pytest.skipping.evaluate_skip_marks
 
 
 def _skip_by_mark(item: pytest.Item) -> bool:
-    """Whether the user's own skip/skipif marks skip this test."""
+    """Whether the user's own skip/skipif marks, or a ``unittest.skip`` decorator in the
+    user's source, skip this test."""
+    if _unittest_skip_in_source(item.nodeid):
+        return True
     try:
         return _evaluate_skip_marks(item) is not None
     except Exception:  # noqa: BLE001 - a broken skipif condition is the test's error

@@ -291,8 +291,9 @@ def node_verdict(node: Node, end: RunEnd, in_progress: bool) -> tuple[str, str]:
                                                  else "xfail")
             if call.outcome != "failed":
                 return "skip-raised", _raised(call)
-        if call.outcome == "skipped":
-            return "skip-raised", _raised(call)
+        if call.outcome == "skipped":  # unittest's @skip on a method skips in the call
+            return ("skipped", call.message) if call.skip_by_mark else (
+                "skip-raised", _raised(call))
         if call.outcome == "passed" and node.suspicious:
             return "failed", node.suspicious
         if teardown and teardown.outcome == "failed" and call.outcome == "passed":
