@@ -146,43 +146,43 @@ class Pipeline:
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
         try:
-            result = self._candidates(info, source, rel, tests, tests_source, files, sandbox,
-                                      base, cancel, progress, timings, early_exit=not weak,
-                                      prompt=prompt, shown=shown)
+            pool, stopped = self._candidates(info, source, rel, tests, tests_source, files,
+                                             sandbox, base, cancel, progress, timings,
+                                             early_exit=not weak, prompt=prompt, shown=shown)
 
-            def escalated(why: str) -> Engine:
-                """The larger model's candidates join the pool; its engine, which then also
-                writes the checks selection scores on."""
-                nonlocal result
+            def escalation(why: str) -> tuple[Engine, list[Candidate]]:
+                """The larger model's engine (it then also writes the checks selection scores
+                on) and its candidates, numbered after the small model's."""
                 progress("escalating", {"model": escalate.model_of(s), "why": why})
                 t = time.perf_counter()
                 kept = dict(timings)
                 engine = escalate.engine_for(s)
-                big = Pipeline(engine, escalate.settings_for(s))
-                more, _ = big._candidates(info, source, rel, tests, tests_source, files, sandbox,
-                                          base, cancel, progress, timings, prompt=prompt,
-                                          shown=shown)
+                more, _ = Pipeline(engine, escalate.settings_for(s))._candidates(
+                    info, source, rel, tests, tests_source, files, sandbox, base, cancel,
+                    progress, timings, prompt=prompt, shown=shown)
                 timings.clear()
                 timings.update(kept, escalation=time.perf_counter() - t)
-                result = (result[0] + escalate.label(more, escalate.model_of(s),
-                                                     len(result[0])), result[1])
-                return engine
+                return engine, escalate.label(more, escalate.model_of(s), len(pool))
+
+            def stopped_by_user() -> bool:
+                return cancel is not None and cancel.cancelled
 
             chooser = self.engine
-            if escalate.wanted(s, result[0], tests_source) and not (cancel and cancel.cancelled):
-                chooser = escalated("no candidate passed")
-            progress("selecting", {"candidates": len(result[0])})
+            if escalate.wanted(s, pool, tests_source) and not stopped_by_user():
+                chooser, more = escalation("no candidate passed")
+                pool += more
+            progress("selecting", {"candidates": len(pool)})
             t = time.perf_counter()
-            chosen, agreement = spec.choose_candidate(chooser, ctx, result[0], sandbox,
-                                                      base, cancel)
+            chosen, agreement = spec.choose_candidate(chooser, ctx, pool, sandbox, base, cancel)
             selecting = time.perf_counter() - t
             if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
-                    and not (cancel and cancel.cancelled)):
-                chooser = escalated("weak evidence")
-                progress("selecting", {"candidates": len(result[0])})
+                    and not stopped_by_user()):
+                chooser, more = escalation("weak evidence")
+                pool += more
+                progress("selecting", {"candidates": len(pool)})
                 t = time.perf_counter()
-                chosen, agreement = spec.choose_candidate(chooser, ctx, result[0], sandbox,
-                                                          base, cancel)
+                chosen, agreement = spec.choose_candidate(chooser, ctx, pool, sandbox, base,
+                                                          cancel)
                 selecting += time.perf_counter() - t
             if chooser is not self.engine:
                 agreement.escalated = escalate.model_of(s)
@@ -196,11 +196,11 @@ class Pipeline:
             line=info.start_line + 1,
             tests=tests,
             tests_source=tests_source,
-            candidates=result[0],
+            candidates=pool,
             chosen=chosen,
             isolation=sandbox.isolation,
             isolation_detail=sandbox.isolation_detail,
-            stopped_early=result[1],
+            stopped_early=stopped,
             timings=timings,
             discovery=index.report(),
             root=where.to_json(),
