@@ -220,6 +220,39 @@ def test_background_settling_never_delays_the_next_keystroke() -> None:
     assert engine.settled < 1000, "settling the old call's cells ran to the end first"
 
 
+class _CountingEngine:
+    """A scripted FIM engine: one fixed suggestion per call, counted."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def fim(self, prefix: str, suffix: str, params: object, cancel: CancelToken,
+            on_progress: object = None, middle: str = "") -> Generation:
+        self.calls += 1
+        return Generation("total = 0", "stop", 50, 50, 0, 3)
+
+
+def test_warming_where_the_cursor_rests_answers_the_first_keystroke_from_the_cache() -> None:
+    """plancode/cursor: the suggestion at the resting cursor is computed while the worker is
+    idle; the first request there is then a cache hit (no model call)."""
+    engine = _CountingEngine()
+    settings = replace(Settings(), inline_budget_ms=0, inline_debounce_ms=0,
+                       inline_context=False, inline_prefetch=True)
+    completer = InlineCompleter(lambda: engine, lambda: settings)  # type: ignore[arg-type]
+    uri = "file:///warm.py"
+    assert completer.warm(uri, BODY, 1, 4)
+    deadline = time.monotonic() + 10
+    while completer.stats.warmups == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    completer._pool.submit(lambda: None).result()  # the warm-up has finished
+    assert engine.calls == 1 and completer.stats.warmups == 1
+    assert not completer.warm(uri, BODY, 1, 4), "already in the cache: nothing to do"
+    got = asyncio.run(completer.suggest(uri, BODY, 1, 4))
+    assert got == "total = 0" and engine.calls == 1, "answered from the cache"
+    assert completer.stats.inline_cache_hits == 1
+    completer.shutdown()
+
+
 # -- adaptive debounce -----------------------------------------------------------------------
 
 

@@ -136,6 +136,34 @@ async def test_inline_completion_and_completion_fallback(client: LanguageClient,
     assert stats.last_fim.cached is True and stats.last_fim.evaluated_tokens == 0
 
 
+async def test_a_resting_cursor_is_warmed_before_the_first_keystroke(
+        client: LanguageClient, project: Path) -> None:
+    """plancode/cursor (sent by the editor plugins when the cursor rests): the suggestion
+    there is computed in the background; the first request at that spot is a cache hit."""
+    await _start(client, project)
+    await _wait_ready(client)
+    path = project / "textstats" / "words.py"
+    text = path.read_text().replace(
+        "    return re.sub(", "    cleaned = title.\n    return re.sub(")
+    uri = _open(client, path, text)
+    line = text.splitlines().index("    cleaned = title.")
+    client.protocol.notify("plancode/cursor", {"textDocument": {"uri": uri},
+                                               "position": {"line": line, "character": 18}})
+    client.protocol.notify("plancode/cursor", {"textDocument": {"uri": uri},
+                                               "position": {"line": "bad"}})  # ignored
+    deadline = time.monotonic() + 60
+    stats = await client.protocol.send_request_async("plancode/stats", {})
+    while time.monotonic() < deadline and (stats.warmups < 1 or stats.model_state != "ready"
+                                           or stats.background_evaluated_tokens == 0):
+        await asyncio.sleep(0.1)
+        stats = await client.protocol.send_request_async("plancode/stats", {})
+    assert stats.warmups == 1 and stats.background_evaluated_tokens > 0
+    result = await _inline(client, uri, line, 18)
+    assert result is not None and len(result.items) == 1
+    stats = await client.protocol.send_request_async("plancode/stats", {})
+    assert stats.inline_cache_hits == 1 and stats.last_fim.cached is True
+
+
 async def test_utf16_positions_with_emoji(client: LanguageClient, project: Path) -> None:
     await _start(client, project)
     await _wait_ready(client)

@@ -291,6 +291,23 @@ def test_ghost_text_appears_while_typing_and_tab_accepts_it(
     assert ed.buffer_lines()[blank].strip("\t ") == ""
 
 
+def test_a_resting_cursor_warms_the_server_before_the_first_keystroke(
+    editor: Callable[..., Editor], textstats: Path
+) -> None:
+    """Moving the cursor and leaving it (normal mode) sends plancode/cursor: the server
+    computes the suggestion there while idle (counted as a warm-up in plancode/stats)."""
+    ed = editor(textstats, TINY)
+    ed.nvim.command(f"edit {textstats / 'textstats' / 'words.py'}")
+    ed.wait_model_ready()
+    before = ed.lua(STATS)["warmups"]
+    row = next(i for i, line in enumerate(ed.buffer_lines())
+               if line.startswith("    return re.sub("))
+    ed.nvim.current.window.cursor = (row + 1, 4)
+    ed.nvim.command("doautocmd CursorMoved")
+    ed.wait("a warm-up where the cursor rests", lambda: ed.lua(STATS)["warmups"] > before,
+            timeout=30)
+
+
 @pytest.mark.slow
 def test_implement_command_and_plan_window_with_the_default_model(
     editor: Callable[..., Editor], textstats: Path

@@ -1,5 +1,6 @@
 """Ghost text handlers: ``textDocument/inlineCompletion``, the ``completion`` fallback,
-``plancode/stats``, and the document notifications that feed the context ring.
+``plancode/stats``, ``plancode/cursor`` (warm the cache where the cursor rests), and the
+document notifications that feed the context ring.
 
 Each request: answer from the verified cache when the cursor sits in an empty function whose
 plan-then-code job has finished (starting that job in the background when it has not),
@@ -24,6 +25,7 @@ from server.lsp.verified import PLACEHOLDER_LINE, cursor_in_empty_body, verified
 log = logging.getLogger(__name__)
 
 STATS = "plancode/stats"
+CURSOR = "plancode/cursor"
 
 
 async def suggest(ls: PlancodeServer, uri: str,
@@ -122,6 +124,32 @@ def did_save(ls: PlancodeServer, params: types.DidSaveTextDocumentParams) -> Non
     doc = ls.workspace.text_documents.get(uri)
     if doc is not None:
         ls.inline.saved(uri, doc.source)
+
+
+def cursor(ls: PlancodeServer, params: object) -> None:
+    """``plancode/cursor`` ``{textDocument: {uri}, position}``: where the cursor rests, sent
+    (debounced) by plancode's editor plugins. The suggestion there is computed while the
+    worker is idle, so the first keystroke after opening or moving is not a cold prompt."""
+    uri = _field(_field(params, "textDocument"), "uri")
+    pos = _field(params, "position")
+    doc = ls.workspace.text_documents.get(uri) if isinstance(uri, str) else None
+    if doc is None or pos is None or ls.models.state != "ready":
+        return
+    lines = line_texts(doc.source)
+    try:
+        position = types.Position(line=int(_field(pos, "line")),
+                                  character=int(_field(pos, "character")))
+        line, col = to_index(doc, lines, position)
+    except Exception:  # noqa: BLE001 - a malformed or stale position: nothing to warm
+        return
+    ls.inline.warm(uri, doc.source, line, col)
+
+
+def _field(obj: object, name: str) -> object:
+    """A field of a custom message's params (pygls gives objects; plain dicts also work)."""
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def did_close(ls: PlancodeServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -27,6 +27,7 @@ def create_server() -> PlancodeServer:
             types.InlineCompletionOptions())(inline.inline_completion)
     feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(inline.completion)
     feature(inline.STATS)(inline.stats)
+    feature(inline.CURSOR)(inline.cursor)
     feature(types.TEXT_DOCUMENT_DID_OPEN)(inline.did_open)
     feature(types.TEXT_DOCUMENT_DID_SAVE)(inline.did_save)
     feature(types.TEXT_DOCUMENT_DID_CLOSE)(inline.did_close)

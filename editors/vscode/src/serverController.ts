@@ -34,6 +34,8 @@ import { StatusBar } from "./statusBar";
 export const IMPLEMENT = "plancode.implement"; // the server's command
 export const LAST_RESULT = "plancode.lastResult"; // the server's command
 export const STATS = "plancode/stats"; // the server's request
+export const CURSOR = "plancode/cursor"; // the server's notification: where the cursor rests
+const CURSOR_REST_MS = 250; // the cursor counts as resting after this long without moving
 export const IMPLEMENT_COMMAND = "plancode.implementFunction"; // ours, wraps IMPLEMENT
 
 const STDERR_KEEP = 40;
@@ -82,6 +84,7 @@ export class ServerController implements vscode.Disposable {
   private startedAt = 0;
   private restarts: number[] = [];
   private pollTimer?: NodeJS.Timeout;
+  private cursorTimer?: NodeJS.Timeout;
   private readonly implementRequests = new Set<vscode.CancellationTokenSource>();
   private readonly disposables: vscode.Disposable[] = [];
 
@@ -90,6 +93,30 @@ export class ServerController implements vscode.Disposable {
     readonly status: StatusBar,
   ) {
     this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfiguration(e)));
+    this.disposables.push(vscode.window.onDidChangeTextEditorSelection((e) => this.onCursor(e)));
+  }
+
+  /**
+   * Where the cursor rests in a Python file (after CURSOR_REST_MS without moving) goes to the
+   * server as `plancode/cursor`: it computes the suggestion there while idle, so the first
+   * keystroke after opening a file or jumping elsewhere does not wait for a cold prompt.
+   */
+  private onCursor(e: vscode.TextEditorSelectionChangeEvent): void {
+    if (this.cursorTimer) {
+      clearTimeout(this.cursorTimer);
+      this.cursorTimer = undefined;
+    }
+    const doc = e.textEditor.document;
+    const sel = e.selections.length === 1 ? e.selections[0] : undefined;
+    if (doc.languageId !== "python" || !sel || !sel.isEmpty || !this.running) {
+      return;
+    }
+    const { line, character } = sel.active;
+    const uri = doc.uri.toString();
+    this.cursorTimer = setTimeout(() => {
+      this.cursorTimer = undefined;
+      void this.running?.sendNotification(CURSOR, { textDocument: { uri }, position: { line, character } });
+    }, CURSOR_REST_MS);
   }
 
   /** The running client, or undefined. */
@@ -389,6 +416,9 @@ export class ServerController implements vscode.Disposable {
   }
 
   dispose(): void {
+    if (this.cursorTimer) {
+      clearTimeout(this.cursorTimer);
+    }
     void this.stop();
     for (const d of this.disposables) {
       d.dispose();

@@ -350,8 +350,50 @@ local function map(bufnr, lhs, fn, desc)
   end, { buffer = bufnr, expr = true, desc = desc })
 end
 
+local CURSOR_REST_MS = 250 -- the cursor counts as resting after this long without moving
+
+--- Where the cursor rests goes to the server as plancode/cursor: it computes the suggestion
+--- there while idle, so the first keystroke after opening a file or jumping elsewhere does not
+--- wait for a cold prompt.
+local function watch_cursor(bufnr)
+  local group = api.nvim_create_augroup('plancode.cursor.' .. bufnr, { clear = true })
+  local timer = (vim.uv or vim.loop).new_timer()
+  api.nvim_create_autocmd({ 'CursorMoved', 'BufEnter', 'InsertEnter' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      timer:stop()
+      timer:start(CURSOR_REST_MS, 0, vim.schedule_wrap(function()
+        if not api.nvim_buf_is_valid(bufnr) or api.nvim_get_current_buf() ~= bufnr then
+          return
+        end
+        local client = client_of(bufnr)
+        if client then
+          client:notify('plancode/cursor',
+            vim.lsp.util.make_position_params(0, client.offset_encoding))
+        end
+      end))
+    end,
+  })
+  api.nvim_create_autocmd({ 'BufWipeout', 'LspDetach' }, {
+    group = group,
+    buffer = bufnr,
+    once = true,
+    callback = function()
+      timer:stop()
+      if not timer:is_closing() then
+        timer:close()
+      end
+      pcall(api.nvim_del_augroup_by_id, group)
+    end,
+  })
+end
+
 --- Called on LspAttach of a plancode client.
 function M.attach(bufnr)
+  if M.mode ~= 'off' then
+    watch_cursor(bufnr)
+  end
   if M.mode == 'native' then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   elseif M.mode == 'plugin' then
