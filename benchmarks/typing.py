@@ -390,6 +390,12 @@ async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Pat
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
                                                  text=scenario.start_text)))
+        if args.think > 0:  # the cursor rests before typing: the plugins say where
+            first = scenario.keystrokes[0]
+            client.protocol.notify("plancode/cursor", {
+                "textDocument": {"uri": uri},
+                "position": {"line": first.line, "character": max(first.character - 1, 0)}})
+            await asyncio.sleep(args.think)
         stats = await client.protocol.send_request_async(STATS, {})
         for i, key in enumerate(scenario.keystrokes):
             sample, stats = await request_once(client, uri, key, i + 2, args.pause, stats, i)
@@ -501,6 +507,17 @@ class LlamaServer:
             self.proc.kill()
         self.log.close()
 
+    def ring_update(self) -> None:
+        """llama.vim's background ring update: the extra context, no prediction, cached."""
+        body = {"input_prefix": "", "input_suffix": "", "input_extra": self.extra,
+                "prompt": "", "n_predict": 0, "samplers": [], "cache_prompt": True,
+                "t_max_prompt_ms": 1, "t_max_predict_ms": 1}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/infill",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as r:
+            r.read()
+
     def complete(self, req: FimRequest, index: int) -> Sample:
         """llama.vim's cache first, then ``/infill``; the answer post-processed as ours."""
         start = time.perf_counter()
@@ -541,6 +558,9 @@ class LlamaServer:
 
 def llama_server_pass(scenario: Scenario, server: LlamaServer) -> list[Sample]:
     samples: list[Sample] = []
+    if server.args.think > 0:  # what llama.vim sends while the cursor rests: its ring update
+        server.ring_update()
+        time.sleep(server.args.think)
     for i, key in enumerate(scenario.keystrokes):
         time.sleep(server.args.pause)
         samples.append(server.complete(build_request(key.text, key.line, key.column), i))
@@ -748,7 +768,12 @@ def report(args: argparse.Namespace, replays: list[Replay], seconds: float,
         f"the cursor. {NUMBERS.get(len(args.sides), len(args.sides))} sides type the same "
         "keystrokes, each in a pass of its own, the "
         f"passes in turn ({args.rounds} round(s); the baseline, which keeps no state, once, "
-        f"on every {args.baseline_every}. keystroke):",
+        f"on every {args.baseline_every}. keystroke)"
+        + (f". After opening the file the cursor rests {args.think:g} s before the first "
+           "keystroke, and each client does what it does then: plancode's editor plugins "
+           "send `plancode/cursor` (the server computes the suggestion there while idle), "
+           "llama.vim sends its ring update (the extra context, `n_predict: 0`)"
+           if args.think > 0 else "") + ":",
         "",
         f"- **{SIDE_NAMES['server']}**: `plancode serve` over stdio, timed by the client.",
         f"- **{SIDE_NAMES['llama-server']}**: llama-server built from the llama.cpp source "
@@ -990,6 +1015,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="most tokens per suggestion")
     p.add_argument("--budget-ms", type=int, default=Settings().inline_budget_ms,
                    help="plancode's inline_budget_ms and llama-server's t_max_predict_ms")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="seconds the cursor rests in the opened file before the first "
+                   "keystroke (plancode's plugins send plancode/cursor; llama.vim updates its "
+                   "ring of extra context); 0 types at once")
     p.add_argument("--before", default="",
                    help="also type through the server of this git commit (a 'before' side, "
                    "run from a worktree of it), e.g. the commit before issue 14")
