@@ -225,20 +225,26 @@ class InlineCompleter:
     def _prefetch(self, engine: Engine, where: tuple[str, int, int], suggestion: str,
                   settings: Settings, extra: tuple[tuple[str, str], ...]) -> None:
         """The suggestion after ``suggestion`` is accepted, into the cache (cancellable)."""
-        text, line, col = accepted(*where, suggestion)
-        req = build_request(text, line, col)
+        result = self._background_fim(engine, build_request(*accepted(*where, suggestion)),
+                                      settings, extra, "prefetches")
+        if result is not None and not result.complete:
+            self.stats.prefetches_cancelled += 1
+
+    def _background_fim(self, engine: Engine, req: FimRequest, settings: Settings,
+                        extra: tuple[tuple[str, str], ...], counter: str) -> FimResult | None:
+        """The suggestion for ``req`` into the cache while the worker is idle (cancellable by
+        the next keystroke), counted in ``stats.<counter>``; None when it did not run."""
         if self.cache.contains(req) or self._life.cancelled:
-            return
+            return None
         with self._idle_worker() as token:
             if token is None:
-                return
-            self.stats.prefetches += 1
+                return None
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
             result = complete_fim(engine, req, self.cache, settings.inline_max_tokens, token,
                                   extra=extra, origin="prefetch")
         if result.generation is not None:
             self.stats.background_evaluated_tokens += result.generation.evaluated_tokens
-        if not result.complete:
-            self.stats.prefetches_cancelled += 1
+        return result
 
     def warm(self, uri: str, text: str, line: int, col: int) -> bool:
         """The cursor rests at ``line``/``col`` of ``text`` (the editor says so before any
@@ -254,22 +260,9 @@ class InlineCompleter:
         if self.cache.contains(req):
             return False
         extra = self.context.extra(uri, req) if settings.inline_context else ()
-        self._pool.submit(self._warm, engine, req, settings, extra).add_done_callback(
-            _log_failure)
+        self._pool.submit(self._background_fim, engine, req, settings, extra,
+                          "warmups").add_done_callback(_log_failure)
         return True
-
-    def _warm(self, engine: Engine, req: FimRequest, settings: Settings,
-              extra: tuple[tuple[str, str], ...]) -> None:
-        if self.cache.contains(req):
-            return
-        with self._idle_worker() as token:
-            if token is None:
-                return
-            self.stats.warmups += 1
-            result = complete_fim(engine, req, self.cache, settings.inline_max_tokens, token,
-                                  extra=extra, origin="prefetch")
-        if result.generation is not None:
-            self.stats.background_evaluated_tokens += result.generation.evaluated_tokens
 
     def _settle(self, engine: Engine) -> None:
         """Recompute the cache's moved (approximate) cells exactly while nothing else runs
