@@ -230,8 +230,19 @@ def test_a_wrong_value_is_closer_than_a_crash() -> None:
     assert closeness(crash) < closeness(wrong) < closeness(right)
 
 
-def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) -> None:
+def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, file: Path):
+    """The pipeline on ``small`` with ``big`` as the escalation model ``big-model``."""
     from server.pipeline import escalate
+
+    escalate._ENGINES["big-model"] = big
+    try:
+        return Pipeline(small, Settings.from_mapping({**settings,
+                                                      "escalate_model": "big-model"})).run(file, 3)
+    finally:
+        del escalate._ENGINES["big-model"]
+
+
+def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) -> None:
 
     file = project(tmp_path)
     (tmp_path / "tests" / "test_visible.py").write_text(
@@ -240,13 +251,7 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 4)
     big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A])
-    escalate._ENGINES["big-model"] = big
-    try:
-        settings = Settings.from_mapping({"candidates": 2, "repair_rounds": 1,
-                                          "escalate_model": "big-model"})
-        result = Pipeline(small, settings).run(file, 3)
-    finally:
-        del escalate._ENGINES["big-model"]
+    result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1}, file)
     assert result.verified and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-greedy"
     assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
@@ -257,20 +262,13 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
 def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
     """One visible test, and the small model's passers disagree: the larger model adds its
     candidate and writes the checks, and its checks (not the small model's wrong ones) pick."""
-    from server.pipeline import escalate
 
     file = project(tmp_path)
     wrong_checks = "```python\nassert order_total([('a', 1, 5), ('b', 2, 5)]) == 5\n```"
     small = ScriptedEngine([FIRST_LINE_ONLY, FIRST_LINE_ONLY, LAST_LINE_ONLY, FIRST_LINE_ONLY],
                            checks=wrong_checks)
     big = ScriptedEngine([RIGHT_A, RIGHT_B])
-    escalate._ENGINES["big-model"] = big
-    try:
-        settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
-                                          "escalate_model": "big-model"})
-        result = Pipeline(small, settings).run(file, 3)
-    finally:
-        del escalate._ENGINES["big-model"]
+    result = run_escalating(small, big, {"candidates": 4, "parallel_candidates": 1}, file)
     assert result.chosen is not None and result.chosen.strategy == "big-model:direct-greedy"
     assert result.verified
     agreement = result.agreement
@@ -282,18 +280,11 @@ def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
 
 
 def test_weak_tests_with_agreeing_candidates_do_not_escalate(tmp_path) -> None:
-    from server.pipeline import escalate
 
     file = project(tmp_path)
     small = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
     big = ScriptedEngine([FIRST_LINE_ONLY])
-    escalate._ENGINES["big-model"] = big
-    try:
-        settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
-                                          "escalate_model": "big-model"})
-        result = Pipeline(small, settings).run(file, 3)
-    finally:
-        del escalate._ENGINES["big-model"]
+    result = run_escalating(small, big, {"candidates": 4, "parallel_candidates": 1}, file)
     assert big.calls == [], "4 of 4 agree: the larger model is never asked"
     assert result.agreement is not None and not result.agreement.escalated
 
