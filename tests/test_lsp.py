@@ -82,6 +82,18 @@ def _inline(client: LanguageClient, uri: str, line: int, character: int):
             trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
 
 
+async def _open_mid_statement(client: LanguageClient, project: Path) -> tuple[str, int]:
+    """Start, wait for the model, open words.py with ``    cleaned = title.`` typed above the
+    return (the cursor goes at its end, column 18): (uri, line)."""
+    await _start(client, project)
+    await _wait_ready(client)
+    path = project / "textstats" / "words.py"
+    text = path.read_text().replace(
+        "    return re.sub(", "    cleaned = title.\n    return re.sub(")
+    uri = _open(client, path, text)
+    return uri, text.splitlines().index("    cleaned = title.")
+
+
 @pytest.fixture
 def project(textstats: Path) -> Path:
     return textstats
@@ -115,13 +127,7 @@ async def test_initialize_answers_before_the_model_loads_and_advertises_features
 
 async def test_inline_completion_and_completion_fallback(client: LanguageClient,
                                                          project: Path) -> None:
-    await _start(client, project)
-    await _wait_ready(client)
-    path = project / "textstats" / "words.py"
-    text = path.read_text().replace(
-        "    return re.sub(", "    cleaned = title.\n    return re.sub(")
-    uri = _open(client, path, text)
-    line = text.splitlines().index("    cleaned = title.")
+    uri, line = await _open_mid_statement(client, project)
     result = await _inline(client, uri, line, 18)
     assert result is not None and len(result.items) == 1
     item = result.items[0]
@@ -140,13 +146,7 @@ async def test_a_resting_cursor_is_warmed_before_the_first_keystroke(
         client: LanguageClient, project: Path) -> None:
     """plancode/cursor (sent by the editor plugins when the cursor rests): the suggestion
     there is computed in the background; the first request at that spot is a cache hit."""
-    await _start(client, project)
-    await _wait_ready(client)
-    path = project / "textstats" / "words.py"
-    text = path.read_text().replace(
-        "    return re.sub(", "    cleaned = title.\n    return re.sub(")
-    uri = _open(client, path, text)
-    line = text.splitlines().index("    cleaned = title.")
+    uri, line = await _open_mid_statement(client, project)
     client.protocol.notify("plancode/cursor", {"textDocument": {"uri": uri},
                                                "position": {"line": line, "character": 18}})
     client.protocol.notify("plancode/cursor", {"textDocument": {"uri": uri},
