@@ -29,6 +29,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,7 +86,7 @@ def run_weak(pipeline: Pipeline, weak: Pipeline, problem: dict, ws: Path) -> dic
 def run_problem(pipeline: Pipeline, weak: Pipeline, problem: dict, modes: list[str],
                 max_tokens: int) -> dict:
     engine = pipeline.engine
-    row: dict = {"task_id": problem["task_id"]}
+    row: dict = {"task_id": problem["task_id"], "commit": commit()}
     with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
         ws = Path(tmp)
         (ws / "problem.py").write_text(problem["prompt"])
@@ -103,6 +104,16 @@ def run_problem(pipeline: Pipeline, weak: Pipeline, problem: dict, modes: list[s
             out["passed"] = humaneval.score(ws, problem, text, pipeline.settings.isolation)
             row[mode] = out
     return row
+
+
+def commit() -> str:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes): rows of a long,
+    resumed run say which code made them."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -186,6 +197,11 @@ def summary_lines(args: argparse.Namespace, jsonl: Path, rows: list[dict]) -> li
             f"{k} {v}" for k, v in sorted(sources.items())) + f"; solved where direct failed: "
             f"{len(won)}; lost where direct solved: {len(lost)}"
             + (f" ({', '.join(lost)})" if lost else "") + "."]
+    made: dict[str, int] = {}
+    for r in rows:
+        made[r.get("commit", "unrecorded")] = made.get(r.get("commit", "unrecorded"), 0) + 1
+    lines += ["", "Rows made by commit: " + ", ".join(f"{c} ({n})" for c, n in made.items())
+              + "."]
     lines += ["", "Reproduce (resumable; rows are appended per problem):", "", "```",
               f"python -m benchmarks.humaneval --start {args.start} --end {args.end} "
               f"--model {args.model} --candidates {args.candidates} "

@@ -250,7 +250,7 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
         "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 4)
-    big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A])
+    big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
     result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1}, file)
     assert result.verified and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-greedy"
@@ -267,10 +267,13 @@ def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
     wrong_checks = "```python\nassert order_total([('a', 1, 5), ('b', 2, 5)]) == 5\n```"
     small = ScriptedEngine([FIRST_LINE_ONLY, FIRST_LINE_ONLY, LAST_LINE_ONLY, FIRST_LINE_ONLY],
                            checks=wrong_checks)
-    big = ScriptedEngine([RIGHT_A, RIGHT_B])
+    big = ScriptedEngine([RIGHT_A, RIGHT_B, FIRST_LINE_ONLY, RIGHT_A, RIGHT_B])
     result = run_escalating(small, big, {"candidates": 4, "parallel_candidates": 1}, file)
     assert result.chosen is not None and result.chosen.strategy == "big-model:direct-greedy"
     assert result.verified
+    made = [c.strategy for c in result.candidates if c.strategy.startswith("big-model:")]
+    assert sorted(made) == ["big-model:direct-greedy", *["big-model:direct-sampled"] * 3,
+                            "big-model:plan-greedy"], "weak evidence: a whole pool, no early exit"
     agreement = result.agreement
     assert agreement is not None and agreement.escalated == "big-model"
     assert agreement.model_checks == 2 and agreement.model_checks_passed == 2, "big's checks"

@@ -1,11 +1,12 @@
 """Escalation: a larger model tried only when the small model's candidates fail or disagree.
 
-When ``escalate_model`` names another model (e.g. ``qwen2.5-coder-1.5b``), that model makes a
-few more candidates (direct greedy, plan greedy, one repair) for the same function, tested in
-the same sandbox, in two cases: no candidate of the configured model passes the user's tests
-(after its repair rounds), or the user's tests are weak and the small model's evidence is thin
-(few candidates pass them, or those that do disagree on generated inputs: see
-:func:`wanted_on_weak`); then the larger model also writes the checks selection scores on.
+When ``escalate_model`` names another model (e.g. ``qwen2.5-coder-1.5b``), that model makes
+more candidates for the same function, tested in the same sandbox, in two cases: no candidate
+of the configured model passes the user's tests (after its repair rounds: four candidates and
+one repair, stopping at a pass), or the user's tests are weak and the small model's
+evidence is thin (few candidates pass them, or those that do disagree on generated inputs: see
+:func:`wanted_on_weak`); then the larger model makes a pool to compare (plan greedy and a batch
+of direct answers, no early exit) and also writes the checks selection scores on.
 It is loaded once per process and kept. Its candidates are labelled with the
 model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the result says what the escalation
 bought, and its time is reported as ``timings.escalation``.
@@ -66,10 +67,21 @@ def wanted_on_weak(settings: Settings, tests_source: str, agreement: Agreement) 
     return agreement.pool < MIN_POOL or agreement.agreeing < agreement.pool
 
 
-def settings_for(settings: Settings) -> Settings:
-    """The larger model's run: two greedy candidates and one repair, stopping at a pass."""
+WEAK_DIRECT = 4  # direct candidates the larger model makes on weak evidence (one batch)
+
+
+def settings_for(settings: Settings, weak: bool = False) -> Settings:
+    """The larger model's run. After a failure: the usual schedule of four candidates (greedy
+    direct and plan, then sampled) and one repair, stopping at the first that passes. On weak
+    evidence (``weak``) a pass proves little, so it makes a pool to compare instead: its
+    greedy plan and WEAK_DIRECT direct answers (greedy plus sampled ones, decoded together in
+    one llama.cpp batch), every one tested."""
+    if weak:
+        return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
+                                   candidates=2, repair_rounds=1,
+                                   parallel_candidates=WEAK_DIRECT)
     return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
-                               candidates=2, repair_rounds=1, parallel_candidates=1)
+                               candidates=4, repair_rounds=1, parallel_candidates=1)
 
 
 def engine_for(settings: Settings) -> Engine:

@@ -150,16 +150,17 @@ class Pipeline:
                                              sandbox, base, cancel, progress, timings,
                                              early_exit=not weak, prompt=prompt, shown=shown)
 
-            def escalation(why: str) -> tuple[Engine, list[Candidate]]:
+            def escalation(why: str, weak: bool = False) -> tuple[Engine, list[Candidate]]:
                 """The larger model's engine (it then also writes the checks selection scores
-                on) and its candidates, numbered after the small model's."""
+                on) and its candidates, numbered after the small model's; on ``weak``
+                evidence a whole pool to compare, else up to its first pass."""
                 progress("escalating", {"model": escalate.model_of(s), "why": why})
                 t = time.perf_counter()
                 kept = dict(timings)
                 engine = escalate.engine_for(s)
-                more, _ = Pipeline(engine, escalate.settings_for(s))._candidates(
+                more, _ = Pipeline(engine, escalate.settings_for(s, weak))._candidates(
                     info, source, rel, tests, tests_source, files, sandbox, base, cancel,
-                    progress, timings, prompt=prompt, shown=shown)
+                    progress, timings, early_exit=not weak, prompt=prompt, shown=shown)
                 timings.clear()
                 timings.update(kept, escalation=time.perf_counter() - t)
                 return engine, escalate.label(more, escalate.model_of(s), len(pool))
@@ -177,7 +178,7 @@ class Pipeline:
             selecting = time.perf_counter() - t
             if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
                     and not stopped_by_user()):
-                chooser, more = escalation("weak evidence")
+                chooser, more = escalation("weak evidence", weak=True)
                 pool += more
                 progress("selecting", {"candidates": len(pool)})
                 t = time.perf_counter()
