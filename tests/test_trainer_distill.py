@@ -21,6 +21,7 @@ from server.cli import main as plancode  # noqa: E402
 from trainer.config import DistillConfig  # noqa: E402
 from trainer.distill import _Teacher, run_distill, stage_plans, stage_train  # noqa: E402
 from trainer.jsonl_cache import JsonlCache  # noqa: E402
+from trainer.plan_tidy import tidy  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = 2
@@ -134,6 +135,8 @@ def test_verification_ran_real_tests(run) -> None:
     assert "passed" in outcomes
     assert all(r["passed"] == (bool(r["verdicts"]) and all(
         v["outcome"] == "passed" for v in r["verdicts"])) for r in rows)
+    # what was verified (and is trained on) is the tidied plan, not the teacher's raw reply
+    assert all(r["plan"] == tidy(r["plan"]) and r["plan"] for r in rows)
 
 
 def test_training_resumed_and_the_loss_fell(run) -> None:

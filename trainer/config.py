@@ -143,6 +143,7 @@ class VerifyConfig:
     n_gpu_layers: int = 0
     isolation: str = "auto"
     timeout: float = 10.0
+    tidy_plans: bool = True  # trainer.plan_tidy: working steps only, one sentence each
 
     batch: int = 1  # plans turned into code together, one llama.cpp batch per step
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation", "batch")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.errors import PlancodeError
+from trainer import plan_tidy
 from trainer.config import DistillConfig
 from trainer.data import Problem, dedupe, load_jsonl, python_problem, split
 from trainer.jsonl_cache import JsonlCache
@@ -97,6 +98,8 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
         return _fingerprint("plans", teacher, before)
     if name == "verify":
         verify = cfg.section("verify") | {"coder_model": model_identity(cfg.coder_model)}
+        if cfg.verify.tidy_plans:
+            verify["tidy_version"] = plan_tidy.VERSION
         return _fingerprint("verify", verify, before)
     if name == "train":
         train = cfg.section("train") | {"student": model_identity(cfg.train.student),
@@ -383,7 +386,7 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
                               cfg.verify.code_params(), plans, out, checker, progress,
-                              batch=cfg.verify.batch)
+                              batch=cfg.verify.batch, tidy=tidy_of(cfg))
     write_val_plans(cfg, teacher, val)
     return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
                          "coder_model": model_identity(cfg.coder_model)})
@@ -411,12 +414,19 @@ def write_val_plans(cfg: DistillConfig, teacher: LazyChat, val: list[Problem]) -
             cache.add({"key": p.id, "plan": parse_plan(reply)})
 
 
+def tidy_of(cfg: DistillConfig):
+    """The plan tidier the verify stage applies (``verify.tidy_plans``), or None."""
+    return plan_tidy.tidy if cfg.verify.tidy_plans else None
+
+
 def val_triples(cfg: DistillConfig, val: list[Problem]) -> list[dict]:
-    """Validation triples (problem, its backward plan, its solution)."""
+    """Validation triples (problem, its backward plan, its solution), plans tidied as the
+    training plans are."""
     cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
+    tidy = tidy_of(cfg) or (lambda plan: plan)
     out = []
     for p in val:
-        plan = (cache.get(p.id) or {}).get("plan", "")
+        plan = tidy((cache.get(p.id) or {}).get("plan", ""))
         if plan:
             out.append({"id": p.id, "problem": p.problem, "plan": plan, "solution": p.solution,
                         "context": str(p.meta.get("context", ""))})

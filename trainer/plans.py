@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
@@ -139,11 +139,13 @@ def _check_code(checker: Checker, report: VerifyReport, problem: Problem, key: s
 
 def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
                  params: SamplingParams, plans: JsonlCache, out: JsonlCache, checker: Checker,
-                 progress: bool = True, batch: int = 1) -> VerifyReport:
+                 progress: bool = True, batch: int = 1,
+                 tidy: Callable[[str], str] | None = None) -> VerifyReport:
     """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
     per plan in ``out``. The coder is the student by default: a plan is kept only when the
     model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
-    has ``chat_many``, that many plans are turned into code together."""
+    has ``chat_many``, that many plans are turned into code together. ``tidy`` rewrites each
+    plan first (``trainer.plan_tidy``): what is verified is what is trained on."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
@@ -153,6 +155,8 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
     for problem, key in tqdm(keys, desc="reference solutions", unit="plan",
                              disable=not progress):
         row = plans.get(key)
+        if row is not None and tidy is not None:
+            row = {**row, "plan": tidy(row["plan"])}
         if row is None or not row["plan"]:
             continue
         if not checker.has_tests(problem):
