@@ -386,7 +386,8 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
                               cfg.verify.code_params(), plans, out, checker, progress,
-                              batch=cfg.verify.batch, tidy=tidy_of(cfg))
+                              batch=cfg.verify.batch, tidy=tidy_of(cfg),
+                              references=JsonlCache(stage.dir / "references.jsonl"))
     write_val_plans(cfg, teacher, val)
     return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
                          "coder_model": model_identity(cfg.coder_model)})

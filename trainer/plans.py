@@ -37,6 +37,11 @@ def plan_key(problem: Problem, k: int) -> str:
     return f"{problem.id}#{k}#{digest}"
 
 
+def reference_key(problem: Problem) -> str:
+    """Cache key of the verdict on a problem's own solution (changes with the problem)."""
+    return plan_key(problem, 0).replace("#0#", "#reference#")
+
+
 def _context(problem: Problem) -> str:
     return str(problem.meta.get("context", ""))
 
@@ -137,15 +142,33 @@ def _check_code(checker: Checker, report: VerifyReport, problem: Problem, key: s
     return _verdict_row(key, problem, row, code, run, error)
 
 
+def _reference_passes(checker: Checker, report: VerifyReport, problem: Problem,
+                      references: JsonlCache | None) -> bool:
+    """Whether the problem's own solution passes its tests (cached in ``references``)."""
+    key = reference_key(problem)
+    if references is not None and key in references:
+        return bool((references.get(key) or {}).get("passed"))
+    ref = checker.check(problem, problem.solution)
+    report.tests_run += len(ref.verdicts)
+    report.isolation = ref.isolation
+    if references is not None:
+        references.add({"key": key, "id": problem.id, "passed": ref.all_passed,
+                        "tests": len(ref.verdicts), "isolation": ref.isolation})
+    return ref.all_passed
+
+
 def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
                  params: SamplingParams, plans: JsonlCache, out: JsonlCache, checker: Checker,
                  progress: bool = True, batch: int = 1,
-                 tidy: Callable[[str], str] | None = None) -> VerifyReport:
+                 tidy: Callable[[str], str] | None = None,
+                 references: JsonlCache | None = None) -> VerifyReport:
     """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
     per plan in ``out``. The coder is the student by default: a plan is kept only when the
     model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
     has ``chat_many``, that many plans are turned into code together. ``tidy`` rewrites each
-    plan first (``trainer.plan_tidy``): what is verified is what is trained on."""
+    plan first (``trainer.plan_tidy``): what is verified is what is trained on. Each problem's
+    own solution is run first (tests that fail it verify nothing); ``references`` keeps those
+    verdicts, so a resumed run does not re-run a thousand reference solutions."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
@@ -171,11 +194,8 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
             report.failed += not done.get("passed", False)
             continue
         if problem.id not in reference_ok:  # tests that fail the reference verify nothing
-            ref = checker.check(problem, problem.solution)
-            report.tests_run += len(ref.verdicts)
-            report.isolation = ref.isolation
-            reference_ok[problem.id] = ref.all_passed
-            if not ref.all_passed:
+            reference_ok[problem.id] = _reference_passes(checker, report, problem, references)
+            if not reference_ok[problem.id]:
                 report.broken_problems.append(problem.id)
         if not reference_ok[problem.id]:
             report.plans -= 1
