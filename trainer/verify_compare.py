@@ -3,8 +3,8 @@
 ``python -m trainer.verify_compare --config configs/distill-real.toml --sample 40``
 
 For a deterministic sample of training problems and the teacher's greedy backward plan for each
-(the plans stage's cached row, or written now), the teacher (1.5B) and the student (0.5B) each
-write code from the plan alone
+(the plans stage's cached row, or written now; tidied as the verify stage tidies it), the
+teacher (1.5B) and the student (0.5B) each write code from the plan alone
 with the server's code-from-plan prompt, and the problem's own tests judge both. The report
 gives each coder's yield (passing plans / plans tried), how often they agree, and the plans
 only one of them turns into passing code. Student verification keeps only plans the model
@@ -27,7 +27,7 @@ from server.errors import PlancodeError
 from server.prompts import code_from_plan_messages, parse_code
 from trainer.checker import Checker
 from trainer.config import DistillConfig
-from trainer.distill import LazyChat, _Teacher, coder_for, problems_of
+from trainer.distill import LazyChat, _Teacher, coder_for, problems_of, tidy_of
 from trainer.jsonl_cache import JsonlCache
 from trainer.plans import plan_key
 
@@ -82,6 +82,7 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
         raise PlancodeError("the comparison needs verify.coder = 'student'",
                             "set it in the config (the teacher is the other coder)")
     sample = sample_plans(cfg, n, teacher)
+    tidy = tidy_of(cfg) or (lambda plan: plan)  # the plan as the verify stage judges it
     reference_ok: dict[str, bool] = {}
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         for problem, row in sample:
@@ -91,9 +92,12 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
                 reference_ok[problem.id] = checker.check(problem, problem.solution).all_passed
             if not reference_ok[problem.id]:
                 continue
-            result = {"key": row["key"], "id": problem.id,
-                      "teacher": _judge(teacher, checker, problem, row["plan"], cfg),
-                      "student": _judge(student, checker, problem, row["plan"], cfg)}
+            plan = tidy(row["plan"])
+            if not plan:
+                continue
+            result = {"key": row["key"], "id": problem.id, "plan": plan,
+                      "teacher": _judge(teacher, checker, problem, plan, cfg),
+                      "student": _judge(student, checker, problem, plan, cfg)}
             cache.add(result)
             if log:
                 print(f"{row['key']}: teacher={'PASS' if result['teacher']['passed'] else 'fail'}"
