@@ -259,6 +259,26 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     assert len(small.codes) == 1, "the small model made its 2 candidates and 1 repair first"
 
 
+def test_weak_tests_every_candidate_failing_escalate_to_a_pool_not_a_first_pass(
+        tmp_path) -> None:
+    """One visible test that no small candidate passes: the larger model's first passing
+    answer is not simply taken; it makes its whole pool, and behaviour plus its checks
+    choose (the greedy answer that only passes the visible test loses)."""
+
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 4)
+    big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, FIRST_LINE_ONLY, FIRST_LINE_ONLY])
+    result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1,
+                                         "parallel_candidates": 1}, file)
+    assert result.verified and result.chosen is not None
+    assert result.chosen.strategy == "big-model:direct-sampled", result.chosen.strategy
+    agreement = result.agreement
+    assert agreement is not None and agreement.escalated == "big-model"
+    assert (agreement.pool, agreement.agreeing) == (5, 3), "all five of big's answers compared"
+    assert big.codes == [], "no early exit at big's first pass"
+
+
 def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
     """One visible test, and the small model's passers disagree: the larger model adds its
     candidate and writes the checks, and its checks (not the small model's wrong ones) pick."""

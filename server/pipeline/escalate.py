@@ -2,11 +2,12 @@
 
 When ``escalate_model`` names another model (e.g. ``qwen2.5-coder-1.5b``), that model makes
 more candidates for the same function, tested in the same sandbox, in two cases: no candidate
-of the configured model passes the user's tests (after its repair rounds: four candidates and
-one repair, stopping at a pass), or the user's tests are weak and the small model's
-evidence is thin (few candidates pass them, or those that do disagree on generated inputs: see
-:func:`wanted_on_weak`); then the larger model makes a pool to compare (plan greedy and a batch
-of direct answers, no early exit) and also writes the checks selection scores on.
+of the configured model passes the user's tests (after its repair rounds), or the user's tests
+are weak and the small model's evidence is thin (few candidates pass them, or those that do
+disagree on generated inputs: see :func:`wanted_on_weak`). With strong tests it makes four
+candidates and one repair, stopping at a pass; with weak tests a first pass proves little, so
+it makes a pool to compare (plan greedy and a batch of direct answers, no early exit). Either
+way it then also writes the checks selection scores on.
 It is loaded once per process and kept. Its candidates are labelled with the
 model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the result says what the escalation
 bought, and its time is reported as ``timings.escalation``.

@@ -170,7 +170,7 @@ class Pipeline:
 
             chooser = self.engine
             if escalate.wanted(s, pool, tests_source) and not stopped_by_user():
-                chooser, more = escalation("no candidate passed")
+                chooser, more = escalation("no candidate passed", weak=weak)
                 pool += more
             progress("selecting", {"candidates": len(pool)})
             t = time.perf_counter()
