@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.analysis.functions import FunctionInfo, find_function, functions
@@ -45,6 +46,29 @@ Progress = Callable[[str, dict], None]
 
 def _noop(event: str, data: dict) -> None:
     pass
+
+
+@dataclass
+class _Work:
+    """One function's run: what making, testing and choosing its candidates share."""
+
+    info: FunctionInfo
+    source: str  # the file's text the candidates are spliced into
+    rel: str  # the file, relative to the workspace root
+    tests: list[TestCase]
+    tests_source: str  # user | generated | none
+    files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
+    sandbox: Sandbox
+    base: SamplingParams
+    cancel: CancelToken | None
+    progress: Progress
+    timings: dict[str, float]
+    prompt: tuple[str, str]  # (problem as the model sees it, context)
+    shown: dict[str, str]  # test sources shown to the model (for repair reports)
+    weak: bool  # the user's tests are weak: make the whole pool and compare
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.cancelled
 
 
 class Pipeline:
@@ -100,19 +124,8 @@ class Pipeline:
 
         t = time.perf_counter()
         index = self._index_for(root)
-        tests = discover(root, file, info.qualname, index, source=source)
         module = None if info.is_method else module_name(root, file)
-        files: dict[str, str] = {}
-        if not self.settings.docstring_examples:
-            tests = [tc for tc in tests if tc.kind != "doctest"]
-        elif module:
-            doc = spec.docstring_text(info)
-            found, files = docstring_tests(module, info.name,
-                                           prose_examples(doc, info.name, spec.parameters(info)))
-            tests += found
-        command = self.settings.test_command.strip()
-        if command:
-            tests = [*tests, TestCase(f"command: {command}", "command", "", command)]
+        tests, files = self._user_tests(info, root, file, source, module)
         timings["discovery"] = time.perf_counter() - t
         tests_source = "user" if tests else "none"
         progress("discovered", {"tests": [tc.id for tc in tests], "function": info.qualname})
@@ -141,53 +154,14 @@ class Pipeline:
         prompt = (visible.with_tests(info.problem, tests, shown) if bare else info.problem,
                   module_docstring(source) + info.context)
         ctx.problem = prompt[0]
-        weak = selection.is_weak(tests, info.docstring)
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
+        work = _Work(info, source, rel, tests, tests_source, files, sandbox, base, cancel,
+                     progress, timings, prompt, shown, selection.is_weak(tests, info.docstring))
         try:
-            pool, stopped = self._candidates(info, source, rel, tests, tests_source, files,
-                                             sandbox, base, cancel, progress, timings,
-                                             early_exit=not weak, prompt=prompt, shown=shown)
-
-            def escalation(why: str, weak: bool = False) -> tuple[Engine, list[Candidate]]:
-                """The larger model's engine (it then also writes the checks selection scores
-                on) and its candidates, numbered after the small model's; on ``weak``
-                evidence a whole pool to compare, else up to its first pass."""
-                progress("escalating", {"model": escalate.model_of(s), "why": why})
-                t = time.perf_counter()
-                kept = dict(timings)
-                engine = escalate.engine_for(s)
-                more, _ = Pipeline(engine, escalate.settings_for(s, weak))._candidates(
-                    info, source, rel, tests, tests_source, files, sandbox, base, cancel,
-                    progress, timings, early_exit=not weak, prompt=prompt, shown=shown)
-                timings.clear()
-                timings.update(kept, escalation=time.perf_counter() - t)
-                return engine, escalate.label(more, escalate.model_of(s), len(pool))
-
-            def stopped_by_user() -> bool:
-                return cancel is not None and cancel.cancelled
-
-            chooser = self.engine
-            if escalate.wanted(s, pool, tests_source) and not stopped_by_user():
-                chooser, more = escalation("no candidate passed", weak=weak)
-                pool += more
-            progress("selecting", {"candidates": len(pool)})
-            t = time.perf_counter()
-            chosen, agreement = spec.choose_candidate(chooser, ctx, pool, sandbox, base, cancel)
-            selecting = time.perf_counter() - t
-            if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
-                    and not stopped_by_user()):
-                chooser, more = escalation("weak evidence", weak=True)
-                pool += more
-                progress("selecting", {"candidates": len(pool)})
-                t = time.perf_counter()
-                chosen, agreement = spec.choose_candidate(chooser, ctx, pool, sandbox, base,
-                                                          cancel)
-                selecting += time.perf_counter() - t
-            if chooser is not self.engine:
-                agreement.escalated = escalate.model_of(s)
-            timings["selection"] = selecting
+            pool, stopped = self._candidates(work, early_exit=not work.weak)
+            chosen, agreement, pool = self._choose(work, ctx, pool)
         finally:
             sandbox.close()
         timings["total"] = time.perf_counter() - t0
@@ -210,24 +184,78 @@ class Pipeline:
         progress("done", {"status": out.status})
         return out
 
-    def _candidates(
-        self,
-        info: FunctionInfo,
-        source: str,
-        rel: str,
-        tests: list[TestCase],
-        tests_source: str,
-        extra_files: dict[str, str],
-        sandbox: Sandbox,
-        base: SamplingParams,
-        cancel: CancelToken | None,
-        progress: Progress,
-        timings: dict[str, float],
-        early_exit: bool = True,
-        prompt: tuple[str, str] | None = None,
-        shown: dict[str, str] | None = None,
-    ) -> tuple[list[Candidate], bool]:
-        problem, context = prompt or (info.problem, info.context)
+    def _user_tests(self, info: FunctionInfo, root: Path, file: Path, source: str,
+                    module: str | None) -> tuple[list[TestCase], dict[str, str]]:
+        """The user's tests of the function (discovered tests, its docstring's examples, the
+        ``test_command``) and the sandbox-only files the examples run from."""
+        tests = discover(root, file, info.qualname, self._index_for(root), source=source)
+        files: dict[str, str] = {}
+        if not self.settings.docstring_examples:
+            tests = [tc for tc in tests if tc.kind != "doctest"]
+        elif module:
+            doc = spec.docstring_text(info)
+            found, files = docstring_tests(module, info.name,
+                                           prose_examples(doc, info.name, spec.parameters(info)))
+            tests += found
+        command = self.settings.test_command.strip()
+        if command:
+            tests = [*tests, TestCase(f"command: {command}", "command", "", command)]
+        return tests, files
+
+    def _choose(self, work: _Work, ctx: spec.Context, pool: list[Candidate]
+                ) -> tuple[Candidate | None, selection.Agreement, list[Candidate]]:
+        """The candidate to suggest, the evidence for it and the final pool: the larger model
+        joins when every candidate failed, or when weak tests leave thin evidence (its
+        candidates are added and it writes the checks selection scores on)."""
+        s, tests_source = self.settings, work.tests_source
+        chooser = self.engine
+        if escalate.wanted(s, pool, tests_source) and not work.cancelled():
+            chooser, more = self._escalate(work, len(pool), "no candidate passed")
+            pool = pool + more
+        work.progress("selecting", {"candidates": len(pool)})
+        t = time.perf_counter()
+        chosen, agreement = spec.choose_candidate(chooser, ctx, pool, work.sandbox, work.base,
+                                                  work.cancel)
+        selecting = time.perf_counter() - t
+        if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
+                and not work.cancelled()):
+            chooser, more = self._escalate(work, len(pool), "weak evidence")
+            pool = pool + more
+            work.progress("selecting", {"candidates": len(pool)})
+            t = time.perf_counter()
+            chosen, agreement = spec.choose_candidate(chooser, ctx, pool, work.sandbox,
+                                                      work.base, work.cancel)
+            selecting += time.perf_counter() - t
+        work.timings["selection"] = selecting
+        if chooser is not self.engine:
+            agreement.escalated = escalate.model_of(s)
+        return chosen, agreement, pool
+
+    def _escalate(self, work: _Work, first_index: int, why: str
+                  ) -> tuple[Engine, list[Candidate]]:
+        """The larger model's engine and its candidates, numbered from ``first_index``: with
+        weak tests a whole pool to compare, else up to its first pass. Its time is
+        ``timings.escalation``; the stage timings it shares keep the small model's values."""
+        s = self.settings
+        work.progress("escalating", {"model": escalate.model_of(s), "why": why})
+        t = time.perf_counter()
+        kept = dict(work.timings)
+        engine = escalate.engine_for(s)
+        larger = Pipeline(engine, escalate.settings_for(s, work.weak))
+        more, _ = larger._candidates(work, early_exit=not work.weak)
+        work.timings.clear()
+        work.timings.update(kept, escalation=time.perf_counter() - t)
+        return engine, escalate.label(more, escalate.model_of(s), first_index)
+
+    def _candidates(self, work: _Work, early_exit: bool = True) -> tuple[list[Candidate], bool]:
+        """Make, test and (when every one fails) repair candidates; with ``early_exit`` and
+        user tests, stop at the first that passes them all. Returns them and whether it
+        stopped early."""
+        info, source, rel, tests = work.info, work.source, work.rel, work.tests
+        tests_source, extra_files, sandbox = work.tests_source, work.files, work.sandbox
+        base, cancel, progress, timings = work.base, work.cancel, work.progress, work.timings
+        shown = work.shown
+        problem, context = work.prompt
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
         done: list[Candidate] = []
