@@ -211,6 +211,34 @@ def summary_lines(args: argparse.Namespace, jsonl: Path, rows: list[dict]) -> li
     return lines
 
 
+def plot(rows: list[dict], path: Path, title: str) -> bool:
+    """pass@1 per mode (bars) beside the distribution of seconds per problem (box plot, log
+    scale): what each mode buys and what it costs. False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return False
+    modes = [m for m in MODES if rows and all(m in r for r in rows)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    rates = [100 * sum(r[m]["passed"] for r in rows) / len(rows) for m in modes]
+    bars = left.bar(modes, rates, color=["#888", "#6a9", "#38c", "#c73"][:len(modes)])
+    left.bar_label(bars, fmt="%.1f%%")
+    left.set_ylabel(f"pass@1 on the hidden tests (%), {len(rows)} problems")
+    left.set_ylim(0, 100)
+    right.boxplot([[r[m]["seconds"] for r in rows] for m in modes], tick_labels=modes)
+    right.set_yscale("log")
+    right.set_ylabel("seconds per problem")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_summary(args: argparse.Namespace, jsonl: Path) -> None:
     """Replace (or add) this run's subsection of the HumanEval section of ``--out``."""
     rows = load_rows(jsonl)
@@ -218,7 +246,11 @@ def write_summary(args: argparse.Namespace, jsonl: Path) -> None:
         print("no rows yet", file=sys.stderr)
         return
     title = f"### {args.model}, HumanEval/{args.start}-{args.end - 1}"
-    block = "\n".join([title, "", *summary_lines(args, jsonl, rows)]).rstrip() + "\n"
+    lines = summary_lines(args, jsonl, rows)
+    image = args.out.parent / f"humaneval-{args.model}-{args.start}-{args.end}.png"
+    if plot(rows, image, title.lstrip("# ")):
+        lines += [f"![pass@1 and seconds per problem by mode]({image.name})", ""]
+    block = "\n".join([title, "", *lines]).rstrip() + "\n"
     text = args.out.read_text() if args.out.exists() else "# Results\n"
     if title in text:
         head, _, rest = text.partition(title)
