@@ -27,9 +27,12 @@ $(STAMP): pyproject.toml | llama
 doctor: $(STAMP) llama
 	$(BIN)/plancode doctor
 
+# the 1.5B is what `plancode complete` escalates to when the small model's candidates fail or
+# weak tests leave a doubt (escalate_model = auto uses it only when it is in the store)
 demo: $(STAMP) llama
 	$(BIN)/plancode model fetch qwen2.5-coder-0.5b
 	$(BIN)/plancode model verify qwen2.5-coder-0.5b
+	$(BIN)/plancode model fetch qwen2.5-coder-1.5b
 	$(BIN)/plancode complete examples/textstats/textstats/numbers.py:13
 
 test: $(STAMP) llama
