@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from trainer import portable_checkpoint as portable  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.examples import examples_for  # noqa: E402
 from trainer.train import CheckpointClock, base_dtype, cpu_has_bf16, train  # noqa: E402
@@ -73,3 +74,48 @@ def test_bf16_base_trains_fp32_lora_checkpoints_by_time_and_resumes(
         torch.set_num_threads(before)
     assert done.resumed_from == 2 and done.steps == 3
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_a_run_resumes_on_another_machine_from_the_portable_checkpoint(
+        tiny_qwen_student: Path, qwen_tokenizer, tmp_path: Path) -> None:
+    """Only what is committed travels: without train/checkpoints/ (accelerate's full state,
+    kept local) the run resumes from train/portable/ with the weights it had reached."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    examples = examples_for(qwen_tokenizer, "p", PROBLEM, PLAN, SOLUTION,
+                            tasks=("plan", "code"))
+    cfg = TrainConfig(lora_r=4, lora_dropout=0.0, target_modules=("q_proj", "v_proj"),
+                      max_steps=4, batch_size=1, grad_accum=1, warmup_steps=1,
+                      learning_rate=1e-3, save_every=1, threads=1, bf16="false")
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_student)
+    cut = train(model, qwen_tokenizer, examples, [], cfg, tmp_path, progress=False,
+                stop_after=2)
+    files = sorted(p.name for p in (tmp_path / "portable").iterdir())
+    assert files == ["train_state.json", "trainable_2.safetensors"], "older weights removed"
+    saved = load_file(str(tmp_path / "portable" / "trainable_2.safetensors"))
+    assert saved and all("lora_" in n or "ast_head" in n for n in saved), "trainable only"
+    shutil.rmtree(tmp_path / "checkpoints")  # a fresh machine: only the commit is there
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_student)
+    seen: dict = {}
+    real_load = portable.load
+
+    def spy(module, optimizer, scheduler, folder):
+        state = real_load(module, optimizer, scheduler, folder)
+        seen.update({n: p.detach().clone() for n, p in module.named_parameters()
+                     if p.requires_grad})
+        seen["lr"] = optimizer.param_groups[0]["lr"]
+        return state
+
+    portable.load = spy
+    try:
+        done = train(model, qwen_tokenizer, examples, [], cfg, tmp_path, progress=False)
+    finally:
+        portable.load = real_load
+    assert (done.resumed_from, done.resumed_portable, done.steps) == (2, True, 4)
+    assert all(torch.equal(seen[n], v) for n, v in saved.items()), "step 2's weights restored"
+    assert seen["lr"] == cut.history[-1]["lr"], "the schedule continues, not its warm-up"
+    assert [h["step"] for h in done.history] == [1, 2, 3, 4], "history carried over"

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from server.errors import PlancodeError
+from trainer import portable_checkpoint as portable
 from trainer.config import LossConfig, TrainConfig
 from trainer.examples import Example
 from trainer.losses import Batch, collate, multitask_loss
@@ -121,6 +122,7 @@ class TrainResult:
     adapter_dir: Path
     seconds: float
     resumed_from: int = 0
+    resumed_portable: bool = False  # resumed from train/portable (optimizer moments restarted)
     processes: int = 1  # data-parallel processes (accelerate launch / torchrun)
     device: str = "cpu"
     base_dtype: str = "float32"
@@ -192,21 +194,28 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
 
     state = {"step": 0, "micro": 0, "history": [], "val_history": []}
     latest = (_checkpoints(ckpt_dir) or [None])[-1]
-    resumed_from = 0
+    portable_dir = out_dir / "portable"
+    resumed_from, resumed_portable = 0, False
     if latest is not None:
         accelerator.load_state(str(latest))
         state = json.loads((latest / "train_state.json").read_text())
         resumed_from = state["step"]
+    elif portable.exists(portable_dir):  # another machine's run, from what was committed
+        state = portable.load(accelerator.unwrap_model(module), optimizer, scheduler,
+                              portable_dir)
+        resumed_from, resumed_portable = state["step"], True
 
     clock = CheckpointClock(cfg.save_every, cfg.save_every_minutes)
 
     def save_checkpoint() -> None:
-        """accelerate's full state (every rank takes part), then the loop's own state; the
-        newest ``keep_checkpoints`` are kept. ``train_state.json`` is written last, so a
-        checkpoint without it (killed mid-save) is never resumed from."""
+        """accelerate's full state (every rank takes part), the portable checkpoint
+        (``trainer.portable_checkpoint``), then the loop's own state; the newest
+        ``keep_checkpoints`` are kept. ``train_state.json`` is written last, so a checkpoint
+        without it (killed mid-save) is never resumed from."""
         path = ckpt_dir / f"checkpoint_{state['step']}"
         accelerator.save_state(str(path))
         if accelerator.is_main_process:
+            portable.save(accelerator.unwrap_model(module), scheduler, state, portable_dir)
             (path / "train_state.json").write_text(json.dumps(state))
             for old in _checkpoints(ckpt_dir)[:-cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -272,7 +281,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
     if accelerator.is_main_process:
         (out_dir / "train_state.json").write_text(json.dumps(state))
     return TrainResult(state["step"], state["history"], state["val_history"], adapter_dir,
-                       round(time.perf_counter() - start, 2), resumed_from,
+                       round(time.perf_counter() - start, 2), resumed_from, resumed_portable,
                        accelerator.num_processes, str(accelerator.device),
                        str(next(model.parameters()).dtype).removeprefix("torch."),
                        torch.get_num_threads())
