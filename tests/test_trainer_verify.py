@@ -71,3 +71,30 @@ def test_verification_uses_tidied_plans_and_caches_reference_verdicts(tmp_path: 
     again = verify_plans(coder, problems, 1, SamplingParams(), plans, out, checker,
                          progress=False, tidy=tidy, references=JsonlCache(refs.path))
     assert (again.plans, again.from_cache, checker.references, checker.candidates) == (3, 2, 1, 1)
+
+
+def test_a_problem_whose_own_solution_fails_is_reported_and_never_decoded_again(
+        tmp_path: Path) -> None:
+    good, broken = problem(0), problem(1)
+    broken = Problem(broken.id, broken.problem, "def f(x):\n    return None\n", broken.tests)
+
+    class Strict(Checker):
+        def check(self, p: Problem, code: str) -> RunResult:
+            run = super().check(p, code)
+            if code == broken.solution:
+                run.verdicts[0] = TestVerdict("t", "failed", "AssertionError")
+            return run
+
+    plans = JsonlCache(tmp_path / "plans.jsonl")
+    for p in (good, broken):
+        plans.add({"key": plan_key(p, 0), "id": p.id, "k": 0, "plan": "1. Return x."})
+    out, refs = JsonlCache(tmp_path / "verified.jsonl"), JsonlCache(tmp_path / "refs.jsonl")
+    coder = Coder()
+    report = verify_plans(coder, [good, broken], 1, SamplingParams(), plans, out, Strict(),
+                          progress=False, references=refs)
+    assert (report.plans, report.passed, report.broken_problems) == (1, 1, ["p1"])
+    assert [r["id"] for r in out] == ["p0"], "no verdict for a plan of a broken problem"
+    coder = Coder()
+    again = verify_plans(coder, [good, broken], 1, SamplingParams(), plans, out, Strict(),
+                         progress=False, references=JsonlCache(refs.path))
+    assert coder.prompts == [] and again.broken_problems == ["p1"] and again.from_cache == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
@@ -165,46 +166,23 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
     """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
     per plan in ``out``. The coder is the student by default: a plan is kept only when the
     model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
-    has ``chat_many``, that many plans are turned into code together. ``tidy`` rewrites each
-    plan first (``trainer.plan_tidy``): what is verified is what is trained on. Each problem's
-    own solution is run first (tests that fail it verify nothing); ``references`` keeps those
-    verdicts, so a resumed run does not re-run a thousand reference solutions."""
+    has ``chat_many``, that many plans are turned into code together, and their tests run on
+    a worker thread while the next group decodes. ``tidy`` rewrites each plan first
+    (``trainer.plan_tidy``): what is verified is what is trained on. Each problem's own
+    solution is run before its first plan's code (tests that fail it verify nothing);
+    ``references`` keeps those verdicts, so a resumed run does not re-run them."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
-    keys = [(p, plan_key(p, k)) for k in range(plans_per_problem) for p in problems]
-    reference_ok: dict[str, bool] = {}
-    pending: list[tuple[Problem, str, dict]] = []
-    for problem, key in tqdm(keys, desc="reference solutions", unit="plan",
-                             disable=not progress):
-        row = plans.get(key)
-        if row is not None and tidy is not None:
-            row = {**row, "plan": tidy(row["plan"])}
-        if row is None or not row["plan"]:
-            continue
-        if not checker.has_tests(problem):
-            if problem.id not in report.untested_problems:
-                report.untested_problems.append(problem.id)
-            continue
-        report.plans += 1
-        if key in out:
-            report.from_cache += 1
-            done = out.get(key) or {}
-            report.passed += done.get("passed", False)
-            report.failed += not done.get("passed", False)
-            continue
-        if problem.id not in reference_ok:  # tests that fail the reference verify nothing
-            reference_ok[problem.id] = _reference_passes(checker, report, problem, references)
-            if not reference_ok[problem.id]:
-                report.broken_problems.append(problem.id)
-        if not reference_ok[problem.id]:
-            report.plans -= 1
-            continue
-        pending.append((problem, key, row))
+    pending = _to_verify(problems, plans_per_problem, plans, out, checker, report, tidy,
+                         references)
+    judge = _Judge(checker, report, out, references)
     many = getattr(coder, "chat_many", None)
     group = batch if many is not None else 1
-    with tqdm(total=len(pending), desc="verify plans", unit="plan",
-              disable=not progress) as bar:
+    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-tests") as tests,
+          tqdm(total=len(pending), desc="verify plans", unit="plan",
+               disable=not progress) as bar):
+        judged: Future | None = None
         for at in range(0, len(pending), group):
             part = pending[at:at + group]
             conversations = [code_from_plan_messages(p.problem, row["plan"], _context(p))
@@ -212,13 +190,73 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
             replies = (many(conversations, [params] * len(part))
                        if many is not None and len(part) > 1
                        else [coder.chat(m, params) for m in conversations])
-            for (problem, key, row), reply in zip(part, replies, strict=True):
-                verdict = _check_code(checker, report, problem, key, row, parse_code(reply))
-                out.add(verdict)
-                report.passed += verdict["passed"]
-                report.failed += not verdict["passed"]
+            if judged is not None:
+                judged.result()  # one group tested at a time: the report is never shared
+            judged = tests.submit(judge.group, part, replies)
             bar.update(len(part))
+        if judged is not None:
+            judged.result()
     ids = {p.id for p in problems}
     report.problems_with_a_plan = len({r["id"] for r in out if r["passed"] and r["id"] in ids})
     report.seconds = round(time.perf_counter() - start, 3)
     return report
+
+
+def _to_verify(problems: list[Problem], plans_per_problem: int, plans: JsonlCache,
+               out: JsonlCache, checker: Checker, report: VerifyReport,
+               tidy: Callable[[str], str] | None,
+               references: JsonlCache | None) -> list[tuple[Problem, str, dict]]:
+    """(problem, key, plan row) of every plan still to verify; verdicts already in ``out``
+    are counted into ``report``, and problems known to be broken are left out."""
+    pending: list[tuple[Problem, str, dict]] = []
+    for k in range(plans_per_problem):
+        for problem in problems:
+            key = plan_key(problem, k)
+            row = plans.get(key)
+            if row is not None and tidy is not None:
+                row = {**row, "plan": tidy(row["plan"])}
+            if row is None or not row["plan"]:
+                continue
+            if not checker.has_tests(problem):
+                if problem.id not in report.untested_problems:
+                    report.untested_problems.append(problem.id)
+                continue
+            if key in out:
+                done = out.get(key) or {}
+                report.plans += 1
+                report.from_cache += 1
+                report.passed += done.get("passed", False)
+                report.failed += not done.get("passed", False)
+                continue
+            known = references.get(reference_key(problem)) if references is not None else None
+            if known is not None and not known.get("passed"):
+                if problem.id not in report.broken_problems:
+                    report.broken_problems.append(problem.id)
+                continue
+            pending.append((problem, key, row))
+    return pending
+
+
+class _Judge:
+    """Runs the tests of a group of plans' code (on the verify stage's test thread)."""
+
+    def __init__(self, checker: Checker, report: VerifyReport, out: JsonlCache,
+                 references: JsonlCache | None) -> None:
+        self.checker, self.report, self.out, self.references = checker, report, out, references
+        self.reference_ok: dict[str, bool] = {}
+
+    def group(self, part: list[tuple[Problem, str, dict]], replies: list[str]) -> None:
+        report = self.report
+        for (problem, key, row), reply in zip(part, replies, strict=True):
+            if problem.id not in self.reference_ok:  # tests failing the reference verify nothing
+                ok = _reference_passes(self.checker, report, problem, self.references)
+                self.reference_ok[problem.id] = ok
+                if not ok and problem.id not in report.broken_problems:
+                    report.broken_problems.append(problem.id)
+            if not self.reference_ok[problem.id]:
+                continue
+            verdict = _check_code(self.checker, report, problem, key, row, parse_code(reply))
+            self.out.add(verdict)
+            report.plans += 1
+            report.passed += verdict["passed"]
+            report.failed += not verdict["passed"]
