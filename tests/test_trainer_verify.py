@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.engine.types import SamplingParams
+from server.errors import PlancodeError
 from server.testing.types import RunResult, TestVerdict
 from trainer.data import Problem
 from trainer.jsonl_cache import JsonlCache
 from trainer.plan_tidy import tidy
-from trainer.plans import plan_key, verify_plans
+from trainer.plans import plan_key, reference_key, verify_plans
 
 
 class Coder:
@@ -78,23 +79,29 @@ def test_a_problem_whose_own_solution_fails_is_reported_and_never_decoded_again(
     good, broken = problem(0), problem(1)
     broken = Problem(broken.id, broken.problem, "def f(x):\n    return None\n", broken.tests)
 
+    unrunnable = problem(2)
+
     class Strict(Checker):
         def check(self, p: Problem, code: str) -> RunResult:
+            if p is unrunnable:
+                raise PlancodeError("no function f in the problem text", "fix the problem")
             run = super().check(p, code)
             if code == broken.solution:
                 run.verdicts[0] = TestVerdict("t", "failed", "AssertionError")
             return run
 
     plans = JsonlCache(tmp_path / "plans.jsonl")
-    for p in (good, broken):
+    for p in (good, broken, unrunnable):
         plans.add({"key": plan_key(p, 0), "id": p.id, "k": 0, "plan": "1. Return x."})
     out, refs = JsonlCache(tmp_path / "verified.jsonl"), JsonlCache(tmp_path / "refs.jsonl")
     coder = Coder()
-    report = verify_plans(coder, [good, broken], 1, SamplingParams(), plans, out, Strict(),
-                          progress=False, references=refs)
-    assert (report.plans, report.passed, report.broken_problems) == (1, 1, ["p1"])
+    report = verify_plans(coder, [good, broken, unrunnable], 1, SamplingParams(), plans, out,
+                          Strict(), progress=False, references=refs)
+    assert (report.plans, report.passed, report.broken_problems) == (1, 1, ["p1", "p2"])
     assert [r["id"] for r in out] == ["p0"], "no verdict for a plan of a broken problem"
+    assert (refs.get(reference_key(unrunnable)) or {})["error"].startswith("no function f")
     coder = Coder()
-    again = verify_plans(coder, [good, broken], 1, SamplingParams(), plans, out, Strict(),
-                         progress=False, references=JsonlCache(refs.path))
-    assert coder.prompts == [] and again.broken_problems == ["p1"] and again.from_cache == 1
+    again = verify_plans(coder, [good, broken, unrunnable], 1, SamplingParams(), plans, out,
+                         Strict(), progress=False, references=JsonlCache(refs.path))
+    assert coder.prompts == [] and again.broken_problems == ["p1", "p2"]
+    assert again.from_cache == 1

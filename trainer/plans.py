@@ -149,13 +149,19 @@ def _reference_passes(checker: Checker, report: VerifyReport, problem: Problem,
     key = reference_key(problem)
     if references is not None and key in references:
         return bool((references.get(key) or {}).get("passed"))
-    ref = checker.check(problem, problem.solution)
-    report.tests_run += len(ref.verdicts)
-    report.isolation = ref.isolation
+    try:
+        ref = checker.check(problem, problem.solution)
+    except PlancodeError as exc:  # the problem itself cannot be run: broken, not fatal
+        row = {"key": key, "id": problem.id, "passed": False, "tests": 0, "isolation": "",
+               "error": exc.message}
+    else:
+        report.tests_run += len(ref.verdicts)
+        report.isolation = ref.isolation
+        row = {"key": key, "id": problem.id, "passed": ref.all_passed,
+               "tests": len(ref.verdicts), "isolation": ref.isolation}
     if references is not None:
-        references.add({"key": key, "id": problem.id, "passed": ref.all_passed,
-                        "tests": len(ref.verdicts), "isolation": ref.isolation})
-    return ref.all_passed
+        references.add(row)
+    return row["passed"]
 
 
 def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
