@@ -130,6 +130,9 @@ def main() -> int:
     ap.add_argument("--candidates", type=int, default=4)
     ap.add_argument("--repair-rounds", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--escalate", default="", metavar="MODEL",
+                    help="let the pipeline escalate to MODEL (default: none, so every mode "
+                    "measures --model alone)")
     ap.add_argument("--modes", nargs="+", default=["direct", "select", "weak"],
                     choices=MODES)
     ap.add_argument("--tasks", type=int, nargs="*",
@@ -146,7 +149,8 @@ def main() -> int:
     if not args.summary:
         settings = Settings.from_mapping({"model": args.model, "candidates": args.candidates,
                                           "repair_rounds": args.repair_rounds,
-                                          "max_tokens": args.max_tokens, "test_timeout": 20.0},
+                                          "max_tokens": args.max_tokens, "test_timeout": 20.0,
+                                          "escalate_model": args.escalate},
                                          Settings.from_env())  # e.g. PLANCODE_N_THREADS=1
         engine = load_engine(settings)
         pipeline = Pipeline(engine, settings)
@@ -206,6 +210,7 @@ def summary_lines(args: argparse.Namespace, jsonl: Path, rows: list[dict]) -> li
               f"python -m benchmarks.humaneval --start {args.start} --end {args.end} "
               f"--model {args.model} --candidates {args.candidates} "
               f"--repair-rounds {args.repair_rounds} --modes {' '.join(modes)} "
+              + (f"--escalate {args.escalate} " if args.escalate else "") +
               f"--jsonl {jsonl.relative_to(REPO)}",
               "```", "", f"Per-problem rows: `{jsonl.relative_to(REPO)}`.", ""]
     return lines

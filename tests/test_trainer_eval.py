@@ -41,3 +41,23 @@ def test_eval_compares_models_side_by_side(tiny_model_path: Path, tmp_path: Path
     assert "| a | direct |" in table and "| b | plan |" in table
     assert (docs / "distill-eval.png").stat().st_size > 5000
     assert "syntax match" in capsys.readouterr().out
+
+
+def test_each_model_is_evaluated_alone_never_escalated(monkeypatch) -> None:
+    """Escalation (``auto`` uses the 1.5B when it is in the store) would put the larger
+    model's candidates on both sides of base vs student: evaluation switches it off."""
+    from server.pipeline import escalate
+    from trainer import evaluate
+    from trainer.config import EvalConfig
+
+    monkeypatch.setattr(escalate, "auto_available", lambda: True)
+    seen = {}
+    monkeypatch.setattr(evaluate, "load_engine", lambda settings, adapter=None: object())
+
+    def run(pipeline, chosen, modes, max_tokens, log):
+        seen["settings"] = pipeline.settings
+        return []
+
+    monkeypatch.setattr(humaneval, "run", run)
+    evaluate.evaluate_model("qwen2.5-coder-0.5b", EvalConfig(), [], log=False)
+    assert escalate.model_of(seen["settings"]) == ""

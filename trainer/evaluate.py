@@ -50,10 +50,12 @@ def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
                    log: bool = True) -> dict:
     """HumanEval rows and summary of one model (a GGUF, or a base GGUF with an adapter)."""
     path, adapter = _split_spec(model)
+    # escalate_model = "": each model is measured on its own (escalation's "auto" would bring
+    # the 1.5B's candidates into both sides of the comparison whenever it is in the store)
     settings = Settings.from_mapping({"model": path, "candidates": cfg.candidates,
                                       "repair_rounds": cfg.repair_rounds,
                                       "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
-                                      "n_gpu_layers": cfg.n_gpu_layers})
+                                      "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": ""})
     rows = humaneval.run(Pipeline(load_engine(settings, adapter=adapter), settings), chosen,
                          cfg.modes, cfg.max_tokens, log)
     return {"model": path, "adapter": str(adapter) if adapter else None, "rows": rows,
