@@ -52,3 +52,9 @@ def test_working_steps_are_kept_and_tidy_is_idempotent() -> None:
     plan = "1. Sort the items by price.\n2. Return the first `n` of them."
     assert tidy(plan) == plan and tidy(tidy(MATCHING)) == tidy(MATCHING)
     assert tidy("1. Understand the problem.\n2. Test the function.") == "", "nothing left"
+
+
+def test_a_condition_before_a_colon_is_not_a_title() -> None:
+    assert tidy_step("If `n` is 0: return 1.") == "If `n` is 0: return 1."
+    assert tidy_step("Define the `send` Method: Define `send` on the class.") == (
+        "Define `send` on the class.")

@@ -49,11 +49,22 @@ def first_sentence(text: str) -> str:
     return text.strip()
 
 
+_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "into", "of", "on",
+                "or", "the", "to", "with"}
+
+
+def _is_title(words: str) -> bool:
+    """"Initialize the Matching", "Define the `send` Method": capitalised words, small
+    connecting words and code. Not "If `n` is 0", whose colon ends a condition."""
+    return all(w[:1].isupper() or w.lower() in _SMALL_WORDS or w.startswith("`")
+               for w in words.split())
+
+
 def tidy_step(step: str) -> str:
     """One step's instruction ('' when the step is meta or only a heading)."""
     step = _STEP_PREFIX.sub("", step.strip())
     title, body = step, step
-    if m := _TITLE.match(step):
+    if (m := _TITLE.match(step)) and _is_title(m.group(1)):
         title, body = m.group(1), m.group(2)
     if _META.match(title) or _META.match(body) or not re.search(r"[A-Za-z]", body):
         return ""
