@@ -32,15 +32,18 @@ from trainer.jsonl_cache import JsonlCache
 from trainer.teacher import ChatModel, TeacherConfig
 
 
+def _digest(problem: Problem) -> str:
+    return hashlib.sha256(f"{problem.problem}\0{problem.solution}".encode()).hexdigest()[:12]
+
+
 def plan_key(problem: Problem, k: int) -> str:
     """Cache key: changes when the problem's text or solution does, so edits are re-planned."""
-    digest = hashlib.sha256(f"{problem.problem}\0{problem.solution}".encode()).hexdigest()[:12]
-    return f"{problem.id}#{k}#{digest}"
+    return f"{problem.id}#{k}#{_digest(problem)}"
 
 
 def reference_key(problem: Problem) -> str:
     """Cache key of the verdict on a problem's own solution (changes with the problem)."""
-    return plan_key(problem, 0).replace("#0#", "#reference#")
+    return f"{problem.id}#reference#{_digest(problem)}"
 
 
 def _context(problem: Problem) -> str:
