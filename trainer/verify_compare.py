@@ -29,7 +29,7 @@ from trainer.checker import Checker
 from trainer.config import DistillConfig
 from trainer.distill import LazyChat, _Teacher, coder_for, problems_of, tidy_of
 from trainer.jsonl_cache import JsonlCache
-from trainer.plans import plan_key
+from trainer.plans import VerifyReport, _reference_passes, plan_key
 
 
 def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
@@ -84,12 +84,14 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
     sample = sample_plans(cfg, n, teacher)
     tidy = tidy_of(cfg) or (lambda plan: plan)  # the plan as the verify stage judges it
     reference_ok: dict[str, bool] = {}
+    references = JsonlCache(cfg.out_dir / "verify" / "references.jsonl")
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         for problem, row in sample:
             if row["key"] in cache or not checker.has_tests(problem):
                 continue
-            if problem.id not in reference_ok:
-                reference_ok[problem.id] = checker.check(problem, problem.solution).all_passed
+            if problem.id not in reference_ok:  # the verify stage's cached verdicts
+                reference_ok[problem.id] = _reference_passes(checker, VerifyReport(), problem,
+                                                             references)
             if not reference_ok[problem.id]:
                 continue
             plan = tidy(row["plan"])
