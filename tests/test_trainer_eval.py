@@ -23,7 +23,8 @@ def test_canonical_solutions_score_full_marks() -> None:
 
 def test_eval_compares_models_side_by_side(tiny_model_path: Path, tmp_path: Path,
                                            capsys) -> None:
-    """The same (greedy) model twice gives the same numbers; docs get a table and a plot."""
+    """The same (greedy) model twice gives the same numbers, answered once (rows are cached
+    per model file and settings); docs get a table and a plot."""
     docs = tmp_path / "docs"
     code = plancode(["eval", "--model", str(tiny_model_path), "--model", str(tiny_model_path),
                      "--label", "a", "--label", "b", "--start", "2", "--end", "4",
@@ -37,6 +38,9 @@ def test_eval_compares_models_side_by_side(tiny_model_path: Path, tmp_path: Path
             [r[mode]["passed"] for r in results["b"]["rows"]]
         assert [r[mode]["body"] for r in results["a"]["rows"]] == \
             [r[mode]["body"] for r in results["b"]["rows"]]
+    # the same file with the same settings: "b" was answered from "a"'s cached rows
+    (rows,) = (tmp_path / "out").glob("humaneval-*.jsonl")
+    assert len(rows.read_text().splitlines()) == 2 * 2
     table = (docs / "distill-eval.md").read_text()
     assert "| a | direct |" in table and "| b | plan |" in table
     assert (docs / "distill-eval.png").stat().st_size > 5000
@@ -54,7 +58,7 @@ def test_each_model_is_evaluated_alone_never_escalated(monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr(evaluate, "load_engine", lambda settings, adapter=None: object())
 
-    def run(pipeline, chosen, modes, max_tokens, log):
+    def run(pipeline, chosen, modes, max_tokens, log, cache=None):
         seen["settings"] = pipeline.settings
         return []
 

@@ -242,12 +242,16 @@ class EvalConfig:
     end: int = 164
     modes: tuple[str, ...] = EVAL_MODES
     candidates: int = 4
-    repair_rounds: int = 1
+    repair_rounds: int = 2  # the server's defaults: evaluate what a user gets
     max_tokens: int = 512
     n_gpu_layers: int = 0
     tasks: list[int] = field(default_factory=list)
+    # where the per-(problem, mode) rows are cached; runs that point at the same folder share
+    # a model's rows (a distillation and its ablation evaluate the base once). "" = the
+    # evaluation's own output folder
+    rows_dir: str = ""
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers",)
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "rows_dir")
 
 
 EVAL_COMPARE = ("adapter", "requantized")
@@ -269,7 +273,7 @@ class EvalSection(EvalConfig):
     heldout: bool = True  # also the held-out mined problems
     docs: str = ""  # where the table and plot go (default: the run's eval/ folder)
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "docs")
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "docs", "rows_dir")
 
     def validate(self) -> None:
         if self.compare not in EVAL_COMPARE:
@@ -389,6 +393,8 @@ class DistillConfig:
         cfg.data.mine = [_path(p, base) for p in cfg.data.mine]
         if cfg.eval.docs:
             cfg.eval.docs = _path(cfg.eval.docs, base)
+        if cfg.eval.rows_dir:
+            cfg.eval.rows_dir = _path(cfg.eval.rows_dir, base)
         cfg.data.validate()
         cfg.teacher.validate()
         cfg.verify.validate()

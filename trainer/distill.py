@@ -546,6 +546,15 @@ def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
             "distilled": (files[e.quant]["path"], None)}
 
 
+def heldout_rows_name(model: tuple[str, Path | None], data: str, max_tokens: int) -> str:
+    """The held-out rows file of a model (base file, adapter by content) on one data stage:
+    a run and its ablation share the base's rows."""
+    path, adapter = model
+    digest = _file_digest(adapter) if adapter else ""
+    key = _fingerprint(model_identity(str(path)), digest, data, max_tokens)
+    return f"heldout-{Path(path).stem}{'+adapter' if adapter else ''}-{key}.jsonl"
+
+
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
     """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
     from trainer.evaluate import run_eval
@@ -573,8 +582,12 @@ def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
             return LazyChat(lambda: EngineChat(load_engine(
                 Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
 
+        rows_dir = Path(e.rows_dir) if e.rows_dir else stage.dir
+        data = stage_fingerprint(cfg, "data")
+        caches = {k: rows_dir / heldout_rows_name(v, data, e.max_tokens)
+                  for k, v in models.items()}
         report["heldout"] = evaluate_heldout({k: chat(v) for k, v in models.items()},
-                                             heldout, stage.dir, cfg.verify.isolation,
+                                             heldout, caches, cfg.verify.isolation,
                                              cfg.verify.timeout, e.max_tokens, progress)
     return stage.finish(report)
 

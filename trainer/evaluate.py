@@ -20,6 +20,7 @@ from server.pipeline import Pipeline
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import EvalConfig
+from trainer.jsonl_cache import JsonlCache
 from trainer.plots import eval_bars
 
 
@@ -47,8 +48,9 @@ def _split_spec(model: ModelSpec) -> tuple[str, Path | None]:
 
 
 def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
-                   log: bool = True) -> dict:
-    """HumanEval rows and summary of one model (a GGUF, or a base GGUF with an adapter)."""
+                   log: bool = True, rows_dir: Path | None = None) -> dict:
+    """HumanEval rows and summary of one model (a GGUF, or a base GGUF with an adapter);
+    with ``rows_dir``, rows are cached there per model and settings (and reused)."""
     path, adapter = _split_spec(model)
     # escalate_model = "": each model is measured on its own (escalation's "auto" would bring
     # the 1.5B's candidates into both sides of the comparison whenever it is in the store)
@@ -56,8 +58,11 @@ def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
                                       "repair_rounds": cfg.repair_rounds,
                                       "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
                                       "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": ""})
-    rows = humaneval.run(Pipeline(load_engine(settings, adapter=adapter), settings), chosen,
-                         cfg.modes, cfg.max_tokens, log)
+    engine = load_engine(settings, adapter=adapter)
+    cache = (JsonlCache(humaneval.engine_rows_file(rows_dir, engine, settings))
+             if rows_dir is not None else None)
+    rows = humaneval.run(Pipeline(engine, settings), chosen, cfg.modes, cfg.max_tokens, log,
+                         cache)
     return {"model": path, "adapter": str(adapter) if adapter else None, "rows": rows,
             "summary": summarise(rows, chosen, cfg.modes)}
 
@@ -73,8 +78,9 @@ def markdown(results: dict[str, dict], cfg: EvalConfig, seconds: float, plot: Pa
         "## Base vs distilled student (plancode eval)",
         "",
         f"HumanEval/{cfg.start}-{cfg.end - 1} ({n} problems), {time.strftime('%Y-%m-%d')}; "
-        f"{seconds / 60:.1f} min in all. Syntax/data-flow match: CodeBLEU components of the "
-        "body each mode wrote against the canonical solution.",
+        f"{seconds / 60:.1f} min of answering and scoring in all (every row's seconds: a "
+        "resumed run counts each row once). Syntax/data-flow match: CodeBLEU components of "
+        "the body each mode wrote against the canonical solution.",
         "",
         "| model | mode | pass@1 | solved | syntax match | data-flow match | median s |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -92,11 +98,16 @@ def markdown(results: dict[str, dict], cfg: EvalConfig, seconds: float, plot: Pa
 
 def run_eval(models: dict[str, ModelSpec], cfg: EvalConfig, out_dir: Path, docs: Path | None,
              command: str, log: bool = True) -> dict:
-    """Evaluate each labelled model; JSON in out_dir, table + plot in ``docs`` when given."""
+    """Evaluate each labelled model; JSON in out_dir, table + plot in ``docs`` when given.
+    Rows are cached in ``cfg.rows_dir`` (default ``out_dir``): a rerun resumes."""
     start = time.perf_counter()
     chosen = humaneval.problems(cfg.start, cfg.end, cfg.tasks or None)
-    results = {label: evaluate_model(m, cfg, chosen, log) for label, m in models.items()}
-    seconds = time.perf_counter() - start
+    rows_dir = Path(cfg.rows_dir) if cfg.rows_dir else out_dir
+    results = {label: evaluate_model(m, cfg, chosen, log, rows_dir)
+               for label, m in models.items()}
+    wall = time.perf_counter() - start
+    seconds = sum(r[m]["seconds"] for res in results.values() for r in res["rows"]
+                  for m in cfg.modes)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(results, indent=1))
     target = docs if docs is not None else out_dir
@@ -106,4 +117,4 @@ def run_eval(models: dict[str, ModelSpec], cfg: EvalConfig, out_dir: Path, docs:
                      f"HumanEval/{cfg.start}-{cfg.end - 1}: " + " vs ".join(results))
     md = markdown(results, cfg, seconds, plot, command)
     (target / "distill-eval.md").write_text(md)
-    return {"results": results, "markdown": md, "seconds": seconds}
+    return {"results": results, "markdown": md, "seconds": seconds, "wall_seconds": wall}

@@ -36,18 +36,21 @@ def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int) -> st
                                  params))
 
 
-def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem], cache_dir: Path,
-                     isolation: str = "auto", timeout: float = 30.0, max_tokens: int = 512,
-                     log: bool = True) -> dict[str, dict]:
-    """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests."""
+def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
+                     caches: dict[str, Path], isolation: str = "auto", timeout: float = 30.0,
+                     max_tokens: int = 512, log: bool = True) -> dict[str, dict]:
+    """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests.
+    ``caches`` names each label's rows file (a file named for the model rather than the label
+    lets two runs share a model's rows)."""
     summary: dict[str, dict] = {}
     with Checker(isolation, timeout) as checker:
         usable = [p for p in problems if checker.has_tests(p)]
         for label, model in models.items():
-            cache = JsonlCache(cache_dir / f"heldout-{label}.jsonl")
+            cache = JsonlCache(caches[label])
             for p in usable:
                 for mode in MODES:
                     key = f"{p.id}#{mode}"
+                    cache.refresh()
                     if key in cache:
                         continue
                     start = time.perf_counter()

@@ -4,16 +4,26 @@ Modes, each on the same problems with the same engine, each from a cold KV cache
 
 * ``direct``  the model's greedy code for the prompt (no plan, no tests);
 * ``plan``    greedy plan, then greedy code following it (no tests);
-* ``select``  plancode's pipeline: candidates ranked on the *docstring examples only* (the
-  "user's tests"); the hidden HumanEval tests only score.
+* ``select``  plancode's pipeline: candidates ranked on the *docstring examples only* (``>>>``
+  doctests and prose examples such as ``f(1) == 2``, the "user's tests");
+* ``weak``    the pipeline when the user has *one* test: only the FIRST docstring example,
+  written as a pytest test in ``tests/test_visible.py``; the docstring's examples are not
+  used as tests (``docstring_examples = false``) but stay in the prompt.
 
-Every program runs in plancode's sandbox. Each row also carries the body the mode wrote, so
-CodeBLEU's syntax and data-flow match against the canonical solution can be computed.
+The hidden HumanEval tests only score. Every program runs in plancode's sandbox. Each row also
+carries the body the mode wrote, so CodeBLEU's syntax and data-flow match against the
+canonical solution can be computed. Rows are cached one per (problem, mode) in a JSONL file
+named for the model and the settings that change its answers (:func:`rows_file`), so an
+interrupted run resumes, and two runs that evaluate the same model the same way (a distillation
+and its ablation, the distillation's base and the HumanEval benchmark) share the work.
 HumanEval is evaluation data only (``trainer.decontam`` keeps it out of training).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -22,14 +32,22 @@ from pathlib import Path
 
 from server.analysis.functions import FunctionInfo, find_function
 from server.analysis.splice import SpliceError, splice
+from server.config import Settings
 from server.engine.types import SamplingParams
 from server.pipeline import Pipeline
 from server.pipeline import candidates as cands
+from server.pipeline.spec_select import parameters
+from server.testing.prose_examples import all_examples
 from server.testing.sandbox import Sandbox
 from server.testing.types import TestCase
 from trainer.decontam import load_humaneval
+from trainer.jsonl_cache import JsonlCache
 
-MODES = ("direct", "plan", "select")
+MODES = ("direct", "plan", "select", "weak")
+REPO = Path(__file__).resolve().parent.parent
+# the settings that change what a mode writes (threads, GPU layers and timeouts do not)
+ANSWER_SETTINGS = ("candidates", "repair_rounds", "parallel_candidates", "escalate_model",
+                   "max_tokens", "temperature", "seed", "n_ctx")
 
 
 def def_line(text: str, entry: str) -> int | None:
@@ -102,6 +120,44 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
     }
 
 
+def first_example_test(problem: dict) -> str | None:
+    """``tests/test_visible.py`` holding the prompt's first docstring example, or None."""
+    info = target(problem, problem["prompt"])
+    if info is None or not info.docstring:
+        return None
+    try:
+        doc = eval(info.docstring)  # noqa: S307 - a string literal from HumanEval's own prompt
+    except Exception:  # noqa: BLE001
+        return None
+    examples = all_examples(doc, info.name, parameters(info))
+    if not examples:
+        return None
+    ex = examples[0]
+    return (f"import pytest\n\nfrom problem import {info.name}\n\n\n"
+            f"def test_first_example():\n"
+            f"    expected = {ex.expected}\n"
+            f"    actual = {ex.call}\n"
+            f"    assert actual == (pytest.approx(expected) if isinstance(expected, float) "
+            f"else expected)\n")
+
+
+def weak(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
+    """``select`` with the first docstring example as the user's only test (a pytest file)."""
+    visible = first_example_test(problem)
+    tests = workspace / "tests" / "test_visible.py"
+    if visible is not None:
+        tests.parent.mkdir(exist_ok=True)
+        tests.write_text(visible)
+    no_examples = Pipeline(pipeline.engine,
+                           Settings.from_mapping({"docstring_examples": False}, pipeline.settings))
+    try:
+        out = select(no_examples, problem, workspace)
+    finally:
+        tests.unlink(missing_ok=True)
+    out["visible_test"] = visible is not None
+    return out
+
+
 def problems(start: int = 0, end: int = 164, tasks: list[int] | None = None) -> list[dict]:
     chosen = load_humaneval()[start:end]
     if tasks:
@@ -109,31 +165,91 @@ def problems(start: int = 0, end: int = 164, tasks: list[int] | None = None) -> 
     return chosen
 
 
+def commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes): rows of a long, resumed
+    run say which code made them."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def engine_rows_file(directory: Path, engine, settings: Settings) -> Path:
+    """:func:`rows_file` of a loaded engine (a llama.cpp engine knows its files)."""
+    return rows_file(directory, getattr(engine, "model_path", None) or type(engine).__name__,
+                     getattr(engine, "lora_path", None), settings)
+
+
+def _file_identity(path: Path | None) -> str:
+    """A model file by name and size, an adapter by content (a retrained adapter keeps its
+    name): the same files give the same identity wherever they live."""
+    if path is None:
+        return ""
+    path = Path(path)
+    if path.stat().st_size < 200 * 2**20:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"{path.name}:{path.stat().st_size}"
+
+
+def rows_file(directory: Path, model: Path | str, adapter: Path | None,
+              settings: Settings) -> Path:
+    """Where the rows of a model file (with ``adapter`` applied) under ``settings`` live."""
+    name = Path(model).stem
+    identity = _file_identity(Path(model)) if Path(model).exists() else str(model)
+    key = json.dumps([identity, _file_identity(adapter),
+                      {k: getattr(settings, k) for k in ANSWER_SETTINGS}], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return directory / f"humaneval-{name}{'+adapter' if adapter else ''}-{digest}.jsonl"
+
+
+def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
+            max_tokens: int) -> dict:
+    pipeline.engine.reset_cache()  # every mode starts cold: no mode profits from another
+    if mode == "select":
+        out = select(pipeline, problem, workspace)
+    elif mode == "weak":
+        out = weak(pipeline, problem, workspace)
+    else:
+        strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
+        out = single(pipeline.engine, problem, strategy, max_tokens)
+    text = out.pop("text")
+    out["body"] = body_of(problem, text)
+    out["passed"] = score(workspace, problem, text, pipeline.settings.isolation)
+    return out
+
+
 def run(pipeline: Pipeline, chosen: list[dict], modes: tuple[str, ...] | list[str],
-        max_tokens: int, log: bool = True) -> list[dict]:
-    """One row per problem: per mode whether the hidden tests passed, time, and the body."""
-    engine = pipeline.engine
+        max_tokens: int, log: bool = True, cache: JsonlCache | None = None) -> list[dict]:
+    """One row per problem: per mode whether the hidden tests passed, time, and the body.
+
+    With ``cache``, each (problem, mode) already in it is reused and each new one is appended
+    as soon as it is scored; the file is re-read before each problem, so a second process
+    working through the same file skips what the first has finished."""
     rows = []
+    made_by = commit()
     for p in chosen:
+        if cache is not None:
+            cache.refresh()
         row: dict = {"task_id": p["task_id"]}
-        with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
-            ws = Path(tmp)
-            (ws / "problem.py").write_text(p["prompt"])
-            (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
-            for mode in modes:
-                engine.reset_cache()  # every mode starts cold: no mode profits from another
-                if mode == "select":
-                    out = select(pipeline, p, ws)
-                else:
-                    strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
-                    out = single(engine, p, strategy, max_tokens)
-                text = out.pop("text")
-                out["body"] = body_of(p, text)
-                out["passed"] = score(ws, p, text, pipeline.settings.isolation)
-                row[mode] = out
-        rows.append(row)
+        todo = [m for m in modes if cache is None or f"{p['task_id']}#{m}" not in cache]
+        for mode in modes:
+            if mode not in todo:
+                row[mode] = cache.get(f"{p['task_id']}#{mode}")  # type: ignore[union-attr]
+        if todo:
+            with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
+                ws = Path(tmp)
+                (ws / "problem.py").write_text(p["prompt"])
+                (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
+                for mode in todo:
+                    row[mode] = {"key": f"{p['task_id']}#{mode}", "task_id": p["task_id"],
+                                 "mode": mode, **_answer(pipeline, p, mode, ws, max_tokens),
+                                 "commit": made_by}
+                    if cache is not None:
+                        cache.add(row[mode])
+        rows.append({"task_id": p["task_id"], **{m: row[m] for m in modes}})
         if log:
             print(f"{p['task_id']}: " + " ".join(
                 f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
-                for m in modes), file=sys.stderr, flush=True)
+                + ("" if m in todo else "*") for m in modes), file=sys.stderr, flush=True)
     return rows

@@ -20,6 +20,7 @@ class JsonlCache:
         self.path = path
         self.key = key
         self.rows: dict[str, dict] = {}
+        self._read = 0  # bytes of the file already in ``rows``
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             self._load()
@@ -39,6 +40,24 @@ class JsonlCache:
         if good != self.path.stat().st_size:
             with self.path.open("r+b") as fh:
                 fh.truncate(good)
+        self._read = good
+
+    def refresh(self) -> None:
+        """Take in whole rows another process appended since the last read (a line still
+        being written is left for the next refresh, never truncated)."""
+        if not self.path.exists() or self.path.stat().st_size <= self._read:
+            return
+        with self.path.open("rb") as fh:
+            fh.seek(self._read)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    break
+                self.rows[row[self.key]] = row
+                self._read += len(raw)
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows

@@ -1,0 +1,83 @@
+"""HumanEval rows cached per (problem, mode): an interrupted evaluation resumes, and two runs
+that evaluate the same model the same way (a distillation and its ablation, the distillation's
+base and the HumanEval benchmark) answer each problem once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.config import Settings
+from server.pipeline import Pipeline
+from trainer import humaneval
+from trainer.jsonl_cache import JsonlCache
+
+
+def test_a_second_reader_sees_rows_appended_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    mine, theirs = JsonlCache(path), JsonlCache(path)
+    theirs.add({"key": "HumanEval/0#direct", "passed": True})
+    assert "HumanEval/0#direct" not in mine
+    mine.refresh()
+    assert mine.get("HumanEval/0#direct") == {"key": "HumanEval/0#direct", "passed": True}
+    with path.open("a") as fh:  # another process is half-way through writing a row
+        fh.write('{"key": "HumanEval/1#dir')
+    mine.refresh()
+    assert len(mine) == 1 and path.read_text().endswith('"HumanEval/1#dir')  # not truncated
+    with path.open("a") as fh:
+        fh.write('ect", "passed": false}\n')
+    mine.refresh()
+    assert mine.get("HumanEval/1#direct") == {"key": "HumanEval/1#direct", "passed": False}
+
+
+def test_rows_file_names_the_model_and_the_settings_that_change_answers(tmp_path: Path) -> None:
+    model = tmp_path / "base.gguf"
+    model.write_bytes(b"weights")
+    adapter = tmp_path / "student.gguf"
+    adapter.write_bytes(b"lora v1")
+    base = Settings()
+    same = humaneval.rows_file(tmp_path, model, None, base)
+    assert same == humaneval.rows_file(tmp_path, model, None,
+                                       Settings.from_mapping({"n_threads": 1}, base))
+    assert same.name.startswith("humaneval-base-")
+    assert same != humaneval.rows_file(tmp_path, model, None,
+                                       Settings.from_mapping({"candidates": 8}, base))
+    student = humaneval.rows_file(tmp_path, model, adapter, base)
+    assert student != same and "+adapter" in student.name
+    adapter.write_bytes(b"lora v2")  # retrained: same name, other weights, other rows
+    assert humaneval.rows_file(tmp_path, model, adapter, base) != student
+
+
+class _NoModel:
+    """An engine that must not be asked: every answer has to come from the cache."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"the model was asked ({name}) for a cached row")
+
+
+def test_an_interrupted_run_resumes_from_its_rows(tiny_engine, tmp_path: Path) -> None:
+    settings = Settings.from_mapping({"escalate_model": ""})
+    chosen = humaneval.problems(2, 4)
+    path = tmp_path / "rows.jsonl"
+    first = humaneval.run(Pipeline(tiny_engine, settings), chosen[:1], ("direct",), 64,
+                          log=False, cache=JsonlCache(path))
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == \
+        ["HumanEval/2#direct"]
+    # "killed" after one problem: the rerun answers only the missing (problem, mode) pairs
+    second = humaneval.run(Pipeline(tiny_engine, settings), chosen, ("direct", "plan"), 64,
+                           log=False, cache=JsonlCache(path))
+    assert second[0]["direct"]["body"] == first[0]["direct"]["body"]
+    assert len(path.read_text().splitlines()) == 4
+    assert all(r[m]["commit"] for r in second for m in ("direct", "plan"))
+    again = humaneval.run(Pipeline(_NoModel(), settings), chosen, ("direct", "plan"), 64,
+                          log=False, cache=JsonlCache(path))
+    assert again == second
+
+
+def test_without_a_cache_the_model_is_asked() -> None:
+    settings = Settings.from_mapping({"escalate_model": ""})
+    with pytest.raises(AssertionError, match="model was asked"):
+        humaneval.run(Pipeline(_NoModel(), settings), humaneval.problems(2, 3), ("direct",),
+                      64, log=False)
