@@ -37,8 +37,12 @@ PLAN_REQUEST = (
     "English, one line each, at most 8 steps. Do not write any code."
 )
 
+# the docstring is left out: the splice keeps the user's own and drops the model's, so copying
+# it back only costs decode time and, at the token limit, the end of the code
+# (benchmarks/prompt_ab.py measures both requests side by side)
 CODE_REQUEST = (
-    "Reply with the complete function, including its signature, in one ```python code block."
+    "Reply with the complete function, its signature and its body but not its docstring, in "
+    "one ```python code block."
 )
 
 
@@ -146,9 +150,54 @@ def format_plan_reply(plan: str | list[str]) -> str:
     return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
 
 
+def without_docstring(code: str) -> str:
+    """``code`` without the docstrings of its top-level functions (what ``CODE_REQUEST`` asks
+    for). Code that does not parse, and a function whose docstring is its whole body, are left
+    as they are."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or len(node.body) < 2:
+            continue
+        first = node.body[0]
+        if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str) and first.end_lineno is not None
+                and first.end_lineno < node.body[1].lineno
+                and lines[first.lineno - 1][:first.col_offset].strip() == ""):
+            drop.update(range(first.lineno - 1, first.end_lineno))
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
 def format_code_reply(code: str) -> str:
-    """The canonical code reply: one fenced python block."""
-    return f"```python\n{code.strip()}\n```"
+    """The canonical code reply: the code without its docstrings, in one fenced python block
+    (the training target of the ``code`` and ``direct`` tasks)."""
+    return f"```python\n{without_docstring(code).strip()}\n```"
+
+
+_PROBE = 'def probe(x: int) -> int:\n    """Return x."""\n'
+
+
+def contract_digest(*tasks: str) -> str:
+    """A digest of how the given tasks' prompts and replies look, rendered on a probe problem:
+    a stage whose output depends on them fingerprints it, so changing a prompt redoes that
+    stage's work instead of mixing two prompts in one cache."""
+    import hashlib
+    import json
+
+    solution = _PROBE + "    return x\n"
+    render = {
+        "plan": lambda: [plan_messages(_PROBE, "C = 1"), format_plan_reply("1. a")],
+        "code": lambda: [code_from_plan_messages(_PROBE, "1. a", "C = 1"),
+                         format_code_reply(solution)],
+        "direct": lambda: [direct_code_messages(_PROBE, "C = 1"), format_code_reply(solution)],
+        "backward": lambda: backward_plan_messages(_PROBE, solution),
+    }
+    text = json.dumps([render[t]() for t in tasks])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plan_steps(reply: str) -> list[str]:

@@ -54,7 +54,30 @@ def test_code_is_extracted_from_real_replies(record: dict) -> None:
 @pytest.mark.parametrize("record", CODES, ids=_ids(CODES))
 def test_code_round_trips(record: dict) -> None:
     code = prompts.parse_code(record["reply"])
-    assert prompts.parse_code(prompts.format_code_reply(code)) == code.strip("\n")
+    assert prompts.parse_code(prompts.format_code_reply(code)) == \
+        prompts.without_docstring(code).strip("\n")
+
+
+def test_code_replies_leave_the_docstring_out() -> None:
+    """The splice keeps the user's docstring, so a code reply (and a training target) never
+    spends tokens copying it; a string that is not the docstring stays."""
+    code = ('import re\n\n\n@cache\ndef slug(text: str) -> str:  # keep\n'
+            '    """Lower-case words joined by dashes.\n\n    >>> slug("A b")\n    \'a-b\'\n'
+            '    """\n    sep = """-"""\n    return sep.join(re.findall(r"\\w+", text.lower()))\n')
+    reply = prompts.format_code_reply(code)
+    assert "Lower-case" not in reply and ">>>" not in reply
+    assert '@cache\ndef slug(text: str) -> str:  # keep\n    sep = """-"""\n' in reply
+    assert prompts.without_docstring('def f():\n    """All there is."""\n') == \
+        'def f():\n    """All there is."""\n'  # a body of only a docstring stays valid
+    assert prompts.without_docstring("def f(:\n") == "def f(:\n"
+    assert "not its docstring" in prompts.CODE_REQUEST
+
+
+def test_the_contract_digest_follows_the_prompts(monkeypatch) -> None:
+    code = prompts.contract_digest("code")
+    assert code == prompts.contract_digest("code") != prompts.contract_digest("plan")
+    monkeypatch.setattr(prompts, "CODE_REQUEST", "Write the function.")
+    assert prompts.contract_digest("code") != code
 
 
 def test_code_prompt_carries_the_parsed_plan() -> None:

@@ -97,6 +97,16 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     lam = _fingerprints(dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, loss=dataclasses.replace(cfg.train.loss, lam=0.3))))
     assert [s for s in STAGES if lam[s] != base[s]] == ["train", "export", "eval"]
+    # a changed code prompt: the coder's verdicts and all after them, never the teacher's plans
+    from server import prompts
+
+    request = prompts.CODE_REQUEST
+    prompts.CODE_REQUEST = "Write the function."
+    try:
+        reworded = _fingerprints(cfg)
+    finally:
+        prompts.CODE_REQUEST = request
+    assert [s for s in STAGES if reworded[s] != base[s]] == ["verify", "train", "export", "eval"]
     # the data's content, not its path: an edited problem file changes the data stage
     path = Path(cfg.data.jsonl[0])
     path.write_text(path.read_text().replace("add", "sum", 1))

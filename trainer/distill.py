@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.errors import PlancodeError
+from server.prompts import contract_digest
 from trainer import plan_tidy
 from trainer.config import DistillConfig
 from trainer.data import Problem, dedupe, load_jsonl, python_problem, split
@@ -100,10 +101,12 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
         verify = cfg.section("verify") | {"coder_model": model_identity(cfg.coder_model)}
         if cfg.verify.tidy_plans:
             verify["tidy_version"] = plan_tidy.VERSION
+        verify["prompts"] = contract_digest("code")  # the coder is asked with this prompt
         return _fingerprint("verify", verify, before)
     if name == "train":
         train = cfg.section("train") | {"student": model_identity(cfg.train.student),
-                                         "plans_per_problem": cfg.teacher.plans_per_problem}
+                                         "plans_per_problem": cfg.teacher.plans_per_problem,
+                                         "prompts": contract_digest(*cfg.train.tasks)}
         return _fingerprint("train", train, before)
     if name == "export":
         return _fingerprint("export", cfg.section("export"), before)
