@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from server import prompts
 from server.engine.batch import BatchDecoder
 from server.engine.llama_engine import LlamaEngine
 from server.engine.types import SamplingParams
 from server.errors import PlancodeError
+from tests.engine_prompts import code_messages
 
 PROBLEM = "def add(a, b):\n    '''Return the sum of a and b.'''\n"
 
@@ -23,7 +23,7 @@ def decoder(tiny_engine: LlamaEngine):
 
 
 def test_batched_greedy_equals_sequential_greedy(tiny_engine, decoder) -> None:
-    messages = prompts.direct_code_messages(PROBLEM)
+    messages = code_messages(PROBLEM)
     greedy = SamplingParams(max_tokens=24)
     sequential = tiny_engine.chat(messages, greedy)
     batched = decoder.chat(messages, [greedy] * 4)
@@ -34,7 +34,7 @@ def test_batched_greedy_equals_sequential_greedy(tiny_engine, decoder) -> None:
 
 
 def test_sampled_sequences_differ_and_repeat_for_their_seeds(decoder) -> None:
-    messages = prompts.direct_code_messages(PROBLEM)
+    messages = code_messages(PROBLEM)
     params = [SamplingParams(max_tokens=16, temperature=0.9, seed=s) for s in (1, 2, 3)]
     greedy = SamplingParams(max_tokens=16)
     first = decoder.chat(messages, [greedy, *params])
@@ -45,7 +45,7 @@ def test_sampled_sequences_differ_and_repeat_for_their_seeds(decoder) -> None:
 
 
 def test_sequences_stop_on_their_own(decoder) -> None:
-    messages = prompts.direct_code_messages(PROBLEM)
+    messages = code_messages(PROBLEM)
     short = SamplingParams(max_tokens=5)
     long = SamplingParams(max_tokens=16)
     stop = dataclasses.replace(long, stop=("return",))
@@ -57,7 +57,7 @@ def test_sequences_stop_on_their_own(decoder) -> None:
 
 def test_too_many_sequences_is_a_clear_error(decoder) -> None:
     with pytest.raises(PlancodeError, match="n_seq"):
-        decoder.chat(prompts.direct_code_messages(PROBLEM), [SamplingParams()] * 5)
+        decoder.chat(code_messages(PROBLEM), [SamplingParams()] * 5)
 
 
 def test_different_prompts_decoded_together_equal_each_alone(tiny_engine, decoder) -> None:
@@ -66,9 +66,9 @@ def test_different_prompts_decoded_together_equal_each_alone(tiny_engine, decode
     problems = [PROBLEM, "def neg(x):\n    '''Return -x.'''\n",
                 "def first(xs):\n    '''The first item of xs, or None when it is empty.'''\n"]
     greedy = SamplingParams(max_tokens=24)
-    alone = [tiny_engine.chat(prompts.direct_code_messages(p), greedy).text for p in problems]
+    alone = [tiny_engine.chat(code_messages(p), greedy).text for p in problems]
     tokens = [tiny_engine.tokenize(tiny_engine.info.render_chat(
-        prompts.direct_code_messages(p)), special=True) for p in problems]
+        code_messages(p)), special=True) for p in problems]
     together = decoder.generate_each(tokens, [greedy] * 3)
     assert [g.text for g in together] == alone
     assert [g.prompt_tokens for g in together] == [len(t) for t in tokens]

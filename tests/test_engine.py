@@ -13,6 +13,7 @@ from server.engine.kv_reuse import common_prefix
 from server.engine.llama_engine import LlamaEngine
 from server.engine.types import CancelToken, SamplingParams
 from server.errors import PlancodeError
+from tests.engine_prompts import code_messages
 
 PROBLEM = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
 
@@ -33,11 +34,11 @@ def test_default_model_has_qwen_fim_tokens(default_engine: LlamaEngine) -> None:
 def test_greedy_output_is_deterministic_across_loads(tiny_engine: LlamaEngine,
                                                      tiny_model_path: Path) -> None:
     params = SamplingParams(max_tokens=48)
-    first = tiny_engine.chat(prompts.direct_code_messages(PROBLEM), params)
+    first = tiny_engine.chat(code_messages(PROBLEM), params)
     tiny_engine.complete("Unrelated text to disturb the cache.", SamplingParams(max_tokens=4))
-    second = tiny_engine.chat(prompts.direct_code_messages(PROBLEM), params)
+    second = tiny_engine.chat(code_messages(PROBLEM), params)
     fresh = LlamaEngine(tiny_model_path, n_ctx=2048).chat(
-        prompts.direct_code_messages(PROBLEM), params)
+        code_messages(PROBLEM), params)
     assert first.text and first.text == second.text == fresh.text
     assert "def add" in first.text
 
@@ -54,7 +55,7 @@ def test_seeded_sampling_is_reproducible(tiny_engine: LlamaEngine) -> None:
 
 def test_prefix_reuse_evaluates_only_new_tokens(tiny_engine: LlamaEngine) -> None:
     first_prompt = tiny_engine.info.render_chat(prompts.plan_messages(PROBLEM))
-    second_prompt = tiny_engine.info.render_chat(prompts.direct_code_messages(PROBLEM))
+    second_prompt = tiny_engine.info.render_chat(code_messages(PROBLEM))
     t1 = tiny_engine.tokenize(first_prompt, special=True)
     t2 = tiny_engine.tokenize(second_prompt, special=True)
     shared = common_prefix(t1, t2)
@@ -79,10 +80,10 @@ def test_reuse_gives_the_same_text_as_a_cold_cache(tiny_engine: LlamaEngine,
                                                    tiny_model_path: Path) -> None:
     params = SamplingParams(max_tokens=40)
     tiny_engine.chat(prompts.plan_messages(PROBLEM), params)  # warm a shared prefix
-    warm = tiny_engine.chat(prompts.direct_code_messages(PROBLEM), params)
+    warm = tiny_engine.chat(code_messages(PROBLEM), params)
     assert warm.reused_tokens > 0
     cold = LlamaEngine(tiny_model_path, n_ctx=2048).chat(
-        prompts.direct_code_messages(PROBLEM), params)
+        code_messages(PROBLEM), params)
     assert cold.reused_tokens == 0
     assert warm.text == cold.text
 
