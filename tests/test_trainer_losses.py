@@ -99,3 +99,13 @@ def test_examples_use_the_servers_prompts(qwen_tokenizer, default_engine) -> Non
     _, stats = build_examples(qwen_tokenizer, [{"id": "p", "problem": PROBLEM, "plan": PLAN,
                                                 "solution": SOLUTION}], ("plan",), max_len=20)
     assert stats.too_long == 1
+
+
+def test_code_targets_leave_the_docstring_out(qwen_tokenizer) -> None:
+    """A mined solution carries its docstring; the code target is the reply the server asks
+    for (the splice keeps the user's docstring), with structure weights on that code."""
+    documented = SOLUTION.replace("-> int:\n", '-> int:\n    """Count the vowels in s."""\n', 1)
+    (code,) = examples_for(qwen_tokenizer, "p", PROBLEM, PLAN, documented, tasks=("code",))
+    target = qwen_tokenizer.decode([t for t in code.labels if t != IGNORE])
+    assert target == f"```python\n{SOLUTION.strip()}\n```" + qwen_tokenizer.eos_token
+    assert any(code.structural)

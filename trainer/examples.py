@@ -23,6 +23,7 @@ from server.prompts import (
     format_code_reply,
     format_plan_reply,
     plan_messages,
+    without_docstring,
 )
 from trainer.structure import IGNORE, token_structure
 
@@ -88,8 +89,9 @@ def encode(tokenizer, task: str, problem_id: str, messages: list[dict[str, str]]
 
 def examples_for(tokenizer, problem_id: str, problem: str, plan: str, solution: str,
                  context: str = "", tasks: tuple[str, ...] = ("plan", "code")) -> list[Example]:
-    """The examples of one verified triple, one per task in ``tasks``."""
-    code = solution.strip()
+    """The examples of one verified triple, one per task in ``tasks``. Code targets are the
+    solution as a code reply carries it (without its docstring, see ``format_code_reply``)."""
+    code = without_docstring(solution).strip()
     out = []
     for task in tasks:
         if task == "plan":
