@@ -21,6 +21,8 @@ docstring, with any imports or context it needs above it (the HumanEval prompt s
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,9 +187,6 @@ def contract_digest(*tasks: str) -> str:
     """A digest of how the given tasks' prompts and replies look, rendered on a probe problem:
     a stage whose output depends on them fingerprints it, so changing a prompt redoes that
     stage's work instead of mixing two prompts in one cache."""
-    import hashlib
-    import json
-
     solution = _PROBE + "    return x\n"
     render = {
         "plan": lambda: [plan_messages(_PROBE, "C = 1"), format_plan_reply("1. a")],
