@@ -117,6 +117,8 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
         "user_tests": len(result.tests),
         "passed_examples": bool(chosen and chosen.all_passed),
         "isolation": result.isolation,
+        # where the pipeline's time went (generation, testing, selection, escalation...)
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
     }
 
 
