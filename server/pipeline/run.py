@@ -15,11 +15,9 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +33,11 @@ from server.pipeline import visible_tests as visible
 from server.pipeline.generated_tests import write_tests
 from server.pipeline.ranking import choose
 from server.pipeline.result import Candidate, PipelineResult
+from server.pipeline.test_runs import TestRuns
 from server.testing.discovery import WorkspaceIndex, discover, module_name
 from server.testing.prose_examples import docstring_tests, prose_examples
-from server.testing.sandbox import Sandbox, run_checks
-from server.testing.types import RunResult, TestCase
+from server.testing.sandbox import Sandbox
+from server.testing.types import TestCase
 from server.testing.workspace import infer_root
 
 Progress = Callable[[str, dict], None]
@@ -251,99 +250,87 @@ class Pipeline:
         """Make, test and (when every one fails) repair candidates; with ``early_exit`` and
         user tests, stop at the first that passes them all. Returns them and whether it
         stopped early."""
-        info, source, rel, tests = work.info, work.source, work.rel, work.tests
-        tests_source, extra_files, sandbox = work.tests_source, work.files, work.sandbox
-        base, cancel, progress, timings = work.base, work.cancel, work.progress, work.timings
-        shown = work.shown
-        problem, context = work.prompt
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
-        done: list[Candidate] = []
-        early_exit = early_exit and tests_source == "user"
+        early_exit = early_exit and work.tests_source == "user"
         batched: dict[int, Candidate] = {}
         if not early_exit and s.parallel_candidates > 1:  # the whole pool is made anyway
             plan = cands.widen(plan, s.parallel_candidates, s.seed)
-            # the direct greedy answer itself is decoded by the engine as in every other mode,
-            # so it is exactly the answer direct generation gives; the sampled ones are batched
-            specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
-                     if st == cands.DIRECT_SAMPLED]
-            progress("generating", {"candidate": 0, "of": len(plan),
-                                    "strategy": f"{len(specs)} sampled candidates in one batch"})
-            batched = {c.index: c for c in cands.generate_direct_batch(
-                self.engine, problem, specs, base, s.temperature, cancel, context)}
-        solved = threading.Event()
-        gen_cancel = CancelToken(cancel)
-        test_cancel = CancelToken(cancel)
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-tests")
-        futures: list[Future[RunResult]] = []
-        gen_seconds = 0.0
-
-        def on_tested(fut: Future[RunResult]) -> None:
-            if tests_source == "user" and not fut.cancelled() and fut.exception() is None \
-                    and fut.result().all_passed:
-                solved.set()
-                if early_exit:
-                    gen_cancel.cancel()
-
-        def submit(cand: Candidate) -> None:
-            if not tests or cand.error or cand.spliced_text is None:
-                return
-            progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
-            fut = pool.submit(run_checks, sandbox, {**extra_files, rel: cand.spliced_text},
-                              tests, test_cancel, (rel, info.qualname))
-            fut.add_done_callback(on_tested)
-            futures.append(fut)
-            fut.add_done_callback(lambda f, c=cand: _attach(c, f))
-
+            batched = self._batched(work, plan)
+        gen_cancel = CancelToken(work.cancel)
+        runs = TestRuns(work.sandbox, work.tests, work.files, work.rel, work.info.qualname,
+                        work.tests_source == "user", gen_cancel if early_exit else None,
+                        work.cancel)
+        done: list[Candidate] = []
+        work.timings["generation"] = 0.0  # every candidate's decoding, a cancelled one's too
         try:
             for k, (strategy, seed) in enumerate(plan):
-                if (early_exit and solved.is_set()) or (cancel is not None and cancel.cancelled):
+                if (early_exit and runs.solved.is_set()) or work.cancelled():
                     break
                 cand = batched.pop(k, None)
                 if cand is None:
-                    progress("generating", {"candidate": k, "of": len(plan),
-                                            "strategy": strategy})
-                    cand = cands.generate(self.engine, problem, k, strategy, seed, base,
-                                          s.temperature, gen_cancel, context)
-                gen_seconds += cand.generate_seconds
+                    work.progress("generating", {"candidate": k, "of": len(plan),
+                                                 "strategy": strategy})
+                    cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
+                                          work.base, s.temperature, gen_cancel, work.prompt[1])
+                work.timings["generation"] += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile
-                _prepare(cand, source, info)
-                done.append(cand)
-                submit(cand)
-            for fut in futures:
-                _wait(fut)
-            if (tests_source == "user" and not solved.is_set() and s.repair_rounds > 0 and done
-                    and not (cancel is not None and cancel.cancelled)):
-                best_before: tuple[int, int] = (-1, -1)
-                for _ in range(s.repair_rounds):
-                    best = choose(done, tests_source) or done[0]
-                    if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
-                        break  # the last round got no closer: stop repairing
-                    best_before = closeness(best)
-                    progress("repairing", {"candidate": len(done), "from": best.index})
-                    failing = [v.id for v in best.run.verdicts
-                               if v.outcome != "passed"] if best.run else []
-                    report = visible.failure_report(best.failures(), failing, shown or {})
-                    cand = cands.repair(self.engine, problem, len(done), best, base,
-                                        gen_cancel, context, report)
-                    gen_seconds += cand.generate_seconds
-                    if cand.error == "cancelled":
-                        break
-                    _prepare(cand, source, info)
-                    done.append(cand)
-                    submit(cand)
-                    if futures:
-                        _wait(futures[-1])
-                    if solved.is_set():
-                        break
+                self._test(work, runs, cand, done)
+            runs.wait_all()
+            if (work.tests_source == "user" and not runs.solved.is_set() and s.repair_rounds > 0
+                    and done and not work.cancelled()):
+                self._repair(work, runs, gen_cancel, done)
         finally:
-            if solved.is_set():
-                test_cancel.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-        timings["generation"] = gen_seconds
-        timings["testing"] = sum(c.run.seconds for c in done if c.run)
-        return done, early_exit and solved.is_set() and len(done) < len(plan)
+            runs.close()
+        work.timings["testing"] = sum(c.run.seconds for c in done if c.run)
+        return done, early_exit and runs.solved.is_set() and len(done) < len(plan)
+
+    def _batched(self, work: _Work, plan: list[tuple[str, int | None]]) -> dict[int, Candidate]:
+        """The plan's sampled direct candidates, decoded together in one llama.cpp batch. The
+        direct greedy answer itself is decoded by the engine as in every other mode, so it is
+        exactly the answer direct generation gives."""
+        specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
+                 if st == cands.DIRECT_SAMPLED]
+        work.progress("generating", {"candidate": 0, "of": len(plan),
+                                     "strategy": f"{len(specs)} sampled candidates in one batch"})
+        made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
+                                           self.settings.temperature, work.cancel,
+                                           work.prompt[1])
+        return {c.index: c for c in made}
+
+    @staticmethod
+    def _test(work: _Work, runs: TestRuns, cand: Candidate, done: list[Candidate]) -> None:
+        """Splice ``cand``, add it to ``done`` and start its tests."""
+        _prepare(cand, work.source, work.info)
+        done.append(cand)
+        if runs.testable(cand):
+            work.progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
+            runs.submit(cand)
+
+    def _repair(self, work: _Work, runs: TestRuns, gen_cancel: CancelToken,
+                done: list[Candidate]) -> None:
+        """Repair rounds from the best candidate so far, while each gets closer (more tests
+        pass, or a crash became a wrong value), up to ``repair_rounds``."""
+        best_before: tuple[int, int] = (-1, -1)
+        for _ in range(self.settings.repair_rounds):
+            best = choose(done, work.tests_source) or done[0]
+            if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
+                break  # the last round got no closer: stop repairing
+            best_before = closeness(best)
+            work.progress("repairing", {"candidate": len(done), "from": best.index})
+            failing = [v.id for v in best.run.verdicts
+                       if v.outcome != "passed"] if best.run else []
+            report = visible.failure_report(best.failures(), failing, work.shown or {})
+            cand = cands.repair(self.engine, work.prompt[0], len(done), best, work.base,
+                                gen_cancel, work.prompt[1], report)
+            work.timings["generation"] += cand.generate_seconds
+            if cand.error == "cancelled":
+                break
+            self._test(work, runs, cand, done)
+            runs.wait_last()
+            if runs.solved.is_set():
+                break
 
 
 def closeness(cand: Candidate) -> tuple[int, int]:
@@ -365,18 +352,6 @@ def module_docstring(source: str) -> str:
     except SyntaxError:
         return ""
     return f'"""{doc.strip()}"""\n\n' if doc and doc.strip() else ""
-
-
-def _attach(cand: Candidate, fut: Future[RunResult]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        cand.run = fut.result()
-    elif fut.exception() is not None:
-        cand.error = f"test run failed: {fut.exception()}"
-
-
-def _wait(fut: Future[RunResult]) -> None:
-    with contextlib.suppress(Exception):  # a failure is recorded on the candidate by _attach
-        fut.result()
 
 
 def _prepare(cand: Candidate, source: str, info: FunctionInfo) -> None:
