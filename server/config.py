@@ -73,6 +73,9 @@ class Settings:
     docstring_examples: bool = _setting(
         True, "treat the function's docstring examples (>>> doctests and prose such as "
         "'f(1) == 2', 'f(1) -> 2') as the user's tests")
+    prefill_code: bool = _setting(
+        True, "start the model's code reply with the function's signature and docstring, so "
+        "it writes only the body (the small models copy the docstring back otherwise)")
     max_tokens: int = _setting(
         512, "most tokens generated for one plan or one piece of code", _range(1, 8192))
     temperature: float = _setting(

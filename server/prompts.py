@@ -174,6 +174,26 @@ def without_docstring(code: str) -> str:
     return "".join(line for i, line in enumerate(lines) if i not in drop)
 
 
+def code_prefill(problem: str) -> str:
+    """The start of a code reply that already holds the problem's function up to the end of
+    its docstring (imports above it included), so the model writes only the body: the raw
+    models copy the docstring back whatever the request says, and the splice throws that copy
+    away. '' when ``problem`` has no top-level function whose body is only a docstring."""
+    try:
+        tree = ast.parse(problem)
+    except SyntaxError:
+        return ""
+    for node in tree.body:
+        if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and len(node.body) == 1
+                and isinstance(node.body[0], ast.Expr)
+                and isinstance(node.body[0].value, ast.Constant)
+                and isinstance(node.body[0].value.value, str)):
+            end = node.body[0].end_lineno or node.lineno
+            head = "".join(problem.splitlines(keepends=True)[:end]).rstrip("\n")
+            return f"```python\n{head}\n"
+    return ""
+
+
 def format_code_reply(code: str) -> str:
     """The canonical code reply: the code without its docstrings, in one fenced python block
     (the training target of the ``code`` and ``direct`` tasks)."""

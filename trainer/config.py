@@ -244,6 +244,9 @@ class EvalConfig:
     candidates: int = 4
     repair_rounds: int = 2  # the server's defaults: evaluate what a user gets
     max_tokens: int = 512
+    # the code reply starts with the function's signature and docstring (the server's
+    # ``prefill_code``, on by default there too)
+    prefill_code: bool = True
     n_gpu_layers: int = 0
     tasks: list[int] = field(default_factory=list)
     # where the per-(problem, mode) rows are cached; runs that point at the same folder share

@@ -549,12 +549,14 @@ def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
             "distilled": (files[e.quant]["path"], None)}
 
 
-def heldout_rows_name(model: tuple[str, Path | None], data: str, max_tokens: int) -> str:
+def heldout_rows_name(model: tuple[str, Path | None], data: str, max_tokens: int,
+                      prefill: bool = False) -> str:
     """The held-out rows file of a model (base file, adapter by content) on one data stage:
     a run and its ablation share the base's rows."""
     path, adapter = model
     digest = _file_digest(adapter) if adapter else ""
-    key = _fingerprint(model_identity(str(path)), digest, data, max_tokens)
+    key = _fingerprint(model_identity(str(path)), digest, data, max_tokens,
+                       *(["prefill"] if prefill else []))
     return f"heldout-{Path(path).stem}{'+adapter' if adapter else ''}-{key}.jsonl"
 
 
@@ -587,11 +589,12 @@ def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
 
         rows_dir = Path(e.rows_dir) if e.rows_dir else stage.dir
         data = stage_fingerprint(cfg, "data")
-        caches = {k: rows_dir / heldout_rows_name(v, data, e.max_tokens)
+        caches = {k: rows_dir / heldout_rows_name(v, data, e.max_tokens, e.prefill_code)
                   for k, v in models.items()}
         report["heldout"] = evaluate_heldout({k: chat(v) for k, v in models.items()},
                                              heldout, caches, cfg.verify.isolation,
-                                             cfg.verify.timeout, e.max_tokens, progress)
+                                             cfg.verify.timeout, e.max_tokens, progress,
+                                             e.prefill_code)
     return stage.finish(report)
 
 

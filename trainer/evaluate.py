@@ -57,7 +57,8 @@ def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
     settings = Settings.from_mapping({"model": path, "candidates": cfg.candidates,
                                       "repair_rounds": cfg.repair_rounds,
                                       "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
-                                      "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": ""})
+                                      "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
+                                      "prefill_code": cfg.prefill_code})
     engine = load_engine(settings, adapter=adapter)
     cache = (JsonlCache(humaneval.engine_rows_file(rows_dir, engine, settings))
              if rows_dir is not None else None)

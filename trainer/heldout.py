@@ -15,7 +15,14 @@ from pathlib import Path
 
 from server.engine.types import SamplingParams
 from server.errors import PlancodeError
-from server.prompts import code_from_plan_messages, direct_code_messages, parse_code, parse_plan
+from server.prompts import (
+    Message,
+    code_from_plan_messages,
+    code_prefill,
+    direct_code_messages,
+    parse_code,
+    parse_plan,
+)
 from server.prompts import plan_messages as plan_prompt
 from trainer.checker import Checker
 from trainer.data import Problem
@@ -25,20 +32,31 @@ from trainer.teacher import ChatModel
 MODES = ("direct", "plan")
 
 
-def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int) -> str:
-    """The code ``model`` writes for ``problem`` in ``mode`` (greedy)."""
+def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
+           prefill: bool = False) -> str:
+    """The code ``model`` writes for ``problem`` in ``mode`` (greedy). ``prefill``: its code
+    reply starts with the function's signature and docstring, as the server's does
+    (``prefill_code``; the model must continue a trailing assistant message, as the llama.cpp
+    engines do)."""
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     context = str(problem.meta.get("context", ""))
+
+    def code(messages: list[Message]) -> str:
+        start = code_prefill(problem.problem) if prefill else ""
+        if start:
+            messages = [*messages, {"role": "assistant", "content": start}]
+        return parse_code(start + model.chat(messages, params))
+
     if mode == "direct":
-        return parse_code(model.chat(direct_code_messages(problem.problem, context), params))
+        return code(direct_code_messages(problem.problem, context))
     plan = parse_plan(model.chat(plan_prompt(problem.problem, context), params))
-    return parse_code(model.chat(code_from_plan_messages(problem.problem, plan, context),
-                                 params))
+    return code(code_from_plan_messages(problem.problem, plan, context))
 
 
 def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                      caches: dict[str, Path], isolation: str = "auto", timeout: float = 30.0,
-                     max_tokens: int = 512, log: bool = True) -> dict[str, dict]:
+                     max_tokens: int = 512, log: bool = True,
+                     prefill: bool = False) -> dict[str, dict]:
     """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests.
     ``caches`` names each label's rows file (a file named for the model rather than the label
     lets two runs share a model's rows)."""
@@ -54,7 +72,7 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                     if key in cache:
                         continue
                     start = time.perf_counter()
-                    code = answer(model, p, mode, max_tokens)
+                    code = answer(model, p, mode, max_tokens, prefill)
                     try:
                         passed = checker.check(p, code).all_passed
                     except PlancodeError:

@@ -4,6 +4,10 @@ Modes, each on the same problems with the same engine, each from a cold KV cache
 
 * ``direct``  the model's greedy code for the prompt (no plan, no tests);
 * ``plan``    greedy plan, then greedy code following it (no tests);
+
+  both spliced under the prompt's signature and docstring and given the deterministic import
+  repair every plancode candidate gets (``static_fixes``): with ``prefill_code`` the model
+  writes only the body, below the prompt's imports, so it cannot add one of its own;
 * ``select``  plancode's pipeline: candidates ranked on the *docstring examples only* (``>>>``
   doctests and prose examples such as ``f(1) == 2``, the "user's tests");
 * ``weak``    the pipeline when the user has *one* test: only the FIRST docstring example,
@@ -34,7 +38,7 @@ from server.analysis.functions import FunctionInfo, find_function
 from server.analysis.splice import SpliceError, splice
 from server.config import Settings
 from server.engine.types import SamplingParams
-from server.pipeline import Pipeline
+from server.pipeline import Pipeline, static_repair
 from server.pipeline import candidates as cands
 from server.pipeline.spec_select import parameters
 from server.testing.prose_examples import all_examples
@@ -47,7 +51,7 @@ MODES = ("direct", "plan", "select", "weak")
 REPO = Path(__file__).resolve().parent.parent
 # the settings that change what a mode writes (threads, GPU layers and timeouts do not)
 ANSWER_SETTINGS = ("candidates", "repair_rounds", "parallel_candidates", "escalate_model",
-                   "max_tokens", "temperature", "seed", "n_ctx")
+                   "max_tokens", "temperature", "seed", "n_ctx", "prefill_code")
 
 
 def def_line(text: str, entry: str) -> int | None:
@@ -87,19 +91,25 @@ def score(workspace: Path, problem: dict, text: str | None, isolation: str) -> b
     return run.all_passed
 
 
-def single(engine, problem: dict, strategy: str, max_tokens: int) -> dict:
+def single(engine, problem: dict, strategy: str, max_tokens: int, prefill: bool = False) -> dict:
     source = problem["prompt"]
     info = target(problem, source)
     assert info is not None
     start = time.perf_counter()
     cand = cands.generate(engine, info.problem, 0, strategy, None,
-                          SamplingParams(max_tokens=max_tokens), 0.0, None, info.context)
+                          SamplingParams(max_tokens=max_tokens), 0.0, None, info.context,
+                          prefill)
     seconds = time.perf_counter() - start
     try:
         text = splice(source, info, cand.code).text if cand.code else None
     except SpliceError:
         text = None
-    return {"text": text, "seconds": seconds, "candidates": 1, "strategy": strategy}
+    fixes: list[str] = []
+    if text is not None:  # the deterministic import repair every candidate of plancode gets
+        fixed = static_repair.check(text)
+        text, fixes = (text, []) if fixed.error else (fixed.text, fixed.added)
+    return {"text": text, "seconds": seconds, "candidates": 1, "strategy": strategy,
+            "tokens": cand.completion_tokens, "static_fixes": fixes}
 
 
 def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
@@ -214,7 +224,8 @@ def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
         out = weak(pipeline, problem, workspace)
     else:
         strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
-        out = single(pipeline.engine, problem, strategy, max_tokens)
+        out = single(pipeline.engine, problem, strategy, max_tokens,
+                     pipeline.settings.prefill_code)
     text = out.pop("text")
     out["body"] = body_of(problem, text)
     out["passed"] = score(workspace, problem, text, pipeline.settings.isolation)

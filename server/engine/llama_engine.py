@@ -48,6 +48,9 @@ OnProgress = Callable[[Generation], None]
 class LlamaEngine:
     """One loaded GGUF model. Thread-safe: calls are serialised on an internal lock."""
 
+    # ``chat`` continues a trailing assistant message (the template is rendered here)
+    prefills = True
+
     def __init__(
         self,
         model_path: str | Path,

@@ -61,7 +61,13 @@ class ModelInfo:
         )
 
     def render_chat(self, messages: list[Message]) -> str:
-        """The prompt text for ``messages`` under the model's own chat template."""
+        """The prompt text for ``messages`` under the model's own chat template.
+
+        A trailing assistant message is the start of the reply (prefill): the prompt opens
+        the assistant's turn and ends with that text, so the model continues it."""
+        prefill = ""
+        if messages and messages[-1]["role"] == "assistant":
+            prefill, messages = messages[-1]["content"], messages[:-1]
         formatter = Jinja2ChatFormatter(
             template=self.chat_template,
             eos_token=self.eos_token,
@@ -69,7 +75,7 @@ class ModelInfo:
             add_generation_prompt=True,
         )
         try:
-            return formatter(messages=messages).prompt
+            return formatter(messages=messages).prompt + prefill
         except Exception as exc:  # jinja raises many types for a bad template
             raise PlancodeError(
                 f"the model's chat template failed to render: {exc}",

@@ -65,6 +65,20 @@ def _finish(cand: Candidate, gen: Generation, started: float, tokens: int) -> Ca
     return cand
 
 
+def _code_reply(engine: Engine, messages: list[prompts.Message], problem: str,
+                params: SamplingParams, cancel: CancelToken | None,
+                prefill: bool) -> tuple[Generation, str]:
+    """The generation for a code request and the whole reply text. With ``prefill`` (and an
+    engine that continues a started reply) the reply starts with the problem's function up to
+    its docstring (:func:`prompts.code_prefill`): the model writes only the body."""
+    start = prompts.code_prefill(problem) if prefill and getattr(engine, "prefills", False) \
+        else ""
+    if start:
+        messages = [*messages, {"role": "assistant", "content": start}]
+    gen = engine.chat(messages, params, cancel)
+    return gen, start + gen.text
+
+
 def generate(
     engine: Engine,
     problem: str,
@@ -75,24 +89,27 @@ def generate(
     temperature: float,
     cancel: CancelToken | None = None,
     context: str = "",
+    prefill: bool = False,
 ) -> Candidate:
-    """One candidate for ``problem`` by ``strategy`` (``context``: definitions it may use)."""
+    """One candidate for ``problem`` by ``strategy`` (``context``: definitions it may use;
+    ``prefill``: the code reply starts with the function's signature and docstring)."""
     started = time.perf_counter()
     cand = Candidate(index=index, strategy=strategy, seed=seed)
     greedy = _params(base, None, temperature)
     if strategy in (DIRECT, DIRECT_SAMPLED):
         params = greedy if strategy == DIRECT else _params(base, seed, temperature)
-        gen = engine.chat(prompts.direct_code_messages(problem, context), params, cancel)
-        cand.code = prompts.parse_code(gen.text)
+        gen, reply = _code_reply(engine, prompts.direct_code_messages(problem, context),
+                                 problem, params, cancel, prefill)
+        cand.code = prompts.parse_code(reply)
         return _finish(cand, gen, started, gen.completion_tokens)
     plan_gen = engine.chat(prompts.plan_messages(problem, context),
                            _params(base, seed, temperature), cancel)
     cand.plan = prompts.parse_plan(plan_gen.text)
     if plan_gen.finish_reason == "cancelled":
         return _finish(cand, plan_gen, started, plan_gen.completion_tokens)
-    gen = engine.chat(prompts.code_from_plan_messages(problem, cand.plan, context), greedy,
-                      cancel)
-    cand.code = prompts.parse_code(gen.text)
+    gen, reply = _code_reply(engine, prompts.code_from_plan_messages(problem, cand.plan, context),
+                             problem, greedy, cancel, prefill)
+    cand.code = prompts.parse_code(reply)
     return _finish(cand, gen, started, plan_gen.completion_tokens + gen.completion_tokens)
 
 
@@ -128,6 +145,7 @@ def generate_direct_batch(
     temperature: float,
     cancel: CancelToken | None = None,
     context: str = "",
+    prefill: bool = False,
 ) -> list[Candidate]:
     """Direct candidates (``specs``: index, strategy, seed) decoded as parallel sequences of
     one llama.cpp batch: they share the direct prompt, which is evaluated once. Engines that
@@ -136,16 +154,20 @@ def generate_direct_batch(
 
     decoder = decoder_for(engine, len(specs))
     if decoder is None:
-        return [generate(engine, problem, i, st, seed, base, temperature, cancel, context)
-                for i, st, seed in specs]
+        return [generate(engine, problem, i, st, seed, base, temperature, cancel, context,
+                         prefill) for i, st, seed in specs]
     started = time.perf_counter()
     params = [_params(base, seed if st == DIRECT_SAMPLED else None, temperature)
               for _, st, seed in specs]
-    gens = decoder.chat(prompts.direct_code_messages(problem, context), params, cancel)
+    messages = prompts.direct_code_messages(problem, context)
+    start = prompts.code_prefill(problem) if prefill else ""
+    if start:  # the decoder renders the engine's template, so it continues a started reply
+        messages = [*messages, {"role": "assistant", "content": start}]
+    gens = decoder.chat(messages, params, cancel)
     out = []
     for (index, strategy, seed), gen in zip(specs, gens, strict=True):
         cand = Candidate(index=index, strategy=strategy, seed=seed)
-        cand.code = prompts.parse_code(gen.text)
+        cand.code = prompts.parse_code(start + gen.text)
         out.append(_finish(cand, gen, started, gen.completion_tokens))
     share = (time.perf_counter() - started) / max(1, len(out))
     for cand in out:  # the batch's time, shared: what each candidate cost

@@ -272,7 +272,8 @@ class Pipeline:
                     work.progress("generating", {"candidate": k, "of": len(plan),
                                                  "strategy": strategy})
                     cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
-                                          work.base, s.temperature, gen_cancel, work.prompt[1])
+                                          work.base, s.temperature, gen_cancel, work.prompt[1],
+                                          s.prefill_code)
                 work.timings["generation"] += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile
@@ -296,7 +297,7 @@ class Pipeline:
                                      "strategy": f"{len(specs)} sampled candidates in one batch"})
         made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            self.settings.temperature, work.cancel,
-                                           work.prompt[1])
+                                           work.prompt[1], self.settings.prefill_code)
         return {c.index: c for c in made}
 
     @staticmethod

@@ -17,6 +17,7 @@ export const SERVER_SETTINGS = [
   "parallelCandidates",
   "escalateModel",
   "docstringExamples",
+  "prefillCode",
   "maxTokens",
   "temperature",
   "seed",
