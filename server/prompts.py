@@ -214,6 +214,7 @@ def contract_digest(*tasks: str) -> str:
                          format_code_reply(solution)],
         "direct": lambda: [direct_code_messages(_PROBE, "C = 1"), format_code_reply(solution)],
         "backward": lambda: backward_plan_messages(_PROBE, solution),
+        "prefill": lambda: code_prefill(_PROBE),
     }
     text = json.dumps([render[t]() for t in tasks])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from server.prompts import code_from_plan_messages, plan_messages  # noqa: E402
+from server.prompts import code_from_plan_messages, code_prefill, plan_messages  # noqa: E402
 from trainer.examples import build_examples, examples_for, render_prompt  # noqa: E402
 from trainer.losses import LossConfig, collate  # noqa: E402
 from trainer.structure import IGNORE  # noqa: E402
@@ -105,7 +105,26 @@ def test_code_targets_leave_the_docstring_out(qwen_tokenizer) -> None:
     """A mined solution carries its docstring; the code target is the reply the server asks
     for (the splice keeps the user's docstring), with structure weights on that code."""
     documented = SOLUTION.replace("-> int:\n", '-> int:\n    """Count the vowels in s."""\n', 1)
-    (code,) = examples_for(qwen_tokenizer, "p", PROBLEM, PLAN, documented, tasks=("code",))
+    (code,) = examples_for(qwen_tokenizer, "p", PROBLEM, PLAN, documented, tasks=("code",),
+                           prefill=False)
     target = qwen_tokenizer.decode([t for t in code.labels if t != IGNORE])
     assert target == f"```python\n{SOLUTION.strip()}\n```" + qwen_tokenizer.eos_token
     assert any(code.structural)
+
+
+def test_prefilled_code_targets_are_the_body(qwen_tokenizer, default_engine) -> None:
+    """With the server's ``prefill_code`` its prompt ends with the function through its
+    docstring: the student is trained on exactly that prompt, and on the body after it (with
+    structure weights on the body's tokens)."""
+    documented = SOLUTION.replace("-> int:\n", '-> int:\n    """Count the vowels in s."""\n', 1)
+    (code,) = examples_for(qwen_tokenizer, "p", PROBLEM, PLAN, documented, tasks=("code",))
+    n_prompt = next(i for i, t in enumerate(code.labels) if t != IGNORE)
+    prompt = qwen_tokenizer.decode(code.input_ids[:n_prompt])
+    served = [*code_from_plan_messages(PROBLEM, PLAN),
+              {"role": "assistant", "content": code_prefill(PROBLEM)}]
+    assert prompt == default_engine.info.render_chat(served)
+    target = qwen_tokenizer.decode(code.labels[n_prompt:])
+    body = SOLUTION.split("\n", 1)[1].rstrip()
+    assert target == f"{body}\n```" + qwen_tokenizer.eos_token
+    assert any(code.structural[n_prompt:])
+    assert not any(code.structural[:n_prompt])

@@ -182,6 +182,9 @@ class LossConfig:
 class TrainConfig:
     student: str = "qwen2.5-coder-0.5b"  # catalog name, .gguf path, HF directory or hub id
     tasks: tuple[str, ...] = ("plan", "code", "direct")
+    # code targets shaped as the server asks (its ``prefill_code``): the prompt ends with the
+    # problem's function through its docstring, the target is the body
+    prefill_code: bool = True
     max_len: int = 1024
     lora_r: int = 16
     lora_alpha: int = 32

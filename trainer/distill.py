@@ -81,6 +81,11 @@ def source_identity(cfg: DistillConfig) -> list:
     return _SOURCES[key]
 
 
+def train_tasks(cfg: DistillConfig) -> tuple[str, ...]:
+    """The prompt contract's parts training renders (``prompts.contract_digest``)."""
+    return (*cfg.train.tasks, *(("prefill",) if cfg.train.prefill_code else ()))
+
+
 def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
     """What stage ``name`` writes depends on: its own output-changing settings (speed knobs,
     such as GPU layers, threads and checkpoint frequency, left out), the models by name, and
@@ -106,7 +111,7 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
     if name == "train":
         train = cfg.section("train") | {"student": model_identity(cfg.train.student),
                                          "plans_per_problem": cfg.teacher.plans_per_problem,
-                                         "prompts": contract_digest(*cfg.train.tasks)}
+                                         "prompts": contract_digest(*train_tasks(cfg))}
         return _fingerprint("train", train, before)
     if name == "export":
         return _fingerprint("export", cfg.section("export"), before)
@@ -455,9 +460,10 @@ def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = Non
         raise PlancodeError("no verified plans to train on",
                             f"see {cfg.out_dir / 'verify' / 'report.json'}: every plan's code "
                             "failed its tests (try a stronger teacher or more plans)")
-    train_set, stats = build_examples(tokenizer, triples, cfg.train.tasks, cfg.train.max_len)
+    train_set, stats = build_examples(tokenizer, triples, cfg.train.tasks, cfg.train.max_len,
+                                      cfg.train.prefill_code)
     val_set, _ = build_examples(tokenizer, val_triples(cfg, val_p), cfg.train.tasks,
-                                cfg.train.max_len)
+                                cfg.train.max_len, cfg.train.prefill_code)
     model = load_model(src, dtype=base_dtype(cfg.train))
     result = train(model, tokenizer, train_set, val_set, cfg.train, stage.dir, progress,
                    stop_after)
@@ -492,7 +498,8 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     train_p, val_p = problems_of(cfg)
     # held-out prompts; without a validation split, the training problems' verified plans
     triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
-    examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len)
+    examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len,
+                                 cfg.train.prefill_code)
     seqs = [e.input_ids[: cfg.export.max_positions]
             for e in examples[: cfg.export.agreement_sequences]]
     report: dict = {"student": cfg.train.student, "files": {}}

@@ -7,6 +7,11 @@ CodePLAN's multi-task view: from one verified (problem, plan, solution) triple c
 * optionally a ``direct`` example: direct-code prompt -> the solution (the server's candidate
   pool starts with the student's direct answer, so that task is worth keeping sharp).
 
+Code replies are shaped as the server asks for them: with ``prefill`` (the server's
+``prefill_code``) the reply's start, the problem's function through its docstring, is part of
+the prompt (:func:`server.prompts.code_prefill`) and the target is the body and the closing
+fence; without it, the whole function without its docstring in a fenced block.
+
 The prompt is rendered with the student's chat template and tokenized on its own, exactly as
 the server tokenizes it at inference; the reply tokens follow, then the end-of-turn token.
 Only reply tokens are labelled. Code replies carry per-token structural flags and AST node
@@ -15,10 +20,13 @@ labels (``trainer.structure``); plan replies carry neither.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 from server.prompts import (
+    Message,
     code_from_plan_messages,
+    code_prefill,
     direct_code_messages,
     format_code_reply,
     format_plan_reply,
@@ -62,18 +70,21 @@ def render_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def encode(tokenizer, task: str, problem_id: str, messages: list[dict[str, str]], reply: str,
-           code: str | None) -> Example:
-    """One example; ``code`` (the code inside ``reply``) gets structure weights and labels."""
-    prompt_ids = tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)[
-        "input_ids"]
+def encode(tokenizer, task: str, problem_id: str, messages: list[Message], reply: str,
+           code: str | None, prefill: str = "", reply_at: int | None = None) -> Example:
+    """One example; ``code`` (the code the reply carries) gets structure weights and labels.
+    ``prefill``: the reply's start, given in the prompt (as the server's engine renders a
+    trailing assistant message: the prompt, then that text); ``reply_at``: where ``reply``
+    starts within ``code`` (default: ``reply`` contains ``code`` whole)."""
+    prompt_ids = tokenizer(render_prompt(tokenizer, messages) + prefill,
+                           add_special_tokens=False)["input_ids"]
     enc = tokenizer(reply, add_special_tokens=False, return_offsets_mapping=True)
     reply_ids = enc["input_ids"]
     flags = [0] * len(reply_ids)
     nodes = [IGNORE] * len(reply_ids)
     if code is not None:
-        start = reply.index(code)
-        offsets = [(a - start, b - start) for a, b in enc["offset_mapping"]]
+        shift = reply_at if reply_at is not None else -reply.index(code)
+        offsets = [(a + shift, b + shift) for a, b in enc["offset_mapping"]]
         flags, nodes = token_structure(code, offsets)
     eot = tokenizer.eos_token_id  # the chat template's end of turn (<|im_end|> for Qwen)
     n_prompt = len(prompt_ids)
@@ -87,10 +98,42 @@ def encode(tokenizer, task: str, problem_id: str, messages: list[dict[str, str]]
     )
 
 
+def body_start(code: str) -> int | None:
+    """Where the body of ``code``'s first function starts (comment lines just above its first
+    statement included), or None when there is no such function."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    func = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),
+                None)
+    if func is None:
+        return None
+    lines = code.splitlines(keepends=True)
+    first = func.body[0].lineno - 1
+    while first - 1 > func.lineno - 1 and lines[first - 1].lstrip().startswith("#"):
+        first -= 1
+    return sum(len(line) for line in lines[:first])
+
+
+def code_example(tokenizer, task: str, problem_id: str, messages: list[Message], problem: str,
+                 code: str, prefill: bool) -> Example:
+    """A code reply's example, shaped as the server asks (see the module's docstring); a
+    problem the server would not prefill (:func:`code_prefill` is '') gets the plain shape."""
+    start = code_prefill(problem) if prefill else ""
+    at = body_start(code) if start else None
+    if not start or at is None:
+        return encode(tokenizer, task, problem_id, messages, format_code_reply(code), code)
+    return encode(tokenizer, task, problem_id, messages, code[at:] + "\n```", code,
+                  prefill=start, reply_at=at)
+
+
 def examples_for(tokenizer, problem_id: str, problem: str, plan: str, solution: str,
-                 context: str = "", tasks: tuple[str, ...] = ("plan", "code")) -> list[Example]:
+                 context: str = "", tasks: tuple[str, ...] = ("plan", "code"),
+                 prefill: bool = True) -> list[Example]:
     """The examples of one verified triple, one per task in ``tasks``. Code targets are the
-    solution as a code reply carries it (without its docstring, see ``format_code_reply``)."""
+    solution as a code reply carries it (without its docstring, see ``format_code_reply``;
+    with ``prefill``, its body after the prefilled signature and docstring)."""
     code = without_docstring(solution).strip()
     out = []
     for task in tasks:
@@ -98,18 +141,20 @@ def examples_for(tokenizer, problem_id: str, problem: str, plan: str, solution: 
             out.append(encode(tokenizer, task, problem_id, plan_messages(problem, context),
                               format_plan_reply(plan), None))
         elif task == "code":
-            msgs = code_from_plan_messages(problem, plan, context)
-            out.append(encode(tokenizer, task, problem_id, msgs, format_code_reply(code), code))
+            out.append(code_example(tokenizer, task, problem_id,
+                                    code_from_plan_messages(problem, plan, context), problem,
+                                    code, prefill))
         elif task == "direct":
-            msgs = direct_code_messages(problem, context)
-            out.append(encode(tokenizer, task, problem_id, msgs, format_code_reply(code), code))
+            out.append(code_example(tokenizer, task, problem_id,
+                                    direct_code_messages(problem, context), problem, code,
+                                    prefill))
         else:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     return out
 
 
 def build_examples(tokenizer, triples: list[dict], tasks: tuple[str, ...],
-                   max_len: int) -> tuple[list[Example], ExampleStats]:
+                   max_len: int, prefill: bool = True) -> tuple[list[Example], ExampleStats]:
     """Examples for ``triples`` ({id, problem, plan, solution, context}); longer than
     ``max_len`` tokens are dropped (truncating would teach a cut-off answer) and counted.
     A problem's direct example is built once, however many plans it has."""
@@ -120,7 +165,7 @@ def build_examples(tokenizer, triples: list[dict], tasks: tuple[str, ...],
         wanted = tuple(x for x in tasks if x != "direct" or t["id"] not in direct_done)
         direct_done.add(t["id"])
         for ex in examples_for(tokenizer, t["id"], t["problem"], t["plan"], t["solution"],
-                               t.get("context", ""), wanted):
+                               t.get("context", ""), wanted, prefill):
             if len(ex) > max_len:
                 stats.too_long += 1
                 continue
