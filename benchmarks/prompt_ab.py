@@ -4,72 +4,44 @@
 
 The splice keeps the user's own docstring and drops the candidate's, so every docstring token a
 model writes is decode time (and, at a token limit, the end of the code) spent for nothing.
-Both requests answer the same problems with the same engine, interleaved problem by problem
-(load falls on both alike), greedy, in the ``direct`` and ``plan`` modes of
-``trainer.humaneval``; the hidden tests score. Writes a JSON with every row and prints medians
-and the ratio of seconds.
+Both requests run through :mod:`benchmarks.ab` (same engine, interleaved, greedy, direct and
+plan modes, hidden tests), without prefilled replies (those leave the model no docstring to
+copy); it prints the pass counts and the ratio of median seconds.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
+from benchmarks import ab
 from server import prompts
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.pipeline import candidates as cands
 from trainer import humaneval
 
-REPO = Path(__file__).resolve().parent.parent
 OLD = ("Reply with the complete function, including its signature, in one ```python code "
        "block.")
-VARIANTS = {"with docstring": OLD, "without docstring": prompts.CODE_REQUEST}
+NEW = prompts.CODE_REQUEST
+
+
+def asking(request: str) -> Callable[[object, dict, str, int], dict]:
+    """A plain (unprefilled) answer under the code request ``request``."""
+    def answer(engine: object, problem: dict, strategy: str, max_tokens: int) -> dict:
+        prompts.CODE_REQUEST = request
+        try:
+            return humaneval.single(engine, problem, strategy, max_tokens, prefill=False)
+        finally:
+            prompts.CODE_REQUEST = NEW
+    return answer
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--end", type=int, default=40)
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
-    ap.add_argument("--max-tokens", type=int, default=512)
-    ap.add_argument("--out", type=Path,
-                    default=REPO / "benchmarks" / "results" / "prompt-ab-docstring.json")
-    args = ap.parse_args()
-    if OLD == prompts.CODE_REQUEST:
+    args = ab.arguments(__doc__, "prompt-ab-docstring.json")
+    if OLD == NEW:
         print("the code request in server/prompts.py is the old one: nothing to compare",
               file=sys.stderr)
         return 2
-    engine = load_engine(Settings.from_mapping({"model": args.model}, Settings.from_env()))
-    rows = []
-    for p in humaneval.problems(args.start, args.end):
-        row: dict = {"task_id": p["task_id"]}
-        with tempfile.TemporaryDirectory(prefix="plancode-ab-") as tmp:
-            for label, request in VARIANTS.items():
-                prompts.CODE_REQUEST = request
-                for mode, strategy in (("direct", cands.DIRECT), ("plan", cands.PLAN_GREEDY)):
-                    engine.reset_cache()
-                    out = humaneval.single(engine, p, strategy, args.max_tokens)
-                    out["passed"] = humaneval.score(Path(tmp), p, out.pop("text"), "auto")
-                    row[f"{label}/{mode}"] = out
-        rows.append(row)
-        print(p["task_id"], " ".join(f"{k}={'PASS' if v['passed'] else 'fail'}"
-                                     f"({v['seconds']:.1f}s)" for k, v in row.items()
-                                     if k != "task_id"), file=sys.stderr, flush=True)
-        summary = {k: {"solved": sum(r[k]["passed"] for r in rows), "n": len(rows),
-                       "median_seconds": statistics.median(r[k]["seconds"] for r in rows)}
-                   for k in rows[0] if k != "task_id"}
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                        "summary": summary, "rows": rows}, indent=1))
-    print(json.dumps(summary, indent=1))
-    for mode in ("direct", "plan"):
-        new = summary[f"without docstring/{mode}"]["median_seconds"]
-        old = summary[f"with docstring/{mode}"]["median_seconds"]
-        print(f"{mode}: median seconds without/with docstring = {new / old:.2f}")
+    summary = ab.run(args, {"with docstring": asking(OLD), "without docstring": asking(NEW)})
+    ab.compare(summary, "without docstring", "with docstring")
     return 0
 
 
