@@ -194,6 +194,16 @@ def code_prefill(problem: str) -> str:
     return ""
 
 
+def prefilled(messages: list[Message], problem: str) -> tuple[list[Message], str]:
+    """``messages`` with the code reply started (a trailing assistant message holding
+    :func:`code_prefill`), and that start ('' and the messages unchanged when there is none).
+    The whole reply is the start followed by what the model writes."""
+    start = code_prefill(problem)
+    if not start:
+        return messages, ""
+    return [*messages, {"role": "assistant", "content": start}], start
+
+
 def format_code_reply(code: str) -> str:
     """The canonical code reply: the code without its docstrings, in one fenced python block
     (the training target of the ``code`` and ``direct`` tasks)."""

@@ -18,10 +18,10 @@ from server.errors import PlancodeError
 from server.prompts import (
     Message,
     code_from_plan_messages,
-    code_prefill,
     direct_code_messages,
     parse_code,
     parse_plan,
+    prefilled,
 )
 from server.prompts import plan_messages as plan_prompt
 from trainer.checker import Checker
@@ -42,9 +42,9 @@ def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
     context = str(problem.meta.get("context", ""))
 
     def code(messages: list[Message]) -> str:
-        start = code_prefill(problem.problem) if prefill else ""
-        if start:
-            messages = [*messages, {"role": "assistant", "content": start}]
+        start = ""
+        if prefill:
+            messages, start = prefilled(messages, problem.problem)
         return parse_code(start + model.chat(messages, params))
 
     if mode == "direct":
