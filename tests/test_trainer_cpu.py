@@ -52,7 +52,7 @@ def test_bf16_base_trains_fp32_lora_checkpoints_by_time_and_resumes(
     cfg = TrainConfig(lora_r=4, lora_dropout=0.0, target_modules=("q_proj", "v_proj"),
                       max_steps=3, batch_size=1, grad_accum=1, warmup_steps=0,
                       learning_rate=1e-3, save_every=0, save_every_minutes=1e-6, threads=1,
-                      bf16="true", keep_checkpoints=5)
+                      bf16="true", keep_checkpoints=5, val_every_minutes=60.0)
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_student, dtype=base_dtype(cfg))
     before = torch.get_num_threads()
     try:
@@ -66,6 +66,7 @@ def test_bf16_base_trains_fp32_lora_checkpoints_by_time_and_resumes(
         # the clock (a microsecond) asked for a checkpoint after every step
         saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
         assert saved == ["checkpoint_1", "checkpoint_2"]
+        assert cut.val_history == []  # validation waits for its own (hour-long) clock
         assert all(h["total"] == h["total"] for h in cut.history)  # no NaN in bf16
         model = AutoModelForCausalLM.from_pretrained(tiny_qwen_student, dtype=base_dtype(cfg))
         done = train(model, qwen_tokenizer, examples, examples[:1], cfg, tmp_path,
@@ -73,6 +74,7 @@ def test_bf16_base_trains_fp32_lora_checkpoints_by_time_and_resumes(
     finally:
         torch.set_num_threads(before)
     assert done.resumed_from == 2 and done.steps == 3
+    assert [v["step"] for v in done.val_history] == [3]  # ...but always runs at the end
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 4
 
 

@@ -78,7 +78,7 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
         cfg, teacher=dataclasses.replace(cfg.teacher, n_gpu_layers=-1, n_threads=8),
         verify=dataclasses.replace(cfg.verify, n_threads=4, isolation="rlimit"),
         train=dataclasses.replace(cfg.train, save_every=7, save_every_minutes=5.0, threads=1,
-                                  bf16="true"),
+                                  bf16="true", val_every_minutes=30.0),
         eval=dataclasses.replace(cfg.eval, n_gpu_layers=-1))
     assert _fingerprints(fast) == base
     # the teacher's sampling changes its plans and everything after them, not the data

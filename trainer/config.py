@@ -199,6 +199,10 @@ class TrainConfig:
     grad_accum: int = 4
     save_every: int = 50  # checkpoint every N optimizer steps (0 = only by time / at the end)
     save_every_minutes: float = 0.0  # > 0: also checkpoint when this much time has passed
+    # > 0: validation loss at a checkpoint only when this much time has passed since the last
+    # one (and always at the end); 0: at every checkpoint. A CPU pass over the validation set
+    # can take as long as many training steps.
+    val_every_minutes: float = 0.0
     keep_checkpoints: int = 2
     threads: int = 0  # torch CPU threads; 0 = torch's default
     seed: int = 0
@@ -209,16 +213,18 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = (
-        "save_every", "save_every_minutes", "keep_checkpoints", "threads", "bf16",
-        "gradient_checkpointing")
+        "save_every", "save_every_minutes", "val_every_minutes", "keep_checkpoints", "threads",
+        "bf16", "gradient_checkpointing")
 
     def validate(self) -> None:
         self.loss.validate()
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise PlancodeError("train.lora_r, batch_size and grad_accum must be >= 1",
                                 "fix the [train] section of the config")
-        if self.save_every < 0 or self.save_every_minutes < 0 or self.threads < 0:
-            raise PlancodeError("train.save_every, save_every_minutes and threads must be >= 0",
+        if min(self.save_every, self.save_every_minutes, self.val_every_minutes,
+               self.threads) < 0:
+            raise PlancodeError("train.save_every, save_every_minutes, val_every_minutes and "
+                                "threads must be >= 0",
                                 "use 0 to switch step-based / time-based checkpoints off")
         for key in ("bf16", "gradient_checkpointing"):
             if getattr(self, key) not in ("auto", "true", "false"):

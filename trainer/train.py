@@ -206,6 +206,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
         resumed_from, resumed_portable = state["step"], True
 
     clock = CheckpointClock(cfg.save_every, cfg.save_every_minutes)
+    val_clock = CheckpointClock(0, cfg.val_every_minutes)
 
     def save_checkpoint() -> None:
         """accelerate's full state (every rank takes part), the portable checkpoint
@@ -263,10 +264,12 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
             last = state["step"] >= total_steps
             interrupt = stop_after is not None and state["step"] >= stop_after
             checkpoint = clock.due(state["step"]) or last or interrupt
-            if val_set and checkpoint:
+            validate = last or not cfg.val_every_minutes or val_clock.due(state["step"])
+            if val_set and checkpoint and validate:
                 val = evaluate_loss(accelerator.unwrap_model(module), val_set, pad_id,
                                     cfg.batch_size, accelerator.device)
                 state["val_history"].append({"step": state["step"], **val})
+                val_clock.saved()
             if checkpoint:
                 save_checkpoint()
             if last or interrupt:
