@@ -5,6 +5,10 @@ base and the HumanEval benchmark) answer each problem once."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from server.config import Settings
 from server.pipeline import Pipeline
 from trainer import humaneval
-from trainer.jsonl_cache import JsonlCache
+from trainer.jsonl_cache import Claims, JsonlCache, _identity
 
 
 def test_a_second_reader_sees_rows_appended_by_another_process(tmp_path: Path) -> None:
@@ -81,3 +85,55 @@ def test_without_a_cache_the_model_is_asked() -> None:
     with pytest.raises(AssertionError, match="model was asked"):
         humaneval.run(Pipeline(_NoModel(), settings), humaneval.problems(2, 3), ("direct",),
                       64, log=False)
+
+
+def _row(task: str, mode: str) -> dict:
+    return {"key": f"{task}#{mode}", "task_id": task, "mode": mode, "passed": True,
+            "seconds": 1.0, "body": "    return 1\n"}
+
+
+def test_claims_are_held_by_live_processes_only(tmp_path: Path) -> None:
+    mine, theirs = Claims(tmp_path / "rows.jsonl"), Claims(tmp_path / "rows.jsonl")
+    assert mine.take("HumanEval/2") and not theirs.take("HumanEval/2")
+    mine.release("HumanEval/2")
+    assert theirs.take("HumanEval/2")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        mine._file("HumanEval/3").write_text(_identity(other.pid))
+        assert mine.held("HumanEval/3") and not mine.take("HumanEval/3")
+    finally:
+        other.kill()
+        other.wait()
+    # its process ended (killed, or the machine restarted): the claim is taken over
+    assert not mine.held("HumanEval/3") and mine.take("HumanEval/3")
+
+
+def test_a_problem_another_process_is_answering_is_not_answered_twice(tmp_path: Path) -> None:
+    """Two workers on one rows file: this one skips the problem the other holds, answers
+    the rest (here: finds them cached), then waits for the other's rows."""
+    settings = Settings.from_mapping({"escalate_model": ""})
+    chosen = humaneval.problems(2, 4)
+    path = tmp_path / "rows.jsonl"
+    JsonlCache(path).add(_row("HumanEval/3", "direct"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    claims = Claims(path)
+    claims.dir.mkdir()
+    claims._file("HumanEval/2").write_text(_identity(other.pid))
+
+    def the_other_finishes() -> None:
+        time.sleep(0.5)
+        JsonlCache(path).add(_row("HumanEval/2", "direct"))
+        claims.release("HumanEval/2")
+
+    finisher = threading.Thread(target=the_other_finishes)
+    finisher.start()
+    try:
+        rows = humaneval.run(Pipeline(_NoModel(), settings), chosen, ("direct",), 64,
+                             log=False, cache=JsonlCache(path), poll=0.05)
+    finally:
+        finisher.join()
+        other.kill()
+        other.wait()
+    assert [r["task_id"] for r in rows] == ["HumanEval/2", "HumanEval/3"]
+    assert all(r["direct"]["passed"] for r in rows)
+    assert not list(claims.dir.iterdir())  # nothing left claimed

@@ -45,7 +45,7 @@ from server.testing.prose_examples import all_examples
 from server.testing.sandbox import Sandbox
 from server.testing.types import TestCase
 from trainer.decontam import load_humaneval
-from trainer.jsonl_cache import JsonlCache
+from trainer.jsonl_cache import Claims, JsonlCache
 
 MODES = ("direct", "plan", "select", "weak")
 REPO = Path(__file__).resolve().parent.parent
@@ -233,36 +233,61 @@ def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
 
 
 def run(pipeline: Pipeline, chosen: list[dict], modes: tuple[str, ...] | list[str],
-        max_tokens: int, log: bool = True, cache: JsonlCache | None = None) -> list[dict]:
+        max_tokens: int, log: bool = True, cache: JsonlCache | None = None,
+        poll: float = 5.0) -> list[dict]:
     """One row per problem: per mode whether the hidden tests passed, time, and the body.
 
     With ``cache``, each (problem, mode) already in it is reused and each new one is appended
-    as soon as it is scored; the file is re-read before each problem, so a second process
-    working through the same file skips what the first has finished."""
-    rows = []
+    as soon as it is scored. Processes sharing the cache split the problems: each claims a
+    problem before answering it (:class:`Claims`) and passes over the ones another process
+    holds, coming back to them (every ``poll`` seconds) once it has nothing else to do."""
     made_by = commit()
-    for p in chosen:
-        if cache is not None:
-            cache.refresh()
-        row: dict = {"task_id": p["task_id"]}
-        todo = [m for m in modes if cache is None or f"{p['task_id']}#{m}" not in cache]
-        for mode in modes:
-            if mode not in todo:
-                row[mode] = cache.get(f"{p['task_id']}#{mode}")  # type: ignore[union-attr]
-        if todo:
-            with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
-                ws = Path(tmp)
-                (ws / "problem.py").write_text(p["prompt"])
-                (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
-                for mode in todo:
-                    row[mode] = {"key": f"{p['task_id']}#{mode}", "task_id": p["task_id"],
-                                 "mode": mode, **_answer(pipeline, p, mode, ws, max_tokens),
-                                 "commit": made_by}
-                    if cache is not None:
-                        cache.add(row[mode])
-        rows.append({"task_id": p["task_id"], **{m: row[m] for m in modes}})
-        if log:
-            print(f"{p['task_id']}: " + " ".join(
-                f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
-                + ("" if m in todo else "*") for m in modes), file=sys.stderr, flush=True)
-    return rows
+    claims = Claims(cache.path) if cache is not None else None
+    done: dict[str, dict] = {}
+    pending = list(chosen)
+    while pending:
+        deferred = []
+        for p in pending:
+            if cache is not None:
+                cache.refresh()
+            todo = [m for m in modes if cache is None or f"{p['task_id']}#{m}" not in cache]
+            if todo and claims is not None and not claims.take(p["task_id"]):
+                deferred.append(p)
+                continue
+            try:
+                done[p["task_id"]] = _problem_row(pipeline, p, modes, todo, max_tokens,
+                                                  cache, made_by)
+            finally:
+                if todo and claims is not None:
+                    claims.release(p["task_id"])
+            if log:
+                row = done[p["task_id"]]
+                print(f"{p['task_id']}: " + " ".join(
+                    f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
+                    + ("" if m in todo else "*") for m in modes), file=sys.stderr, flush=True)
+        if len(deferred) == len(pending):
+            time.sleep(poll)  # all that is left is being answered elsewhere
+        pending = deferred
+    return [done[p["task_id"]] for p in chosen]
+
+
+def _problem_row(pipeline: Pipeline, p: dict, modes, todo: list[str], max_tokens: int,
+                 cache: JsonlCache | None, made_by: str) -> dict:
+    """Problem ``p``'s row: the modes in ``todo`` answered now (and cached), the rest read
+    from the cache."""
+    row: dict = {"task_id": p["task_id"]}
+    for mode in modes:
+        if mode not in todo:
+            row[mode] = cache.get(f"{p['task_id']}#{mode}")  # type: ignore[union-attr]
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="plancode-he-") as tmp:
+            ws = Path(tmp)
+            (ws / "problem.py").write_text(p["prompt"])
+            (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
+            for mode in todo:
+                row[mode] = {"key": f"{p['task_id']}#{mode}", "task_id": p["task_id"],
+                             "mode": mode, **_answer(pipeline, p, mode, ws, max_tokens),
+                             "commit": made_by}
+                if cache is not None:
+                    cache.add(row[mode])
+    return {"task_id": p["task_id"], **{m: row[m] for m in modes}}

@@ -2,11 +2,13 @@
 
 Each stage appends one row per finished unit of work and flushes it, so a run that is killed
 resumes where it stopped: rows already on disk are skipped. A torn last line (the process died
-mid-write) is ignored on read and overwritten by the next append.
+mid-write) is ignored on read and overwritten by the next append. Processes that share a
+cache split its work through :class:`Claims`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -77,3 +79,65 @@ class JsonlCache:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+class Claims:
+    """Units of work a live process is doing now, so processes sharing one cache split the
+    work instead of doing the same unit side by side (each would otherwise see the other's
+    rows only once they are finished).
+
+    A claim is a file beside the cache named for the unit, holding the taker's pid and start
+    time; a claim whose process has ended (killed, machine restarted) is taken over."""
+
+    def __init__(self, cache_path: Path) -> None:
+        self.dir = cache_path.parent / f"{cache_path.name}.claims"
+
+    def _file(self, key: str) -> Path:
+        return self.dir / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def take(self, key: str) -> bool:
+        """Claim ``key``; False while another live process holds it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self._file(key)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self.held(key):
+                    return False
+                path.unlink(missing_ok=True)  # its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_identity(os.getpid()))
+            return True
+        return False
+
+    def held(self, key: str) -> bool:
+        """Whether a live process (this one included) holds ``key``."""
+        try:
+            text = self._file(key).read_text()
+        except FileNotFoundError:
+            return False
+        if not text:
+            return True  # being written by its taker this instant
+        pid = int(text.split()[0])
+        return _identity(pid) == text
+
+    def release(self, key: str) -> None:
+        self._file(key).unlink(missing_ok=True)
+
+
+def _identity(pid: int) -> str:
+    """``pid`` and the process's start time (a pid reused after a restart is another
+    process); "" when no such process runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:
+        pass  # alive, another user's
+    try:  # field 22 of /proc/PID/stat, after the parenthesised command name
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "?"  # no /proc: the pid alone
+    return f"{pid} {started}"
