@@ -36,7 +36,8 @@ def test_ship_copies_the_adapter_and_pins_it(export_dir: Path, tmp_path: Path) -
     assert path == tmp_path / "adapters" / catalog.STUDENT_ADAPTER.filename
     assert path.read_bytes() == (export_dir / "plancode-student.lora.gguf").read_bytes()
     text = (tmp_path / "catalog.py").read_text()
-    assert f'ShippedAdapter("{catalog.STUDENT_ADAPTER.filename}", {size}, "{sha}")' in text
+    assert (f'ShippedAdapter(\n    "{catalog.STUDENT_ADAPTER.filename}", {size},\n'
+            f'    "{sha}")') in text
     namespace: dict = {}
     exec(compile(text, "catalog.py", "exec"), namespace)  # still valid Python, now released
     assert namespace["STUDENT_ADAPTER"].released

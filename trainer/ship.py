@@ -51,8 +51,9 @@ def ship(export_dir: Path, name: str = "plancode-student") -> tuple[Path, int, s
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     text = CATALOG_FILE.read_text()
-    pinned = (f'STUDENT_ADAPTER = ShippedAdapter("{catalog.STUDENT_ADAPTER.filename}", '
-              f'{len(data)}, "{sha}")')
+    # wrapped so the catalog stays within the project's line length (ruff)
+    pinned = (f'STUDENT_ADAPTER = ShippedAdapter(\n    "{catalog.STUDENT_ADAPTER.filename}", '
+              f'{len(data)},\n    "{sha}")')
     if not _PIN.search(text):
         raise PlancodeError(f"no STUDENT_ADAPTER line in {CATALOG_FILE}", "restore it")
     CATALOG_FILE.write_text(_PIN.sub(pinned, text, count=1))
