@@ -16,7 +16,7 @@ import pytest
 from server.config import Settings
 from server.pipeline import Pipeline
 from trainer import humaneval
-from trainer.jsonl_cache import Claims, JsonlCache, _identity
+from trainer.jsonl_cache import Claims, JsonlCache
 
 
 def test_a_second_reader_sees_rows_appended_by_another_process(tmp_path: Path) -> None:
@@ -92,14 +92,24 @@ def _row(task: str, mode: str) -> dict:
             "seconds": 1.0, "body": "    return 1\n"}
 
 
+def _holder(path: Path) -> subprocess.Popen:
+    """Another process holding the claim file ``path`` (as a worker's ``Claims.take`` does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; fh = open(sys.argv[1], 'a'); "
+         "fcntl.flock(fh, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+         str(path)], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline() == "held\n"
+    return other
+
+
 def test_claims_are_held_by_live_processes_only(tmp_path: Path) -> None:
     mine, theirs = Claims(tmp_path / "rows.jsonl"), Claims(tmp_path / "rows.jsonl")
     assert mine.take("HumanEval/2") and not theirs.take("HumanEval/2")
     mine.release("HumanEval/2")
     assert theirs.take("HumanEval/2")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    other = _holder(mine._file("HumanEval/3"))
     try:
-        mine._file("HumanEval/3").write_text(_identity(other.pid))
         assert mine.held("HumanEval/3") and not mine.take("HumanEval/3")
     finally:
         other.kill()
@@ -115,15 +125,14 @@ def test_a_problem_another_process_is_answering_is_not_answered_twice(tmp_path: 
     chosen = humaneval.problems(2, 4)
     path = tmp_path / "rows.jsonl"
     JsonlCache(path).add(_row("HumanEval/3", "direct"))
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     claims = Claims(path)
-    claims.dir.mkdir()
-    claims._file("HumanEval/2").write_text(_identity(other.pid))
+    other = _holder(claims._file("HumanEval/2"))
 
     def the_other_finishes() -> None:
         time.sleep(0.5)
         JsonlCache(path).add(_row("HumanEval/2", "direct"))
-        claims.release("HumanEval/2")
+        claims._file("HumanEval/2").unlink()
+        other.kill()
 
     finisher = threading.Thread(target=the_other_finishes)
     finisher.start()

@@ -8,11 +8,13 @@ cache split its work through :class:`Claims`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 class JsonlCache:
@@ -86,58 +88,53 @@ class Claims:
     work instead of doing the same unit side by side (each would otherwise see the other's
     rows only once they are finished).
 
-    A claim is a file beside the cache named for the unit, holding the taker's pid and start
-    time; a claim whose process has ended (killed, machine restarted) is taken over."""
+    A claim is an exclusive ``flock`` on a file beside the cache named for the unit (the model
+    store's locks work the same way): the kernel drops it when its process ends, however it
+    ends, so a killed worker never leaves a problem claimed."""
 
     def __init__(self, cache_path: Path) -> None:
         self.dir = cache_path.parent / f"{cache_path.name}.claims"
+        self._held: dict[str, IO[str]] = {}
 
     def _file(self, key: str) -> Path:
         return self.dir / hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def take(self, key: str) -> bool:
-        """Claim ``key``; False while another live process holds it."""
+        """Claim ``key``; False while another holder (any process) has it."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self._file(key)
-        for _ in range(2):
+        while True:
+            fh = path.open("a")
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self.held(key):
-                    return False
-                path.unlink(missing_ok=True)  # its process is gone
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(_identity(os.getpid()))
-            return True
-        return False
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                return False
+            try:  # the holder before us may have released (and removed) it meanwhile
+                if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                    self._held[key] = fh
+                    return True
+            except FileNotFoundError:
+                pass
+            fh.close()
 
     def held(self, key: str) -> bool:
-        """Whether a live process (this one included) holds ``key``."""
+        """Whether ``key`` is claimed (by this process or another)."""
+        if key in self._held:
+            return True
         try:
-            text = self._file(key).read_text()
+            fh = self._file(key).open("r")
         except FileNotFoundError:
             return False
-        if not text:
-            return True  # being written by its taker this instant
-        pid = int(text.split()[0])
-        return _identity(pid) == text
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
 
     def release(self, key: str) -> None:
-        self._file(key).unlink(missing_ok=True)
-
-
-def _identity(pid: int) -> str:
-    """``pid`` and the process's start time (a pid reused after a restart is another
-    process); "" when no such process runs."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return ""
-    except PermissionError:
-        pass  # alive, another user's
-    try:  # field 22 of /proc/PID/stat, after the parenthesised command name
-        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        started = "?"  # no /proc: the pid alone
-    return f"{pid} {started}"
+        fh = self._held.pop(key, None)
+        if fh is not None:
+            self._file(key).unlink(missing_ok=True)
+            fh.close()
