@@ -194,11 +194,12 @@ def code_prefill(problem: str) -> str:
     return ""
 
 
-def prefilled(messages: list[Message], problem: str) -> tuple[list[Message], str]:
+def prefilled(messages: list[Message], problem: str,
+              enabled: bool = True) -> tuple[list[Message], str]:
     """``messages`` with the code reply started (a trailing assistant message holding
-    :func:`code_prefill`), and that start ('' and the messages unchanged when there is none).
-    The whole reply is the start followed by what the model writes."""
-    start = code_prefill(problem)
+    :func:`code_prefill`), and that start ('' and the messages unchanged when there is none
+    or ``enabled`` is false). The whole reply is the start followed by what the model writes."""
+    start = code_prefill(problem) if enabled else ""
     if not start:
         return messages, ""
     return [*messages, {"role": "assistant", "content": start}], start

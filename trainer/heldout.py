@@ -42,9 +42,7 @@ def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
     context = str(problem.meta.get("context", ""))
 
     def code(messages: list[Message]) -> str:
-        start = ""
-        if prefill:
-            messages, start = prefilled(messages, problem.problem)
+        messages, start = prefilled(messages, problem.problem, prefill)
         return parse_code(start + model.chat(messages, params))
 
     if mode == "direct":

@@ -71,9 +71,8 @@ def _code_reply(engine: Engine, messages: list[prompts.Message], problem: str,
     """The generation for a code request and the whole reply text. With ``prefill`` (and an
     engine that continues a started reply) the reply starts with the problem's function up to
     its docstring (:func:`prompts.code_prefill`): the model writes only the body."""
-    start = ""
-    if prefill and getattr(engine, "prefills", False):
-        messages, start = prompts.prefilled(messages, problem)
+    messages, start = prompts.prefilled(messages, problem,
+                                        prefill and getattr(engine, "prefills", False))
     gen = engine.chat(messages, params, cancel)
     return gen, start + gen.text
 
@@ -158,9 +157,9 @@ def generate_direct_batch(
     started = time.perf_counter()
     params = [_params(base, seed if st == DIRECT_SAMPLED else None, temperature)
               for _, st, seed in specs]
-    messages, start = prompts.direct_code_messages(problem, context), ""
-    if prefill:  # the decoder renders the engine's template, so it continues a started reply
-        messages, start = prompts.prefilled(messages, problem)
+    # the decoder renders the engine's template, so it continues a started reply
+    messages, start = prompts.prefilled(prompts.direct_code_messages(problem, context),
+                                        problem, prefill)
     gens = decoder.chat(messages, params, cancel)
     out = []
     for (index, strategy, seed), gen in zip(specs, gens, strict=True):
