@@ -5,8 +5,6 @@ base and the HumanEval benchmark) answer each problem once."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from server.config import Settings
 from server.pipeline import Pipeline
+from tests.claim_holder import hold
 from trainer import humaneval
 from trainer.jsonl_cache import Claims, JsonlCache
 
@@ -92,23 +91,12 @@ def _row(task: str, mode: str) -> dict:
             "seconds": 1.0, "body": "    return 1\n"}
 
 
-def _holder(path: Path) -> subprocess.Popen:
-    """Another process holding the claim file ``path`` (as a worker's ``Claims.take`` does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; fh = open(sys.argv[1], 'a'); "
-         "fcntl.flock(fh, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
-         str(path)], stdout=subprocess.PIPE, text=True)
-    assert other.stdout is not None and other.stdout.readline() == "held\n"
-    return other
-
-
 def test_claims_are_held_by_live_processes_only(tmp_path: Path) -> None:
     mine, theirs = Claims(tmp_path / "rows.jsonl"), Claims(tmp_path / "rows.jsonl")
     assert mine.take("HumanEval/2") and not theirs.take("HumanEval/2")
     mine.release("HumanEval/2")
     assert theirs.take("HumanEval/2")
-    other = _holder(mine._file("HumanEval/3"))
+    other = hold(mine._file("HumanEval/3"))
     try:
         assert mine.held("HumanEval/3") and not mine.take("HumanEval/3")
     finally:
@@ -126,7 +114,7 @@ def test_a_problem_another_process_is_answering_is_not_answered_twice(tmp_path: 
     path = tmp_path / "rows.jsonl"
     JsonlCache(path).add(_row("HumanEval/3", "direct"))
     claims = Claims(path)
-    other = _holder(claims._file("HumanEval/2"))
+    other = hold(claims._file("HumanEval/2"))
 
     def the_other_finishes() -> None:
         time.sleep(0.5)

@@ -3,11 +3,15 @@ model so an interrupted evaluation resumes and a run's ablation reuses the base'
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+from tests.claim_holder import hold
 from trainer.data import Problem
 from trainer.distill import heldout_rows_name
-from trainer.heldout import evaluate_heldout
+from trainer.heldout import MODES, evaluate_heldout
+from trainer.jsonl_cache import Claims, JsonlCache
 
 PROBLEMS = [Problem("toy/double", 'def double(x):\n    """Twice x."""\n',
                     "def double(x):\n    return 2 * x\n", ("assert double(3) == 6",)),
@@ -54,3 +58,38 @@ def test_heldout_rows_name_follows_the_adapter_content_and_the_data(tmp_path: Pa
     assert heldout_rows_name(base, "other-data", 512) != heldout_rows_name(base, "data-fp", 512)
     adapter.write_bytes(b"lora v2")
     assert heldout_rows_name(student, "data-fp", 512) != name
+
+
+def test_a_heldout_problem_another_process_holds_is_left_to_it(tmp_path: Path) -> None:
+    """Two ``--stage eval`` processes on one rows file: this one answers the problem nobody
+    holds, waits for the one the other holds, and takes the other's rows for it."""
+    path = tmp_path / heldout_rows_name((str(tmp_path / "base.gguf"), None), "data-fp", 64)
+    claim = Claims(path)._file("toy/double")
+    other = hold(claim)
+
+    def the_other_finishes() -> None:
+        time.sleep(0.5)
+        for mode in MODES:  # it found double right in both modes
+            JsonlCache(path).add({"key": f"toy/double#{mode}", "id": "toy/double",
+                                  "mode": mode, "passed": True, "code": "", "seconds": 1.0})
+        claim.unlink()
+        other.kill()
+
+    finisher = threading.Thread(target=the_other_finishes)
+    finisher.start()
+    try:
+        # Coder would get double right too; NeverDouble proves this process never asked
+        out = evaluate_heldout({"base": NeverDouble()}, PROBLEMS, {"base": path}, "auto", 30.0,
+                               64, log=False, poll=0.05)
+    finally:
+        finisher.join()
+        other.kill()
+        other.wait()
+    assert out["base"]["direct"] == {"pass@1": 0.5, "solved": 1, "n": 2}
+    assert not list(Claims(path).dir.iterdir())
+
+
+class NeverDouble(Coder):
+    def chat(self, messages, params) -> str:
+        assert "def double" not in messages[-1]["content"], "asked for a problem held elsewhere"
+        return super().chat(messages, params)

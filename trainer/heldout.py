@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from server.engine.types import SamplingParams
@@ -26,7 +27,7 @@ from server.prompts import (
 from server.prompts import plan_messages as plan_prompt
 from trainer.checker import Checker
 from trainer.data import Problem
-from trainer.jsonl_cache import JsonlCache
+from trainer.jsonl_cache import Claims, JsonlCache, shared_work
 from trainer.teacher import ChatModel
 
 MODES = ("direct", "plan")
@@ -54,36 +55,49 @@ def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
 def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                      caches: dict[str, Path], isolation: str = "auto", timeout: float = 30.0,
                      max_tokens: int = 512, log: bool = True,
-                     prefill: bool = False) -> dict[str, dict]:
+                     prefill: bool = False, poll: float = 5.0) -> dict[str, dict]:
     """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests.
     ``caches`` names each label's rows file (a file named for the model rather than the label
-    lets two runs share a model's rows)."""
+    lets two runs share a model's rows); processes sharing a rows file split its problems
+    (:func:`trainer.jsonl_cache.shared_work`), so a second ``--stage eval`` halves the time."""
     summary: dict[str, dict] = {}
     with Checker(isolation, timeout) as checker:
         usable = [p for p in problems if checker.has_tests(p)]
         for label, model in models.items():
             cache = JsonlCache(caches[label])
-            for p in usable:
-                for mode in MODES:
-                    key = f"{p.id}#{mode}"
-                    cache.refresh()
-                    if key in cache:
-                        continue
-                    start = time.perf_counter()
-                    code = answer(model, p, mode, max_tokens, prefill)
-                    try:
-                        passed = checker.check(p, code).all_passed
-                    except PlancodeError:
-                        passed = False
-                    cache.add({"key": key, "id": p.id, "mode": mode, "passed": passed,
-                               "code": code, "seconds": round(time.perf_counter() - start, 2)})
+            for p in shared_work(usable, lambda p: p.id, partial(_needed, cache),
+                                 Claims(cache.path), poll):
+                for mode in _needed(cache, p):
+                    row = _answer_row(model, checker, p, mode, max_tokens, prefill)
+                    cache.add(row)
                     if log:
-                        print(f"[heldout {label}] {key}: {'PASS' if passed else 'fail'}",
-                              file=sys.stderr, flush=True)
+                        print(f"[heldout {label}] {row['key']}: "
+                              f"{'PASS' if row['passed'] else 'fail'}", file=sys.stderr,
+                              flush=True)
+            cache.refresh()
             rows = [r for r in cache if r["id"] in {p.id for p in usable}]
             summary[label] = {mode: _score([r for r in rows if r["mode"] == mode])
                               for mode in MODES}
     return summary
+
+
+def _needed(cache: JsonlCache, p: Problem) -> list[str]:
+    """The modes of ``p`` not in ``cache`` (re-read: another process may have added them)."""
+    cache.refresh()
+    return [m for m in MODES if f"{p.id}#{m}" not in cache]
+
+
+def _answer_row(model: ChatModel, checker: Checker, p: Problem, mode: str, max_tokens: int,
+                prefill: bool) -> dict:
+    """``model``'s answer to ``p`` in ``mode``, judged by the problem's own tests."""
+    start = time.perf_counter()
+    code = answer(model, p, mode, max_tokens, prefill)
+    try:
+        passed = checker.check(p, code).all_passed
+    except PlancodeError:
+        passed = False
+    return {"key": f"{p.id}#{mode}", "id": p.id, "mode": mode, "passed": passed, "code": code,
+            "seconds": round(time.perf_counter() - start, 2)}
 
 
 def _score(rows: list[dict]) -> dict:

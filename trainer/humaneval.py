@@ -45,7 +45,7 @@ from server.testing.prose_examples import all_examples
 from server.testing.sandbox import Sandbox
 from server.testing.types import TestCase
 from trainer.decontam import load_humaneval
-from trainer.jsonl_cache import Claims, JsonlCache
+from trainer.jsonl_cache import Claims, JsonlCache, shared_work
 
 MODES = ("direct", "plan", "select", "weak")
 REPO = Path(__file__).resolve().parent.parent
@@ -243,32 +243,34 @@ def run(pipeline: Pipeline, chosen: list[dict], modes: tuple[str, ...] | list[st
     holds, coming back to them (every ``poll`` seconds) once it has nothing else to do."""
     made_by = commit()
     claims = Claims(cache.path) if cache is not None else None
+
+    def todo(p: dict) -> list[str]:
+        if cache is None:
+            return list(modes)
+        cache.refresh()
+        return [m for m in modes if f"{p['task_id']}#{m}" not in cache]
+
     done: dict[str, dict] = {}
-    pending = list(chosen)
-    while pending:
-        deferred = []
-        for p in pending:
-            if cache is not None:
-                cache.refresh()
-            todo = [m for m in modes if cache is None or f"{p['task_id']}#{m}" not in cache]
-            if todo and claims is not None and not claims.take(p["task_id"]):
-                deferred.append(p)
-                continue
-            try:
-                done[p["task_id"]] = _problem_row(pipeline, p, modes, todo, max_tokens,
-                                                  cache, made_by)
-            finally:
-                if todo and claims is not None:
-                    claims.release(p["task_id"])
+    for p in shared_work(chosen, lambda p: p["task_id"], lambda p: bool(todo(p)), claims, poll):
+        answered = todo(p)
+        done[p["task_id"]] = _problem_row(pipeline, p, modes, answered, max_tokens, cache,
+                                          made_by)
+        if log:
+            _log_row(done[p["task_id"]], modes, answered)
+    for p in chosen:  # the rest were cached already (or by the other processes meanwhile)
+        if p["task_id"] not in done:
+            done[p["task_id"]] = _problem_row(pipeline, p, modes, [], max_tokens, cache,
+                                              made_by)
             if log:
-                row = done[p["task_id"]]
-                print(f"{p['task_id']}: " + " ".join(
-                    f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
-                    + ("" if m in todo else "*") for m in modes), file=sys.stderr, flush=True)
-        if len(deferred) == len(pending):
-            time.sleep(poll)  # all that is left is being answered elsewhere
-        pending = deferred
+                _log_row(done[p["task_id"]], modes, [])
     return [done[p["task_id"]] for p in chosen]
+
+
+def _log_row(row: dict, modes, answered: list[str]) -> None:
+    """One line a problem: each mode's verdict and seconds, ``*`` where it came from cache."""
+    print(f"{row['task_id']}: " + " ".join(
+        f"{m}={'PASS' if row[m]['passed'] else 'fail'}({row[m]['seconds']:.1f}s)"
+        + ("" if m in answered else "*") for m in modes), file=sys.stderr, flush=True)
 
 
 def _problem_row(pipeline: Pipeline, p: dict, modes, todo: list[str], max_tokens: int,

@@ -12,9 +12,12 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+
+T = TypeVar("T")
 
 
 class JsonlCache:
@@ -138,3 +141,32 @@ class Claims:
         if fh is not None:
             self._file(key).unlink(missing_ok=True)
             fh.close()
+
+
+def shared_work(items: Iterable[T], key: Callable[[T], str], needed: Callable[[T], bool],
+                claims: Claims | None, poll: float = 5.0) -> Iterator[T]:
+    """The items that still need work, each yielded while this process holds its claim, so
+    processes sharing a cache split them: an item another process holds is passed over and
+    revisited (every ``poll`` seconds once nothing else is left); one that no longer needs
+    work by then (the other process cached it) is skipped. ``needed`` should re-read the
+    cache. Without ``claims``, every needed item is yielded in order."""
+    pending = list(items)
+    while pending:
+        deferred = []
+        for item in pending:
+            if not needed(item):
+                continue
+            if claims is None:
+                yield item
+                continue
+            if not claims.take(key(item)):
+                deferred.append(item)
+                continue
+            try:
+                if needed(item):  # it may have been finished just before our claim
+                    yield item
+            finally:
+                claims.release(key(item))
+        if deferred and len(deferred) == len(pending):
+            time.sleep(poll)  # all that is left is being worked on elsewhere
+        pending = deferred
