@@ -18,7 +18,8 @@ import pytest
 
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
-from trainer.distill import STAGES, problems_of, run_distill, stage_fingerprint, stage_work
+from trainer.distill import problems_of, run_distill
+from trainer.stage import STAGES, stage_fingerprint, stage_work
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,9 +111,9 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     # the data's content, not its path: an edited problem file changes the data stage
     path = Path(cfg.data.jsonl[0])
     path.write_text(path.read_text().replace("add", "sum", 1))
-    from trainer import distill
+    from trainer import stage
 
-    distill._SOURCES.clear()
+    stage._SOURCES.clear()  # the digest is memoised per run
     assert stage_fingerprint(cfg, "data") != base["data"]
 
 
@@ -155,7 +156,7 @@ import json
 from pathlib import Path
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
-from trainer.distill import STAGES, stage_fingerprint
+from trainer.stage import STAGES, stage_fingerprint
 cfg = DistillConfig.load(Path("configs/distill-real.toml"))
 print(json.dumps({"lam": cfg.train.loss.lam, "coder": cfg.verify.coder,
                   "threads": cfg.train.threads,

@@ -2,9 +2,9 @@
 
 The merged PyTorch model is the reference. Its top-1 next-token predictions on held-out
 sequences (validation examples, teacher-forced) are compared with llama.cpp's on the f16 GGUF
-(must agree on at least ``min_agreement`` of positions, or the export fails: a converter bug
-is worse than no model) and on each quantized file (reported: quantization is expected to
-cost a little). Everything lands in ``export_report.json``.
+(must agree on at least ``min_agreement`` of positions, near-ties counted as agreeing, or the
+export fails: a converter bug is worse than no model) and on each quantized file (reported:
+quantization is expected to cost a little). Everything lands in ``export_report.json``.
 """
 
 from __future__ import annotations
@@ -35,33 +35,66 @@ def merge(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
     return merged.eval()
 
 
-def _torch_top1(model: torch.nn.Module, ids: list[int]) -> np.ndarray:
+# Top-1 flips between two faithful copies of a model happen only where its two best logits
+# are nearly tied: float16 storage moves a tiny student's logits by up to ~0.02 against torch's
+# float32 (measured on the distill test's student: its one flip in 1,200 positions had a gap of
+# 0.004). A converter bug (a wrong tensor layout) moves them by far more and flips clear
+# winners, so positions within this margin count as agreeing when the export is judged.
+TIE_MARGIN = 0.05
+TOP_K = 8  # the reference keeps each position's best logits, not the whole vocabulary
+
+
+@dataclass
+class Reference:
+    """The reference model's best ``TOP_K`` tokens and logits at each position of one
+    sequence (best first)."""
+
+    ids: np.ndarray  # (positions, TOP_K)
+    logits: np.ndarray  # (positions, TOP_K)
+
+    @property
+    def top1(self) -> np.ndarray:
+        return self.ids[:, 0]
+
+
+def torch_reference(model: torch.nn.Module, ids: list[int]) -> Reference:
     with torch.no_grad():
-        logits = model(torch.tensor([ids]), use_cache=False).logits[0]
-    return logits.float().argmax(-1).numpy()
+        logits = model(torch.tensor([ids]), use_cache=False).logits[0].float()
+    best = logits.topk(TOP_K, dim=-1)
+    return Reference(best.indices.numpy(), best.values.numpy())
+
+
+def _near_tie(ref: Reference, got: np.ndarray) -> np.ndarray:
+    """Per position: ``got`` is the reference's top token, or one of its best within
+    ``TIE_MARGIN`` of the top logit."""
+    close = (ref.logits[:, :1] - ref.logits) <= TIE_MARGIN
+    return ((ref.ids == got[:, None]) & close).any(-1)
 
 
 def agreement(model: torch.nn.Module, gguf: Path, sequences: list[list[int]],
-              reference: list[np.ndarray] | None = None, lora: Path | None = None) -> dict:
-    """Fraction of positions where llama.cpp on ``gguf`` (with the LoRA adapter ``lora``
-    applied, when given) and ``model`` pick the same token."""
+              reference: list[Reference] | None = None, lora: Path | None = None) -> dict:
+    """How often llama.cpp on ``gguf`` (with the LoRA adapter ``lora`` applied, when given)
+    and ``model`` pick the same next token: ``agreement`` (strict top-1) and
+    ``agreement_ties`` (near-ties counted as agreeing, :data:`TIE_MARGIN`)."""
     from llama_cpp import Llama
 
     n_ctx = max(len(s) for s in sequences) + 8
     llm = Llama(model_path=str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False,
                 n_threads=max(1, os.cpu_count() or 1), lora_path=str(lora) if lora else None)
-    same = total = 0
+    same = near = total = 0
     try:
         for i, ids in enumerate(sequences):
-            want = reference[i] if reference is not None else _torch_top1(model, ids)
+            ref = reference[i] if reference is not None else torch_reference(model, ids)
             llm.reset()
             llm.eval(ids)
             got = np.asarray(llm.scores[: len(ids)]).argmax(-1)
-            same += int((got == want).sum())
+            same += int((got == ref.top1).sum())
+            near += int(_near_tie(ref, got).sum())
             total += len(ids)
     finally:
         llm.close()
-    return {"positions": total, "agreement": round(same / total, 5) if total else 0.0}
+    return {"positions": total, "agreement": round(same / total, 5) if total else 0.0,
+            "agreement_ties": round(near / total, 5) if total else 0.0}
 
 
 def _sha256(path: Path) -> str:
@@ -91,7 +124,7 @@ def export(model: torch.nn.Module, tokenizer, sequences: list[list[int]], out_di
     if not seqs:
         raise PlancodeError("no held-out sequences to validate the export on",
                             "keep a validation split (data.val_fraction > 0)")
-    reference = [_torch_top1(model, s) for s in seqs]
+    reference = [torch_reference(model, s) for s in seqs]
     result = ExportResult()
     f16 = write_gguf(model, tokenizer, out_dir / f"{cfg.name}-f16.gguf", source_gguf, cfg.name)
     files = [("F16", f16)] + [
@@ -111,10 +144,10 @@ def export(model: torch.nn.Module, tokenizer, sequences: list[list[int]], out_di
     }
     result.report_path = out_dir / "export_report.json"
     result.report_path.write_text(json.dumps(report, indent=1))
-    if result.files["F16"]["agreement"] < cfg.min_agreement:
+    if result.files["F16"]["agreement_ties"] < cfg.min_agreement:
         raise PlancodeError(
             f"the f16 GGUF agrees with the PyTorch model on only "
-            f"{result.files['F16']['agreement']:.2%} of next tokens "
+            f"{result.files['F16']['agreement_ties']:.2%} of next tokens, near-ties counted "
             f"(need {cfg.min_agreement:.0%}); see {result.report_path}",
             "this is a conversion bug: report it with the export report attached")
     return result
