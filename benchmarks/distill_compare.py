@@ -25,10 +25,11 @@ from benchmarks.docs_section import write_section
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import DistillConfig
-from trainer.distill import eval_models, heldout_rows_name, stage_fingerprint
+from trainer.distill import eval_models, heldout_rows_name
 from trainer.evaluate import eval_settings
 from trainer.jsonl_cache import JsonlCache
 from trainer.plots import eval_bars
+from trainer.stage import stage_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("configs/distill-real.toml", "configs/distill-real-nostruct.toml",
