@@ -70,7 +70,7 @@ def models_of(configs: list[Path]) -> list[Model]:
         for role, (model, adapter) in eval_models(cfg).items():
             if role == "base" and models:
                 continue  # every run shares the first one's base
-            label = "base" if role == "base" else f"student {cfg.out_dir.name}"
+            label = "base" if role == "base" else f"student ({path.name})"
             he = humaneval.rows_file(rows_dir, model, adapter, eval_settings(model, cfg.eval))
             held = rows_dir / heldout_rows_name((model, adapter), data, cfg.eval.max_tokens,
                                                 cfg.eval.prefill_code)
