@@ -25,11 +25,10 @@ from benchmarks.docs_section import write_section
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import DistillConfig
-from trainer.distill import eval_models, heldout_rows_name
+from trainer.distill import eval_models, eval_rows_dir, heldout_rows_file
 from trainer.evaluate import eval_settings
 from trainer.jsonl_cache import JsonlCache
 from trainer.plots import eval_bars
-from trainer.stage import stage_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("configs/distill-real.toml", "configs/distill-real-nostruct.toml",
@@ -65,15 +64,13 @@ def models_of(configs: list[Path]) -> list[Model]:
         if not (cfg.out_dir / "export" / "export_report.json").exists():
             print(f"{path}: no exported student yet, left out", file=sys.stderr)
             continue
-        rows_dir = Path(cfg.eval.rows_dir) if cfg.eval.rows_dir else cfg.out_dir / "eval"
-        data = stage_fingerprint(cfg, "data")
+        rows_dir = eval_rows_dir(cfg)
         for role, (model, adapter) in eval_models(cfg).items():
             if role == "base" and models:
                 continue  # every run shares the first one's base
             label = "base" if role == "base" else f"student ({path.name})"
             he = humaneval.rows_file(rows_dir, model, adapter, eval_settings(model, cfg.eval))
-            held = rows_dir / heldout_rows_name((model, adapter), data, cfg.eval.max_tokens,
-                                                cfg.eval.prefill_code)
+            held = heldout_rows_file(cfg, (model, adapter))
             models.append(Model(label, _by_mode(he, "task_id"), _by_mode(held, "id")))
     return models
 

@@ -412,6 +412,18 @@ def heldout_rows_name(model: tuple[str, Path | None], data: str, max_tokens: int
     return f"heldout-{Path(path).stem}{'+adapter' if adapter else ''}-{key}.jsonl"
 
 
+def eval_rows_dir(cfg: DistillConfig) -> Path:
+    """Where the eval stage caches its rows: ``eval.rows_dir``, else the stage's folder."""
+    return Path(cfg.eval.rows_dir) if cfg.eval.rows_dir else cfg.out_dir / "eval"
+
+
+def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Path:
+    """Where the eval stage caches ``model``'s held-out rows."""
+    e = cfg.eval
+    return eval_rows_dir(cfg) / heldout_rows_name(model, stage_fingerprint(cfg, "data"), e.max_tokens,
+                                        e.prefill_code)
+
+
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
     """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
     from trainer.evaluate import run_eval
@@ -439,10 +451,7 @@ def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
             return LazyChat(lambda: EngineChat(load_engine(
                 Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
 
-        rows_dir = Path(e.rows_dir) if e.rows_dir else stage.dir
-        data = stage_fingerprint(cfg, "data")
-        caches = {k: rows_dir / heldout_rows_name(v, data, e.max_tokens, e.prefill_code)
-                  for k, v in models.items()}
+        caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
         report["heldout"] = evaluate_heldout({k: chat(v) for k, v in models.items()},
                                              heldout, caches, cfg.verify.isolation,
                                              cfg.verify.timeout, e.max_tokens, progress,
