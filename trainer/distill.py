@@ -420,8 +420,9 @@ def eval_rows_dir(cfg: DistillConfig) -> Path:
 def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Path:
     """Where the eval stage caches ``model``'s held-out rows."""
     e = cfg.eval
-    return eval_rows_dir(cfg) / heldout_rows_name(model, stage_fingerprint(cfg, "data"), e.max_tokens,
-                                        e.prefill_code)
+    name = heldout_rows_name(model, stage_fingerprint(cfg, "data"), e.max_tokens,
+                             e.prefill_code)
+    return eval_rows_dir(cfg) / name
 
 
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
