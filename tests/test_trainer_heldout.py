@@ -93,3 +93,14 @@ class NeverDouble(Coder):
     def chat(self, messages, params) -> str:
         assert "def double" not in messages[-1]["content"], "asked for a problem held elsewhere"
         return super().chat(messages, params)
+
+
+def test_the_heldout_runner_names_an_unfinished_stage(tmp_path: Path, capsys) -> None:
+    from benchmarks.heldout import main
+
+    (tmp_path / "p.jsonl").write_text("")
+    config = tmp_path / "run.toml"
+    config.write_text('out_dir = "run"\n[data]\njsonl = ["p.jsonl"]\nheldout_fraction = 0.2\n')
+    assert main(["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "data stage has not finished" in err and "--stage data" in err

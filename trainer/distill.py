@@ -425,6 +425,29 @@ def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Pat
     return eval_rows_dir(cfg) / name
 
 
+def evaluate_heldout_models(cfg: DistillConfig,
+                            models: dict[str, tuple[str, Path | None]],
+                            progress: bool = True) -> dict[str, dict]:
+    """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems,
+    with the eval section's settings; rows cached per model (:func:`heldout_rows_file`), so
+    the eval stage and ``python -m benchmarks.heldout`` share and split them."""
+    from server.config import Settings
+    from server.engine.factory import load_engine
+    from trainer.heldout import evaluate_heldout
+    from trainer.teacher import EngineChat
+
+    e = cfg.eval
+
+    def chat(spec: tuple[str, Path | None]) -> LazyChat:
+        return LazyChat(lambda: EngineChat(load_engine(
+            Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
+
+    caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
+    return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
+                            cfg.verify.isolation, cfg.verify.timeout, e.max_tokens, progress,
+                            e.prefill_code)
+
+
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
     """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
     from trainer.evaluate import run_eval
@@ -441,22 +464,8 @@ def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
     report = {"compare": e.compare, "summary": {k: v["summary"]
                                                 for k, v in out["results"].items()},
               "seconds": out["seconds"]}
-    heldout = heldout_of(cfg)
-    if e.heldout and heldout:
-        from server.config import Settings
-        from server.engine.factory import load_engine
-        from trainer.heldout import evaluate_heldout
-        from trainer.teacher import EngineChat
-
-        def chat(spec: tuple[str, Path | None]) -> LazyChat:
-            return LazyChat(lambda: EngineChat(load_engine(
-                Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
-
-        caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
-        report["heldout"] = evaluate_heldout({k: chat(v) for k, v in models.items()},
-                                             heldout, caches, cfg.verify.isolation,
-                                             cfg.verify.timeout, e.max_tokens, progress,
-                                             e.prefill_code)
+    if e.heldout and heldout_of(cfg):
+        report["heldout"] = evaluate_heldout_models(cfg, models, progress)
     return stage.finish(report)
 
 

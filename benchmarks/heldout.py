@@ -1,0 +1,53 @@
+"""pass@1 of a distillation's base and student on its held-out mined problems, alone.
+
+    python -m benchmarks.heldout --config configs/distill-real.toml [--models base distilled]
+
+The eval stage runs HumanEval first and the held-out set after it; this runs only the
+held-out part, with the same settings and the same rows files (one per model and data
+stage), so the eval stage later finds them done. Two of these (or one beside the eval stage)
+split the problems between them instead of answering the same ones. Resumable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from server.errors import PlancodeError
+from trainer.config import DistillConfig
+from trainer.distill import eval_models, evaluate_heldout_models, heldout_of
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", type=Path, required=True, help="the distillation's TOML")
+    ap.add_argument("--models", nargs="+", choices=("base", "distilled"),
+                    default=["base", "distilled"], help="which models, in this order")
+    ap.add_argument("--quiet", action="store_true", help="no line per answer")
+    args = ap.parse_args(argv)
+    try:
+        summary = _evaluate(args.config, args.models, not args.quiet)
+    except PlancodeError as e:
+        print(f"plancode: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _evaluate(config: Path, labels: list[str], log: bool) -> dict[str, dict]:
+    cfg = DistillConfig.load(config)
+    for stage in ("data", "export"):
+        if not (cfg.out_dir / stage / "done.json").exists():
+            raise PlancodeError(f"{config}: its {stage} stage has not finished",
+                                f"run plancode distill --config {config} --stage {stage}")
+    if not heldout_of(cfg):
+        raise PlancodeError(f"{config}: the run has no held-out problems",
+                            "set data.heldout_fraction above 0 (a new data stage)")
+    every = eval_models(cfg)
+    return evaluate_heldout_models(cfg, {k: every[k] for k in labels}, log)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
