@@ -46,6 +46,35 @@ def test_heldout_rows_are_judged_by_tests_and_shared_by_model(tmp_path: Path) ->
     assert again == first
 
 
+def test_a_problem_whose_own_solution_fails_is_left_out(tmp_path: Path) -> None:
+    broken = Problem("toy/half", 'def half(x):\n    """Half of x."""\n',
+                     "def half(x):\n    return x // 3\n", ("assert half(6) == 3",))
+
+    class Solver:
+        asked: list[str] = []
+
+        def chat(self, messages, params) -> str:
+            self.asked.append(messages[-1]["content"])
+            if "def half" in messages[-1]["content"]:
+                return "```python\ndef half(x):\n    return x / 2\n```"
+            return Coder().chat(messages, params)
+
+    caches = {"base": tmp_path / "rows.jsonl"}
+    refs = tmp_path / "references.jsonl"
+    solver = Solver()
+    out = evaluate_heldout({"base": solver}, [*PROBLEMS, broken], caches, "auto", 30.0, 64,
+                           log=False, references=refs)
+    # the model would have solved half(), but tests its own solution fails score nothing
+    assert out["base"]["direct"] == {"pass@1": 0.5, "solved": 1, "n": 2}
+    assert out["base"]["broken"] == 1
+    assert not any("def half" in m for m in solver.asked)
+    verdicts = {r["id"]: r["passed"] for r in JsonlCache(refs)}
+    assert verdicts == {"toy/double": True, "toy/neg": True, "toy/half": False}
+    again = evaluate_heldout({"base": NoModel()}, [*PROBLEMS, broken], caches, "auto", 30.0,
+                             64, log=False, references=refs)
+    assert again == out
+
+
 def test_heldout_rows_name_follows_the_adapter_content_and_the_data(tmp_path: Path) -> None:
     adapter = tmp_path / "student.gguf"
     adapter.write_bytes(b"lora v1")

@@ -445,7 +445,13 @@ def evaluate_heldout_models(cfg: DistillConfig,
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
     return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
                             cfg.verify.isolation, cfg.verify.timeout, e.max_tokens, progress,
-                            e.prefill_code)
+                            e.prefill_code, references=heldout_references_file(cfg))
+
+
+def heldout_references_file(cfg: DistillConfig) -> Path:
+    """Where the held-out problems' reference verdicts are cached (one file per data stage,
+    shared by every model): the problems whose own solution fails are left out."""
+    return eval_rows_dir(cfg) / f"heldout-references-{stage_fingerprint(cfg, 'data')[:16]}.jsonl"
 
 
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:

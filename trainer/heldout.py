@@ -3,7 +3,9 @@
 Each problem is answered greedily in two modes with the server's own prompts — ``direct``
 (code from the problem) and ``plan`` (a plan, then code from it) — and the answer is spliced
 into its real file and judged by the codebase's own tests in the sandbox (``trainer.checker``),
-exactly as plan verification judges training plans. Rows are cached per model label, so an
+exactly as plan verification judges training plans. A problem whose own solution fails its
+tests there (a *broken* problem: 23% of the training split) can be solved by no model, so it
+is left out, as verification leaves it out. Rows are cached per model label, so an
 interrupted evaluation resumes.
 """
 
@@ -28,6 +30,7 @@ from server.prompts import plan_messages as plan_prompt
 from trainer.checker import Checker
 from trainer.data import Problem
 from trainer.jsonl_cache import Claims, JsonlCache, shared_work
+from trainer.plans import reference_key, reference_passes
 from trainer.teacher import ChatModel
 
 MODES = ("direct", "plan")
@@ -55,19 +58,25 @@ def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
 def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                      caches: dict[str, Path], isolation: str = "auto", timeout: float = 30.0,
                      max_tokens: int = 512, log: bool = True,
-                     prefill: bool = False, poll: float = 5.0) -> dict[str, dict]:
-    """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests.
-    ``caches`` names each label's rows file (a file named for the model rather than the label
-    lets two runs share a model's rows); processes sharing a rows file split its problems
-    (:func:`trainer.jsonl_cache.shared_work`), so a second ``--stage eval`` halves the time."""
+                     prefill: bool = False, poll: float = 5.0,
+                     references: Path | None = None) -> dict[str, dict]:
+    """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests whose
+    reference passes them (checked once, cached in ``references``; without it every problem
+    with tests counts). ``caches`` names each label's rows file (a file named for the model
+    rather than the label lets two runs share a model's rows); processes sharing a rows file
+    split its problems (:func:`trainer.jsonl_cache.shared_work`), so a second ``--stage eval``
+    halves the time."""
     summary: dict[str, dict] = {}
+    refs = JsonlCache(references) if references is not None else None
     with Checker(isolation, timeout) as checker:
         usable = [p for p in problems if checker.has_tests(p)]
         for label, model in models.items():
             cache = JsonlCache(caches[label])
-            for p in shared_work(usable, lambda p: p.id, partial(_needed, cache),
+            for p in shared_work(usable, lambda p: p.id, partial(_needed, cache, refs),
                                  Claims(cache.path), poll):
-                for mode in _needed(cache, p):
+                if refs is not None and not reference_passes(checker, p, refs):
+                    continue
+                for mode in _needed(cache, refs, p):
                     row = _answer_row(model, checker, p, mode, max_tokens, prefill)
                     cache.add(row)
                     if log:
@@ -75,14 +84,29 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                               f"{'PASS' if row['passed'] else 'fail'}", file=sys.stderr,
                               flush=True)
             cache.refresh()
-            rows = [r for r in cache if r["id"] in {p.id for p in usable}]
+            scored = {p.id for p in usable if not _broken(refs, p)}
+            rows = [r for r in cache if r["id"] in scored]
             summary[label] = {mode: _score([r for r in rows if r["mode"] == mode])
                               for mode in MODES}
+            if refs is not None:
+                summary[label]["broken"] = len(usable) - len(scored)
     return summary
 
 
-def _needed(cache: JsonlCache, p: Problem) -> list[str]:
-    """The modes of ``p`` not in ``cache`` (re-read: another process may have added them)."""
+def _broken(refs: JsonlCache | None, p: Problem) -> bool:
+    """Whether ``p``'s reference is known to fail its own tests."""
+    if refs is None:
+        return False
+    refs.refresh()
+    row = refs.get(reference_key(p))
+    return row is not None and not row.get("passed")
+
+
+def _needed(cache: JsonlCache, refs: JsonlCache | None, p: Problem) -> list[str]:
+    """The modes of ``p`` not in ``cache`` (re-read: another process may have added them);
+    none for a broken problem."""
+    if _broken(refs, p):
+        return []
     cache.refresh()
     return [m for m in MODES if f"{p.id}#{m}" not in cache]
 

@@ -146,9 +146,11 @@ def _check_code(checker: Checker, report: VerifyReport, problem: Problem, key: s
     return _verdict_row(key, problem, row, code, run, error)
 
 
-def _reference_passes(checker: Checker, report: VerifyReport, problem: Problem,
-                      references: JsonlCache | None) -> bool:
-    """Whether the problem's own solution passes its tests (cached in ``references``)."""
+def reference_passes(checker: Checker, problem: Problem, references: JsonlCache | None,
+                     report: VerifyReport | None = None) -> bool:
+    """Whether the problem's own solution passes its tests (cached in ``references``): a
+    problem whose tests fail its reference can verify or score nothing."""
+    report = report if report is not None else VerifyReport()
     key = reference_key(problem)
     if references is not None and key in references:
         return bool((references.get(key) or {}).get("passed"))
@@ -258,7 +260,7 @@ class _Judge:
         report = self.report
         for (problem, key, row), reply in zip(part, replies, strict=True):
             if problem.id not in self.reference_ok:  # tests failing the reference verify nothing
-                ok = _reference_passes(self.checker, report, problem, self.references)
+                ok = reference_passes(self.checker, problem, self.references, report)
                 self.reference_ok[problem.id] = ok
                 if not ok and problem.id not in report.broken_problems:
                     report.broken_problems.append(problem.id)

@@ -29,7 +29,7 @@ from trainer.checker import Checker
 from trainer.config import DistillConfig
 from trainer.distill import LazyChat, _Teacher, coder_for, problems_of, tidy_of
 from trainer.jsonl_cache import JsonlCache
-from trainer.plans import VerifyReport, _reference_passes, plan_key
+from trainer.plans import plan_key, reference_passes
 
 
 def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
@@ -90,8 +90,7 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
             if row["key"] in cache or not checker.has_tests(problem):
                 continue
             if problem.id not in reference_ok:  # the verify stage's cached verdicts
-                reference_ok[problem.id] = _reference_passes(checker, VerifyReport(), problem,
-                                                             references)
+                reference_ok[problem.id] = reference_passes(checker, problem, references)
             if not reference_ok[problem.id]:
                 continue
             plan = tidy(row["plan"])
