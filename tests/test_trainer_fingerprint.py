@@ -98,6 +98,11 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     lam = _fingerprints(dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, loss=dataclasses.replace(cfg.train.loss, lam=0.3))))
     assert [s for s in STAGES if lam[s] != base[s]] == ["train", "export", "eval"]
+    # a setting added later keeps older runs' fingerprints at its default, not beyond it
+    own = _fingerprints(dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, code_target="verified")))
+    assert [s for s in STAGES if own[s] != base[s]] == ["train", "export", "eval"]
+    assert "code_target" not in cfg.section("train")
     # a changed code prompt: the coder's verdicts and all after them, never the teacher's plans
     from server import prompts
 
@@ -190,6 +195,7 @@ sys.exit(main(["train", "--config", {str(cfg)!r}]))
     ('out_dir = "r"\n[data]\njsonl = ["p"]\nheldout_fraction = 1.5\n', "heldout_fraction"),
     ('out_dir = "r"\n[data]\njsonl = ["p"]\n[train]\nsave_every_minutes = -1\n',
      "save_every_minutes"),
+    ('out_dir = "r"\n[data]\njsonl = ["p"]\n[train]\ncode_target = "teacher"\n', "teacher"),
 ])
 def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None:
     from server.errors import PlancodeError
@@ -226,3 +232,22 @@ def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: 
     with pytest.raises(PlancodeError) as err:  # never the original base vs a re-quantized one
         eval_models(requant)
     assert "both models" in err.value.message
+
+
+def test_code_targets_are_the_solution_or_the_code_that_passed(tmp_path: Path) -> None:
+    from trainer.distill import verified_triples
+    from trainer.jsonl_cache import JsonlCache
+
+    cfg = DistillConfig.load(_project(tmp_path / "a"))
+    run_distill(cfg, ("data",), progress=False, log=lambda m: None)
+    problem = problems_of(cfg)[0][0]
+    passing = "def f():\n    # the plan's step, kept as a comment\n    return 1\n"
+    rows = JsonlCache(cfg.out_dir / "verify" / "verified.jsonl")
+    rows.add({"key": f"{problem.id}#0", "id": problem.id, "plan": "1. Return it.",
+              "code": passing, "passed": True})
+    rows.add({"key": f"{problem.id}#1", "id": problem.id, "plan": "1. Guess.",
+              "code": "def f():\n    return 2\n", "passed": False})
+    [reference] = verified_triples(cfg, [problem])
+    assert reference["solution"] == problem.solution and reference["plan"] == "1. Return it."
+    own = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, code_target="verified"))
+    assert [t["solution"] for t in verified_triples(own, [problem])] == [passing]

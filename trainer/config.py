@@ -39,7 +39,9 @@ without them. The stages import their section from here, never the reverse.
 
 Each section lists its *speed knobs* (``SPEED_KNOBS``): settings that change how fast a stage
 runs but not what it writes (GPU layers, threads, checkpoint frequency, sandbox isolation...).
-Stage fingerprints leave them out, so turning one never discards hours of cached work.
+Stage fingerprints leave them out, so turning one never discards hours of cached work. A
+setting added after runs were made lists its default in ``ADDED``: left at that default it is
+left out of the fingerprint too, so those runs' finished stages stay valid.
 """
 
 from __future__ import annotations
@@ -182,6 +184,11 @@ class LossConfig:
 class TrainConfig:
     student: str = "qwen2.5-coder-0.5b"  # catalog name, .gguf path, HF directory or hub id
     tasks: tuple[str, ...] = ("plan", "code", "direct")
+    # what the code and direct tasks learn to write: "reference", the problem's own solution
+    # (library code: terse, rarely commented), or "verified", the code the verify stage's
+    # coder wrote from the plan and the problem's tests passed (the plan's own realisation,
+    # in the coder's own style)
+    code_target: str = "reference"
     # code targets shaped as the server asks (its ``prefill_code``): the prompt ends with the
     # problem's function through its docstring, the target is the body
     prefill_code: bool = True
@@ -215,9 +222,16 @@ class TrainConfig:
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = (
         "save_every", "save_every_minutes", "val_every_minutes", "keep_checkpoints", "threads",
         "bf16", "gradient_checkpointing")
+    ADDED: ClassVar[dict[str, object]] = {"code_target": "reference"}
+    CODE_TARGETS: ClassVar[tuple[str, ...]] = ("reference", "verified")
 
     def validate(self) -> None:
         self.loss.validate()
+        if self.code_target not in self.CODE_TARGETS:
+            raise PlancodeError(f"train.code_target = {self.code_target!r} is not one of "
+                                f"{', '.join(self.CODE_TARGETS)}",
+                                "'reference' trains on the problem's own solution, "
+                                "'verified' on the code that passed verification")
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise PlancodeError("train.lora_r, batch_size and grad_accum must be >= 1",
                                 "fix the [train] section of the config")
@@ -361,6 +375,9 @@ def output_settings(section: Any) -> dict:
     data = dataclasses.asdict(section)
     for knob in getattr(section, "SPEED_KNOBS", ()):
         data.pop(knob, None)
+    for key, default in getattr(section, "ADDED", {}).items():
+        if data.get(key) == default:
+            data.pop(key)
     return data
 
 

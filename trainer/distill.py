@@ -248,11 +248,13 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
 
 
 def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
-    """(problem, plan, solution) for every plan whose code passed its problem's tests."""
+    """(problem, plan, solution) for every plan whose code passed its problem's tests; the
+    solution is the problem's own or that passing code (``train.code_target``)."""
     by_id = {p.id: p for p in problems}
     rows = JsonlCache(cfg.out_dir / "verify" / "verified.jsonl")
+    own = cfg.train.code_target == "verified"
     return [{"id": r["id"], "problem": by_id[r["id"]].problem, "plan": r["plan"],
-             "solution": by_id[r["id"]].solution,
+             "solution": r["code"] if own else by_id[r["id"]].solution,
              "context": str(by_id[r["id"]].meta.get("context", ""))}
             for r in rows if r["passed"] and r["id"] in by_id]
 
