@@ -5,7 +5,9 @@
 For a deterministic sample of training problems and the teacher's greedy backward plan for each
 (the plans stage's cached row, or written now; tidied as the verify stage tidies it), the
 teacher (1.5B) and the student (0.5B) each write code from the plan alone
-with the server's code-from-plan prompt, and the problem's own tests judge both. The report
+with the server's code-from-plan prompt, and the problem's own tests judge both. The student's
+side is the verify stage's own verdict on that plan where it has one (same prompt, same
+settings: the comparison is with what the run actually kept), written now otherwise. The report
 gives each coder's yield (passing plans / plans tried), how often they agree, and the plans
 only one of them turns into passing code. Student verification keeps only plans the model
 being trained can follow; this measures how much training data that choice costs or saves.
@@ -73,6 +75,15 @@ def _judge(coder: LazyChat, checker: Checker, problem, plan: str, cfg: DistillCo
     return {"passed": passed, "code": code, "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _stage_verdict(verdicts: JsonlCache, key: str) -> dict | None:
+    """The verify stage's verdict on the plan ``key`` (its code and whether it passed)."""
+    row = verdicts.get(key)
+    if row is None:
+        return None
+    return {"passed": bool(row["passed"]), "code": row.get("code", ""), "seconds": None,
+            "from": "verify stage"}
+
+
 def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
     out_dir = cfg.out_dir / "compare"
     cache = JsonlCache(out_dir / "verify_compare.jsonl")
@@ -85,6 +96,7 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
     tidy = tidy_of(cfg) or (lambda plan: plan)  # the plan as the verify stage judges it
     reference_ok: dict[str, bool] = {}
     references = JsonlCache(cfg.out_dir / "verify" / "references.jsonl")
+    verdicts = JsonlCache(cfg.out_dir / "verify" / "verified.jsonl")
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         for problem, row in sample:
             if row["key"] in cache or not checker.has_tests(problem):
@@ -98,7 +110,8 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
                 continue
             result = {"key": row["key"], "id": problem.id, "plan": plan,
                       "teacher": _judge(teacher, checker, problem, plan, cfg),
-                      "student": _judge(student, checker, problem, plan, cfg)}
+                      "student": _stage_verdict(verdicts, row["key"])
+                      or _judge(student, checker, problem, plan, cfg)}
             cache.add(result)
             if log:
                 print(f"{row['key']}: teacher={'PASS' if result['teacher']['passed'] else 'fail'}"
@@ -122,8 +135,16 @@ def summarise(rows: list[dict]) -> dict:
             "student_passed": s, "both": both, "teacher_only": t - both, "student_only": s - both,
             "agreement": round(sum(r["teacher"]["passed"] == r["student"]["passed"]
                                    for r in rows) / n, 4) if n else 0.0,
-            "median_seconds": {who: sorted(r[who]["seconds"] for r in rows)[n // 2] if n else 0
-                               for who in ("teacher", "student")}}
+            "median_seconds": {who: _median([r[who]["seconds"] for r in rows])
+                               for who in ("teacher", "student")},
+            "student_from_verify_stage": sum(r["student"].get("from") == "verify stage"
+                                             for r in rows)}
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median of the timed rows (a verdict taken from the verify stage has no time here)."""
+    timed = sorted(v for v in values if v is not None)
+    return timed[len(timed) // 2] if timed else None
 
 
 def main(argv: list[str] | None = None) -> int:
