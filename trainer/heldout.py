@@ -84,6 +84,8 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                               f"{'PASS' if row['passed'] else 'fail'}", file=sys.stderr,
                               flush=True)
             cache.refresh()
+            if refs is not None:
+                refs.refresh()
             scored = {p.id for p in usable if not _broken(refs, p)}
             rows = [r for r in cache if r["id"] in scored]
             summary[label] = {mode: _score([r for r in rows if r["mode"] == mode])
@@ -94,10 +96,10 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
 
 
 def _broken(refs: JsonlCache | None, p: Problem) -> bool:
-    """Whether ``p``'s reference is known to fail its own tests."""
+    """Whether ``p``'s reference is known to fail its own tests (as far as ``refs`` has
+    read)."""
     if refs is None:
         return False
-    refs.refresh()
     row = refs.get(reference_key(p))
     return row is not None and not row.get("passed")
 
@@ -105,6 +107,8 @@ def _broken(refs: JsonlCache | None, p: Problem) -> bool:
 def _needed(cache: JsonlCache, refs: JsonlCache | None, p: Problem) -> list[str]:
     """The modes of ``p`` not in ``cache`` (re-read: another process may have added them);
     none for a broken problem."""
+    if refs is not None:
+        refs.refresh()
     if _broken(refs, p):
         return []
     cache.refresh()
