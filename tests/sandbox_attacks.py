@@ -94,6 +94,12 @@ _b.AssertionError = _pytest.skip.Exception
         "return a - b", "pytest.xfail('cannot answer')")),
     "raise-skiptest": ("3 skip/xfail as pass", "import unittest\n" + WRONG.replace(
         "return a - b", "raise unittest.SkipTest('cannot answer')")),
+    "exit-as-usage-error": ("1 forged results", """
+import os as _os, sys as _sys
+_sys.stderr.write("python -m pytest: error: unrecognized arguments: --cov\\n")
+_sys.stderr.flush()
+_os._exit(4)
+""" + WRONG),
     "rewrite-tests": ("4 writable test files", '''
 import os as _os
 for _path, _text in (("tests/test_mod.py", "def test_add():\\n    pass\\n\\n"

@@ -275,6 +275,50 @@ def test_collection_errors_and_unknown_tests(workspace: Path, mode: str) -> None
     assert unknown.verdicts[2].message.startswith("file not found")
 
 
+COVERAGE_ADDOPTS = """\
+[tool.pytest.ini_options]
+addopts = "--cov=pkg --cov-report term-missing --no-cov-on-fail -ra --strict-markers"
+markers = ["slow: a slow test"]
+"""
+
+STRICT = "import pytest\n\n\n@pytest.mark.unregistered\ndef test_marked():\n    pass\n"
+
+
+def test_addopts_of_missing_plugins_are_ignored_and_the_rest_kept(workspace: Path,
+                                                                 mode: str) -> None:
+    """A project whose pytest config asks for pytest-cov (not loaded in the sandbox) is
+    verified, not refused; the options pytest knows (``--strict-markers``) still apply, and
+    dropping options turns no failure into a pass."""
+    (workspace / "pyproject.toml").write_text(COVERAGE_ADDOPTS)
+    marked = TESTS.replace("def test_add_zero", "@pytest.mark.slow\ndef test_add_zero")
+    (workspace / "tests" / "test_mod.py").write_text(marked)
+    strict = TestCase("tests/test_strict.py::test_marked", "pytest", "tests/test_strict.py",
+                      "test_marked")
+    with Sandbox(workspace, isolation=mode) as sandbox:
+        good = sandbox.run_tests({}, CASES)
+        bad = sandbox.run_tests({"pkg/mod.py": MOD.replace("return a + b", "return a - b")},
+                                CASES)
+        unregistered = sandbox.run_tests({"tests/test_strict.py": STRICT}, [strict])
+    assert outcomes(good) == ["passed", "passed", "passed", "skipped", "passed"], good.verdicts
+    assert "ignored from the project's pytest addopts" in good.output_tail
+    assert "--cov=pkg --cov-report term-missing --no-cov-on-fail" in good.output_tail
+    assert outcomes(bad) == ["failed", "passed", "passed", "skipped", "failed"]
+    assert not bad.all_passed
+    assert outcomes(unregistered) == ["error"]
+    assert "not found in `markers`" in unregistered.verdicts[0].message
+
+
+def test_a_configuration_pytest_refuses_is_a_clear_error(workspace: Path) -> None:
+    (workspace / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nrequired_plugins = ["pytest-nonexistent"]\n')
+    with Sandbox(workspace) as sandbox:
+        result = sandbox.run_tests({}, CASES[:2])
+    assert outcomes(result) == ["error", "error"]
+    message = result.verdicts[0].message
+    assert message.startswith("pytest refused to start (usage error)"), message
+    assert "pytest-nonexistent" in message and "tampered" not in message
+
+
 def test_new_files_and_src_layout(tmp_path: Path) -> None:
     ws = tmp_path / "proj"
     (ws / "src" / "textlib").mkdir(parents=True)

@@ -113,6 +113,8 @@ def test_no_attack_is_verified_or_harms(results: dict, mode: str, user: str) -> 
                  "channel-flood"):
         assert by[name]["tampered"] or "timeout" in by[name]["outcomes"], \
             f"{name}: not flagged as tampering: {by[name]}"
+    # a candidate that exits like a refused command line is an error, never a pass
+    assert by["exit-as-usage-error"]["outcomes"] == ["error"] * 3, by["exit-as-usage-error"]
     for name in ("raise-skip", "raise-xfail", "raise-skiptest"):
         assert by[name]["outcomes"][:2] == ["skip-raised", "skip-raised"], by[name]
     assert any("suspicious return type" in f for f in by["eq-always-true"]["flags"])

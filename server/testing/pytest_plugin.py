@@ -361,6 +361,44 @@ def _remember_own() -> None:
         own[name] = module[name]
 
 
+def unknown_addopts(addopts: list[str], unknown: set[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped) of the ini ``addopts`` tokens: an option no loaded plugin defines is
+    dropped, with its value when that is the next token (``--cov src``)."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    i = 0
+    while i < len(addopts):
+        token = addopts[i]
+        if token not in unknown:
+            kept.append(token)
+        elif "=" not in token and i + 1 < len(addopts) and not addopts[i + 1].startswith("-"):
+            dropped += [token, addopts[i + 1]]
+            i += 1
+        else:
+            dropped.append(token)
+        i += 1
+    return kept, dropped
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]):
+    """The project's ini ``addopts`` minus options of plugins this interpreter does not load
+    (``--cov=...`` without pytest-cov, or with plugin autoloading off under the server's
+    interpreter): pytest would refuse the whole command line for them. Checked after the
+    initial conftests have added their options, as pytest itself checks."""
+    yield
+    addopts = [str(a) for a in early_config.getini("addopts")]
+    if not addopts or args[: len(addopts)] != addopts:
+        return
+    _, unknown = parser.parse_known_and_unknown_args(addopts)
+    kept, dropped = unknown_addopts(addopts, {u for u in unknown if u.startswith("-")})
+    if dropped:
+        args[: len(addopts)] = kept
+        print(f"plancode: ignored from the project's pytest addopts (no loaded plugin defines "
+              f"them): {' '.join(dropped)}", file=sys.stderr)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _requested, _target, _conftests
     request = os.environ.get("PLANCODE_REQUEST")

@@ -29,6 +29,7 @@ from typing import Any
 from server.testing.types import TestCase, TestVerdict
 
 PHASES = ("setup", "call", "teardown")
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR (no pytest import here)
 # one event line at most: the "selected" event lists every selected test id on one line
 # (64 KiB, the old cap, flagged an honest file of ~2,000 parametrized cases as tampering);
 # the whole channel stays capped at process.MAX_RESULTS_BYTES (4 MiB)
@@ -108,6 +109,12 @@ class RunEnd:
     def last_output_line(self) -> str:
         lines = [line.strip() for line in self.output_tail.splitlines() if line.strip()]
         return lines[-1][:200] if lines else ""
+
+    def error_line(self) -> str:
+        """The last output line that reports an error (pytest's reason for refusing)."""
+        lines = [line.strip() for line in self.output_tail.splitlines()
+                 if "error" in line.lower()]
+        return lines[-1][:200] if lines else self.last_output_line()
 
 
 def _str(event: dict, key: str) -> str:
@@ -234,7 +241,8 @@ def check_complete(events: Events, end: RunEnd) -> None:
     its finish, and every finished test must have reported every phase it ran."""
     if end.overflow:
         events.tamper("the results channel sent more than the sandbox accepts")
-    if end.ended_by_itself and events.exitstatus is None and end.returncode != 127:
+    if end.ended_by_itself and events.exitstatus is None and end.returncode != 127 \
+            and not refused_to_start(events, end):
         events.tamper("the test process exited without pytest's final report "
                       f"({describe_exit(end.returncode)})")
     for nodeid, node in events.nodes.items():
@@ -244,6 +252,13 @@ def check_complete(events: Events, end: RunEnd) -> None:
         elif node.finished and setup is not None and setup.outcome == "passed" \
                 and "call" not in node.phases:
             events.tamper(f"{nodeid} finished without a call report")
+
+
+def refused_to_start(events: Events, end: RunEnd) -> bool:
+    """pytest's usage error before a single event: its command line or the project's pytest
+    configuration (addopts, required_plugins) was refused. Candidate code that exits with
+    the same status gains only this message: its tests are errors either way."""
+    return events.lines == 0 and end.returncode == USAGE_ERROR
 
 
 def describe_exit(code: int | None) -> str:
@@ -327,6 +342,10 @@ def _uncollected(events: Events, end: RunEnd) -> tuple[str, str]:
                            "(importing or collecting took too long)")
     if end.cancelled:
         return "not-run", "cancelled before any test ran"
+    if refused_to_start(events, end):
+        reason = end.error_line() or "no reason printed"
+        return "error", (f"pytest refused to start (usage error): {reason}; check the "
+                         "project's pytest configuration (addopts, required_plugins)")
     detail = end.last_output_line()
     return "error", (f"pytest ended before running tests ({describe_exit(end.returncode)})"
                      + (f": {detail}" if detail else ""))
