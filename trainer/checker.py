@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 from server.analysis.functions import FunctionInfo, functions
@@ -60,6 +61,18 @@ def standalone_tests(problem: Problem) -> tuple[str, list[TestCase]]:
     return "\n\n\n".join(parts) + "\n", cases
 
 
+def judged_by(problem: Problem, judges: list[str]) -> Problem:
+    """``problem`` with only the tests named in ``judges`` (ids as :meth:`Checker.judges`
+    gives them)."""
+    keep = set(judges)
+    if "root" in problem.meta:
+        tests = [t for t in problem.meta.get("tests", []) if t.get("id") in keep]
+        return replace(problem, meta={**problem.meta, "tests": tests})
+    _, cases = standalone_tests(problem)
+    return replace(problem, tests=tuple(t for t, c in zip(problem.tests, cases, strict=True)
+                                        if c.id in keep))
+
+
 class Checker:
     """Splices candidates into their problem and runs its tests; owns the sandboxes."""
 
@@ -82,6 +95,17 @@ class Checker:
             source = (root / rel).read_text(encoding="utf-8")
             self._targets[key] = source, target_function(source, qualname)
         return self._targets[key]
+
+    def judges(self, problem: Problem) -> list[str]:
+        """Ids of ``problem``'s tests that its own solution passes here: the tests that can
+        tell a right answer from a wrong one. A test the solution fails or skips in this
+        sandbox (a type-checker case run as a plain test, an optional dependency missing)
+        judges nothing. Empty when the problem cannot be run at all."""
+        try:
+            run = self.check(problem, problem.solution)
+        except PlancodeError:
+            return []
+        return [v.id for v in run.verdicts if v.outcome == "passed"]
 
     def has_tests(self, problem: Problem) -> bool:
         return bool(problem.tests or problem.meta.get("tests"))
