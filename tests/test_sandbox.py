@@ -319,6 +319,49 @@ def test_a_configuration_pytest_refuses_is_a_clear_error(workspace: Path) -> Non
     assert "pytest-nonexistent" in message and "tampered" not in message
 
 
+SUBTESTS = """\
+import unittest
+
+from pkg.mod import add
+
+
+class AddTests(unittest.TestCase):
+    def test_cases(self):
+        for a, b, want in [(1, 2, 3), (0, 0, 0), (2, 2, 4)]:
+            with self.subTest(a=a, b=b):
+                self.assertEqual(add(a, b), want)
+
+
+def test_with_fixture(subtests):
+    for a, b, want in [(1, 2, 3), (2, 2, 4)]:
+        with subtests.test(a=a):
+            assert add(a, b) == want
+"""
+
+
+def test_subtests_count_once_and_only_make_their_test_worse(workspace: Path, mode: str) -> None:
+    """unittest ``subTest`` and pytest's ``subtests`` report each block before the test's own
+    call: honest code passes (it was flagged as tampering), a failing block fails its test,
+    and a candidate that skips inside a block does not pass (attack)."""
+    if int(pytest.__version__.split(".")[0]) < 9:
+        pytest.skip("the subtests fixture is pytest 9's")
+    (workspace / "tests" / "test_sub.py").write_text(SUBTESTS)
+    cases = [TestCase(f"tests/test_sub.py::{n}", "pytest", "tests/test_sub.py", n)
+             for n in ("AddTests::test_cases", "test_with_fixture")]
+    skipping = MOD.replace("    return a + b", "    if a == 2:\n        import unittest\n"
+                           "        raise unittest.SkipTest('unsure')\n    return a + b")
+    with Sandbox(workspace, isolation=mode) as sandbox:
+        good = sandbox.run_tests({}, cases)
+        bad = sandbox.run_tests({"pkg/mod.py": MOD.replace("return a + b", "return a * b")},
+                                cases)
+        skip = sandbox.run_tests({"pkg/mod.py": skipping}, cases)
+    assert outcomes(good) == ["passed", "passed"], good.verdicts
+    assert outcomes(bad) == ["failed", "failed"], bad.verdicts
+    assert bad.verdicts[0].message == "1 failed subtest(s): AssertionError: 2 != 3"
+    assert outcomes(skip) == ["skip-raised", "skip-raised"], skip.verdicts
+    assert not (good.tampered or bad.tampered or skip.tampered)
+
+
 def test_new_files_and_src_layout(tmp_path: Path) -> None:
     ws = tmp_path / "proj"
     (ws / "src" / "textlib").mkdir(parents=True)

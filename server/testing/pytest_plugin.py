@@ -136,6 +136,7 @@ _allowed: set[int] | None = None  # ids of the plugins registered when the sessi
 _seen: dict[tuple[str, str], str] = {}  # (nodeid, when) -> outcome seen in makereport
 _current = [""]
 _suspicious: dict[str, str] = {}
+_subtests: dict[str, list] = {}  # nodeid -> [failed, skipped, first failure's message]
 _tampered = [False]
 # per requested test file: the classes and (class, method)s the user decorated with unittest's
 # unconditional @skip, read from the source before any test or candidate code is imported.
@@ -557,20 +558,53 @@ def _skip_by_mark(item: pytest.Item) -> bool:
         return False
 
 
+def _is_subtest(report: Any) -> bool:
+    """A report of one ``subTest``/``subtests.test`` block (pytest 9's ``SubtestReport``,
+    the pytest-subtests plugin's ``SubTestReport``), logged before its test's own call."""
+    return type(report).__name__ in ("SubtestReport", "SubTestReport") \
+        and hasattr(report, "context")
+
+
+def _fold_subtest(report: Any) -> None:
+    """Count a subtest's failure or skip against its test; a subtest only ever makes its test
+    worse (its "passed" is not reported at all)."""
+    _seen.pop((report.nodeid, report.when), None)
+    counts = _subtests.setdefault(report.nodeid, [0, 0, ""])
+    if report.failed:
+        counts[0] += 1
+        counts[2] = counts[2] or report_message(report)
+    elif report.skipped:
+        counts[1] += 1
+
+
 def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
                              _tamper: Any = _tamper) -> None:
+    if _is_subtest(report):
+        _fold_subtest(report)
+        return
+    failed, skipped, first = (_subtests.pop(report.nodeid, [0, 0, ""])
+                              if report.when == "call" else (0, 0, ""))
     seen = _seen.pop((report.nodeid, report.when), None)
-    if seen is None or seen != report.outcome:
+    # pytest itself turns a passed test with failed subtests into a failure
+    failed_by_subtests = failed and (seen, report.outcome) == ("passed", "failed")
+    if (seen is None or seen != report.outcome) and not failed_by_subtests:
         _tamper(f"{report.nodeid}: the {report.when} report changed after it was made")
     if report.when == "call" and report.nodeid in _suspicious:
         _emit({"event": "suspicious", "nodeid": report.nodeid,
                "message": _suspicious[report.nodeid]})
+    outcome = report.outcome
+    message = report_message(report) if not report.passed else ""
+    wasxfail = getattr(report, "wasxfail", None) is not None
+    skip_by_mark = bool(getattr(report, "plancode_skip_by_mark", False))
+    if failed and (outcome != "failed" or failed_by_subtests):
+        outcome, message, wasxfail = "failed", f"{failed} failed subtest(s): {first}", False
+    elif skipped and outcome == "passed":  # a skip raised inside a subtest is no pass
+        outcome, message, skip_by_mark = "skipped", f"{skipped} subtest(s) skipped", False
     _emit({"event": "report", "nodeid": report.nodeid, "when": report.when,
-           "outcome": report.outcome, "duration": float(report.duration),
-           "wasxfail": getattr(report, "wasxfail", None) is not None,
-           "skip_by_mark": bool(getattr(report, "plancode_skip_by_mark", False)),
+           "outcome": outcome, "duration": float(report.duration), "wasxfail": wasxfail,
+           "skip_by_mark": skip_by_mark,
            "xfail_by_mark": bool(getattr(report, "plancode_xfail_by_mark", False)),
-           "message": report_message(report) if not report.passed else ""})
+           "message": one_line(message)})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int, _emit: Any = _emit,
