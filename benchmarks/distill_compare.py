@@ -25,15 +25,16 @@ from benchmarks.docs_section import write_section
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import DistillConfig
-from trainer.distill import (
+from trainer.evaluate import eval_settings
+from trainer.heldout import broken_problems
+from trainer.jsonl_cache import JsonlCache
+from trainer.plots import eval_bars
+from trainer.stages.evaluation import (
     eval_models,
     eval_rows_dir,
     heldout_references_file,
     heldout_rows_file,
 )
-from trainer.evaluate import eval_settings
-from trainer.jsonl_cache import JsonlCache
-from trainer.plots import eval_bars
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("configs/distill-real.toml", "configs/distill-real-nostruct.toml",
@@ -61,13 +62,6 @@ def _by_mode(path: Path, problem_key: str) -> Rows:
     return out
 
 
-def _broken(references: Path) -> set[str]:
-    """Held-out problems whose own solution fails their tests (scored by no model)."""
-    if not references.exists():
-        return set()
-    return {r["id"] for r in JsonlCache(references) if not r["passed"]}
-
-
 def models_of(configs: list[Path]) -> list[Model]:
     """The base of the first config, then the student of each config whose export exists."""
     models: list[Model] = []
@@ -83,7 +77,7 @@ def models_of(configs: list[Path]) -> list[Model]:
             label = "base" if role == "base" else f"student ({path.name})"
             he = humaneval.rows_file(rows_dir, model, adapter, eval_settings(model, cfg.eval))
             held = _by_mode(heldout_rows_file(cfg, (model, adapter)), "id")
-            broken = _broken(heldout_references_file(cfg))
+            broken = broken_problems(heldout_references_file(cfg))
             held = {mode: {p: r for p, r in rows.items() if p not in broken}
                     for mode, rows in held.items()}
             models.append(Model(label, _by_mode(he, "task_id"), held))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
-from trainer.distill import eval_models, evaluate_heldout_models, heldout_of
+from trainer.stages.data import heldout_of
+from trainer.stages.evaluation import eval_models, evaluate_heldout_models
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,12 @@ pytest.importorskip("torch")
 
 from server.cli import main as plancode  # noqa: E402
 from trainer.config import DistillConfig  # noqa: E402
-from trainer.distill import _Teacher, run_distill, stage_plans, stage_train  # noqa: E402
+from trainer.distill import run_distill  # noqa: E402
 from trainer.jsonl_cache import JsonlCache  # noqa: E402
 from trainer.plan_tidy import tidy  # noqa: E402
+from trainer.stages.chat import Teacher  # noqa: E402
+from trainer.stages.plans import stage_plans  # noqa: E402
+from trainer.stages.train import stage_train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = 2
@@ -84,7 +87,7 @@ def run(tmp_path_factory, default_model_path, tiny_qwen_student):
         textstats=REPO / "examples" / "textstats", teacher=default_model_path,
         student=tiny_qwen_student, plans=PLANS, steps=STEPS))
     cfg = DistillConfig.load(cfg_path)
-    teacher = _Teacher(cfg)
+    teacher = Teacher(cfg)
     early = run_distill(cfg, ("data",), progress=False, log=lambda m: None)
     stopped = stage_plans(cfg, teacher, progress=False, limit=3)
     run_distill(cfg, ("plans", "verify"), progress=False, log=lambda m: None)

@@ -18,8 +18,9 @@ import pytest
 
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
-from trainer.distill import problems_of, run_distill
-from trainer.stage import STAGES, stage_fingerprint, stage_work
+from trainer.distill import run_distill
+from trainer.stages.data import problems_of
+from trainer.stages.stage import STAGES, stage_fingerprint, stage_work
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,7 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     # the data's content, not its path: an edited problem file changes the data stage
     path = Path(cfg.data.jsonl[0])
     path.write_text(path.read_text().replace("add", "sum", 1))
-    from trainer import stage
+    from trainer.stages import stage
 
     stage._SOURCES.clear()  # the digest is memoised per run
     assert stage_fingerprint(cfg, "data") != base["data"]
@@ -161,7 +162,7 @@ import json
 from pathlib import Path
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
-from trainer.stage import STAGES, stage_fingerprint
+from trainer.stages.stage import STAGES, stage_fingerprint
 cfg = DistillConfig.load(Path("configs/distill-real.toml"))
 print(json.dumps({"lam": cfg.train.loss.lam, "coder": cfg.verify.coder,
                   "threads": cfg.train.threads,
@@ -209,7 +210,7 @@ def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None
 def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: Path) -> None:
     """``compare = "adapter"``: the same untouched base file, without and with the student's
     adapter; ``"requantized"``: base and student both exported and quantized by the export."""
-    from trainer.distill import eval_models
+    from trainer.stages.evaluation import eval_models
 
     cfg = DistillConfig.load(_project(tmp_path / "a"))
     export = cfg.out_dir / "export"
@@ -235,8 +236,8 @@ def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: 
 
 
 def test_code_targets_are_the_solution_or_the_code_that_passed(tmp_path: Path) -> None:
-    from trainer.distill import verified_triples
     from trainer.jsonl_cache import JsonlCache
+    from trainer.stages.plans import verified_triples
 
     cfg = DistillConfig.load(_project(tmp_path / "a"))
     run_distill(cfg, ("data",), progress=False, log=lambda m: None)

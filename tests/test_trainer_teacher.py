@@ -57,9 +57,9 @@ def test_batched_plans_reach_the_engine_in_groups(tmp_path: Path, tiny_engine) -
     conversations, which an in-process engine decodes together (generate_each), and the plans
     equal one-at-a-time greedy plans."""
     from trainer.data import Problem
-    from trainer.distill import LazyChat
     from trainer.jsonl_cache import JsonlCache
     from trainer.plans import write_plans
+    from trainer.stages.chat import LazyChat
     from trainer.teacher import EngineChat
 
     class Counting(EngineChat):

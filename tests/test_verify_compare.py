@@ -63,7 +63,7 @@ def test_both_coders_are_judged_on_the_same_plans(tmp_path: Path, monkeypatch) -
     names = sorted(solutions)
     teacher = Coder(solutions, set(names))           # the teacher solves every problem
     student = Coder(solutions, set(names[::2]))      # the student every other one
-    monkeypatch.setattr(verify_compare, "_Teacher", lambda cfg: teacher)
+    monkeypatch.setattr(verify_compare, "Teacher", lambda cfg: teacher)
     monkeypatch.setattr(verify_compare, "coder_for", lambda cfg, t: student)
 
     report = verify_compare.compare(cfg, len(problems), log=False)
@@ -79,7 +79,7 @@ def test_both_coders_are_judged_on_the_same_plans(tmp_path: Path, monkeypatch) -
     assert report["teacher_only"] == len(problems) - expected
     assert json.loads((cfg.out_dir / "compare" / "report.json").read_text()) == report
     # resumable: a second run asks no model
-    monkeypatch.setattr(verify_compare, "_Teacher", lambda cfg: NoModel())
+    monkeypatch.setattr(verify_compare, "Teacher", lambda cfg: NoModel())
     monkeypatch.setattr(verify_compare, "coder_for", lambda cfg, t: NoModel())
     assert verify_compare.compare(cfg, len(problems), log=False) == report
 
@@ -90,6 +90,6 @@ class NoModel:
 
 
 def _train(cfg: DistillConfig):
-    from trainer.distill import problems_of
+    from trainer.stages.data import problems_of
 
     return problems_of(cfg)[0]

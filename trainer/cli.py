@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace):
 def _distill(args: argparse.Namespace) -> int:
     _need_train_extra()
     from trainer.distill import run_distill
-    from trainer.stage import STAGES
+    from trainer.stages.stage import STAGES
 
     stages = tuple(args.stage) if args.stage else STAGES
     reports = run_distill(_load(args), stages, progress=not args.quiet,

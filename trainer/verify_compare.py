@@ -29,9 +29,11 @@ from server.errors import PlancodeError
 from server.prompts import code_from_plan_messages, parse_code
 from trainer.checker import Checker
 from trainer.config import DistillConfig
-from trainer.distill import LazyChat, _Teacher, coder_for, problems_of, tidy_of
 from trainer.jsonl_cache import JsonlCache
 from trainer.plans import plan_key, reference_passes
+from trainer.stages.chat import LazyChat, Teacher, coder_for
+from trainer.stages.data import problems_of
+from trainer.stages.plans import tidy_of
 
 
 def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
@@ -87,7 +89,7 @@ def _stage_verdict(verdicts: JsonlCache, key: str) -> dict | None:
 def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
     out_dir = cfg.out_dir / "compare"
     cache = JsonlCache(out_dir / "verify_compare.jsonl")
-    teacher = _Teacher(cfg)
+    teacher = Teacher(cfg)
     student = coder_for(cfg, teacher) if cfg.verify.coder == "student" else None
     if student is None:
         raise PlancodeError("the comparison needs verify.coder = 'student'",

@@ -1,0 +1,116 @@
+"""The eval stage: base vs distilled on HumanEval and on the run's held-out mined problems,
+same harness; and the held-out cache files ``benchmarks.heldout`` and
+``benchmarks.distill_compare`` share with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from server.errors import PlancodeError
+from trainer.config import DistillConfig
+from trainer.stages.chat import LazyChat
+from trainer.stages.data import heldout_of
+from trainer.stages.stage import (
+    digest_of,
+    file_digest,
+    model_identity,
+    open_stage,
+    stage_fingerprint,
+)
+
+
+def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
+    """The two models evaluation compares, like with like (see ``EvalSection.compare``)."""
+    from trainer.student import resolve_student
+
+    e = cfg.eval
+    base = resolve_student(cfg.train.student).gguf_path
+    report = json.loads((cfg.out_dir / "export" / "export_report.json").read_text())
+    if e.compare == "adapter":
+        if base is None or "adapter" not in report:
+            raise PlancodeError("eval.compare = 'adapter' needs a GGUF student and its "
+                                "exported adapter", "set export.adapter = true (and a GGUF "
+                                "train.student), or eval.compare = 'requantized'")
+        return {"base": (str(base), None),
+                "distilled": (str(base), cfg.out_dir / "export" / report["adapter"]["file"])}
+    files, base_files = report.get("files", {}), report.get("base_files", {})
+    if e.quant not in files or e.quant not in base_files:
+        raise PlancodeError(f"eval.quant = {e.quant!r} was not exported for both models",
+                            f"use one of {sorted(set(files) & set(base_files))}")
+    return {"base": (base_files[e.quant]["path"], None),
+            "distilled": (files[e.quant]["path"], None)}
+
+
+def heldout_rows_name(model: tuple[str, Path | None], data: str, max_tokens: int,
+                      prefill: bool = False) -> str:
+    """The held-out rows file of a model (base file, adapter by content) on one data stage:
+    a run and its ablation share the base's rows."""
+    path, adapter = model
+    digest = file_digest(adapter) if adapter else ""
+    key = digest_of(model_identity(str(path)), digest, data, max_tokens,
+                       *(["prefill"] if prefill else []))
+    return f"heldout-{Path(path).stem}{'+adapter' if adapter else ''}-{key}.jsonl"
+
+
+def eval_rows_dir(cfg: DistillConfig) -> Path:
+    """Where the eval stage caches its rows: ``eval.rows_dir``, else the stage's folder."""
+    return Path(cfg.eval.rows_dir) if cfg.eval.rows_dir else cfg.out_dir / "eval"
+
+
+def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Path:
+    """Where the eval stage caches ``model``'s held-out rows."""
+    e = cfg.eval
+    name = heldout_rows_name(model, stage_fingerprint(cfg, "data"), e.max_tokens,
+                             e.prefill_code)
+    return eval_rows_dir(cfg) / name
+
+
+def evaluate_heldout_models(cfg: DistillConfig,
+                            models: dict[str, tuple[str, Path | None]],
+                            progress: bool = True) -> dict[str, dict]:
+    """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems,
+    with the eval section's settings; rows cached per model (:func:`heldout_rows_file`), so
+    the eval stage and ``python -m benchmarks.heldout`` share and split them."""
+    from server.config import Settings
+    from server.engine.factory import load_engine
+    from trainer.heldout import evaluate_heldout
+    from trainer.teacher import EngineChat
+
+    e = cfg.eval
+
+    def chat(spec: tuple[str, Path | None]) -> LazyChat:
+        return LazyChat(lambda: EngineChat(load_engine(
+            Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
+
+    caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
+    return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
+                            cfg.verify.isolation, cfg.verify.timeout, e.max_tokens, progress,
+                            e.prefill_code, references=heldout_references_file(cfg))
+
+
+def heldout_references_file(cfg: DistillConfig) -> Path:
+    """Where the held-out problems' reference verdicts are cached (one file per data stage,
+    shared by every model): the problems whose own solution fails are left out."""
+    return eval_rows_dir(cfg) / f"heldout-references-{stage_fingerprint(cfg, 'data')[:16]}.jsonl"
+
+
+def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
+    """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
+    from trainer.evaluate import run_eval
+
+    e = cfg.eval
+    stage, done = open_stage(cfg, "eval")
+    if done is not None:
+        return done
+    models = eval_models(cfg)
+    (base, _), (student, adapter) = models["base"], models["distilled"]
+    command = (f"plancode distill --config CONFIG --stage eval   # base {Path(base).name} vs "
+               f"{Path(student).name}" + (f" + {adapter.name}" if adapter else ""))
+    out = run_eval(models, e, stage.dir, Path(e.docs) if e.docs else None, command, progress)
+    report = {"compare": e.compare, "summary": {k: v["summary"]
+                                                for k, v in out["results"].items()},
+              "seconds": out["seconds"]}
+    if e.heldout and heldout_of(cfg):
+        report["heldout"] = evaluate_heldout_models(cfg, models, progress)
+    return stage.finish(report)

@@ -1,0 +1,68 @@
+"""The export stage: the shipped GGUF adapter (and, when asked, merged and re-quantized
+GGUFs of the student and of the base), each with its agreement with the PyTorch model."""
+
+from __future__ import annotations
+
+import json
+
+from server.errors import PlancodeError
+from trainer.config import DistillConfig
+from trainer.stages.data import problems_of
+from trainer.stages.plans import val_triples, verified_triples
+from trainer.stages.stage import open_stage
+
+
+def stage_export(cfg: DistillConfig, progress: bool) -> dict:
+    """The shipped artefact: the LoRA adapter as a GGUF adapter for the untouched base GGUF
+    (its top-1 agreement with the merged PyTorch student measured); with ``export.merge``
+    (or ``eval.compare = "requantized"``) also merged F16 + quantized GGUFs, and the base
+    exported and quantized by the same code, so evaluation compares like with like."""
+
+    from trainer.examples import build_examples
+    from trainer.export import _sha256, agreement, export, merge, torch_reference
+    from trainer.student import load_model, load_tokenizer, resolve_student
+
+    stage, done = open_stage(cfg, "export")
+    if done is not None:
+        return done
+    src = resolve_student(cfg.train.student)
+    tokenizer = load_tokenizer(src)
+    adapter_dir = cfg.out_dir / "train" / "adapter"
+    model = merge(load_model(src), adapter_dir)
+    train_p, val_p = problems_of(cfg)
+    # held-out prompts; without a validation split, the training problems' verified plans
+    triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
+    examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len,
+                                 cfg.train.prefill_code)
+    seqs = [e.input_ids[: cfg.export.max_positions]
+            for e in examples[: cfg.export.agreement_sequences]]
+    report: dict = {"student": cfg.train.student, "files": {}}
+    if cfg.export.adapter and src.gguf_path is None:
+        if not cfg.export.merge:
+            raise PlancodeError("a GGUF adapter needs the student's base GGUF",
+                                "start from a GGUF student (catalog name or .gguf), or set "
+                                "export.merge = true")
+        report["adapter_skipped"] = "the student is not a GGUF: no base file to adapt"
+    elif cfg.export.adapter:
+        from trainer.gguf_adapter import export_adapter
+
+        path = export_adapter(adapter_dir, src.gguf_path, stage.dir / f"{cfg.export.name}"
+                              ".lora.gguf")
+        reference = [torch_reference(model, s) for s in seqs]
+        report["adapter"] = {"file": path.name, "bytes": path.stat().st_size,
+                             "sha256": _sha256(path), "base": src.gguf_path.name,
+                             **agreement(model, src.gguf_path, seqs, reference, lora=path)}
+    if cfg.export.merge or cfg.eval.compare == "requantized":
+        result = export(model, tokenizer, [list(s) for s in seqs], stage.dir, cfg.export,
+                        src.gguf_path, {"student": cfg.train.student})
+        report["files"] = json.loads(result.report_path.read_text())["files"]
+        if cfg.eval.compare == "requantized":  # the base through the very same path
+            from dataclasses import replace
+
+            base = export(load_model(src), tokenizer, [list(s) for s in seqs],
+                          stage.dir / "base", replace(cfg.export, name=cfg.export.name +
+                                                      "-base", min_agreement=0.0),
+                          src.gguf_path, {"student": cfg.train.student, "base": True})
+            report["base_files"] = json.loads(base.report_path.read_text())["files"]
+    (stage.dir / "export_report.json").write_text(json.dumps(report, indent=1))
+    return stage.finish(report)

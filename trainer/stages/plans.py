@@ -1,0 +1,97 @@
+"""The plans stage (backward plans from the teacher) and the verify stage (each plan turned
+into code by the coder and judged by its problem's tests); and the triples training and
+export read back from them."""
+
+from __future__ import annotations
+
+from trainer import plan_tidy
+from trainer.config import DistillConfig
+from trainer.data import Problem
+from trainer.jsonl_cache import JsonlCache
+from trainer.stages.chat import LazyChat, coder_for
+from trainer.stages.data import problems_of
+from trainer.stages.stage import model_identity, open_stage
+
+
+def stage_plans(cfg: DistillConfig, teacher: LazyChat, progress: bool,
+                limit: int | None = None) -> dict:
+    """K backward plans per training problem from the teacher, appended row by row;
+    ``limit`` stops after that many new plans (the stage then stays unfinished)."""
+    from trainer.plans import write_plans
+
+    stage, done = open_stage(cfg, "plans")
+    if done is not None:
+        return done
+    train, _ = problems_of(cfg)
+    cache = JsonlCache(stage.dir / "plans.jsonl")
+    report = write_plans(teacher, train, cfg.teacher, cache, progress, limit).to_json()
+    if limit is not None and report["generated"] >= limit:
+        return report  # stopped early on purpose: not done
+    return stage.finish(report)
+
+
+def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
+                 coder: LazyChat | None = None) -> dict:
+    """Every plan turned into code by the coder (the student by default) and judged by its
+    problem's tests; then a greedy teacher plan per validation problem."""
+    from trainer.checker import Checker
+    from trainer.plans import verify_plans
+
+    stage, done = open_stage(cfg, "verify")
+    if done is not None:
+        return done
+    train, val = problems_of(cfg)
+    plans = JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
+    out = JsonlCache(stage.dir / "verified.jsonl")
+    coder = coder or coder_for(cfg, teacher)
+    with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
+        report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
+                              cfg.verify.code_params(), plans, out, checker, progress,
+                              batch=cfg.verify.batch, tidy=tidy_of(cfg),
+                              references=JsonlCache(stage.dir / "references.jsonl"))
+    write_val_plans(cfg, teacher, val)
+    return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
+                         "coder_model": model_identity(cfg.coder_model)})
+
+
+def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
+    """(problem, plan, solution) for every plan whose code passed its problem's tests; the
+    solution is the problem's own or that passing code (``train.code_target``)."""
+    by_id = {p.id: p for p in problems}
+    rows = JsonlCache(cfg.out_dir / "verify" / "verified.jsonl")
+    own = cfg.train.code_target == "verified"
+    return [{"id": r["id"], "problem": by_id[r["id"]].problem, "plan": r["plan"],
+             "solution": r["code"] if own else by_id[r["id"]].solution,
+             "context": str(by_id[r["id"]].meta.get("context", ""))}
+            for r in rows if r["passed"] and r["id"] in by_id]
+
+
+def write_val_plans(cfg: DistillConfig, teacher: LazyChat, val: list[Problem]) -> None:
+    """A greedy backward plan per validation problem (held-out loss and export agreement)."""
+    from server.prompts import backward_plan_messages, parse_plan
+
+    cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
+    for p in val:
+        if p.id not in cache:
+            reply = teacher.chat(backward_plan_messages(p.problem, p.solution),
+                                 cfg.teacher.plan_params(0))
+            cache.add({"key": p.id, "plan": parse_plan(reply)})
+
+
+def tidy_of(cfg: DistillConfig):
+    """The plan tidier the verify stage applies (``verify.tidy_plans``), or None."""
+    return plan_tidy.tidy if cfg.verify.tidy_plans else None
+
+
+def val_triples(cfg: DistillConfig, val: list[Problem]) -> list[dict]:
+    """Validation triples (problem, its backward plan, its solution), plans tidied as the
+    training plans are."""
+    cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
+    tidy = tidy_of(cfg) or (lambda plan: plan)
+    out = []
+    for p in val:
+        plan = tidy((cache.get(p.id) or {}).get("plan", ""))
+        if plan:
+            out.append({"id": p.id, "problem": p.problem, "plan": plan, "solution": p.solution,
+                        "context": str(p.meta.get("context", ""))})
+    return out
