@@ -380,6 +380,33 @@ def test_src_layout(tmp_path):
     assert_collectable(found, collected(root))
 
 
+def test_type_checker_cases_are_not_tests_of_the_function(tmp_path):
+    """pydash's pattern: pytest-mypy-testing cases call the function inside ``reveal_type``,
+    which fails at run time whatever the code; they would make every candidate fail."""
+    root = write(tmp_path, {
+        "lib.py": "def chunk(items, size):\n    return [items[i:i + size] for i in "
+                  "range(0, len(items), size)]\n",
+        "tests/test_lib.py": """
+            from lib import chunk
+
+
+            def test_chunk():
+                assert chunk([1, 2, 3], 2) == [[1, 2], [3]]
+            """,
+        "tests/test_typing.py": """
+            import pytest
+
+            from lib import chunk
+
+
+            @pytest.mark.mypy_testing
+            def test_mypy_chunk():
+                reveal_type(chunk([1], 1))  # R: builtins.list[builtins.list[builtins.int]]
+            """,
+    })
+    assert ids(discover(root, root / "lib.py", "chunk")) == ["tests/test_lib.py::test_chunk"]
+
+
 def test_relative_imports_and_reexports(tmp_path):
     root = write(tmp_path, {
         "proj/__init__.py": "from .pkg import f\n",

@@ -175,6 +175,8 @@ class _FileParser:
                     if fixture[1]:
                         out.implicit.append(unit)
                 elif self.collectable and _matches(name, self.options["python_functions"]):
+                    if _type_check_case(decorators):
+                        continue
                     test = TestDef(f"{self.rel}::{name}", "pytest", name, (), unit)
                     tests[test.id] = test
                 else:
@@ -351,6 +353,13 @@ def _decorator_calls(decorators: list[Node]) -> list[tuple[str, Node | None]]:
             expr.type == "call" else None
         out.append((name, args))
     return out
+
+
+def _type_check_case(decorators: list[Node]) -> bool:
+    """``@pytest.mark.mypy_testing``: a case for pytest-mypy-testing, which type-checks the
+    function instead of running it (``reveal_type`` in it fails at run time whatever the
+    code), so it verifies nothing."""
+    return any(name.endswith("mark.mypy_testing") for name, _ in _decorator_calls(decorators))
 
 
 def _fixture(decorators: list[Node], name: str) -> tuple[str, bool] | None:
