@@ -61,6 +61,16 @@ def standalone_tests(problem: Problem) -> tuple[str, list[TestCase]]:
     return "\n\n\n".join(parts) + "\n", cases
 
 
+def cases_of(problem: Problem) -> list[TestCase]:
+    """Every test of ``problem``: a mined problem's workspace tests, one per test statement of
+    a standalone one."""
+    if "root" in problem.meta:
+        from trainer.mine import test_cases
+
+        return test_cases(problem)
+    return standalone_tests(problem)[1]
+
+
 def judged_by(problem: Problem, judges: list[str]) -> Problem:
     """``problem`` with only the tests named in ``judges`` (ids as :meth:`Checker.judges`
     gives them)."""
@@ -117,13 +127,11 @@ class Checker:
         something else): a candidate that cannot be placed has failed.
         """
         if "root" in problem.meta:
-            from trainer.mine import test_cases
-
             root = Path(problem.meta["root"])
             rel = problem.meta["file"]
             source, info = self._target(root, rel, problem.meta["qualname"])
             files = {rel: splice(source, info, code).text}
-            return self._sandbox(root).run_tests(files, test_cases(problem))
+            return self._sandbox(root).run_tests(files, cases_of(problem))
         info = target_function(problem.problem)
         test_module, cases = standalone_tests(problem)
         files = {SOLUTION: splice(problem.problem, info, code).text, TEST_FILE: test_module}

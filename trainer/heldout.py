@@ -29,7 +29,7 @@ from server.prompts import (
     prefilled,
 )
 from server.prompts import plan_messages as plan_prompt
-from trainer.checker import Checker, judged_by, standalone_tests
+from trainer.checker import Checker, cases_of, judged_by
 from trainer.data import Problem
 from trainer.jsonl_cache import Claims, JsonlCache, shared_work
 from trainer.plans import reference_key
@@ -109,20 +109,11 @@ def _judges(checker: Checker, p: Problem, refs: JsonlCache) -> list[str]:
     if row is not None and "judges" in row:
         return list(row["judges"])
     if row is not None and row.get("passed"):
-        return [t.id for t in _cases(p)]
+        return [t.id for t in cases_of(p)]
     ids = checker.judges(p)
     refs.add({"key": key, "id": p.id, "passed": bool(ids), "judges": ids,
-              "tests": len(_cases(p))})
+              "tests": len(cases_of(p))})
     return ids
-
-
-def _cases(p: Problem) -> list:
-    """Every test case of ``p``, mined or standalone."""
-    if "root" in p.meta:
-        from trainer.mine import test_cases
-
-        return test_cases(p)
-    return standalone_tests(p)[1]
 
 
 def _partly_judged(row: dict | None) -> bool:
