@@ -104,6 +104,12 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
         cfg.train, code_target="verified")))
     assert [s for s in STAGES if own[s] != base[s]] == ["train", "export", "eval"]
     assert "code_target" not in cfg.section("train")
+    # the judges rule: "all", what every run verified by before there was a choice, keeps
+    # their fingerprints; the default ("reference") re-opens verification and what follows
+    strict = dataclasses.replace(cfg, verify=dataclasses.replace(cfg.verify, judges="all"))
+    assert "judges" not in strict.section("verify") and "judges" in cfg.section("verify")
+    assert [s for s in STAGES if _fingerprints(strict)[s] != base[s]] == [
+        "verify", "train", "export", "eval"]
     # a changed code prompt: the coder's verdicts and all after them, never the teacher's plans
     from server import prompts
 
@@ -143,6 +149,35 @@ def test_an_ablation_extends_the_run_and_reuses_its_finished_stages(tmp_path: Pa
     (tmp_path / "a" / "loop.toml").write_text('extends = "loop.toml"\nout_dir = "x"\n')
     with pytest.raises(PlancodeError, match="circle"):
         DistillConfig.load(tmp_path / "a" / "loop.toml")
+
+
+def test_a_reference_rule_run_starts_from_the_all_rule_runs_verdicts(tmp_path: Path) -> None:
+    """A run that verifies with ``judges = "reference"`` and reuses a run verified with
+    ``"all"`` (same plans, same coder) starts from its verdicts; a source verified otherwise
+    (another coder) is not copied from."""
+    from trainer.jsonl_cache import JsonlCache
+    from trainer.stages.plans import seed_verdicts
+    from trainer.stages.stage import Stage
+
+    cfg = DistillConfig.load(_project(tmp_path / "a"))
+    old = dataclasses.replace(cfg, verify=dataclasses.replace(cfg.verify, judges="all"))
+    source = Stage(cfg.out_dir, "verify", stage_fingerprint(old, "verify"))
+    rows = {"verified.jsonl": {"key": "p#0#d", "id": "p", "passed": True},
+            "references.jsonl": {"key": "q#reference#d", "id": "q", "passed": False},
+            "val_plans.jsonl": {"key": "v", "plan": "1. Return x."}}
+    for name, row in rows.items():
+        JsonlCache(source.dir / name).add(row)
+    source.finish({})
+    new = dataclasses.replace(cfg, out_dir=tmp_path / "new", reuse_from=cfg.out_dir)
+    target = Stage(new.out_dir, "verify", stage_fingerprint(new, "verify"))
+    assert seed_verdicts(new, target) == str(source.dir)
+    for name, row in rows.items():
+        assert list(JsonlCache(target.dir / name)) == [row]
+    assert seed_verdicts(new, target) == str(source.dir)  # again: nothing added twice
+    assert len(list(JsonlCache(target.dir / "verified.jsonl"))) == 1
+    other = dataclasses.replace(new, out_dir=tmp_path / "other",
+                                verify=dataclasses.replace(new.verify, coder="teacher"))
+    assert seed_verdicts(other, Stage(other.out_dir, "verify", "x")) is None
 
 
 BLOCKER = """

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 from tests.claim_holder import hold
+from tests.mined_fixtures import REAL_TEST, Answers, typecase_problem
 from trainer.data import Problem
 from trainer.heldout import MODES, evaluate_heldout
 from trainer.jsonl_cache import Claims, JsonlCache
-from trainer.plans import reference_key
+from trainer.references import reference_key
 from trainer.stages.evaluation import heldout_rows_name
 
 PROBLEMS = [Problem("toy/double", 'def double(x):\n    """Twice x."""\n',
@@ -79,29 +80,7 @@ def test_a_problem_whose_own_solution_fails_is_left_out(tmp_path: Path) -> None:
 def test_only_the_tests_the_solution_passes_judge_the_answers(tmp_path: Path) -> None:
     """A mined problem with a type-checker case beside its real test (pydash's pattern): the
     reference fails the type case, so the real test alone judges; a wrong answer still fails."""
-    root = tmp_path / "proj"
-    (root / "pkg").mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / "pkg" / "__init__.py").write_text("")
-    source = 'def triple(x):\n    """Three times x."""\n    return 3 * x\n'
-    (root / "pkg" / "mod.py").write_text(source)
-    (root / "tests" / "test_mod.py").write_text(
-        "from pkg.mod import triple\n\n\ndef test_triple():\n    assert triple(2) == 6\n\n\n"
-        "def test_mypy_triple():\n    reveal_type(triple(2))  # noqa: F821\n")
-    tests = [{"id": f"tests/test_mod.py::{n}", "kind": "pytest", "file": "tests/test_mod.py",
-              "name": n} for n in ("test_triple", "test_mypy_triple")]
-    problem = Problem("pkg/mod.py::triple", 'def triple(x):\n    """Three times x."""\n',
-                      "def triple(x):\n    return 3 * x\n", (), "mined",
-                      {"root": str(root), "file": "pkg/mod.py", "qualname": "triple",
-                       "tests": tests})
-
-    class Answers:
-        def __init__(self, body: str) -> None:
-            self.body = body
-
-        def chat(self, messages, params) -> str:
-            return f"```python\ndef triple(x):\n    return {self.body}\n```"
-
+    problem = typecase_problem(tmp_path)
     refs = tmp_path / "references.jsonl"
     right = evaluate_heldout({"base": Answers("x + x + x")}, [problem],
                              {"base": tmp_path / "right.jsonl"}, "auto", 30.0, 64, log=False,
@@ -113,7 +92,7 @@ def test_only_the_tests_the_solution_passes_judge_the_answers(tmp_path: Path) ->
     assert right["base"]["broken"] == 0 and right["base"]["judged_by_some_tests"] == 1
     assert wrong["base"]["direct"] == {"pass@1": 0.0, "solved": 0, "n": 1}
     [row] = JsonlCache(refs)
-    assert row["judges"] == ["tests/test_mod.py::test_triple"] and row["tests"] == 2
+    assert row["judges"] == [REAL_TEST] and row["tests"] == 2
 
 
 def test_a_reference_row_from_before_judges_is_checked_again(tmp_path: Path) -> None:

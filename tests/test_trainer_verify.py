@@ -9,10 +9,13 @@ from pathlib import Path
 from server.engine.types import SamplingParams
 from server.errors import PlancodeError
 from server.testing.types import RunResult, TestVerdict
+from tests.mined_fixtures import Answers, typecase_problem
+from trainer.checker import Checker as RealChecker
 from trainer.data import Problem
 from trainer.jsonl_cache import JsonlCache
 from trainer.plan_tidy import tidy
-from trainer.plans import plan_key, reference_key, verify_plans
+from trainer.plans import plan_key, verify_plans
+from trainer.references import reference_key
 
 
 class Coder:
@@ -105,3 +108,47 @@ def test_a_problem_whose_own_solution_fails_is_reported_and_never_decoded_again(
                          Strict(), progress=False, references=JsonlCache(refs.path))
     assert coder.prompts == [] and again.broken_problems == ["p1", "p2"]
     assert again.from_cache == 1
+
+
+def test_plans_are_judged_by_the_tests_the_solution_passes(tmp_path: Path) -> None:
+    """Rule "reference": a problem whose solution fails a type-checker case is verified by
+    its real test (a wrong answer still fails); rule "all" calls it broken, as the first run
+    did. Real sandbox, real tests."""
+    p = typecase_problem(tmp_path)
+    plans = JsonlCache(tmp_path / "plans.jsonl")
+    plans.add({"key": plan_key(p, 0), "id": p.id, "k": 0, "plan": "1. Return 3 * x."})
+
+    def verify(body: str, rule: str, name: str):
+        refs = JsonlCache(tmp_path / f"refs-{rule}.jsonl")
+        out = JsonlCache(tmp_path / f"{name}.jsonl")
+        with RealChecker("auto", 30.0) as checker:
+            return verify_plans(Answers(body), [p], 1, SamplingParams(), plans, out, checker,
+                                progress=False, references=refs, rule=rule), out
+
+    right, out = verify("x + x + x", "reference", "right")
+    assert (right.plans, right.passed, right.partly_judged) == (1, 1, 1)
+    assert [v["id"] for v in next(iter(out))["verdicts"]] == ["tests/test_mod.py::test_triple"]
+    wrong, _ = verify("x + x", "reference", "wrong")
+    assert (wrong.plans, wrong.passed, wrong.broken_problems) == (1, 0, [])
+    strict, out = verify("x + x + x", "all", "strict")
+    assert (strict.plans, strict.broken_problems, list(out)) == (0, [p.id], [])
+
+
+def test_an_old_failed_reference_row_is_run_again_and_an_old_passed_one_trusted(
+        tmp_path: Path) -> None:
+    """Reference rows from before judges were recorded: one that failed (most failed on
+    sandbox defects fixed since) is run again; one that passed had every test pass."""
+    old_pass, old_fail = problem(0), problem(1)
+    plans = JsonlCache(tmp_path / "plans.jsonl")
+    refs = JsonlCache(tmp_path / "refs.jsonl")
+    for p, passed in ((old_pass, True), (old_fail, False)):
+        plans.add({"key": plan_key(p, 0), "id": p.id, "k": 0, "plan": "1. Return x."})
+        refs.add({"key": reference_key(p), "id": p.id, "passed": passed, "tests": 1,
+                  "isolation": "bwrap"})
+    checker = Checker()
+    report = verify_plans(Coder(), [old_pass, old_fail], 1, SamplingParams(), plans,
+                          JsonlCache(tmp_path / "verified.jsonl"), checker, progress=False,
+                          references=refs)
+    assert (report.plans, report.passed, report.broken_problems) == (2, 2, [])
+    assert checker.references == 1, "only the old failed row was run again"
+    assert JsonlCache(refs.path).get(reference_key(old_fail))["judges"] == ["t"]

@@ -72,8 +72,8 @@ def cases_of(problem: Problem) -> list[TestCase]:
 
 
 def judged_by(problem: Problem, judges: list[str]) -> Problem:
-    """``problem`` with only the tests named in ``judges`` (ids as :meth:`Checker.judges`
-    gives them)."""
+    """``problem`` with only the tests named in ``judges`` (test ids, as a run's verdicts
+    name them)."""
     keep = set(judges)
     if "root" in problem.meta:
         tests = [t for t in problem.meta.get("tests", []) if t.get("id") in keep]
@@ -105,17 +105,6 @@ class Checker:
             source = (root / rel).read_text(encoding="utf-8")
             self._targets[key] = source, target_function(source, qualname)
         return self._targets[key]
-
-    def judges(self, problem: Problem) -> list[str]:
-        """Ids of ``problem``'s tests that its own solution passes here: the tests that can
-        tell a right answer from a wrong one. A test the solution fails or skips in this
-        sandbox (a type-checker case run as a plain test, an optional dependency missing)
-        judges nothing. Empty when the problem cannot be run at all."""
-        try:
-            run = self.check(problem, problem.solution)
-        except PlancodeError:
-            return []
-        return [v.id for v in run.verdicts if v.outcome == "passed"]
 
     def has_tests(self, problem: Problem) -> bool:
         return bool(problem.tests or problem.meta.get("tests"))

@@ -40,8 +40,8 @@ without them. The stages import their section from here, never the reverse.
 Each section lists its *speed knobs* (``SPEED_KNOBS``): settings that change how fast a stage
 runs but not what it writes (GPU layers, threads, checkpoint frequency, sandbox isolation...).
 Stage fingerprints leave them out, so turning one never discards hours of cached work. A
-setting added after runs were made lists its default in ``ADDED``: left at that default it is
-left out of the fingerprint too, so those runs' finished stages stay valid.
+setting added after runs were made lists in ``ADDED`` the value those runs had in effect: left
+at that value it is left out of the fingerprint too, so their finished stages stay valid.
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ class TeacherConfig:
 
 
 VERIFY_CODERS = ("student", "teacher")
+JUDGE_RULES = ("all", "reference")  # trainer.references says what each means
 
 
 @dataclass
@@ -146,14 +147,20 @@ class VerifyConfig:
     isolation: str = "auto"
     timeout: float = 10.0
     tidy_plans: bool = True  # trainer.plan_tidy: working steps only, one sentence each
+    judges: str = "reference"  # which tests judge the code (trainer.references.JUDGE_RULES):
+    #                            "reference" = those the problem's own solution passes
 
     batch: int = 1  # plans turned into code together, one llama.cpp batch per step
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation", "batch")
+    ADDED: ClassVar[dict[str, object]] = {"judges": "all"}  # the rule before the choice
 
     def validate(self) -> None:
         if self.coder not in VERIFY_CODERS:
             raise PlancodeError(f"verify.coder = {self.coder!r} is not one of {VERIFY_CODERS}",
                                 "'student' verifies plans by the model being trained")
+        if self.judges not in JUDGE_RULES:
+            raise PlancodeError(f"verify.judges = {self.judges!r} is not one of {JUDGE_RULES}",
+                                "'reference' judges by the tests the problem's solution passes")
 
     def code_params(self) -> SamplingParams:
         return SamplingParams(max_tokens=self.code_max_tokens, temperature=0.0)

@@ -4,8 +4,9 @@ Each problem is answered greedily in two modes with the server's own prompts —
 (code from the problem) and ``plan`` (a plan, then code from it) — and the answer is spliced
 into its real file and judged by the codebase's own tests in the sandbox (``trainer.checker``),
 as plan verification judges training plans. Only the tests the problem's own solution passes
-there judge the answers: pydash ships pytest-mypy-testing cases (``reveal_type`` checks for a
-type checker) beside its real tests, and they fail as plain tests whatever the code. A problem
+there judge the answers (``trainer.references``, rule "reference"): pydash ships
+pytest-mypy-testing cases (``reveal_type`` checks for a type checker) beside its real tests,
+and they fail as plain tests whatever the code. A problem
 whose solution passes none of its tests (a *broken* problem) can be solved by no model, so it
 is left out, as verification leaves it out. Rows are cached per model label, so an
 interrupted evaluation resumes.
@@ -29,10 +30,10 @@ from server.prompts import (
     prefilled,
 )
 from server.prompts import plan_messages as plan_prompt
-from trainer.checker import Checker, cases_of, judged_by
+from trainer.checker import Checker
 from trainer.data import Problem
 from trainer.jsonl_cache import Claims, JsonlCache, shared_work
-from trainer.plans import reference_key
+from trainer.references import judged, known_broken, partly_judged, reference_key, reference_row
 from trainer.teacher import ChatModel
 
 MODES = ("direct", "plan")
@@ -76,11 +77,12 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
             cache = JsonlCache(caches[label])
             for p in shared_work(usable, lambda p: p.id, partial(_needed, cache, refs),
                                  Claims(cache.path), poll):
-                judged = p if refs is None else judged_by(p, _judges(checker, p, refs))
-                if not checker.has_tests(judged):
+                scored = p if refs is None else judged(p, reference_row(checker, p, refs),
+                                                        "reference")
+                if scored is None or not checker.has_tests(scored):
                     continue
                 for mode in _needed(cache, refs, p):
-                    row = _answer_row(model, checker, judged, mode, max_tokens, prefill)
+                    row = _answer_row(model, checker, scored, mode, max_tokens, prefill)
                     cache.add(row)
                     if log:
                         print(f"[heldout {label}] {row['key']}: "
@@ -96,29 +98,8 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
             if refs is not None:
                 summary[label]["broken"] = len(usable) - len(scored)
                 summary[label]["judged_by_some_tests"] = sum(
-                    _partly_judged(refs.get(reference_key(p))) for p in usable)
+                    partly_judged(refs.get(reference_key(p))) for p in usable)
     return summary
-
-
-def _judges(checker: Checker, p: Problem, refs: JsonlCache) -> list[str]:
-    """The tests that judge answers to ``p`` (:meth:`Checker.judges`), cached in ``refs``.
-    A row from before this rule (no ``judges``) that said "passed" had every test pass; one
-    that said "failed" is checked again."""
-    key = reference_key(p)
-    row = refs.get(key)
-    if row is not None and "judges" in row:
-        return list(row["judges"])
-    if row is not None and row.get("passed"):
-        return [t.id for t in cases_of(p)]
-    ids = checker.judges(p)
-    refs.add({"key": key, "id": p.id, "passed": bool(ids), "judges": ids,
-              "tests": len(cases_of(p))})
-    return ids
-
-
-def _partly_judged(row: dict | None) -> bool:
-    """A problem scored by some of its tests only (the reference failed or skipped others)."""
-    return bool(row and row.get("judges") and len(row["judges"]) < row.get("tests", 0))
 
 
 def broken_problems(references: Path) -> set[str]:
@@ -126,19 +107,13 @@ def broken_problems(references: Path) -> set[str]:
     file written by :func:`evaluate_heldout` (scored by no model)."""
     if not references.exists():
         return set()
-    return {r["id"] for r in JsonlCache(references) if _failed(r)}
+    return {r["id"] for r in JsonlCache(references) if known_broken(r, "reference")}
 
 
 def _broken(refs: JsonlCache | None, p: Problem) -> bool:
     """Whether ``p``'s reference is known to fail its own tests (as far as ``refs`` has
     read)."""
-    return refs is not None and _failed(refs.get(reference_key(p)))
-
-
-def _failed(row: dict | None) -> bool:
-    """A reference verdict row that says no test can judge the problem (no row, or a row
-    from before :func:`_judges`: not known yet)."""
-    return row is not None and "judges" in row and not row["judges"]
+    return refs is not None and known_broken(refs.get(reference_key(p)), "reference")
 
 
 def _needed(cache: JsonlCache, refs: JsonlCache | None, p: Problem) -> list[str]:

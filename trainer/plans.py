@@ -8,14 +8,14 @@ Stage 3: each plan is turned back into code from the plan alone — by the *stud
 (the model being trained; the teacher on request), with the same code-from-plan prompt the
 server uses — and that code runs against the problem's tests in the sandbox. Only plans whose
 code passes become training data: a plan that does not lead the student to working code
-teaches it nothing it can use. Results go to ``verified.jsonl``.
+teaches it nothing it can use. Which tests judge is decided by the problem's own solution
+first (``trainer.references``). Results go to ``verified.jsonl``.
 
 Both stages skip work already on disk, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,21 +29,21 @@ from server.prompts import backward_plan_messages, code_from_plan_messages, pars
 from trainer.checker import Checker
 from trainer.data import Problem
 from trainer.jsonl_cache import JsonlCache
+from trainer.references import judged as judged_problem
+from trainer.references import (
+    known_broken,
+    partly_judged,
+    problem_digest,
+    reference_key,
+    reference_row,
+    settled,
+)
 from trainer.teacher import ChatModel, TeacherConfig
-
-
-def _digest(problem: Problem) -> str:
-    return hashlib.sha256(f"{problem.problem}\0{problem.solution}".encode()).hexdigest()[:12]
 
 
 def plan_key(problem: Problem, k: int) -> str:
     """Cache key: changes when the problem's text or solution does, so edits are re-planned."""
-    return f"{problem.id}#{k}#{_digest(problem)}"
-
-
-def reference_key(problem: Problem) -> str:
-    """Cache key of the verdict on a problem's own solution (changes with the problem)."""
-    return f"{problem.id}#reference#{_digest(problem)}"
+    return f"{problem.id}#{k}#{problem_digest(problem)}"
 
 
 def _context(problem: Problem) -> str:
@@ -108,7 +108,8 @@ class VerifyReport:
     passed: int = 0
     failed: int = 0
     from_cache: int = 0
-    broken_problems: list[str] = field(default_factory=list)  # reference fails its own tests
+    broken_problems: list[str] = field(default_factory=list)  # no test can judge (references)
+    partly_judged: int = 0  # problems judged by the tests their solution passes, not all
     untested_problems: list[str] = field(default_factory=list)
     problems_with_a_plan: int = 0
     tests_run: int = 0
@@ -146,48 +147,26 @@ def _check_code(checker: Checker, report: VerifyReport, problem: Problem, key: s
     return _verdict_row(key, problem, row, code, run, error)
 
 
-def reference_passes(checker: Checker, problem: Problem, references: JsonlCache | None,
-                     report: VerifyReport | None = None) -> bool:
-    """Whether the problem's own solution passes its tests (cached in ``references``): a
-    problem whose tests fail its reference can verify or score nothing."""
-    report = report if report is not None else VerifyReport()
-    key = reference_key(problem)
-    if references is not None and key in references:
-        return bool((references.get(key) or {}).get("passed"))
-    try:
-        ref = checker.check(problem, problem.solution)
-    except PlancodeError as exc:  # the problem itself cannot be run: broken, not fatal
-        row = {"key": key, "id": problem.id, "passed": False, "tests": 0, "isolation": "",
-               "error": exc.message}
-    else:
-        report.tests_run += len(ref.verdicts)
-        report.isolation = ref.isolation
-        row = {"key": key, "id": problem.id, "passed": ref.all_passed,
-               "tests": len(ref.verdicts), "isolation": ref.isolation}
-    if references is not None:
-        references.add(row)
-    return row["passed"]
-
-
 def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_problem: int,
                  params: SamplingParams, plans: JsonlCache, out: JsonlCache, checker: Checker,
                  progress: bool = True, batch: int = 1,
                  tidy: Callable[[str], str] | None = None,
-                 references: JsonlCache | None = None) -> VerifyReport:
+                 references: JsonlCache | None = None, rule: str = "reference") -> VerifyReport:
     """Have ``coder`` turn every cached plan into code (greedy, ``params``) and keep a verdict
     per plan in ``out``. The coder is the student by default: a plan is kept only when the
     model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
     has ``chat_many``, that many plans are turned into code together, and their tests run on
     a worker thread while the next group decodes. ``tidy`` rewrites each plan first
     (``trainer.plan_tidy``): what is verified is what is trained on. Each problem's own
-    solution is run before its first plan's code (tests that fail it verify nothing);
-    ``references`` keeps those verdicts, so a resumed run does not re-run them."""
+    solution is run before its first plan's code, and ``rule`` (``trainer.references``)
+    says which of its tests then judge the code; ``references`` keeps those verdicts, so a
+    resumed run does not re-run them."""
     report = VerifyReport()
     start = time.perf_counter()
     problems = list(problems)
     pending = _to_verify(problems, plans_per_problem, plans, out, checker, report, tidy,
-                         references)
-    judge = _Judge(checker, report, out, references)
+                         references, rule)
+    judge = _Judge(checker, report, out, references, rule)
     many = getattr(coder, "chat_many", None)
     group = batch if many is not None else 1
     with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-tests") as tests,
@@ -209,6 +188,9 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
             judged.result()
     ids = {p.id for p in problems}
     report.problems_with_a_plan = len({r["id"] for r in out if r["passed"] and r["id"] in ids})
+    if references is not None and rule == "reference":
+        report.partly_judged = sum(partly_judged(references.get(reference_key(p)))
+                                   for p in problems)
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
@@ -216,7 +198,7 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
 def _to_verify(problems: list[Problem], plans_per_problem: int, plans: JsonlCache,
                out: JsonlCache, checker: Checker, report: VerifyReport,
                tidy: Callable[[str], str] | None,
-               references: JsonlCache | None) -> list[tuple[Problem, str, dict]]:
+               references: JsonlCache | None, rule: str) -> list[tuple[Problem, str, dict]]:
     """(problem, key, plan row) of every plan still to verify; verdicts already in ``out``
     are counted into ``report``, and problems known to be broken are left out."""
     pending: list[tuple[Problem, str, dict]] = []
@@ -240,7 +222,7 @@ def _to_verify(problems: list[Problem], plans_per_problem: int, plans: JsonlCach
                 report.failed += not done.get("passed", False)
                 continue
             known = references.get(reference_key(problem)) if references is not None else None
-            if known is not None and not known.get("passed"):
+            if known_broken(known, rule):
                 if problem.id not in report.broken_problems:
                     report.broken_problems.append(problem.id)
                 continue
@@ -252,21 +234,31 @@ class _Judge:
     """Runs the tests of a group of plans' code (on the verify stage's test thread)."""
 
     def __init__(self, checker: Checker, report: VerifyReport, out: JsonlCache,
-                 references: JsonlCache | None) -> None:
+                 references: JsonlCache | None, rule: str) -> None:
         self.checker, self.report, self.out, self.references = checker, report, out, references
-        self.reference_ok: dict[str, bool] = {}
+        self.rule = rule
+        self.judged: dict[str, Problem | None] = {}  # each problem with the tests that judge
+
+    def _judged(self, problem: Problem) -> Problem | None:
+        if problem.id not in self.judged:  # tests failing the reference verify nothing
+            ran = self.references is None or not settled(
+                self.references.get(reference_key(problem)))
+            row = reference_row(self.checker, problem, self.references)
+            if ran and "error" not in row:
+                self.report.tests_run += row["tests"]
+                self.report.isolation = row["isolation"]
+            self.judged[problem.id] = judged_problem(problem, row, self.rule)
+            if self.judged[problem.id] is None:
+                self.report.broken_problems.append(problem.id)
+        return self.judged[problem.id]
 
     def group(self, part: list[tuple[Problem, str, dict]], replies: list[str]) -> None:
         report = self.report
         for (problem, key, row), reply in zip(part, replies, strict=True):
-            if problem.id not in self.reference_ok:  # tests failing the reference verify nothing
-                ok = reference_passes(self.checker, problem, self.references, report)
-                self.reference_ok[problem.id] = ok
-                if not ok and problem.id not in report.broken_problems:
-                    report.broken_problems.append(problem.id)
-            if not self.reference_ok[problem.id]:
+            judged = self._judged(problem)
+            if judged is None:
                 continue
-            verdict = _check_code(self.checker, report, problem, key, row, parse_code(reply))
+            verdict = _check_code(self.checker, report, judged, key, row, parse_code(reply))
             self.out.add(verdict)
             report.plans += 1
             report.passed += verdict["passed"]

@@ -30,7 +30,8 @@ from server.prompts import code_from_plan_messages, parse_code
 from trainer.checker import Checker
 from trainer.config import DistillConfig
 from trainer.jsonl_cache import JsonlCache
-from trainer.plans import plan_key, reference_passes
+from trainer.plans import plan_key
+from trainer.references import judged, reference_row
 from trainer.stages.chat import LazyChat, Teacher, coder_for
 from trainer.stages.data import problems_of
 from trainer.stages.plans import tidy_of
@@ -96,17 +97,19 @@ def compare(cfg: DistillConfig, n: int, log: bool = True) -> dict:
                             "set it in the config (the teacher is the other coder)")
     sample = sample_plans(cfg, n, teacher)
     tidy = tidy_of(cfg) or (lambda plan: plan)  # the plan as the verify stage judges it
-    reference_ok: dict[str, bool] = {}
+    judged_as: dict[str, object] = {}  # each problem with the tests that judge (or None)
     references = JsonlCache(cfg.out_dir / "verify" / "references.jsonl")
     verdicts = JsonlCache(cfg.out_dir / "verify" / "verified.jsonl")
     with Checker(cfg.verify.isolation, cfg.verify.timeout) as checker:
         for problem, row in sample:
             if row["key"] in cache or not checker.has_tests(problem):
                 continue
-            if problem.id not in reference_ok:  # the verify stage's cached verdicts
-                reference_ok[problem.id] = reference_passes(checker, problem, references)
-            if not reference_ok[problem.id]:
+            if problem.id not in judged_as:  # the verify stage's cached verdicts
+                judged_as[problem.id] = judged(
+                    problem, reference_row(checker, problem, references), cfg.verify.judges)
+            if judged_as[problem.id] is None:
                 continue
+            problem = judged_as[problem.id]
             plan = tidy(row["plan"])
             if not plan:
                 continue

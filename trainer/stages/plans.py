@@ -4,13 +4,15 @@ export read back from them."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from trainer import plan_tidy
 from trainer.config import DistillConfig
 from trainer.data import Problem
 from trainer.jsonl_cache import JsonlCache
 from trainer.stages.chat import LazyChat, coder_for
 from trainer.stages.data import problems_of
-from trainer.stages.stage import model_identity, open_stage
+from trainer.stages.stage import Stage, model_identity, open_stage, stage_fingerprint
 
 
 def stage_plans(cfg: DistillConfig, teacher: LazyChat, progress: bool,
@@ -40,6 +42,7 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
     stage, done = open_stage(cfg, "verify")
     if done is not None:
         return done
+    seeded = seed_verdicts(cfg, stage)
     train, val = problems_of(cfg)
     plans = JsonlCache(cfg.out_dir / "plans" / "plans.jsonl")
     out = JsonlCache(stage.dir / "verified.jsonl")
@@ -48,10 +51,37 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
         report = verify_plans(coder, train, cfg.teacher.plans_per_problem,
                               cfg.verify.code_params(), plans, out, checker, progress,
                               batch=cfg.verify.batch, tidy=tidy_of(cfg),
-                              references=JsonlCache(stage.dir / "references.jsonl"))
+                              references=JsonlCache(stage.dir / "references.jsonl"),
+                              rule=cfg.verify.judges)
     write_val_plans(cfg, teacher, val)
     return stage.finish({**report.to_json(), "coder": cfg.verify.coder,
-                         "coder_model": model_identity(cfg.coder_model)})
+                         "coder_model": model_identity(cfg.coder_model),
+                         "judges": cfg.verify.judges, "seeded_from": seeded})
+
+
+SEEDED = ("verified.jsonl", "references.jsonl", "val_plans.jsonl")
+
+
+def seed_verdicts(cfg: DistillConfig, stage: Stage) -> str | None:
+    """Start a ``judges = "reference"`` verification from the verdicts of ``reuse_from``'s
+    verify stage when that stage finished the same plans with the same coder under the
+    ``"all"`` rule: every problem it verified had its solution pass every test, so its
+    verdicts stand under the new rule too, and only the problems it found broken are run
+    again (their reference first). Returns the stage copied from, or None."""
+    if cfg.reuse_from is None or cfg.verify.judges != "reference":
+        return None
+    source = cfg.reuse_from / "verify"
+    before = dataclasses.replace(cfg, verify=dataclasses.replace(cfg.verify, judges="all"))
+    stamp = source / "fingerprint.txt"
+    if not (source / "done.json").exists() or not stamp.exists() or \
+            stamp.read_text() != stage_fingerprint(before, "verify"):
+        return None
+    for name in SEEDED:
+        target = JsonlCache(stage.dir / name)
+        for row in JsonlCache(source / name):
+            if row["key"] not in target:
+                target.add(row)
+    return str(source)
 
 
 def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
