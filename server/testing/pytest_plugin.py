@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import dataclasses
 import doctest
 import functools
 import hashlib
@@ -136,7 +137,7 @@ _allowed: set[int] | None = None  # ids of the plugins registered when the sessi
 _seen: dict[tuple[str, str], str] = {}  # (nodeid, when) -> outcome seen in makereport
 _current = [""]
 _suspicious: dict[str, str] = {}
-_subtests: dict[str, list] = {}  # nodeid -> [failed, skipped, first failure's message]
+_subtests: dict[str, _SubtestCounts] = {}  # nodeid -> what its subtests did so far
 _tampered = [False]
 # per requested test file: the classes and (class, method)s the user decorated with unittest's
 # unconditional @skip, read from the source before any test or candidate code is imported.
@@ -558,6 +559,15 @@ def _skip_by_mark(item: pytest.Item) -> bool:
         return False
 
 
+@dataclasses.dataclass
+class _SubtestCounts:
+    """What a test's ``subTest`` blocks did: only failures and skips are counted."""
+
+    failed: int = 0
+    skipped: int = 0
+    first_failure: str = ""  # the first failing block's message
+
+
 def _is_subtest(report: Any) -> bool:
     """A report of one ``subTest``/``subtests.test`` block (pytest 9's ``SubtestReport``,
     the pytest-subtests plugin's ``SubTestReport``), logged before its test's own call."""
@@ -569,12 +579,12 @@ def _fold_subtest(report: Any) -> None:
     """Count a subtest's failure or skip against its test; a subtest only ever makes its test
     worse (its "passed" is not reported at all)."""
     _seen.pop((report.nodeid, report.when), None)
-    counts = _subtests.setdefault(report.nodeid, [0, 0, ""])
+    counts = _subtests.setdefault(report.nodeid, _SubtestCounts())
     if report.failed:
-        counts[0] += 1
-        counts[2] = counts[2] or report_message(report)
+        counts.failed += 1
+        counts.first_failure = counts.first_failure or report_message(report)
     elif report.skipped:
-        counts[1] += 1
+        counts.skipped += 1
 
 
 def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
@@ -582,8 +592,9 @@ def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
     if _is_subtest(report):
         _fold_subtest(report)
         return
-    failed, skipped, first = (_subtests.pop(report.nodeid, [0, 0, ""])
-                              if report.when == "call" else (0, 0, ""))
+    subtests = (_subtests.pop(report.nodeid, _SubtestCounts()) if report.when == "call"
+                else _SubtestCounts())
+    failed, skipped = subtests.failed, subtests.skipped
     seen = _seen.pop((report.nodeid, report.when), None)
     # pytest itself turns a passed test with failed subtests into a failure
     failed_by_subtests = failed and (seen, report.outcome) == ("passed", "failed")
@@ -597,7 +608,8 @@ def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
     wasxfail = getattr(report, "wasxfail", None) is not None
     skip_by_mark = bool(getattr(report, "plancode_skip_by_mark", False))
     if failed and (outcome != "failed" or failed_by_subtests):
-        outcome, message, wasxfail = "failed", f"{failed} failed subtest(s): {first}", False
+        outcome, message, wasxfail = ("failed", f"{failed} failed subtest(s): "
+                                      f"{subtests.first_failure}", False)
     elif skipped and outcome == "passed":  # a skip raised inside a subtest is no pass
         outcome, message, skip_by_mark = "skipped", f"{skipped} subtest(s) skipped", False
     _emit({"event": "report", "nodeid": report.nodeid, "when": report.when,
