@@ -134,3 +134,21 @@ def test_a_problem_another_process_is_answering_is_not_answered_twice(tmp_path: 
     assert [r["task_id"] for r in rows] == ["HumanEval/2", "HumanEval/3"]
     assert all(r["direct"]["passed"] for r in rows)
     assert not list(claims.dir.iterdir())  # nothing left claimed
+
+
+def test_evaluated_models_take_the_thread_count_and_keep_their_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two evaluations side by side on 2 cores must each run 1 llama.cpp thread (4 spinning
+    threads on 2 cores ran 20-60x slower): ``eval.n_threads``, else PLANCODE_N_THREADS. The
+    thread count is a speed knob: the rows file, and so the cached answers, stay the same."""
+    from trainer.config import EvalConfig
+    from trainer.evaluate import eval_settings
+
+    monkeypatch.delenv("PLANCODE_N_THREADS", raising=False)
+    default = eval_settings("m.gguf", EvalConfig())
+    monkeypatch.setenv("PLANCODE_N_THREADS", "1")
+    from_env = eval_settings("m.gguf", EvalConfig())
+    own = eval_settings("m.gguf", EvalConfig(n_threads=3))
+    assert (default.n_threads, from_env.n_threads, own.n_threads) == (0, 1, 3)
+    names = {humaneval.rows_file(tmp_path, "m.gguf", None, s) for s in (default, from_env, own)}
+    assert len(names) == 1

@@ -278,13 +278,23 @@ class EvalConfig:
     # ``prefill_code``, on by default there too)
     prefill_code: bool = True
     n_gpu_layers: int = 0
+    # llama.cpp threads per evaluated model; 0 = PLANCODE_N_THREADS, else every core. Two
+    # evaluations side by side on 2 cores must each take 1: llama.cpp's threads spin at their
+    # barriers, and 4 of them on 2 cores ran 20-60x slower (418 s for an 88-token answer)
+    n_threads: int = 0
     tasks: list[int] = field(default_factory=list)
     # where the per-(problem, mode) rows are cached; runs that point at the same folder share
     # a model's rows (a distillation and its ablation evaluate the base once). "" = the
     # evaluation's own output folder
     rows_dir: str = ""
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "rows_dir")
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "n_threads", "rows_dir")
+
+    def threads(self) -> int:
+        """The thread count evaluated models run with (0: llama.cpp's default, every core)."""
+        from server.config import Settings
+
+        return self.n_threads or Settings.from_env().n_threads
 
 
 EVAL_COMPARE = ("adapter", "requantized")
@@ -306,7 +316,7 @@ class EvalSection(EvalConfig):
     heldout: bool = True  # also the held-out mined problems
     docs: str = ""  # where the table and plot go (default: the run's eval/ folder)
 
-    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "docs", "rows_dir")
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "n_threads", "docs", "rows_dir")
 
     def validate(self) -> None:
         if self.compare not in EVAL_COMPARE:

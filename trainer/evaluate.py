@@ -55,6 +55,7 @@ def eval_settings(model: str, cfg: EvalConfig) -> Settings:
                                   "repair_rounds": cfg.repair_rounds,
                                   "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
                                   "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
+                                  "n_threads": cfg.threads(),
                                   "prefill_code": cfg.prefill_code})
 
 

@@ -81,7 +81,8 @@ def evaluate_heldout_models(cfg: DistillConfig,
 
     def chat(spec: tuple[str, Path | None]) -> LazyChat:
         return LazyChat(lambda: EngineChat(load_engine(
-            Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers), adapter=spec[1])))
+            Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers, n_threads=e.threads()),
+            adapter=spec[1])))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
     return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
