@@ -67,7 +67,8 @@ def seed_verdicts(cfg: DistillConfig, stage: Stage) -> str | None:
     verify stage when that stage finished the same plans with the same coder under the
     ``"all"`` rule: every problem it verified had its solution pass every test, so its
     verdicts stand under the new rule too, and only the problems it found broken are run
-    again (their reference first). Returns the stage copied from, or None."""
+    again (their reference first). Returns the stage copied from (run folder name/verify),
+    or None."""
     if cfg.reuse_from is None or cfg.verify.judges != "reference":
         return None
     source = cfg.reuse_from / "verify"
@@ -81,7 +82,7 @@ def seed_verdicts(cfg: DistillConfig, stage: Stage) -> str | None:
         for row in JsonlCache(source / name):
             if row["key"] not in target:
                 target.add(row)
-    return str(source)
+    return f"{cfg.reuse_from.name}/verify"
 
 
 def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
