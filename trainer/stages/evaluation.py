@@ -72,17 +72,16 @@ def evaluate_heldout_models(cfg: DistillConfig,
     """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems,
     with the eval section's settings; rows cached per model (:func:`heldout_rows_file`), so
     the eval stage and ``python -m benchmarks.heldout`` share and split them."""
-    from server.config import Settings
     from server.engine.factory import load_engine
+    from trainer.evaluate import eval_settings
     from trainer.heldout import evaluate_heldout
     from trainer.teacher import EngineChat
 
     e = cfg.eval
 
     def chat(spec: tuple[str, Path | None]) -> LazyChat:
-        return LazyChat(lambda: EngineChat(load_engine(
-            Settings(model=spec[0], n_gpu_layers=e.n_gpu_layers, n_threads=e.threads()),
-            adapter=spec[1])))
+        return LazyChat(lambda: EngineChat(load_engine(eval_settings(spec[0], e),
+                                                       adapter=spec[1])))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
     return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
