@@ -1,6 +1,7 @@
 """pass@1 of a distillation's base and student on its held-out mined problems, alone.
 
     python -m benchmarks.heldout --config configs/distill-real.toml [--models base distilled]
+                                 [--modes direct plan select]
 
 The eval stage runs HumanEval first and the held-out set after it; this runs only the
 held-out part, with the same settings and the same rows files (one per model and data
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
+from trainer.heldout import ALL_MODES
 from trainer.stages.data import heldout_of
 from trainer.stages.evaluation import eval_models, evaluate_heldout_models
 
@@ -26,10 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, required=True, help="the distillation's TOML")
     ap.add_argument("--models", nargs="+", choices=("base", "distilled"),
                     default=["base", "distilled"], help="which models, in this order")
+    ap.add_argument("--modes", nargs="+", choices=ALL_MODES,
+                    help="default: the config's eval modes that apply (select: the whole "
+                         "pipeline, trainer.heldout_pipeline)")
     ap.add_argument("--quiet", action="store_true", help="no line per answer")
     args = ap.parse_args(argv)
     try:
-        summary = _evaluate(args.config, args.models, not args.quiet)
+        summary = _evaluate(args.config, args.models, not args.quiet,
+                            tuple(args.modes) if args.modes else None)
     except PlancodeError as e:
         print(f"plancode: {e}", file=sys.stderr)
         return 1
@@ -37,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _evaluate(config: Path, labels: list[str], log: bool) -> dict[str, dict]:
+def _evaluate(config: Path, labels: list[str], log: bool,
+              modes: tuple[str, ...] | None) -> dict[str, dict]:
     cfg = DistillConfig.load(config)
     for stage in ("data", "export"):
         if not (cfg.out_dir / stage / "done.json").exists():
@@ -47,7 +54,7 @@ def _evaluate(config: Path, labels: list[str], log: bool) -> dict[str, dict]:
         raise PlancodeError(f"{config}: the run has no held-out problems",
                             "set data.heldout_fraction above 0 (a new data stage)")
     every = eval_models(cfg)
-    return evaluate_heldout_models(cfg, {k: every[k] for k in labels}, log)
+    return evaluate_heldout_models(cfg, {k: every[k] for k in labels}, log, modes)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,12 @@ class Checker:
         files = {SOLUTION: splice(problem.problem, info, code).text, TEST_FILE: test_module}
         return self._sandbox(self._empty).run_tests(files, cases)
 
+    def check_file(self, problem: Problem, text: str) -> RunResult:
+        """Run a mined ``problem``'s tests with its file replaced by ``text`` (a whole file
+        with the candidate in it, as the pipeline writes it, imports it added included)."""
+        root = Path(problem.meta["root"])
+        return self._sandbox(root).run_tests({problem.meta["file"]: text}, cases_of(problem))
+
     def close(self) -> None:
         for box in self._boxes.values():
             box.close()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.engine.types import SamplingParams
 from server.errors import PlancodeError
@@ -32,11 +34,17 @@ from server.prompts import (
 from server.prompts import plan_messages as plan_prompt
 from trainer.checker import Checker
 from trainer.data import Problem
+from trainer.heldout_pipeline import Workspaces, pipeline_row
 from trainer.jsonl_cache import Claims, JsonlCache, shared_work
 from trainer.references import judged, known_broken, partly_judged, reference_key, reference_row
 from trainer.teacher import ChatModel
 
-MODES = ("direct", "plan")
+if TYPE_CHECKING:
+    from server.pipeline.run import Pipeline
+
+MODES = ("direct", "plan")  # one greedy answer each
+PIPELINE = "select"  # plancode's whole pipeline (trainer.heldout_pipeline)
+ALL_MODES = (*MODES, PIPELINE)
 
 
 def answer(model: ChatModel, problem: Problem, mode: str, max_tokens: int,
@@ -62,44 +70,62 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
                      caches: dict[str, Path], isolation: str = "auto", timeout: float = 30.0,
                      max_tokens: int = 512, log: bool = True,
                      prefill: bool = False, poll: float = 5.0,
-                     references: Path | None = None) -> dict[str, dict]:
+                     references: Path | None = None, modes: tuple[str, ...] = MODES,
+                     pipelines: dict[str, Callable[[], Pipeline]] | None = None
+                     ) -> dict[str, dict]:
     """Per model label and mode: {"pass@1", "solved", "n"} over ``problems`` with tests whose
     reference passes them (checked once, cached in ``references``; without it every problem
     with tests counts). ``caches`` names each label's rows file (a file named for the model
     rather than the label lets two runs share a model's rows); processes sharing a rows file
     split its problems (:func:`trainer.jsonl_cache.shared_work`), so a second ``--stage eval``
     halves the time."""
+    if PIPELINE in modes and set(models) - set(pipelines or {}):
+        raise PlancodeError(f"mode {PIPELINE!r} needs a pipeline for every model",
+                            "pass pipelines= (label -> a function returning its Pipeline)")
     summary: dict[str, dict] = {}
     refs = JsonlCache(references) if references is not None else None
-    with Checker(isolation, timeout) as checker:
+    with Checker(isolation, timeout) as checker, Workspaces() as workspaces:
         usable = [p for p in problems if checker.has_tests(p)]
         for label, model in models.items():
             cache = JsonlCache(caches[label])
-            for p in shared_work(usable, lambda p: p.id, partial(_needed, cache, refs),
-                                 Claims(cache.path), poll):
+            needed = partial(_needed, cache, refs, modes)
+
+            def answer_row(p: Problem, mode: str, model: ChatModel = model,
+                           label: str = label) -> dict:
+                if mode == PIPELINE:
+                    return pipeline_row(pipelines[label](), checker, workspaces, p)
+                return _answer_row(model, checker, p, mode, max_tokens, prefill)
+
+            for p in shared_work(usable, lambda p: p.id, needed, Claims(cache.path), poll):
                 scored = p if refs is None else judged(p, reference_row(checker, p, refs),
                                                         "reference")
                 if scored is None or not checker.has_tests(scored):
                     continue
-                for mode in _needed(cache, refs, p):
-                    row = _answer_row(model, checker, scored, mode, max_tokens, prefill)
+                for mode in needed(p):
+                    row = answer_row(scored, mode)
                     cache.add(row)
                     if log:
                         print(f"[heldout {label}] {row['key']}: "
                               f"{'PASS' if row['passed'] else 'fail'}", file=sys.stderr,
                               flush=True)
-            cache.refresh()
-            if refs is not None:
-                refs.refresh()
-            scored = {p.id for p in usable if not _broken(refs, p)}
-            rows = [r for r in cache if r["id"] in scored]
-            summary[label] = {mode: _score([r for r in rows if r["mode"] == mode])
-                              for mode in MODES}
-            if refs is not None:
-                summary[label]["broken"] = len(usable) - len(scored)
-                summary[label]["judged_by_some_tests"] = sum(
-                    partly_judged(refs.get(reference_key(p))) for p in usable)
+            summary[label] = _summary(cache, refs, usable, modes)
     return summary
+
+
+def _summary(cache: JsonlCache, refs: JsonlCache | None, usable: list[Problem],
+             modes: tuple[str, ...]) -> dict:
+    """pass@1 per mode over the problems that are not broken, and how many are."""
+    cache.refresh()
+    if refs is not None:
+        refs.refresh()
+    scored = {p.id for p in usable if not _broken(refs, p)}
+    rows = [r for r in cache if r["id"] in scored]
+    out: dict = {mode: _score([r for r in rows if r["mode"] == mode]) for mode in modes}
+    if refs is not None:
+        out["broken"] = len(usable) - len(scored)
+        out["judged_by_some_tests"] = sum(partly_judged(refs.get(reference_key(p)))
+                                          for p in usable)
+    return out
 
 
 def broken_problems(references: Path) -> set[str]:
@@ -116,7 +142,8 @@ def _broken(refs: JsonlCache | None, p: Problem) -> bool:
     return refs is not None and known_broken(refs.get(reference_key(p)), "reference")
 
 
-def _needed(cache: JsonlCache, refs: JsonlCache | None, p: Problem) -> list[str]:
+def _needed(cache: JsonlCache, refs: JsonlCache | None, modes: tuple[str, ...],
+            p: Problem) -> list[str]:
     """The modes of ``p`` not in ``cache`` (re-read: another process may have added them);
     none for a broken problem."""
     if refs is not None:
@@ -124,7 +151,7 @@ def _needed(cache: JsonlCache, refs: JsonlCache | None, p: Problem) -> list[str]
     if _broken(refs, p):
         return []
     cache.refresh()
-    return [m for m in MODES if f"{p.id}#{m}" not in cache]
+    return [m for m in modes if f"{p.id}#{m}" not in cache]
 
 
 def _answer_row(model: ChatModel, checker: Checker, p: Problem, mode: str, max_tokens: int,

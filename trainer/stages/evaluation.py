@@ -5,7 +5,10 @@ same harness; and the held-out cache files ``benchmarks.heldout`` and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.errors import PlancodeError
 from trainer.config import DistillConfig
@@ -18,6 +21,9 @@ from trainer.stages.stage import (
     open_stage,
     stage_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from server.pipeline.run import Pipeline
 
 
 def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
@@ -68,25 +74,34 @@ def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Pat
 
 def evaluate_heldout_models(cfg: DistillConfig,
                             models: dict[str, tuple[str, Path | None]],
-                            progress: bool = True) -> dict[str, dict]:
+                            progress: bool = True,
+                            modes: tuple[str, ...] | None = None) -> dict[str, dict]:
     """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems,
-    with the eval section's settings; rows cached per model (:func:`heldout_rows_file`), so
-    the eval stage and ``python -m benchmarks.heldout`` share and split them."""
+    in ``modes`` (default: the eval section's modes that apply there, of ``direct``, ``plan``
+    and ``select``) and with the section's settings; rows cached per model
+    (:func:`heldout_rows_file`), so the eval stage and ``python -m benchmarks.heldout`` share
+    and split them."""
     from server.engine.factory import load_engine
+    from server.pipeline.run import Pipeline
     from trainer.evaluate import eval_settings
-    from trainer.heldout import evaluate_heldout
+    from trainer.heldout import ALL_MODES, evaluate_heldout
     from trainer.teacher import EngineChat
 
     e = cfg.eval
+    chats = {k: LazyChat(lambda spec=spec: EngineChat(load_engine(eval_settings(spec[0], e),
+                                                                  adapter=spec[1])))
+             for k, spec in models.items()}
 
-    def chat(spec: tuple[str, Path | None]) -> LazyChat:
-        return LazyChat(lambda: EngineChat(load_engine(eval_settings(spec[0], e),
-                                                       adapter=spec[1])))
+    def pipeline(label: str) -> Callable[[], Pipeline]:
+        return cache(lambda: Pipeline(chats[label].model.engine,
+                                      eval_settings(models[label][0], e)))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
-    return evaluate_heldout({k: chat(v) for k, v in models.items()}, heldout_of(cfg), caches,
-                            cfg.verify.isolation, cfg.verify.timeout, e.max_tokens, progress,
-                            e.prefill_code, references=heldout_references_file(cfg))
+    return evaluate_heldout(chats, heldout_of(cfg), caches, cfg.verify.isolation,
+                            cfg.verify.timeout, e.max_tokens, progress, e.prefill_code,
+                            references=heldout_references_file(cfg),
+                            modes=modes or tuple(m for m in ALL_MODES if m in e.modes),
+                            pipelines={k: pipeline(k) for k in models})
 
 
 def heldout_references_file(cfg: DistillConfig) -> Path:

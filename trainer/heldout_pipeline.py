@@ -1,0 +1,107 @@
+"""plancode's whole pipeline (``select``) on a held-out mined problem, as a user meets one.
+
+The user's file holds the function's signature and docstring and no body, in a copy of its
+codebase without the tests: the package's tests are the hidden judges, as HumanEval's hidden
+tests are, while the function's own docstring examples stay visible, as HumanEval's do. The
+pipeline gets what the server would get in that file (the docstring's examples as the user's
+tests, or tests it writes itself where there are none; candidates, repairs, selection), and
+the file it chooses is judged by the package's own tests (:class:`trainer.checker.Checker`),
+like the ``direct`` and ``plan`` answers of :mod:`trainer.heldout`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+from server.pipeline.run import Pipeline
+from server.testing.index import pytest_options
+from trainer.checker import Checker, target_function
+from trainer.data import Problem
+from trainer.mine import is_test_file
+
+# never copied into the user's workspace: version control, caches, built files
+_JUNK = {".git", ".hg", ".tox", ".nox", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache",
+         "build", "dist", "docs", "doc"}
+
+
+def stubbed(source: str, qualname: str) -> tuple[str, int]:
+    """``source`` with ``qualname``'s body replaced by ``...`` (signature and docstring kept),
+    and the 0-based line of that ``...``: the file as a user asks plancode to fill it in."""
+    info = target_function(source, qualname)
+    head = source[:info.body_start]
+    return head + info.body_indent + "..." + info.newline + source[info.body_end:], \
+        head.count("\n")
+
+
+def _hidden(root: Path, patterns: list[str], folder: str, names: list[str]) -> set[str]:
+    """The entries of ``folder`` (under ``root``) a user's copy leaves out: junk and tests."""
+    rel = Path(folder).relative_to(root)
+
+    def hidden(name: str) -> bool:
+        if name in _JUNK:
+            return True
+        if name in {"tests", "test"}:
+            return (root / rel / name).is_dir()
+        return (name.endswith(".py") and name != "conftest.py"
+                and is_test_file((rel / name).as_posix(), patterns))
+
+    return {name for name in names if hidden(name)}
+
+
+class Workspaces:
+    """One copy per codebase without its tests (``tests``/``test`` folders, ``test_*.py`` and
+    the other files pytest collects; ``conftest.py`` outside them stays, as doctests may need
+    it), made on first use and removed on close."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="plancode-heldout-ws-"))
+        self._copies: dict[Path, Path] = {}
+
+    def of(self, root: Path) -> Path:
+        root = Path(root)
+        if root not in self._copies:
+            patterns = pytest_options(root)["python_files"]
+            dest = self._dir / root.name
+
+            shutil.copytree(root, dest, ignore=partial(_hidden, root, patterns), symlinks=True)
+            self._copies[root] = dest
+        return self._copies[root]
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Workspaces:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pipeline_row(pipeline: Pipeline, checker: Checker, workspaces: Workspaces,
+                 problem: Problem) -> dict:
+    """The pipeline's answer to a mined ``problem`` and the package tests' verdict on it (the
+    row :mod:`trainer.heldout` caches for mode ``select``)."""
+    root, rel = Path(problem.meta["root"]), problem.meta["file"]
+    original = (root / rel).read_text(encoding="utf-8")
+    text, line = stubbed(original, problem.meta["qualname"])
+    ws = workspaces.of(root)
+    (ws / rel).write_text(text, encoding="utf-8")  # no copy of the solution stays readable
+    start = time.perf_counter()
+    result = pipeline.run(ws / rel, line, source=text, root=ws)
+    seconds = time.perf_counter() - start
+    chosen = result.chosen
+    passed = False
+    if chosen is not None and chosen.spliced_text is not None:
+        passed = checker.check_file(problem, chosen.spliced_text).all_passed
+    return {"key": f"{problem.id}#select", "id": problem.id, "mode": "select",
+            "passed": passed, "code": chosen.function_code if chosen else "",
+            "seconds": round(seconds, 2), "candidates": len(result.candidates),
+            "strategy": chosen.strategy if chosen else None,
+            "tests_source": result.tests_source, "user_tests": len(result.tests),
+            "passed_user_tests": bool(chosen and chosen.all_passed),
+            "settings": {"candidates": pipeline.settings.candidates,
+                         "repair_rounds": pipeline.settings.repair_rounds}}
