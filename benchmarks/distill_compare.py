@@ -26,7 +26,7 @@ from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import DistillConfig
 from trainer.evaluate import eval_settings
-from trainer.heldout import broken_problems
+from trainer.heldout import ALL_MODES, broken_problems
 from trainer.jsonl_cache import JsonlCache
 from trainer.plots import eval_bars
 from trainer.stages.evaluation import (
@@ -166,7 +166,7 @@ def main() -> int:
         return 1
     refs = {p["task_id"]: humaneval.reference_body(p) for p in humaneval.problems(0, 164)}
     he = compare(models, "humaneval", list(humaneval.MODES), refs)
-    held = compare(models, "heldout", ["direct", "plan"])
+    held = compare(models, "heldout", list(ALL_MODES))
     image = args.out.parent / "distill-compare.png"
     lines = [
         TITLE, "",
