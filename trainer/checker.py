@@ -119,8 +119,7 @@ class Checker:
             root = Path(problem.meta["root"])
             rel = problem.meta["file"]
             source, info = self._target(root, rel, problem.meta["qualname"])
-            files = {rel: splice(source, info, code).text}
-            return self._sandbox(root).run_tests(files, cases_of(problem))
+            return self.check_file(problem, splice(source, info, code).text)
         info = target_function(problem.problem)
         test_module, cases = standalone_tests(problem)
         files = {SOLUTION: splice(problem.problem, info, code).text, TEST_FILE: test_module}
