@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.claim_holder import hold
 from tests.mined_fixtures import REAL_TEST, Answers, typecase_problem
 from trainer.data import Problem
-from trainer.heldout import MODES, evaluate_heldout
+from trainer.heldout import MODES, evaluate_heldout, written_body
 from trainer.jsonl_cache import Claims, JsonlCache
 from trainer.references import reference_key
 from trainer.stages.evaluation import heldout_rows_name
@@ -167,3 +167,16 @@ def test_the_heldout_runner_names_an_unfinished_stage(tmp_path: Path, capsys) ->
     assert main(["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "data stage has not finished" in err and "--stage data" in err
+
+
+def test_codebleu_compares_the_body_a_held_out_answer_wrote() -> None:
+    """The answer's body below its docstring, found by the problem's name whether the model
+    wrote a decorated function, a method in its class or imports first; '' when it wrote
+    some other function."""
+    method = ('import os\n\nclass Box:\n    @staticmethod\n    def size(x):\n'
+              '        """How big."""\n        n = len(x)\n        return n\n')
+    assert written_body(method, "pkg/box.py::Box.size") == "n = len(x)\nreturn n\n"
+    decorated = '@cache\ndef size(x):\n    return 1\n'
+    assert written_body(decorated, "pkg/box.py::size") == "return 1\n"
+    assert written_body("def other(x):\n    return 2\n", "pkg/box.py::size") == ""
+    assert written_body("def size(:\n", "pkg/box.py::size") == ""

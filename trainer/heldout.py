@@ -15,12 +15,14 @@ interrupted evaluation resumes.
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.analysis.functions import functions
 from server.engine.types import SamplingParams
 from server.errors import PlancodeError
 from server.prompts import (
@@ -152,6 +154,15 @@ def _needed(cache: JsonlCache, refs: JsonlCache | None, modes: tuple[str, ...],
         return []
     cache.refresh()
     return [m for m in modes if f"{p.id}#{m}" not in cache]
+
+
+def written_body(code: str, problem_id: str) -> str:
+    """The body (below its docstring, dedented) of the problem's function in ``code``: a
+    row's answer or the problem's own solution; '' when ``code`` has no such function. What
+    CodeBLEU compares, as HumanEval's rows carry their entry point's body."""
+    name = problem_id.rpartition("::")[2].rpartition(".")[2]
+    info = next((f for f in functions(code) if f.name == name), None)
+    return textwrap.dedent(code[info.body_start:info.body_end]) if info else ""
 
 
 def _answer_row(model: ChatModel, checker: Checker, p: Problem, mode: str, max_tokens: int,
