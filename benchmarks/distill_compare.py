@@ -133,22 +133,19 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def table(title: str, tally: dict[str, dict[str, dict]], codebleu: bool) -> list[str]:
-    head = "| mode | model | solved | pass@1 | won / lost vs base |"
-    rule = "|---|---|---:|---:|---:|"
-    if codebleu:
-        head += " syntax match | data-flow match |"
-        rule += "---:|---:|"
+def table(title: str, tally: dict[str, dict[str, dict]]) -> list[str]:
     if not tally:
         return [title, "", "(no rows yet)", ""]
-    lines = [title, "", head + " median s |", rule + "---:|"]
+    lines = [title, "",
+             "| mode | model | solved | pass@1 | won / lost vs base | syntax match "
+             "| data-flow match | median s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for mode, per_model in tally.items():
         for label, e in per_model.items():
             vs = f"{e['won']} / {e['lost']}" if "won" in e else "-"
-            line = (f"| {mode} | {label} | {e['solved']}/{e['n']} | {e['pass@1']:.1%} | {vs} |")
-            if codebleu:
-                line += f" {_fmt(e.get('syntax_match'))} | {_fmt(e.get('dataflow_match'))} |"
-            lines.append(line + f" {e['median_seconds']:.1f} |")
+            lines.append(f"| {mode} | {label} | {e['solved']}/{e['n']} | {e['pass@1']:.1%} | "
+                         f"{vs} | {_fmt(e.get('syntax_match'))} | "
+                         f"{_fmt(e.get('dataflow_match'))} | {e['median_seconds']:.1f} |")
     return lines + [""]
 
 
@@ -189,9 +186,9 @@ def main() -> int:
         "solution (HumanEval's, or the function's own in its package). Median seconds are "
         "only comparable between rows made under the same load "
         "(the runs shared 2 cores with other jobs).", "",
-        *table("HumanEval:", he, codebleu=True),
+        *table("HumanEval:", he),
         *table("Held-out mined problems (never planned or trained on), judged by their "
-               "packages' own tests:", held, codebleu=True),
+               "packages' own tests:", held),
     ]
     if he or held:
         lines += [f"![pass@1 and CodeBLEU by model and mode]({plot(he, held, image).name})",

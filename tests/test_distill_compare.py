@@ -28,7 +28,7 @@ def test_students_are_compared_on_the_problems_every_model_answered() -> None:
     s = tally["plan"]["student"]
     assert (s["solved"], s["won"], s["lost"]) == (2, 1, 1)
     assert s["syntax_match"] == 1.0  # same body as the reference
-    text = "\n".join(table("HumanEval:", tally, codebleu=True))
+    text = "\n".join(table("HumanEval:", tally))
     assert "| plan | student | 2/3 | 66.7% | 1 / 1 |" in text
 
 
