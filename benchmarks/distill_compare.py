@@ -25,6 +25,7 @@ from benchmarks.docs_section import write_section
 from trainer import humaneval
 from trainer.codebleu import corpus_scores
 from trainer.config import DistillConfig
+from trainer.decontam import function_name
 from trainer.evaluate import eval_settings
 from trainer.heldout import ALL_MODES, broken_problems, written_body
 from trainer.jsonl_cache import JsonlCache
@@ -63,9 +64,10 @@ def _by_mode(path: Path, problem_key: str) -> Rows:
     return out
 
 
-def _with_bodies(rows: Rows) -> Rows:
-    """Held-out rows with the body each answer wrote (HumanEval's rows carry theirs)."""
-    return {mode: {p: {**r, "body": written_body(r.get("code") or "", p)}
+def _with_bodies(rows: Rows, names: dict[str, str]) -> Rows:
+    """Held-out rows with the body each answer wrote (HumanEval's rows carry theirs);
+    ``names``: each problem's function name."""
+    return {mode: {p: {**r, "body": written_body(r.get("code") or "", names[p])}
                    for p, r in by_id.items()}
             for mode, by_id in rows.items()}
 
@@ -88,7 +90,7 @@ def models_of(configs: list[Path]) -> list[Model]:
             broken = broken_problems(heldout_references_file(cfg))
             held = {mode: {p: r for p, r in rows.items() if p not in broken}
                     for mode, rows in held.items()}
-            models.append(Model(label, _by_mode(he, "task_id"), _with_bodies(held)))
+            models.append(Model(label, _by_mode(he, "task_id"), held))
     return models
 
 
@@ -172,7 +174,11 @@ def main() -> int:
     refs = {p["task_id"]: humaneval.reference_body(p) for p in humaneval.problems(0, 164)}
     he = compare(models, "humaneval", list(humaneval.MODES), refs)
     first = DistillConfig.load(next(c for c in args.config if c.exists()))
-    held_refs = {p.id: written_body(p.solution, p.id) for p in heldout_of(first)}
+    held_problems = heldout_of(first)
+    names = {p.id: function_name(p) for p in held_problems}
+    held_refs = {p.id: written_body(p.solution, names[p.id]) for p in held_problems}
+    for m in models:
+        m.heldout = _with_bodies(m.heldout, names)
     held = compare(models, "heldout", list(ALL_MODES), held_refs)
     image = args.out.parent / "distill-compare.png"
     lines = [

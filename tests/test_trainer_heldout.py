@@ -170,13 +170,13 @@ def test_the_heldout_runner_names_an_unfinished_stage(tmp_path: Path, capsys) ->
 
 
 def test_codebleu_compares_the_body_a_held_out_answer_wrote() -> None:
-    """The answer's body below its docstring, found by the problem's name whether the model
-    wrote a decorated function, a method in its class or imports first; '' when it wrote
-    some other function."""
+    """The answer's body below its docstring, found by the problem's function name whether
+    the model wrote a decorated function, a method in its class or imports first; '' when it
+    wrote some other function."""
     method = ('import os\n\nclass Box:\n    @staticmethod\n    def size(x):\n'
               '        """How big."""\n        n = len(x)\n        return n\n')
-    assert written_body(method, "pkg/box.py::Box.size") == "n = len(x)\nreturn n\n"
+    assert written_body(method, "size") == "n = len(x)\nreturn n\n"
     decorated = '@cache\ndef size(x):\n    return 1\n'
-    assert written_body(decorated, "pkg/box.py::size") == "return 1\n"
-    assert written_body("def other(x):\n    return 2\n", "pkg/box.py::size") == ""
-    assert written_body("def size(:\n", "pkg/box.py::size") == ""
+    assert written_body(decorated, "size") == "return 1\n"
+    assert written_body("def other(x):\n    return 2\n", "size") == ""
+    assert written_body("def size(:\n", "size") == ""

@@ -156,11 +156,11 @@ def _needed(cache: JsonlCache, refs: JsonlCache | None, modes: tuple[str, ...],
     return [m for m in modes if f"{p.id}#{m}" not in cache]
 
 
-def written_body(code: str, problem_id: str) -> str:
-    """The body (below its docstring, dedented) of the problem's function in ``code``: a
-    row's answer or the problem's own solution; '' when ``code`` has no such function. What
-    CodeBLEU compares, as HumanEval's rows carry their entry point's body."""
-    name = problem_id.rpartition("::")[2].rpartition(".")[2]
+def written_body(code: str, name: str) -> str:
+    """The body (below its docstring, dedented) of the function ``name`` in ``code`` (a
+    problem's :func:`trainer.decontam.function_name`): a row's answer or the problem's own
+    solution; '' when ``code`` has no such function. What CodeBLEU compares, as HumanEval's
+    rows carry their entry point's body."""
     info = next((f for f in functions(code) if f.name == name), None)
     return textwrap.dedent(code[info.body_start:info.body_end]) if info else ""
 
