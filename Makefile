@@ -18,7 +18,7 @@ $(BIN)/python:
 # Intel Xeon, llama.cpp PR #26954), into a wheel folder keyed by the flags, so a cached wheel
 # built with other flags is never reused; `llama` re-checks the key on every run (instant).
 llama: | $(BIN)/python
-	$(BIN)/python -m server.doctor.llama_build install --python $(BIN)/python
+	$(BIN)/python server/doctor/llama_build.py install --python $(BIN)/python
 
 $(STAMP): pyproject.toml | llama
 	$(BIN)/python -m pip install --quiet -e '.[dev,hf,train]'

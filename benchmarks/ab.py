@@ -2,7 +2,7 @@
 
 Every variant answers the same problems with the same engine, interleaved problem by problem
 (load falls on all alike), greedy, in the ``direct`` and ``plan`` modes of
-``trainer.humaneval``, each from a cold KV cache; the hidden tests score. The JSON of every row
+``plancode.trainer.humaneval``, each from a cold KV cache; the hidden tests score. The JSON of every row
 and the summary is rewritten after each problem, so an interrupted run keeps what it did.
 """
 
@@ -16,15 +16,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.pipeline import candidates as cands
-from trainer import humaneval
+from plancode.config import Settings
+from plancode.engine.factory import load_engine
+from plancode.pipeline import candidates as cands
+from plancode.trainer import humaneval
 
 REPO = Path(__file__).resolve().parent.parent
 MODES = {"direct": cands.DIRECT, "plan": cands.PLAN_GREEDY}
 
-# answer(engine, problem, strategy, max_tokens) -> a row of trainer.humaneval.single
+# answer(engine, problem, strategy, max_tokens) -> a row of plancode.trainer.humaneval.single
 Answer = Callable[[object, dict, str, int], dict]
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from server.models.store import ModelStore
-from trainer.gguf_adapter import base_layout, export_adapter, merge_adapter
-from trainer.gguf_export import quantize
+from plancode.models.store import ModelStore
+from plancode.trainer.gguf_adapter import base_layout, export_adapter, merge_adapter
+from plancode.trainer.gguf_export import quantize
 
 PROMPT = "Count from 1 to 400, separated by commas: 1, 2, 3,"
 TEXT = (Path(__file__).resolve().parent.parent / "server" / "models" / "store.py").read_text()

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_name
-from server import prompts
-from server.config import Settings
-from server.engine.batch import BatchDecoder
-from server.engine.factory import load_engine
-from server.engine.types import SamplingParams
-from trainer.decontam import load_humaneval
+from plancode import prompts
+from plancode.config import Settings
+from plancode.engine.batch import BatchDecoder
+from plancode.engine.factory import load_engine
+from plancode.engine.types import SamplingParams
+from plancode.trainer.decontam import load_humaneval
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@
 Every problem whose cached reference verdict (the verify stage's ``references.jsonl`` for the
 training split, the eval rows' ``heldout-references-*.jsonl`` for the held-out split) says
 "failed" is run again in today's sandbox: does its solution now pass all of its tests, some
-(the tests it passes can judge answers, :meth:`trainer.checker.Checker.judges`) or none?
+(the tests it passes can judge answers, :meth:`plancode.trainer.checker.Checker.judges`) or none?
 Counts by split and source, and the most common reasons a test still does not pass, go to
 stdout as JSON; nothing is written. It re-runs tests only (no model), a few seconds a problem.
 """
@@ -18,13 +18,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from server.errors import PlancodeError
-from trainer.checker import Checker
-from trainer.config import DistillConfig
-from trainer.data import Problem
-from trainer.jsonl_cache import JsonlCache
-from trainer.stages.data import heldout_of, problems_of
-from trainer.stages.evaluation import heldout_references_file
+from plancode.errors import PlancodeError
+from plancode.trainer.checker import Checker
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.data import Problem
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.stages.data import heldout_of, problems_of
+from plancode.trainer.stages.evaluation import heldout_references_file
 
 
 def main(argv: list[str] | None = None) -> int:

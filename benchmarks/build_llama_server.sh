@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
-VERSION="$(cd "$ROOT" && "$PY" -c 'from server.doctor.llama_build import LLAMA_VERSION; print(LLAMA_VERSION)')"
+VERSION="$(cd "$ROOT" && "$PY" -c 'from plancode.doctor.llama_build import LLAMA_VERSION; print(LLAMA_VERSION)')"
 OUT="${PLANCODE_LLAMA_SERVER_DIR:-$HOME/.cache/plancode/llama-server}/$VERSION"
 SRC_ARG="${1:-}"
 mkdir -p "$OUT"
@@ -35,7 +35,7 @@ LLAMA_SRC="$SRC_ARG/vendor/llama.cpp"
     exit 2
 }
 
-read -r -a FLAGS <<<"$(cd "$ROOT" && "$PY" -m server.doctor.llama_build cmake-args)"
+read -r -a FLAGS <<<"$(cd "$ROOT" && "$PY" -m plancode.doctor.llama_build cmake-args)"
 echo "llama.cpp source: $LLAMA_SRC" >&2
 echo "flags: ${FLAGS[*]}" >&2
 GEN=()

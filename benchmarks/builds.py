@@ -3,7 +3,7 @@
     python -m benchmarks.builds --build native=/path/to/native.whl \\
         [--models qwen2.5-coder-0.5b] [--rounds 3] [--runs 3] [--out docs/performance.md]
 
-The venv's own llama-cpp-python (plancode's AMX-free build, `server.doctor.llama_build`) is
+The venv's own llama-cpp-python (plancode's AMX-free build, `plancode.doctor.llama_build`) is
 the side called `plancode`; each `--build NAME=WHEEL` is unpacked into its own folder and put
 first on PYTHONPATH for its turns. Every round runs `python -m benchmarks.speed --json` once per
 build, in turn, so a busy machine slows them alike; the table gives the median of the rounds'
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.machine import cpu_name
-from server.doctor.llama_build import this_machine
+from plancode.doctor.llama_build import this_machine
 
 SECTION = "## llama.cpp builds"
 

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.docs_section import write_section
-from trainer import humaneval
-from trainer.codebleu import corpus_scores
-from trainer.config import DistillConfig
-from trainer.decontam import function_name
-from trainer.evaluate import eval_settings
-from trainer.heldout import ALL_MODES, broken_problems, written_body
-from trainer.jsonl_cache import JsonlCache
-from trainer.plots import eval_bars
-from trainer.stages.data import heldout_of
-from trainer.stages.evaluation import (
+from plancode.trainer import humaneval
+from plancode.trainer.codebleu import corpus_scores
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.decontam import function_name
+from plancode.trainer.evaluate import eval_settings
+from plancode.trainer.heldout import ALL_MODES, broken_problems, written_body
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.plots import eval_bars
+from plancode.trainer.stages.data import heldout_of
+from plancode.trainer.stages.evaluation import (
     eval_models,
     eval_rows_dir,
     heldout_references_file,

@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.heldout import ALL_MODES
-from trainer.stages.data import heldout_of
-from trainer.stages.evaluation import eval_models, evaluate_heldout_models
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.heldout import ALL_MODES
+from plancode.trainer.stages.data import heldout_of
+from plancode.trainer.stages.evaluation import eval_models, evaluate_heldout_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                     default=["base", "distilled"], help="which models, in this order")
     ap.add_argument("--modes", nargs="+", choices=ALL_MODES,
                     help="default: the config's eval modes that apply (select: the whole "
-                         "pipeline, trainer.heldout_pipeline)")
+                         "pipeline, plancode.trainer.heldout_pipeline)")
     ap.add_argument("--quiet", action="store_true", help="no line per answer")
     args = ap.parse_args(argv)
     try:

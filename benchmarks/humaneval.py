@@ -17,7 +17,7 @@ Modes, each on the same problems with the same engine, each from a cold KV cache
   A prompt with no parseable example gives the pipeline no user test at all.
 
 The hidden HumanEval tests only score; they are never shown to the pipeline. Every program runs
-in plancode's sandbox. The runner is ``trainer.humaneval``'s (the one ``plancode eval`` uses):
+in plancode's sandbox. The runner is ``plancode.trainer.humaneval``'s (the one ``plancode eval`` uses):
 each (problem, mode) row is appended to a file in ``--rows-dir`` named for the model and the
 settings that change its answers, as soon as it is scored, and rows already there are reused, so
 a long run can be stopped and resumed, and the distillation's evaluation of the same base model
@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 from benchmarks.docs_section import write_section
-from server.config import Settings
-from trainer import humaneval
-from trainer.humaneval import MODES
-from trainer.jsonl_cache import JsonlCache
+from plancode.config import Settings
+from plancode.trainer import humaneval
+from plancode.trainer.humaneval import MODES
+from plancode.trainer.jsonl_cache import JsonlCache
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## HumanEval (plan-then-code pipeline)"
@@ -87,13 +87,13 @@ def main() -> int:
     settings = settings_of(args)
     chosen = humaneval.problems(args.start, args.end, args.tasks)
     if args.summary:
-        from server.models.store import ModelStore
+        from plancode.models.store import ModelStore
 
         path = humaneval.rows_file(args.rows_dir.resolve(), ModelStore().resolve(args.model),
                                    None, settings)
     else:
-        from server.engine.factory import load_engine
-        from server.pipeline import Pipeline
+        from plancode.engine.factory import load_engine
+        from plancode.pipeline import Pipeline
 
         engine = load_engine(settings)
         path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)

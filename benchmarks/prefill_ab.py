@@ -16,7 +16,7 @@ import sys
 from functools import partial
 
 from benchmarks import ab
-from trainer import humaneval
+from plancode.trainer import humaneval
 
 
 def main() -> int:

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 
 from benchmarks import ab
-from server import prompts
-from trainer import humaneval
+from plancode import prompts
+from plancode.trainer import humaneval
 
 OLD = ("Reply with the complete function, including its signature, in one ```python code "
        "block.")

@@ -30,15 +30,15 @@ def old_package(root: Path) -> str:
     for name in FILES:
         text = subprocess.run(["git", "show", f"{BEFORE}:server/testing/{name}"],
                               capture_output=True, text=True, check=True).stdout
-        (pkg / name).write_text(text.replace("server.testing.", "oldsandbox.")
-                                .replace("from server.testing import", "from oldsandbox import"))
+        (pkg / name).write_text(text.replace("plancode.testing.", "oldsandbox.")
+                                .replace("from plancode.testing import", "from oldsandbox import"))
     sys.path.insert(0, str(root))
     return "oldsandbox"
 
 
 def main(rounds: int = 9) -> None:
-    from server.testing.sandbox import Sandbox as New
-    from server.testing.types import TestCase
+    from plancode.testing.sandbox import Sandbox as New
+    from plancode.testing.types import TestCase
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

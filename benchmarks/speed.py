@@ -21,10 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from benchmarks.machine import cpu_name
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import SamplingParams
-from server.models.catalog import CATALOG
-from server.models.store import ModelStore
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import SamplingParams
+from plancode.models.catalog import CATALOG
+from plancode.models.store import ModelStore
 
 CODE = (Path(__file__).resolve().parent.parent / "server" / "models" / "store.py").read_text()
 

@@ -16,7 +16,7 @@ type the same keystrokes, each in a pass of its own (a side's background work mu
 the time a real user leaves it); the passes run in turn, ``--rounds`` times, so background
 load on a shared machine falls on every side:
 
-* **server** -- ``python -m server.cli serve`` driven over stdio by a pygls LSP client:
+* **server** -- ``python -m plancode serve`` driven over stdio by a pygls LSP client:
   full-text ``didChange``, the pause, ``textDocument/inlineCompletion``, timed client-side;
   ``plancode/stats`` after each answer says what the server evaluated for it.
 * **llama-server** -- built from the llama.cpp source llama-cpp-python vendors
@@ -70,13 +70,13 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from benchmarks.machine import cpu_name
-from server.config import Settings
-from server.doctor.llama_build import LLAMA_VERSION
-from server.engine.kv_reuse import common_prefix
-from server.lsp.fim import FimRequest, SuggestionCache, build_request, stop_strings, trim
-from server.models.catalog import DEFAULT_MODEL
-from server.models.store import ModelStore
-from server.prompts import FimFormat, fim_format_for
+from plancode.config import Settings
+from plancode.doctor.llama_build import LLAMA_VERSION
+from plancode.engine.kv_reuse import common_prefix
+from plancode.lsp.fim import FimRequest, SuggestionCache, build_request, stop_strings, trim
+from plancode.models.catalog import DEFAULT_MODEL
+from plancode.models.store import ModelStore
+from plancode.prompts import FimFormat, fim_format_for
 
 ROOT = Path(__file__).resolve().parent.parent
 READY, FAILED = "plancode model: ready", "plancode model: error"
@@ -367,7 +367,7 @@ async def server_pass(scenario: Scenario, args: argparse.Namespace, workdir: Pat
     or the ``--before`` commit's); the samples and the final counters."""
     messages: list[str] = []
     client = make_client(messages)
-    await client.start_io(sys.executable, "-m", "server.cli", "serve", "--log-file",
+    await client.start_io(sys.executable, "-m", "plancode", "serve", "--log-file",
                           str(workdir / "serve.log"), env=server_env(args, overrides),
                           cwd=str(root))
     stderr = asyncio.create_task(drain(client._server.stderr if client._server else None))
@@ -441,7 +441,7 @@ def progress(side: str, i: int, total: int, samples: list[Sample]) -> None:
 def context_chunks(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The other files' text both the server (opened documents) and llama-server
     (``input_extra``) get: each opened file's first chunk, as the server's ring takes it."""
-    from server.lsp.context_ring import chunk_around, display_name
+    from plancode.lsp.context_ring import chunk_around, display_name
 
     return [(display_name((ROOT / f).as_uri()), chunk_around((ROOT / f).read_text(), 0))
             for f in args.context_files]
@@ -563,7 +563,7 @@ def llama_server_pass(scenario: Scenario, server: LlamaServer) -> list[Sample]:
         time.sleep(server.args.think)
     for i, key in enumerate(scenario.keystrokes):
         time.sleep(server.args.pause)
-        samples.append(server.complete(build_request(key.text, key.line, key.column), i))
+        samples.append(plancode.complete(build_request(key.text, key.line, key.column), i))
         progress("llama-server", i, len(scenario.keystrokes), samples)
     return samples
 

@@ -12,11 +12,11 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from server import __version__
-from server.config import Settings, describe
-from server.errors import PlancodeError
-from server.models.catalog import CATALOG, DEFAULT_MODEL
-from server.models.store import ModelStore
+from plancode import __version__
+from plancode.config import Settings, describe
+from plancode.errors import PlancodeError
+from plancode.models.catalog import CATALOG, DEFAULT_MODEL
+from plancode.models.store import ModelStore
 
 EXIT_USER_ERROR = 2
 
@@ -53,7 +53,7 @@ def _model_verify(args: argparse.Namespace) -> int:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from server.engine.llama_engine import LlamaEngine
+    from plancode.engine.llama_engine import LlamaEngine
 
     engine = LlamaEngine(ModelStore().resolve(args.name), n_ctx=512)
     info = engine.info
@@ -79,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "debug":  # pygls logs every message at INFO
         logging.getLogger("pygls").setLevel(logging.WARNING)
-    from server.lsp.server import create_server
+    from plancode.lsp.server import create_server
 
     server = create_server()
     if args.tcp:
@@ -109,8 +109,8 @@ def _protocol_stdout():
 def _doctor(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from server.doctor.checks import FAIL, run_checks
-    from server.doctor.report import as_json, line, summary
+    from plancode.doctor.checks import FAIL, run_checks
+    from plancode.doctor.report import as_json, line, summary
 
     overrides = {"model": args.model} if args.model else {}
     settings = Settings.from_mapping(overrides, Settings.from_env())
@@ -130,7 +130,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _complete(args: argparse.Namespace) -> int:
-    from server.complete import run_complete
+    from plancode.complete import run_complete
 
     overrides = {k: v for k, v in {
         "model": args.model,

@@ -9,11 +9,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from server.analysis.functions import find_function
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.errors import PlancodeError
-from server.pipeline import Pipeline, PipelineResult
+from plancode.analysis.functions import find_function
+from plancode.config import Settings
+from plancode.engine.factory import load_engine
+from plancode.errors import PlancodeError
+from plancode.pipeline import Pipeline, PipelineResult
 
 
 def parse_target(target: str) -> tuple[Path, int]:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.errors import PlancodeError
-from server.models.catalog import DEFAULT_MODEL
+from plancode.errors import PlancodeError
+from plancode.models.catalog import DEFAULT_MODEL
 
 
 def _setting(default: Any, doc: str, check: Callable[[Any], str] | None = None) -> Any:

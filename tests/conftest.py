@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.llama_engine import LlamaEngine
-from server.models.store import ModelStore
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.models.store import ModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -26,7 +26,7 @@ os.environ["PLANCODE_ESCALATE_MODEL"] = ""
 
 @pytest.fixture(autouse=True)
 def _no_auto_escalation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.pipeline import escalate
+    from plancode.pipeline import escalate
 
     monkeypatch.setattr(escalate, "auto_available", lambda: False)
 

@@ -9,7 +9,7 @@ the tests' token limits.
 
 from __future__ import annotations
 
-from server.prompts import Message
+from plancode.prompts import Message
 
 SYSTEM = ("You are a careful Python programmer. You plan before you code, and your code is "
           "correct, complete and uses only the standard library unless told otherwise.")

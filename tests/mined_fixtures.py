@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.data import Problem
+from plancode.trainer.data import Problem
 
 REAL_TEST = "tests/test_mod.py::test_triple"
 

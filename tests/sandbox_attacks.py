@@ -304,9 +304,9 @@ def leftovers(mark: str) -> list[str]:
 
 def run_all(mode: str, root: Path) -> list[dict]:
     """Every attack once, each in a fresh Sandbox; what a user would care about, per attack."""
-    from server.pipeline.result import Candidate
-    from server.testing.sandbox import Sandbox, run_checks
-    from server.testing.types import TestCase
+    from plancode.pipeline.result import Candidate
+    from plancode.testing.sandbox import Sandbox, run_checks
+    from plancode.testing.types import TestCase
 
     os.environ["PLANCODE_FAKE_API_KEY"] = SECRET  # the server's environment holds a key
     ws, outside = make_workspace(root)

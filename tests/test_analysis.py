@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from server.analysis.functions import find_function, functions
-from server.analysis.splice import SpliceError, splice
+from plancode.analysis.functions import find_function, functions
+from plancode.analysis.splice import SpliceError, splice
 
 SOURCE = '''import os
 from typing import Any

@@ -104,7 +104,7 @@ def test_complete_never_verifies_an_attack(attack: str, backend: str, tmp_path: 
     env = {**os.environ, "PLANCODE_BACKEND": "openai", "PLANCODE_REMOTE_URL": backend,
            "PLANCODE_MODEL": "scripted", "PLANCODE_CANDIDATES": "2",
            "PLANCODE_REPAIR_ROUNDS": "1", "PLANCODE_TEST_TIMEOUT": "8"}
-    proc = subprocess.run([sys.executable, "-m", "server.cli", "complete",
+    proc = subprocess.run([sys.executable, "-m", "plancode", "complete",
                            f"{ws / 'pkg' / 'mod.py'}:1", "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]

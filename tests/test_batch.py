@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from server.engine.batch import BatchDecoder
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import SamplingParams
-from server.errors import PlancodeError
-from server.prompts import parse_code
+from plancode.engine.batch import BatchDecoder
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import parse_code
 from tests.engine_prompts import code_messages
 
 PROBLEM = "def add(a, b):\n    '''Return the sum of a and b.'''\n"

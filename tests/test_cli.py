@@ -17,7 +17,7 @@ WORDS = EXAMPLES / "textstats" / "textstats" / "words.py"
 
 
 def plancode(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "plancode", *args], capture_output=True,
                           text=True, timeout=600, env={**os.environ, **(env or {})})
 
 

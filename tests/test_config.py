@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import Settings, describe
-from server.errors import PlancodeError
+from plancode.config import Settings, describe
+from plancode.errors import PlancodeError
 
 
 def test_defaults_are_valid() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from server.testing.discovery import WorkspaceIndex, discover, doctests_for, module_name
-from server.testing.types import TestCase
+from plancode.testing.discovery import WorkspaceIndex, discover, doctests_for, module_name
+from plancode.testing.types import TestCase
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTSTATS = REPO / "examples" / "textstats"

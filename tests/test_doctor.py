@@ -21,12 +21,12 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from server.doctor import llama_build
-from server.doctor.checks import CHECKS, Context, build_features, check_build
-from server.engine.probe import ProbeResult, ensure_runs, run_probe
-from server.errors import PlancodeError
+from plancode.doctor import llama_build
+from plancode.doctor.checks import CHECKS, Context, build_features, check_build
+from plancode.engine.probe import ProbeResult, ensure_runs, run_probe
+from plancode.errors import PlancodeError
 
-PLANCODE = [sys.executable, "-m", "server.cli"]
+PLANCODE = [sys.executable, "-m", "plancode"]
 AMX_XEON = ("fpu sse4_2 avx avx2 fma f16c bmi2 avx_vnni avx512f avx512cd avx512vl avx512dq "
             "avx512bw avx512vbmi avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16")
 ZEN3 = "fpu sse4_2 avx avx2 fma f16c bmi2"
@@ -225,7 +225,7 @@ def test_cmake_args_that_bring_amx_back_are_refused() -> None:
 def test_the_installed_build_matches_this_machines_plan() -> None:
     stamp = Path(sys.executable).absolute().parent.parent / ".llama-build"
     if not stamp.exists():
-        pytest.skip("llama-cpp-python was not installed by server.doctor.llama_build")
+        pytest.skip("llama-cpp-python was not installed by plancode.doctor.llama_build")
     assert stamp.read_text().strip() == llama_build.this_machine().key
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from server import prompts
-from server.engine.kv_reuse import common_prefix
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import CancelToken, SamplingParams
-from server.errors import PlancodeError
+from plancode import prompts
+from plancode.engine.kv_reuse import common_prefix
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import CancelToken, SamplingParams
+from plancode.errors import PlancodeError
 from tests.engine_prompts import code_messages
 
 PROBLEM = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'

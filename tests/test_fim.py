@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import CancelToken, Generation, SamplingParams
-from server.lsp.fim import (
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import CancelToken, Generation, SamplingParams
+from plancode.lsp.fim import (
     FimRequest,
     SuggestionCache,
     build_request,

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from server import prompts
-from server.config import Settings
-from server.engine.types import Generation, SamplingParams
-from server.errors import PlancodeError
-from server.pipeline import Pipeline
-from trainer.data import Problem
-from trainer.heldout import ALL_MODES, evaluate_heldout
-from trainer.heldout_pipeline import Workspaces, stubbed
-from trainer.jsonl_cache import JsonlCache
+from plancode import prompts
+from plancode.config import Settings
+from plancode.engine.types import Generation, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.pipeline import Pipeline
+from plancode.trainer.data import Problem
+from plancode.trainer.heldout import ALL_MODES, evaluate_heldout
+from plancode.trainer.heldout_pipeline import Workspaces, stubbed
+from plancode.trainer.jsonl_cache import JsonlCache
 
 SOLUTION = "    return 3 * x\n"
 MOD = ('"""Multiples."""\n\n\ndef triple(x):\n    """Three times x.\n\n    >>> triple(2)\n'

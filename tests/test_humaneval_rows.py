@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Settings
-from server.pipeline import Pipeline
+from plancode.config import Settings
+from plancode.pipeline import Pipeline
 from tests.claim_holder import hold
-from trainer import humaneval
-from trainer.jsonl_cache import Claims, JsonlCache
+from plancode.trainer import humaneval
+from plancode.trainer.jsonl_cache import Claims, JsonlCache
 
 
 def test_a_second_reader_sees_rows_appended_by_another_process(tmp_path: Path) -> None:
@@ -141,8 +141,8 @@ def test_evaluated_models_take_the_thread_count_and_keep_their_rows(
     """Two evaluations side by side on 2 cores must each run 1 llama.cpp thread (4 spinning
     threads on 2 cores ran 20-60x slower): ``eval.n_threads``, else PLANCODE_N_THREADS. The
     thread count is a speed knob: the rows file, and so the cached answers, stay the same."""
-    from trainer.config import EvalConfig
-    from trainer.evaluate import eval_settings
+    from plancode.trainer.config import EvalConfig
+    from plancode.trainer.evaluate import eval_settings
 
     monkeypatch.delenv("PLANCODE_N_THREADS", raising=False)
     default = eval_settings("m.gguf", EvalConfig())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.humaneval import first_example_test
+from plancode.trainer.humaneval import first_example_test
 
 
 def test_first_example_becomes_the_one_visible_test() -> None:

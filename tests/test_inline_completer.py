@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Settings
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import CancelToken, Generation
-from server.lsp.completer import InlineCompleter, accepted
-from server.lsp.context_ring import ContextRing, similarity
-from server.lsp.debounce import TypingRhythm
-from server.lsp.fim import SuggestionCache, _LineWatcher, build_request, complete_fim
+from plancode.config import Settings
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import CancelToken, Generation
+from plancode.lsp.completer import InlineCompleter, accepted
+from plancode.lsp.context_ring import ContextRing, similarity
+from plancode.lsp.debounce import TypingRhythm
+from plancode.lsp.fim import SuggestionCache, _LineWatcher, build_request, complete_fim
 
 LSP = Path(__file__).resolve().parent.parent / "server" / "lsp"
 BODY = "def total(xs):\n    "  # the cursor on the first line of a body: a block is wanted
@@ -352,7 +352,7 @@ def _lsp_modules() -> list[str]:
 
 @pytest.mark.parametrize("module", _lsp_modules())
 def test_each_lsp_module_imports_alone(module: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", f"import server.lsp.{module}"],
+    proc = subprocess.run([sys.executable, "-c", f"import plancode.lsp.{module}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -364,9 +364,9 @@ def test_the_lsp_modules_import_no_circle() -> None:
         deps = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module.startswith("server.lsp."):
-                    deps.add(node.module.removeprefix("server.lsp."))
-                elif node.module == "server.lsp":
+                if node.module.startswith("plancode.lsp."):
+                    deps.add(node.module.removeprefix("plancode.lsp."))
+                elif node.module == "plancode.lsp":
                     deps.update(a.name for a in node.names)
         graph[name] = deps
     assert not any("server" in deps for deps in graph.values()), \

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.engine.kv_reuse import Chunk, plan_reuse
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import SamplingParams
+from plancode.engine.kv_reuse import Chunk, plan_reuse
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import SamplingParams
 
 
 def test_identical_prompt_evaluates_only_its_last_token() -> None:
@@ -143,7 +143,7 @@ def test_settle_makes_the_moved_cells_exact(tiny_engine: LlamaEngine,
 
 
 def test_a_cancelled_settle_leaves_the_cache_usable(tiny_engine: LlamaEngine) -> None:
-    from server.engine.types import CancelToken
+    from plancode.engine.types import CancelToken
 
     before = tiny_engine.tokenize(CODE)
     after = tiny_engine.tokenize(CODE.replace(*EDITS[0]))
@@ -163,7 +163,7 @@ def test_default_model_keystrokes_on_a_line_evaluate_only_what_they_add(
     """Ghost text in a real file: the cursor line goes after the FIM middle token, so each
     keystroke on it appends to the prompt; it evaluates one token, and the greedy
     suggestion is a cold evaluation's."""
-    from server.lsp.fim import build_request, complete_fim
+    from plancode.lsp.fim import build_request, complete_fim
 
     source = Path(__file__).resolve().parent.parent / "server" / "analysis" / "splice.py"
     text = source.read_text()

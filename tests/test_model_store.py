@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import PlancodeError
-from server.models import assemble as assemble_mod
-from server.models.catalog import CATALOG, CatalogEntry, Part
-from server.models.store import ModelStore
+from plancode.errors import PlancodeError
+from plancode.models import assemble as assemble_mod
+from plancode.models.catalog import CATALOG, CatalogEntry, Part
+from plancode.models.store import ModelStore
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_bad_hf_spec_is_explained() -> None:
 
 
 def test_cli_verify_prints_ok_and_unknown_exits_2(tiny_model_path: Path) -> None:
-    cli = [sys.executable, "-m", "server.cli"]
+    cli = [sys.executable, "-m", "plancode"]
     ok = subprocess.run([*cli, "model", "verify", "smollm2-135m"], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("OK smollm2-135m")
     bad = subprocess.run([*cli, "model", "path", "nope"], capture_output=True, text=True)

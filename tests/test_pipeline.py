@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Settings
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import CancelToken
-from server.pipeline import Candidate, Pipeline
-from server.pipeline.candidates import schedule
-from server.pipeline.ranking import choose, codet_score
-from server.testing.types import RunResult, TestVerdict
+from plancode.config import Settings
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import CancelToken
+from plancode.pipeline import Candidate, Pipeline
+from plancode.pipeline.candidates import schedule
+from plancode.pipeline.ranking import choose, codet_score
+from plancode.testing.types import RunResult, TestVerdict
 
 
 def _run(*outcomes: str) -> RunResult:

@@ -3,10 +3,10 @@ docstring) and writes only the body; the candidate's code is that start plus wha
 
 from __future__ import annotations
 
-from server import prompts
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import Generation, SamplingParams
-from server.pipeline import candidates as cands
+from plancode import prompts
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import Generation, SamplingParams
+from plancode.pipeline import candidates as cands
 
 PROBLEM = (
     "from typing import List\n\n\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from server import prompts
-from server.engine.llama_engine import LlamaEngine
-from server.engine.types import SamplingParams
+from plancode import prompts
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.types import SamplingParams
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "replies.json").read_text())
 RECORDS = FIXTURES["records"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.testing.prose_examples import (
+from plancode.testing.prose_examples import (
     all_examples,
     docstring_tests,
     doctest_examples,

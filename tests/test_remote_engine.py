@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.engine.remote import OpenAIEngine, _Collector, fim_format_name
-from server.engine.types import CancelToken, SamplingParams
-from server.errors import PlancodeError
-from server.pipeline import Pipeline
-from server.prompts import FIM_FORMATS
+from plancode.config import Settings
+from plancode.engine.factory import load_engine
+from plancode.engine.remote import OpenAIEngine, _Collector, fim_format_name
+from plancode.engine.types import CancelToken, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.pipeline import Pipeline
+from plancode.prompts import FIM_FORMATS
 
 HI = [{"role": "user", "content": "Say hi to me in one short sentence."}]
 COUNT = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]

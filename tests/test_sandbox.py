@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.types import CancelToken
-from server.errors import PlancodeError
-from server.testing.sandbox import Sandbox
-from server.testing.types import RunResult, TestCase
+from plancode.engine.types import CancelToken
+from plancode.errors import PlancodeError
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import RunResult, TestCase
 
 MOD = '''\
 def add(a, b):

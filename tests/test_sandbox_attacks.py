@@ -45,7 +45,7 @@ def _user_python(tmp: Path) -> str | None:
     # a checkout under a 0700 folder (e.g. /root) is out of the unprivileged user's reach
     if not shutil.which("setpriv") or subprocess.run(
             ["setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups", python,
-             "-c", "import server.testing.sandbox, pytest"], cwd="/", capture_output=True,
+             "-c", "import plancode.testing.sandbox, pytest"], cwd="/", capture_output=True,
             check=False, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp)}).returncode != 0:
         return None
     return python

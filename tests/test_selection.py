@@ -10,14 +10,14 @@ import json
 import time
 from pathlib import Path
 
-from server import prompts
-from server.config import Settings
-from server.engine.types import CancelToken, Generation, SamplingParams
-from server.pipeline import Pipeline, selection
-from server.pipeline.candidates import schedule, widen
-from server.pipeline.probes import Behaviour
-from server.pipeline.result import Candidate
-from server.testing.types import TestCase
+from plancode import prompts
+from plancode.config import Settings
+from plancode.engine.types import CancelToken, Generation, SamplingParams
+from plancode.pipeline import Pipeline, selection
+from plancode.pipeline.candidates import schedule, widen
+from plancode.pipeline.probes import Behaviour
+from plancode.pipeline.result import Candidate
+from plancode.testing.types import TestCase
 
 MODULE = '''"""Orders."""
 
@@ -178,7 +178,7 @@ def test_weakness_counts_checks() -> None:
 
 
 def test_model_written_raises_checks() -> None:
-    from server.pipeline.spec_select import as_checks
+    from plancode.pipeline.spec_select import as_checks
 
     checks = as_checks(["assert median([]) == ValueError", "assert median([1]) == 1",
                         "assert broken(("])
@@ -199,7 +199,7 @@ def test_model_written_raises_checks() -> None:
 
 
 def test_raises_lines_are_parsed_and_probed() -> None:
-    from server.pipeline.spec_select import as_checks
+    from plancode.pipeline.spec_select import as_checks
 
     reply = ("```python\nassert f([]) == 0\nwith pytest.raises(ValueError): f(None)\n"
              "with open('x') as fh: f(1)\n```")
@@ -216,8 +216,8 @@ def test_raises_lines_are_parsed_and_probed() -> None:
 
 
 def test_a_wrong_value_is_closer_than_a_crash() -> None:
-    from server.pipeline.run import closeness
-    from server.testing.types import RunResult, TestVerdict
+    from plancode.pipeline.run import closeness
+    from plancode.testing.types import RunResult, TestVerdict
 
     def cand(*verdicts: tuple[str, str]) -> Candidate:
         run = RunResult([TestVerdict(f"t{i}", o, m) for i, (o, m) in enumerate(verdicts)],
@@ -232,7 +232,7 @@ def test_a_wrong_value_is_closer_than_a_crash() -> None:
 
 def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, file: Path):
     """The pipeline on ``small`` with ``big`` as the escalation model ``big-model``."""
-    from server.pipeline import escalate
+    from plancode.pipeline import escalate
 
     escalate._ENGINES["big-model"] = big
     try:
@@ -313,7 +313,7 @@ def test_weak_tests_with_agreeing_candidates_do_not_escalate(tmp_path) -> None:
 
 
 def test_escalation_model_choice() -> None:
-    from server.pipeline.escalate import model_of
+    from plancode.pipeline.escalate import model_of
 
     assert model_of(Settings.from_mapping({"escalate_model": "big"})) == "big"
     assert model_of(Settings.from_mapping({"escalate_model": ""})) == ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.pipeline.static_repair import check, undefined_names
+from plancode.pipeline.static_repair import check, undefined_names
 
 SLUGIFY = '''"""Text helpers."""
 from typing import *

@@ -20,14 +20,14 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from server.cli import main as plancode  # noqa: E402
-from server.config import Settings  # noqa: E402
-from server.engine.factory import load_engine  # noqa: E402
-from server.engine.types import SamplingParams  # noqa: E402
-from server.errors import PlancodeError  # noqa: E402
-from server.models.catalog import CATALOG, CatalogEntry, ShippedAdapter  # noqa: E402
-from server.models.store import ModelStore  # noqa: E402
-from trainer.gguf_adapter import export_adapter, merge_adapter  # noqa: E402
+from plancode.cli import main as plancode  # noqa: E402
+from plancode.config import Settings  # noqa: E402
+from plancode.engine.factory import load_engine  # noqa: E402
+from plancode.engine.types import SamplingParams  # noqa: E402
+from plancode.errors import PlancodeError  # noqa: E402
+from plancode.models.catalog import CATALOG, CatalogEntry, ShippedAdapter  # noqa: E402
+from plancode.models.store import ModelStore  # noqa: E402
+from plancode.trainer.gguf_adapter import export_adapter, merge_adapter  # noqa: E402
 
 NAME = "smollm2-student"
 PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]

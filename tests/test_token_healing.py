@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.engine.llama_engine import LlamaEngine
-from server.engine.token_healing import PieceIndex, heal_step, mask, tokens_to_heal
-from server.engine.types import SamplingParams
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.token_healing import PieceIndex, heal_step, mask, tokens_to_heal
+from plancode.engine.types import SamplingParams
 
 PIECES = [b"", b" p", b" pos", b" print", b"p", b"os", b".ch", b"a", b".character", b" q",
           b"<|fim_middle|>"]

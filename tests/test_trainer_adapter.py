@@ -19,9 +19,9 @@ pytest.importorskip("peft")
 
 from llama_cpp import Llama  # noqa: E402
 
-from server.errors import PlancodeError  # noqa: E402
-from trainer.gguf_adapter import export_adapter, merge_adapter, read_adapter  # noqa: E402
-from trainer.gguf_export import write_gguf  # noqa: E402
+from plancode.errors import PlancodeError  # noqa: E402
+from plancode.trainer.gguf_adapter import export_adapter, merge_adapter, read_adapter  # noqa: E402
+from plancode.trainer.gguf_export import write_gguf  # noqa: E402
 
 TEXTS = [
     "def add(a, b):\n    return a + b\n",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from trainer.codebleu import corpus_scores, dataflow_match, syntax_match
-from trainer.dataflow import COMES_FROM, COMPUTED_FROM, dataflow, def_use_spans
+from plancode.trainer.codebleu import corpus_scores, dataflow_match, syntax_match
+from plancode.trainer.dataflow import COMES_FROM, COMPUTED_FROM, dataflow, def_use_spans
 
 REFERENCE = '''def count_above(values, limit):
     """How many values exceed limit."""

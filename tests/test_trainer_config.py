@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from server.cli import main as plancode  # noqa: E402
-from server.errors import PlancodeError  # noqa: E402
-from trainer.config import DistillConfig  # noqa: E402
+from plancode.cli import main as plancode  # noqa: E402
+from plancode.errors import PlancodeError  # noqa: E402
+from plancode.trainer.config import DistillConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

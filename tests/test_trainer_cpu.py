@@ -1,5 +1,5 @@
 """CPU training knobs: the frozen base in bf16 (LoRA weights stay fp32), checkpoints by the
-clock, and torch's thread count — on a real (tiny) student, through ``trainer.train.train``."""
+clock, and torch's thread count — on a real (tiny) student, through ``plancode.trainer.train.train``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainer import portable_checkpoint as portable  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.examples import examples_for  # noqa: E402
-from trainer.train import CheckpointClock, base_dtype, cpu_has_bf16, train  # noqa: E402
+from plancode.trainer import portable_checkpoint as portable  # noqa: E402
+from plancode.trainer.config import TrainConfig  # noqa: E402
+from plancode.trainer.examples import examples_for  # noqa: E402
+from plancode.trainer.train import CheckpointClock, base_dtype, cpu_has_bf16, train  # noqa: E402
 
 PROBLEM = 'def count_vowels(s: str) -> int:\n    """Count the vowels in s."""\n'
 PLAN = "1. Lower-case s.\n2. Count the characters that are vowels.\n3. Return the count."

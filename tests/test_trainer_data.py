@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import PlancodeError
-from trainer.data import Problem, dedupe, load_jsonl, split
-from trainer.decontam import Decontaminator, load_humaneval
+from plancode.errors import PlancodeError
+from plancode.trainer.data import Problem, dedupe, load_jsonl, split
+from plancode.trainer.decontam import Decontaminator, load_humaneval
 
 
 def _write(path: Path, rows: list[object]) -> Path:

@@ -17,14 +17,14 @@ import pytest
 
 pytest.importorskip("torch")
 
-from server.cli import main as plancode  # noqa: E402
-from trainer.config import DistillConfig  # noqa: E402
-from trainer.distill import run_distill  # noqa: E402
-from trainer.jsonl_cache import JsonlCache  # noqa: E402
-from trainer.plan_tidy import tidy  # noqa: E402
-from trainer.stages.chat import Teacher  # noqa: E402
-from trainer.stages.plans import stage_plans  # noqa: E402
-from trainer.stages.train import stage_train  # noqa: E402
+from plancode.cli import main as plancode  # noqa: E402
+from plancode.trainer.config import DistillConfig  # noqa: E402
+from plancode.trainer.distill import run_distill  # noqa: E402
+from plancode.trainer.jsonl_cache import JsonlCache  # noqa: E402
+from plancode.trainer.plan_tidy import tidy  # noqa: E402
+from plancode.trainer.stages.chat import Teacher  # noqa: E402
+from plancode.trainer.stages.plans import stage_plans  # noqa: E402
+from plancode.trainer.stages.train import stage_train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = 2
@@ -196,7 +196,7 @@ def test_training_runs_data_parallel_under_torchrun(run, tmp_path: Path) -> None
     cfg = (work / "distill.toml").read_text().replace(f"max_steps = {STEPS}", "max_steps = 4")
     (work / "distill.toml").write_text(cfg)
     torchrun = Path(sys.executable).parent / "torchrun"
-    proc = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "server.cli", "train",
+    proc = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "plancode", "train",
                            "--config", str(work / "distill.toml"), "--quiet"],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

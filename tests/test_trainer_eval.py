@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from server.cli import main as plancode
-from trainer import humaneval
-from trainer.evaluate import summarise
+from plancode.cli import main as plancode
+from plancode.trainer import humaneval
+from plancode.trainer.evaluate import summarise
 
 
 def test_canonical_solutions_score_full_marks() -> None:
@@ -50,9 +50,9 @@ def test_eval_compares_models_side_by_side(tiny_model_path: Path, tmp_path: Path
 def test_each_model_is_evaluated_alone_never_escalated(monkeypatch) -> None:
     """Escalation (``auto`` uses the 1.5B when it is in the store) would put the larger
     model's candidates on both sides of base vs student: evaluation switches it off."""
-    from server.pipeline import escalate
-    from trainer import evaluate
-    from trainer.config import EvalConfig
+    from plancode.pipeline import escalate
+    from plancode.trainer import evaluate
+    from plancode.trainer.config import EvalConfig
 
     monkeypatch.setattr(escalate, "auto_available", lambda: True)
     seen = {}

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.distill import run_distill
-from trainer.stages.data import problems_of
-from trainer.stages.stage import STAGES, stage_fingerprint, stage_work
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.distill import run_distill
+from plancode.trainer.stages.data import problems_of
+from plancode.trainer.stages.stage import STAGES, stage_fingerprint, stage_work
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     assert [s for s in STAGES if _fingerprints(strict)[s] != base[s]] == [
         "verify", "train", "export", "eval"]
     # a changed code prompt: the coder's verdicts and all after them, never the teacher's plans
-    from server import prompts
+    from plancode import prompts
 
     request = prompts.CODE_REQUEST
     prompts.CODE_REQUEST = "Write the function."
@@ -123,7 +123,7 @@ def test_speed_knobs_keep_fingerprints_and_settings_change_them(tmp_path: Path) 
     # the data's content, not its path: an edited problem file changes the data stage
     path = Path(cfg.data.jsonl[0])
     path.write_text(path.read_text().replace("add", "sum", 1))
-    from trainer.stages import stage
+    from plancode.trainer.stages import stage
 
     stage._SOURCES.clear()  # the digest is memoised per run
     assert stage_fingerprint(cfg, "data") != base["data"]
@@ -155,9 +155,9 @@ def test_a_reference_rule_run_starts_from_the_all_rule_runs_verdicts(tmp_path: P
     """A run that verifies with ``judges = "reference"`` and reuses a run verified with
     ``"all"`` (same plans, same coder) starts from its verdicts; a source verified otherwise
     (another coder) is not copied from."""
-    from trainer.jsonl_cache import JsonlCache
-    from trainer.stages.plans import seed_verdicts
-    from trainer.stages.stage import Stage
+    from plancode.trainer.jsonl_cache import JsonlCache
+    from plancode.trainer.stages.plans import seed_verdicts
+    from plancode.trainer.stages.stage import Stage
 
     cfg = DistillConfig.load(_project(tmp_path / "a"))
     old = dataclasses.replace(cfg, verify=dataclasses.replace(cfg.verify, judges="all"))
@@ -195,9 +195,9 @@ def test_the_config_loads_without_torch_and_without_llama_cpp() -> None:
     code = BLOCKER + """
 import json
 from pathlib import Path
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.stages.stage import STAGES, stage_fingerprint
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.stages.stage import STAGES, stage_fingerprint
 cfg = DistillConfig.load(Path("configs/distill-real.toml"))
 print(json.dumps({"lam": cfg.train.loss.lam, "coder": cfg.verify.coder,
                   "threads": cfg.train.threads,
@@ -216,7 +216,7 @@ print(json.dumps({"lam": cfg.train.loss.lam, "coder": cfg.verify.coder,
 def test_train_without_torch_explains_what_to_install(tmp_path: Path) -> None:
     cfg = _project(tmp_path / "a")
     code = BLOCKER + f"""
-from server.cli import main
+from plancode.cli import main
 sys.exit(main(["train", "--config", {str(cfg)!r}]))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -234,7 +234,7 @@ sys.exit(main(["train", "--config", {str(cfg)!r}]))
     ('out_dir = "r"\n[data]\njsonl = ["p"]\n[train]\ncode_target = "teacher"\n', "teacher"),
 ])
 def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None:
-    from server.errors import PlancodeError
+    from plancode.errors import PlancodeError
 
     (tmp_path / "c.toml").write_text(text)
     with pytest.raises(PlancodeError) as err:
@@ -245,7 +245,7 @@ def test_new_settings_are_checked(tmp_path: Path, text: str, names: str) -> None
 def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: Path) -> None:
     """``compare = "adapter"``: the same untouched base file, without and with the student's
     adapter; ``"requantized"``: base and student both exported and quantized by the export."""
-    from trainer.stages.evaluation import eval_models
+    from plancode.trainer.stages.evaluation import eval_models
 
     cfg = DistillConfig.load(_project(tmp_path / "a"))
     export = cfg.out_dir / "export"
@@ -263,7 +263,7 @@ def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: 
                                     "distilled": ("/x/student-q4_k_m.gguf", None)}
     del report["base_files"]
     (export / "export_report.json").write_text(json.dumps(report))
-    from server.errors import PlancodeError
+    from plancode.errors import PlancodeError
 
     with pytest.raises(PlancodeError) as err:  # never the original base vs a re-quantized one
         eval_models(requant)
@@ -271,8 +271,8 @@ def test_evaluation_compares_like_with_like(tmp_path: Path, default_model_path: 
 
 
 def test_code_targets_are_the_solution_or_the_code_that_passed(tmp_path: Path) -> None:
-    from trainer.jsonl_cache import JsonlCache
-    from trainer.stages.plans import verified_triples
+    from plancode.trainer.jsonl_cache import JsonlCache
+    from plancode.trainer.stages.plans import verified_triples
 
     cfg = DistillConfig.load(_project(tmp_path / "a"))
     run_distill(cfg, ("data",), progress=False, log=lambda m: None)

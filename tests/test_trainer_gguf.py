@@ -27,11 +27,11 @@ from transformers import (
     Qwen2Config,
 )
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 from tests.tiny_student import build_tiny_student, tokenizer_from_gguf
-from trainer import gguf_export
-from trainer.gguf_export import QUANT_TYPES, quantize, write_gguf
-from trainer.gguf_vocab import add_tokenizer_metadata
+from plancode.trainer import gguf_export
+from plancode.trainer.gguf_export import QUANT_TYPES, quantize, write_gguf
+from plancode.trainer.gguf_vocab import add_tokenizer_metadata
 
 CODE = '''import re
 from collections import Counter
@@ -420,7 +420,7 @@ def test_unknown_tokenizers_are_refused_with_the_fix(make: Any, message: str) ->
 def test_export_agreement_forgives_near_ties_and_not_clear_winners() -> None:
     """float16 rounding may swap two tokens whose logits are nearly tied; a converter bug
     that swaps a clear winner must still count against the export."""
-    from trainer.export import TIE_MARGIN, Reference, _near_tie
+    from plancode.trainer.export import TIE_MARGIN, Reference, _near_tie
 
     ids = np.array([[5, 9, 1], [5, 9, 1], [5, 9, 1]])
     logits = np.array([[3.0, 3.0 - TIE_MARGIN / 4, 0.0],  # 5 and 9 nearly tied

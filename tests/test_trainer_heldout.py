@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tests.claim_holder import hold
 from tests.mined_fixtures import REAL_TEST, Answers, typecase_problem
-from trainer.data import Problem
-from trainer.heldout import MODES, evaluate_heldout, written_body
-from trainer.jsonl_cache import Claims, JsonlCache
-from trainer.references import reference_key
-from trainer.stages.evaluation import heldout_rows_name
+from plancode.trainer.data import Problem
+from plancode.trainer.heldout import MODES, evaluate_heldout, written_body
+from plancode.trainer.jsonl_cache import Claims, JsonlCache
+from plancode.trainer.references import reference_key
+from plancode.trainer.stages.evaluation import heldout_rows_name
 
 PROBLEMS = [Problem("toy/double", 'def double(x):\n    """Twice x."""\n',
                     "def double(x):\n    return 2 * x\n", ("assert double(3) == 6",)),

@@ -9,11 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from server.prompts import code_from_plan_messages, code_prefill, plan_messages  # noqa: E402
-from trainer.examples import build_examples, examples_for, render_prompt  # noqa: E402
-from trainer.losses import LossConfig, collate  # noqa: E402
-from trainer.structure import IGNORE  # noqa: E402
-from trainer.train import DistillModule, TrainConfig, add_lora  # noqa: E402
+from plancode.prompts import code_from_plan_messages, code_prefill, plan_messages  # noqa: E402
+from plancode.trainer.examples import build_examples, examples_for, render_prompt  # noqa: E402
+from plancode.trainer.losses import LossConfig, collate  # noqa: E402
+from plancode.trainer.structure import IGNORE  # noqa: E402
+from plancode.trainer.train import DistillModule, TrainConfig, add_lora  # noqa: E402
 
 PROBLEM = 'def count_vowels(s: str) -> int:\n    """Count the vowels in s."""\n'
 PLAN = "1. Lower-case s.\n2. Count the characters that are vowels.\n3. Return the count."

@@ -1,4 +1,4 @@
-"""Mining training problems from a codebase (``trainer.mine``), on real projects, no mocks.
+"""Mining training problems from a codebase (``plancode.trainer.mine``), on real projects, no mocks.
 
 Two projects: ``examples/textstats`` (the demo project: one implemented, tested function, the
 rest placeholders or untested) and ``tests/fixtures/mine_project`` (a package with a function
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from server.analysis.functions import FunctionInfo, functions
-from server.errors import PlancodeError
-from server.testing.discovery import discover
-from server.testing.index import WorkspaceIndex
-from server.testing.sandbox import Sandbox
-from server.testing.types import TestCase
-from trainer.data import Problem
-from trainer.mine import mine, python_files, solution_text
-from trainer.mine import test_cases as rebuild_test_cases
+from plancode.analysis.functions import FunctionInfo, functions
+from plancode.errors import PlancodeError
+from plancode.testing.discovery import discover
+from plancode.testing.index import WorkspaceIndex
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import TestCase
+from plancode.trainer.data import Problem
+from plancode.trainer.mine import mine, python_files, solution_text
+from plancode.trainer.mine import test_cases as rebuild_test_cases
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTSTATS = REPO / "examples" / "textstats"
@@ -231,7 +231,7 @@ def test_mined_textstats_doctest_and_pytest_pass_in_the_sandbox() -> None:
 
 
 def test_mined_problems_do_not_overlap_humaneval(project: Path) -> None:
-    from trainer.decontam import Decontaminator
+    from plancode.trainer.decontam import Decontaminator
 
     problems = mine(TEXTSTATS)[0] + mine(project)[0]
     clean, dropped = Decontaminator().filter(problems)

@@ -1,9 +1,9 @@
-"""Teacher plans tidied before verification and training (``trainer.plan_tidy``): golden
+"""Teacher plans tidied before verification and training (``plancode.trainer.plan_tidy``): golden
 cases taken from the real run's 1.5B teacher plans (distill/real/plans/plans.jsonl)."""
 
 from __future__ import annotations
 
-from trainer.plan_tidy import first_sentence, tidy, tidy_step
+from plancode.trainer.plan_tidy import first_sentence, tidy, tidy_step
 
 MATCHING = "\n".join([
     '1. Understand the Problem: The problem requires finding a maximum cardinality '

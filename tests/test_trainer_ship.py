@@ -1,4 +1,4 @@
-"""``python -m trainer.ship``: a run's exported adapter becomes package data, pinned in the
+"""``python -m plancode.trainer.ship``: a run's exported adapter becomes package data, pinned in the
 catalog by size and sha256 (written into a copy of catalog.py here, not the real one)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import PlancodeError
-from server.models import catalog
-from trainer import ship
+from plancode.errors import PlancodeError
+from plancode.models import catalog
+from plancode.trainer import ship
 
 
 @pytest.fixture

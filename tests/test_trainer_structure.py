@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.structure import IGNORE, analyse, language, node_type_count, token_structure
+from plancode.trainer.structure import IGNORE, analyse, language, node_type_count, token_structure
 
 CODE = '''def mean(xs: list[float]) -> float:
     """Average of xs (empty -> error)."""  # the docstring is not structure

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from server.engine.types import SamplingParams  # noqa: E402
-from server.errors import PlancodeError  # noqa: E402
-from server.prompts import backward_plan_messages  # noqa: E402
-from trainer.teacher import TeacherConfig, load_teacher  # noqa: E402
+from plancode.engine.types import SamplingParams  # noqa: E402
+from plancode.errors import PlancodeError  # noqa: E402
+from plancode.prompts import backward_plan_messages  # noqa: E402
+from plancode.trainer.teacher import TeacherConfig, load_teacher  # noqa: E402
 
 MESSAGES = backward_plan_messages("def f(x):\n    '''Double x.'''\n",
                                   "def f(x):\n    return 2 * x\n")
@@ -56,11 +56,11 @@ def test_batched_plans_reach_the_engine_in_groups(tmp_path: Path, tiny_engine) -
     """teacher.batch = 3: the plans stage hands the (lazily loaded) teacher groups of 3
     conversations, which an in-process engine decodes together (generate_each), and the plans
     equal one-at-a-time greedy plans."""
-    from trainer.data import Problem
-    from trainer.jsonl_cache import JsonlCache
-    from trainer.plans import write_plans
-    from trainer.stages.chat import LazyChat
-    from trainer.teacher import EngineChat
+    from plancode.trainer.data import Problem
+    from plancode.trainer.jsonl_cache import JsonlCache
+    from plancode.trainer.plans import write_plans
+    from plancode.trainer.stages.chat import LazyChat
+    from plancode.trainer.teacher import EngineChat
 
     class Counting(EngineChat):
         def __init__(self, engine) -> None:

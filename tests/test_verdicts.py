@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from server.testing.types import RunResult, TestCase
-from server.testing.verdicts import (
+from plancode.testing.types import RunResult, TestCase
+from plancode.testing.verdicts import (
     MAX_LINE,
     MAX_MESSAGE,
     Events,

@@ -8,11 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer import verify_compare
-from trainer.config import DistillConfig
-from trainer.distill import run_distill
-from trainer.jsonl_cache import JsonlCache
-from trainer.plans import plan_key
+from plancode.trainer import verify_compare
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.distill import run_distill
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.plans import plan_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,6 +90,6 @@ class NoModel:
 
 
 def _train(cfg: DistillConfig):
-    from trainer.stages.data import problems_of
+    from plancode.trainer.stages.data import problems_of
 
     return problems_of(cfg)[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.pipeline.run import module_docstring
-from server.pipeline.visible_tests import failure_report, sources, with_tests
-from server.testing.types import TestCase
+from plancode.pipeline.run import module_docstring
+from plancode.pipeline.visible_tests import failure_report, sources, with_tests
+from plancode.testing.types import TestCase
 
 TESTS = '''from shop.orders import order_total
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Settings
+from plancode.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXT = REPO / "editors" / "vscode"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.testing.discovery import discover
-from server.testing.workspace import infer_root
+from plancode.testing.discovery import discover
+from plancode.testing.workspace import infer_root
 
 
 def write(root: Path, files: dict[str, str]) -> None:

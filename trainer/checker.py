@@ -21,12 +21,12 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo, functions
-from server.analysis.splice import splice
-from server.errors import PlancodeError
-from server.testing.sandbox import Sandbox
-from server.testing.types import RunResult, TestCase
-from trainer.data import Problem
+from plancode.analysis.functions import FunctionInfo, functions
+from plancode.analysis.splice import splice
+from plancode.errors import PlancodeError
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import RunResult, TestCase
+from plancode.trainer.data import Problem
 
 SOLUTION = "solution.py"
 TEST_FILE = "test_problem.py"
@@ -65,7 +65,7 @@ def cases_of(problem: Problem) -> list[TestCase]:
     """Every test of ``problem``: a mined problem's workspace tests, one per test statement of
     a standalone one."""
     if "root" in problem.meta:
-        from trainer.mine import test_cases
+        from plancode.trainer.mine import test_cases
 
         return test_cases(problem)
     return standalone_tests(problem)[1]

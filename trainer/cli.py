@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 STAGE_COMMANDS = {"data": "data", "plans": "plans", "verify-plans": "verify", "train": "train",
                   "export": "export"}
@@ -34,15 +34,15 @@ def _need_train_extra() -> None:
 
 
 def _load(args: argparse.Namespace):
-    from trainer.config import DistillConfig
+    from plancode.trainer.config import DistillConfig
 
     return DistillConfig.load(Path(args.config))
 
 
 def _distill(args: argparse.Namespace) -> int:
     _need_train_extra()
-    from trainer.distill import run_distill
-    from trainer.stages.stage import STAGES
+    from plancode.trainer.distill import run_distill
+    from plancode.trainer.stages.stage import STAGES
 
     stages = tuple(args.stage) if args.stage else STAGES
     reports = run_distill(_load(args), stages, progress=not args.quiet,
@@ -60,7 +60,7 @@ def _stage(name: str):
 
 
 def _mine(args: argparse.Namespace) -> int:
-    from trainer.mine import mine
+    from plancode.trainer.mine import mine
 
     problems, report = mine(Path(args.root), progress=not args.quiet)
     if args.out:
@@ -72,7 +72,7 @@ def _mine(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from trainer.evaluate import EvalConfig, run_eval
+    from plancode.trainer.evaluate import EvalConfig, run_eval
 
     labels = args.label or (["base", "distilled"] if len(args.model) == 2 else
                             [Path(m).stem for m in args.model])

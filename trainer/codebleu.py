@@ -20,8 +20,8 @@ from collections import Counter
 
 from tree_sitter import Node
 
-from server.analysis.functions import parser
-from trainer.dataflow import Edge, dataflow
+from plancode.analysis.functions import parser
+from plancode.trainer.dataflow import Edge, dataflow
 
 _NormalEdge = tuple[str, str, tuple[str, ...]]
 

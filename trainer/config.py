@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from server.engine.types import SamplingParams
-from server.errors import PlancodeError
+from plancode.engine.types import SamplingParams
+from plancode.errors import PlancodeError
 
 TEACHER_BACKENDS = ("gguf", "openai", "hf")
 EVAL_MODES = ("direct", "plan", "select")
@@ -126,7 +126,7 @@ class TeacherConfig:
 
 
 VERIFY_CODERS = ("student", "teacher")
-JUDGE_RULES = ("all", "reference")  # trainer.references says what each means
+JUDGE_RULES = ("all", "reference")  # plancode.trainer.references says what each means
 
 
 @dataclass
@@ -146,8 +146,8 @@ class VerifyConfig:
     n_gpu_layers: int = 0
     isolation: str = "auto"
     timeout: float = 10.0
-    tidy_plans: bool = True  # trainer.plan_tidy: working steps only, one sentence each
-    judges: str = "reference"  # which tests judge the code (trainer.references.JUDGE_RULES):
+    tidy_plans: bool = True  # plancode.trainer.plan_tidy: working steps only, one sentence each
+    judges: str = "reference"  # which tests judge the code (plancode.trainer.references.JUDGE_RULES):
     #                            "reference" = those the problem's own solution passes
 
     batch: int = 1  # plans turned into code together, one llama.cpp batch per step
@@ -292,7 +292,7 @@ class EvalConfig:
 
     def threads(self) -> int:
         """The thread count evaluated models run with (0: llama.cpp's default, every core)."""
-        from server.config import Settings
+        from plancode.config import Settings
 
         return self.n_threads or Settings.from_env().n_threads
 

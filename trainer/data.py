@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 
-from server.errors import PlancodeError
-from trainer.data import Problem
+from plancode.errors import PlancodeError
+from plancode.trainer.data import Problem
 
 NGRAM = 13  # words: long enough to ignore shared idioms, short enough to catch copied text
 MIN_NAMES = 4  # identifier words an n-gram needs to count (numbers alone are data)

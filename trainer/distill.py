@@ -1,4 +1,4 @@
-"""A distillation run: its stages (``trainer.stages``) in order, finished ones skipped."""
+"""A distillation run: its stages (``plancode.trainer.stages``) in order, finished ones skipped."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import json
 import time
 from collections.abc import Callable
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.stages.chat import Teacher
-from trainer.stages.data import stage_data
-from trainer.stages.evaluation import stage_eval
-from trainer.stages.export import stage_export
-from trainer.stages.plans import stage_plans, stage_verify
-from trainer.stages.stage import STAGES
-from trainer.stages.train import stage_train
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.stages.chat import Teacher
+from plancode.trainer.stages.data import stage_data
+from plancode.trainer.stages.evaluation import stage_eval
+from plancode.trainer.stages.export import stage_export
+from plancode.trainer.stages.plans import stage_plans, stage_verify
+from plancode.trainer.stages.stage import STAGES
+from plancode.trainer.stages.train import stage_train
 
 
 def run_distill(cfg: DistillConfig, stages: tuple[str, ...] = STAGES, progress: bool = True,

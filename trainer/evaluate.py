@@ -14,14 +14,14 @@ import statistics
 import time
 from pathlib import Path
 
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.pipeline import Pipeline
-from trainer import humaneval
-from trainer.codebleu import corpus_scores
-from trainer.config import EvalConfig
-from trainer.jsonl_cache import JsonlCache
-from trainer.plots import eval_bars
+from plancode.config import Settings
+from plancode.engine.factory import load_engine
+from plancode.pipeline import Pipeline
+from plancode.trainer import humaneval
+from plancode.trainer.codebleu import corpus_scores
+from plancode.trainer.config import EvalConfig
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.plots import eval_bars
 
 
 def summarise(rows: list[dict], chosen: list[dict], modes) -> dict[str, dict]:

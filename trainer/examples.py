@@ -1,4 +1,4 @@
-"""Training examples, built with the server's own prompts (``server.prompts``).
+"""Training examples, built with the server's own prompts (``plancode.prompts``).
 
 CodePLAN's multi-task view: from one verified (problem, plan, solution) triple come
 
@@ -9,13 +9,13 @@ CodePLAN's multi-task view: from one verified (problem, plan, solution) triple c
 
 Code replies are shaped as the server asks for them: with ``prefill`` (the server's
 ``prefill_code``) the reply's start, the problem's function through its docstring, is part of
-the prompt (:func:`server.prompts.code_prefill`) and the target is the body and the closing
+the prompt (:func:`plancode.prompts.code_prefill`) and the target is the body and the closing
 fence; without it, the whole function without its docstring in a fenced block.
 
 The prompt is rendered with the student's chat template and tokenized on its own, exactly as
 the server tokenizes it at inference; the reply tokens follow, then the end-of-turn token.
 Only reply tokens are labelled. Code replies carry per-token structural flags and AST node
-labels (``trainer.structure``); plan replies carry neither.
+labels (``plancode.trainer.structure``); plan replies carry neither.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from server.prompts import (
+from plancode.prompts import (
     Message,
     code_from_plan_messages,
     code_prefill,
@@ -33,7 +33,7 @@ from server.prompts import (
     plan_messages,
     without_docstring,
 )
-from trainer.structure import IGNORE, token_structure
+from plancode.trainer.structure import IGNORE, token_structure
 
 TASKS = ("plan", "code", "direct")
 CODE_TASKS = ("code", "direct")
@@ -45,7 +45,7 @@ class Example:
     problem_id: str
     input_ids: list[int]
     labels: list[int]  # IGNORE on prompt tokens
-    structural: list[int]  # 1 where the token is structural code (trainer.structure)
+    structural: list[int]  # 1 where the token is structural code (plancode.trainer.structure)
     node_types: list[int]  # AST node kind per position (IGNORE where none)
 
     def __len__(self) -> int:

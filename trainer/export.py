@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from server.errors import PlancodeError
-from trainer.config import ExportConfig
-from trainer.gguf_export import quantize, write_gguf
+from plancode.errors import PlancodeError
+from plancode.trainer.config import ExportConfig
+from plancode.trainer.gguf_export import quantize, write_gguf
 
 
 def merge(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:

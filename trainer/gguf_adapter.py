@@ -13,7 +13,7 @@ is needed.
 ``merge_adapter`` folds an adapter GGUF into its base GGUF: every base tensor is dequantized
 with gguf-py, ``alpha / r * B @ A`` is added where the adapter has a pair, and the result is
 written as F16 (matrices) / F32 (vectors) with the base's metadata; llama.cpp's quantizer
-(``trainer.gguf_export.quantize``) then makes a Q4_K_M of it.
+(``plancode.trainer.gguf_export.quantize``) then makes a Q4_K_M of it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 PEFT_PREFIX = "base_model.model."
 _ADAPTER_KEYS = ("general.type", "adapter.type", "adapter.lora.alpha")
@@ -65,7 +65,7 @@ def _arch_enum(arch: str) -> gguf.MODEL_ARCH:
 
 
 def _permute_rows(rows: np.ndarray, n_head: int) -> np.ndarray:
-    """llama's q/k rotary layout (see trainer.gguf_export._permute), on the output rows."""
+    """llama's q/k rotary layout (see plancode.trainer.gguf_export._permute), on the output rows."""
     return (rows.reshape(n_head, 2, rows.shape[0] // n_head // 2, *rows.shape[1:])
             .swapaxes(1, 2).reshape(rows.shape))
 
@@ -142,7 +142,7 @@ def export_adapter(adapter_dir: Path, base_gguf: Path, out: Path,
 def write_file(writer: gguf.GGUFWriter, out: Path) -> Path:
     """Write a filled GGUFWriter to ``out`` through ``<out>.partial``, renamed only once it is
     complete (removed on failure): no half-written GGUF ever carries the final name. Shared
-    with trainer.gguf_export; lives here because this module must not import torch."""
+    with plancode.trainer.gguf_export; lives here because this module must not import torch."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)
@@ -177,7 +177,7 @@ def read_adapter(adapter_gguf: Path) -> tuple[float, dict[str, tuple[np.ndarray,
 
 
 def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter) -> None:
-    from trainer.gguf_vocab import _field_value
+    from plancode.trainer.gguf_vocab import _field_value
 
     for key, field in reader.fields.items():
         if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):

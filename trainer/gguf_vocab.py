@@ -19,7 +19,7 @@ from typing import Any
 
 import gguf
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 # llama.cpp's fingerprint text (get_vocab_base_pre), character for character: the sha256 of
 # str(tokenizer.encode(CHKTXT)) identifies the pre-tokenizer.

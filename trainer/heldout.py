@@ -2,9 +2,9 @@
 
 Each problem is answered greedily in two modes with the server's own prompts — ``direct``
 (code from the problem) and ``plan`` (a plan, then code from it) — and the answer is spliced
-into its real file and judged by the codebase's own tests in the sandbox (``trainer.checker``),
+into its real file and judged by the codebase's own tests in the sandbox (``plancode.trainer.checker``),
 as plan verification judges training plans. Only the tests the problem's own solution passes
-there judge the answers (``trainer.references``, rule "reference"): pydash ships
+there judge the answers (``plancode.trainer.references``, rule "reference"): pydash ships
 pytest-mypy-testing cases (``reveal_type`` checks for a type checker) beside its real tests,
 and they fail as plain tests whatever the code. A problem
 whose solution passes none of its tests (a *broken* problem) can be solved by no model, so it
@@ -22,10 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.analysis.functions import functions
-from server.engine.types import SamplingParams
-from server.errors import PlancodeError
-from server.prompts import (
+from plancode.analysis.functions import functions
+from plancode.engine.types import SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import (
     Message,
     code_from_plan_messages,
     direct_code_messages,
@@ -33,19 +33,19 @@ from server.prompts import (
     parse_plan,
     prefilled,
 )
-from server.prompts import plan_messages as plan_prompt
-from trainer.checker import Checker
-from trainer.data import Problem
-from trainer.heldout_pipeline import Workspaces, pipeline_row
-from trainer.jsonl_cache import Claims, JsonlCache, shared_work
-from trainer.references import judged, known_broken, partly_judged, reference_key, reference_row
-from trainer.teacher import ChatModel
+from plancode.prompts import plan_messages as plan_prompt
+from plancode.trainer.checker import Checker
+from plancode.trainer.data import Problem
+from plancode.trainer.heldout_pipeline import Workspaces, pipeline_row
+from plancode.trainer.jsonl_cache import Claims, JsonlCache, shared_work
+from plancode.trainer.references import judged, known_broken, partly_judged, reference_key, reference_row
+from plancode.trainer.teacher import ChatModel
 
 if TYPE_CHECKING:
-    from server.pipeline.run import Pipeline
+    from plancode.pipeline.run import Pipeline
 
 MODES = ("direct", "plan")  # one greedy answer each
-PIPELINE = "select"  # plancode's whole pipeline (trainer.heldout_pipeline)
+PIPELINE = "select"  # plancode's whole pipeline (plancode.trainer.heldout_pipeline)
 ALL_MODES = (*MODES, PIPELINE)
 
 
@@ -79,7 +79,7 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
     reference passes them (checked once, cached in ``references``; without it every problem
     with tests counts). ``caches`` names each label's rows file (a file named for the model
     rather than the label lets two runs share a model's rows); processes sharing a rows file
-    split its problems (:func:`trainer.jsonl_cache.shared_work`), so a second ``--stage eval``
+    split its problems (:func:`plancode.trainer.jsonl_cache.shared_work`), so a second ``--stage eval``
     halves the time."""
     if PIPELINE in modes and set(models) - set(pipelines or {}):
         raise PlancodeError(f"mode {PIPELINE!r} needs a pipeline for every model",
@@ -158,7 +158,7 @@ def _needed(cache: JsonlCache, refs: JsonlCache | None, modes: tuple[str, ...],
 
 def written_body(code: str, name: str) -> str:
     """The body (below its docstring, dedented) of the function ``name`` in ``code`` (a
-    problem's :func:`trainer.decontam.function_name`): a row's answer or the problem's own
+    problem's :func:`plancode.trainer.decontam.function_name`): a row's answer or the problem's own
     solution; '' when ``code`` has no such function. What CodeBLEU compares, as HumanEval's
     rows carry their entry point's body."""
     info = next((f for f in functions(code) if f.name == name), None)

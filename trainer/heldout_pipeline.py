@@ -5,8 +5,8 @@ codebase without the tests: the package's tests are the hidden judges, as HumanE
 tests are, while the function's own docstring examples stay visible, as HumanEval's do. The
 pipeline gets what the server would get in that file (the docstring's examples as the user's
 tests, or tests it writes itself where there are none; candidates, repairs, selection), and
-the file it chooses is judged by the package's own tests (:class:`trainer.checker.Checker`),
-like the ``direct`` and ``plan`` answers of :mod:`trainer.heldout`.
+the file it chooses is judged by the package's own tests (:class:`plancode.trainer.checker.Checker`),
+like the ``direct`` and ``plan`` answers of :mod:`plancode.trainer.heldout`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-from server.pipeline.run import Pipeline
-from server.testing.index import pytest_options
-from trainer.checker import Checker, target_function
-from trainer.data import Problem
-from trainer.mine import is_test_file
+from plancode.pipeline.run import Pipeline
+from plancode.testing.index import pytest_options
+from plancode.trainer.checker import Checker, target_function
+from plancode.trainer.data import Problem
+from plancode.trainer.mine import is_test_file
 
 # never copied into the user's workspace: version control, caches, built files
 _JUNK = {".git", ".hg", ".tox", ".nox", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache",
@@ -84,7 +84,7 @@ class Workspaces:
 def pipeline_row(pipeline: Pipeline, checker: Checker, workspaces: Workspaces,
                  problem: Problem) -> dict:
     """The pipeline's answer to a mined ``problem`` and the package tests' verdict on it (the
-    row :mod:`trainer.heldout` caches for mode ``select``)."""
+    row :mod:`plancode.trainer.heldout` caches for mode ``select``)."""
     root, rel = Path(problem.meta["root"]), problem.meta["file"]
     original = (root / rel).read_text(encoding="utf-8")
     text, line = stubbed(original, problem.meta["qualname"])

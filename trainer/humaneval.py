@@ -20,7 +20,7 @@ canonical solution can be computed. Rows are cached one per (problem, mode) in a
 named for the model and the settings that change its answers (:func:`rows_file`), so an
 interrupted run resumes, and two runs that evaluate the same model the same way (a distillation
 and its ablation, the distillation's base and the HumanEval benchmark) share the work.
-HumanEval is evaluation data only (``trainer.decontam`` keeps it out of training).
+HumanEval is evaluation data only (``plancode.trainer.decontam`` keeps it out of training).
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ import textwrap
 import time
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo, find_function
-from server.analysis.splice import SpliceError, splice
-from server.config import Settings
-from server.engine.types import SamplingParams
-from server.pipeline import Pipeline, static_repair
-from server.pipeline import candidates as cands
-from server.pipeline.spec_select import parameters
-from server.testing.prose_examples import all_examples
-from server.testing.sandbox import Sandbox
-from server.testing.types import TestCase
-from trainer.decontam import load_humaneval
-from trainer.jsonl_cache import Claims, JsonlCache, shared_work
+from plancode.analysis.functions import FunctionInfo, find_function
+from plancode.analysis.splice import SpliceError, splice
+from plancode.config import Settings
+from plancode.engine.types import SamplingParams
+from plancode.pipeline import Pipeline, static_repair
+from plancode.pipeline import candidates as cands
+from plancode.pipeline.spec_select import parameters
+from plancode.testing.prose_examples import all_examples
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import TestCase
+from plancode.trainer.decontam import load_humaneval
+from plancode.trainer.jsonl_cache import Claims, JsonlCache, shared_work
 
 MODES = ("direct", "plan", "select", "weak")
 REPO = Path(__file__).resolve().parent.parent

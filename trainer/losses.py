@@ -3,7 +3,7 @@
     L = (1 - lam) * L_code_struct + lam * L_plan + beta * L_ast
 
 * ``L_code_struct``: cross-entropy on the reply tokens of code examples, each token weighted
-  ``1 + alpha`` when ``trainer.structure`` flags it structural and ``1`` otherwise, normalised
+  ``1 + alpha`` when ``plancode.trainer.structure`` flags it structural and ``1`` otherwise, normalised
   by the sum of the weights (alpha = 0 gives plain cross-entropy: the CodePLAN ``L_code``);
 * ``L_plan``: mean cross-entropy on the reply tokens of plan examples (CodePLAN's plan task);
 * ``L_ast``: cross-entropy of a linear head on the student's final hidden states predicting
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trainer.config import LossConfig
-from trainer.structure import IGNORE
+from plancode.trainer.config import LossConfig
+from plancode.trainer.structure import IGNORE
 
 __all__ = ["Batch", "LossConfig", "collate", "multitask_loss"]
 
@@ -89,7 +89,7 @@ def multitask_loss(hidden: torch.Tensor, lm_head: torch.nn.Module, batch: Batch,
 
 
 def collate(examples: list, pad_id: int) -> Batch:
-    """Right-pad a list of ``trainer.examples.Example`` into one Batch."""
+    """Right-pad a list of ``plancode.trainer.examples.Example`` into one Batch."""
     n = max(len(e) for e in examples)
 
     def pad(rows: list[list], value: int | float, dtype: torch.dtype) -> torch.Tensor:

@@ -8,8 +8,8 @@ stay in the workspace: ``meta`` records where (root, file, qualname) so plan ver
 splice a candidate into that file and run the tests in the server's sandbox. This is how a team
 distills a student for its own code.
 
-Nothing is re-implemented here: functions come from ``server.analysis.functions`` (tree-sitter)
-and tests from ``server.testing.discovery`` (doctests) and one ``WorkspaceIndex`` built for the
+Nothing is re-implemented here: functions come from ``plancode.analysis.functions`` (tree-sitter)
+and tests from ``plancode.testing.discovery`` (doctests) and one ``WorkspaceIndex`` built for the
 whole run (workspace tests). No user code is imported or executed while mining.
 
 What is skipped, and why (each skip is counted in the ``MineReport``):
@@ -43,12 +43,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from server.analysis.functions import FunctionInfo, functions
-from server.errors import PlancodeError
-from server.testing.discovery import discover
-from server.testing.index import MAX_FILE_BYTES, SKIP_DIRS, WorkspaceIndex, pytest_options
-from server.testing.types import TestCase
-from trainer.data import Problem
+from plancode.analysis.functions import FunctionInfo, functions
+from plancode.errors import PlancodeError
+from plancode.testing.discovery import discover
+from plancode.testing.index import MAX_FILE_BYTES, SKIP_DIRS, WorkspaceIndex, pytest_options
+from plancode.testing.types import TestCase
+from plancode.trainer.data import Problem
 
 SOURCE = "mined"
 
@@ -310,7 +310,7 @@ def test_cases(problem: Problem) -> list[TestCase]:
     rows = problem.meta.get("tests")
     if not isinstance(rows, list):
         raise PlancodeError(f"problem {problem.id} has no workspace tests in its meta",
-                            "only problems from trainer.mine.mine carry meta['tests']")
+                            "only problems from plancode.trainer.mine.mine carry meta['tests']")
     try:
         return [TestCase(str(r["id"]), str(r["kind"]), str(r["file"]), str(r["name"]))
                 for r in rows]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from server.prompts import format_plan_reply, plan_steps
+from plancode.prompts import format_plan_reply, plan_steps
 
 VERSION = 1
 

@@ -9,7 +9,7 @@ Stage 3: each plan is turned back into code from the plan alone — by the *stud
 server uses — and that code runs against the problem's tests in the sandbox. Only plans whose
 code passes become training data: a plan that does not lead the student to working code
 teaches it nothing it can use. Which tests judge is decided by the problem's own solution
-first (``trainer.references``). Results go to ``verified.jsonl``.
+first (``plancode.trainer.references``). Results go to ``verified.jsonl``.
 
 Both stages skip work already on disk, so an interrupted run resumes.
 """
@@ -23,14 +23,14 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from server.engine.types import SamplingParams
-from server.errors import PlancodeError
-from server.prompts import backward_plan_messages, code_from_plan_messages, parse_code, parse_plan
-from trainer.checker import Checker
-from trainer.data import Problem
-from trainer.jsonl_cache import JsonlCache
-from trainer.references import judged as judged_problem
-from trainer.references import (
+from plancode.engine.types import SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import backward_plan_messages, code_from_plan_messages, parse_code, parse_plan
+from plancode.trainer.checker import Checker
+from plancode.trainer.data import Problem
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.references import judged as judged_problem
+from plancode.trainer.references import (
     known_broken,
     partly_judged,
     problem_digest,
@@ -38,7 +38,7 @@ from trainer.references import (
     reference_row,
     settled,
 )
-from trainer.teacher import ChatModel, TeacherConfig
+from plancode.trainer.teacher import ChatModel, TeacherConfig
 
 
 def plan_key(problem: Problem, k: int) -> str:
@@ -157,8 +157,8 @@ def verify_plans(coder: ChatModel, problems: Iterable[Problem], plans_per_proble
     model being trained can follow it to passing code. With ``batch`` > 1 and a coder that
     has ``chat_many``, that many plans are turned into code together, and their tests run on
     a worker thread while the next group decodes. ``tidy`` rewrites each plan first
-    (``trainer.plan_tidy``): what is verified is what is trained on. Each problem's own
-    solution is run before its first plan's code, and ``rule`` (``trainer.references``)
+    (``plancode.trainer.plan_tidy``): what is verified is what is trained on. Each problem's own
+    solution is run before its first plan's code, and ``rule`` (``plancode.trainer.references``)
     says which of its tests then judge the code; ``references`` keeps those verdicts, so a
     resumed run does not re-run them."""
     report = VerifyReport()

@@ -13,7 +13,7 @@ in a JSONL cache (``reference_key``), so a resumed run never re-runs it::
 A row from before ``judges`` were recorded ("passed" only) that passed had every test pass;
 one that failed is run again: most of those failed on sandbox defects fixed since.
 
-Two rules (``trainer.config.JUDGE_RULES``, set by ``verify.judges``) say which tests judge:
+Two rules (``plancode.trainer.config.JUDGE_RULES``, set by ``verify.judges``) say which tests judge:
 
 * ``"all"``: every test; a problem whose solution fails any test is broken (the rule the first
   distillation run verified its plans by);
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 
-from server.errors import PlancodeError
-from trainer.checker import Checker, cases_of, judged_by
-from trainer.data import Problem
-from trainer.jsonl_cache import JsonlCache
+from plancode.errors import PlancodeError
+from plancode.trainer.checker import Checker, cases_of, judged_by
+from plancode.trainer.data import Problem
+from plancode.trainer.jsonl_cache import JsonlCache
 
 
 def problem_digest(problem: Problem) -> str:

@@ -1,6 +1,6 @@
 """Ship a distillation run's adapter as the ``plancode-student-0.5b`` catalog model.
 
-``python -m trainer.ship --config configs/distill-real.toml``
+``python -m plancode.trainer.ship --config configs/distill-real.toml``
 
 Copies ``out_dir/export/<name>.lora.gguf`` into ``server/models/adapters/`` (package data) and
 writes its size and sha256 into ``STUDENT_ADAPTER`` in ``server/models/catalog.py``, so the
@@ -19,9 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from server.errors import PlancodeError
-from server.models import catalog
-from server.models.store import shipped_adapters_dir
+from plancode.errors import PlancodeError
+from plancode.models import catalog
+from plancode.models.store import shipped_adapters_dir
 
 CATALOG_FILE = Path(catalog.__file__)
 _PIN = re.compile(r'STUDENT_ADAPTER = ShippedAdapter\([^)]*\)')
@@ -61,7 +61,7 @@ def ship(export_dir: Path, name: str = "plancode-student") -> tuple[Path, int, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.config import DistillConfig
+    from plancode.trainer.config import DistillConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)

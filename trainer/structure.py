@@ -11,7 +11,7 @@ others ``1``) when it lies in a structural span. Structural spans are:
 * ``return``/``yield``/``raise`` statements;
 * calls: the callee (``f`` in ``f(x)``, ``obj.method`` in ``obj.method(x)``);
 * assignment targets (``=``, augmented and annotated assignments, ``for`` targets);
-* identifiers on a def-use edge of the data-flow graph (``trainer.dataflow``).
+* identifiers on a def-use edge of the data-flow graph (``plancode.trainer.dataflow``).
 
 Tokens that are only punctuation or whitespace, and tokens inside comments or string bodies,
 stay unflagged even inside a structural span: what the loss should stress is the skeleton
@@ -30,8 +30,8 @@ from functools import lru_cache
 import tree_sitter_python
 from tree_sitter import Language, Node
 
-from server.analysis.functions import parser
-from trainer.dataflow import def_use_spans
+from plancode.analysis.functions import parser
+from plancode.trainer.dataflow import def_use_spans
 
 IGNORE = -100
 

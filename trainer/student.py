@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import PlancodeError
-from server.models.catalog import CATALOG
+from plancode.errors import PlancodeError
+from plancode.models.catalog import CATALOG
 
 
 @dataclass
@@ -29,7 +29,7 @@ class StudentSource:
 def resolve_student(spec: str) -> StudentSource:
     """Where ``spec`` lives: a GGUF (catalog name, path, hf: spec) or a transformers model."""
     if spec in CATALOG or spec.endswith(".gguf") or spec.startswith("hf:"):
-        from server.models.store import ModelStore
+        from plancode.models.store import ModelStore
 
         path = ModelStore().resolve(spec)
         return StudentSource(spec, str(path.parent), path.name)

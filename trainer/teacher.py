@@ -7,7 +7,7 @@ Three backends behind one small interface (``ChatModel.chat(messages, params) ->
   the server's remote engine;
 * ``hf``     a local Hugging Face model through transformers (meant for a GPU).
 
-Prompts come from ``server.prompts`` only, so the plans the teacher writes are in exactly the
+Prompts come from ``plancode.prompts`` only, so the plans the teacher writes are in exactly the
 shape the student is trained to write and the server parses.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from server.engine.types import Engine, SamplingParams
-from server.errors import PlancodeError
-from server.prompts import Message
-from trainer.config import TeacherConfig
+from plancode.engine.types import Engine, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import Message
+from plancode.trainer.config import TeacherConfig
 
 __all__ = ["ChatModel", "EngineChat", "HFChat", "TeacherConfig", "load_teacher"]
 
@@ -45,7 +45,7 @@ class EngineChat:
                   params: list[SamplingParams]) -> list[str]:
         """One reply per conversation. With an in-process llama.cpp engine and ``batch`` > 1
         the conversations are decoded together, one llama.cpp batch per step
-        (:meth:`server.engine.batch.BatchDecoder.generate_each`): on a CPU one step streams
+        (:meth:`plancode.engine.batch.BatchDecoder.generate_each`): on a CPU one step streams
         the weights once for all of them. Otherwise, or when they do not fit, one by one."""
         decoder = self._batch_decoder() if len(conversations) > 1 else None
         if decoder is not None:
@@ -61,8 +61,8 @@ class EngineChat:
         if self.batch <= 1:
             return None
         if self._decoder is None:
-            from server.engine.batch import BatchDecoder
-            from server.engine.llama_engine import LlamaEngine
+            from plancode.engine.batch import BatchDecoder
+            from plancode.engine.llama_engine import LlamaEngine
 
             if not isinstance(self.engine, LlamaEngine):
                 self.batch = 1
@@ -112,8 +112,8 @@ def load_teacher(cfg: TeacherConfig) -> ChatModel:
             raise PlancodeError(f"cannot load the Hugging Face teacher {cfg.model!r}: {exc}",
                                 "give a local model directory, or a hub id with network "
                                 "access, or use teacher.backend = 'gguf'") from exc
-    from server.config import Settings
-    from server.engine.factory import load_engine
+    from plancode.config import Settings
+    from plancode.engine.factory import load_engine
 
     settings = Settings(model=cfg.model, backend="llama" if cfg.backend == "gguf" else "openai",
                         remote_url=cfg.url or Settings().remote_url,

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from server.errors import PlancodeError
-from trainer import portable_checkpoint as portable
-from trainer.config import LossConfig, TrainConfig
-from trainer.examples import Example
-from trainer.losses import Batch, collate, multitask_loss
-from trainer.structure import node_type_count
+from plancode.errors import PlancodeError
+from plancode.trainer import portable_checkpoint as portable
+from plancode.trainer.config import LossConfig, TrainConfig
+from plancode.trainer.examples import Example
+from plancode.trainer.losses import Batch, collate, multitask_loss
+from plancode.trainer.structure import node_type_count
 
 
 class DistillModule(nn.Module):
@@ -210,7 +210,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
 
     def save_checkpoint() -> None:
         """accelerate's full state (every rank takes part), the portable checkpoint
-        (``trainer.portable_checkpoint``), then the loop's own state; the newest
+        (``plancode.trainer.portable_checkpoint``), then the loop's own state; the newest
         ``keep_checkpoints`` are kept. ``train_state.json`` is written last, so a checkpoint
         without it (killed mid-save) is never resumed from."""
         path = ckpt_dir / f"checkpoint_{state['step']}"

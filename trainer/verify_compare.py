@@ -1,6 +1,6 @@
 """Who should verify a plan: the teacher or the student? Yield of both on the same plans.
 
-``python -m trainer.verify_compare --config configs/distill-real.toml --sample 40``
+``python -m plancode.trainer.verify_compare --config configs/distill-real.toml --sample 40``
 
 For a deterministic sample of training problems and the teacher's greedy backward plan for each
 (the plans stage's cached row, or written now; tidied as the verify stage tidies it), the
@@ -25,16 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from server.errors import PlancodeError
-from server.prompts import code_from_plan_messages, parse_code
-from trainer.checker import Checker
-from trainer.config import DistillConfig
-from trainer.jsonl_cache import JsonlCache
-from trainer.plans import plan_key
-from trainer.references import judged, reference_row
-from trainer.stages.chat import LazyChat, Teacher, coder_for
-from trainer.stages.data import problems_of
-from trainer.stages.plans import tidy_of
+from plancode.errors import PlancodeError
+from plancode.prompts import code_from_plan_messages, parse_code
+from plancode.trainer.checker import Checker
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.plans import plan_key
+from plancode.trainer.references import judged, reference_row
+from plancode.trainer.stages.chat import LazyChat, Teacher, coder_for
+from plancode.trainer.stages.data import problems_of
+from plancode.trainer.stages.plans import tidy_of
 
 
 def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
@@ -44,7 +44,7 @@ def sample_plans(cfg: DistillConfig, n: int, teacher: LazyChat | None = None,
     The plan is the plans stage's cached row when it exists; otherwise the teacher writes it
     now (same prompt, same settings, same key) into ``compare/plans.jsonl``, so the comparison
     does not wait for the plans stage to reach the sample."""
-    from server.prompts import backward_plan_messages, parse_plan
+    from plancode.prompts import backward_plan_messages, parse_plan
 
     train, _ = problems_of(cfg)
     train.sort(key=lambda p: hashlib.sha256(p.id.encode()).hexdigest())

@@ -87,7 +87,7 @@ def check() -> int:
 
 
 def complete_one(root: Path, rel: str, line: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "server.cli", "complete", f"{rel}:{line}", "--write", "--json",
+    cmd = [sys.executable, "-m", "plancode", "complete", f"{rel}:{line}", "--write", "--json",
            "--model", args.model, "--candidates", str(args.candidates)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=args.timeout,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from server.analysis.syntax import parser
+from plancode.analysis.syntax import parser
 
 PLACEHOLDERS = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*)\s*$")
 

@@ -14,8 +14,8 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 
-from server.analysis.functions import FunctionInfo
-from server.errors import PlancodeError
+from plancode.analysis.functions import FunctionInfo
+from plancode.errors import PlancodeError
 
 
 @dataclass

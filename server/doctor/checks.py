@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from server.config import Settings
-from server.doctor import llama_build
-from server.engine.probe import ProbeResult, rebuild_fix, run_probe
-from server.errors import PlancodeError
-from server.models.catalog import CATALOG
+from plancode.config import Settings
+from plancode.doctor import llama_build
+from plancode.engine.probe import ProbeResult, rebuild_fix, run_probe
+from plancode.errors import PlancodeError
+from plancode.models.catalog import CATALOG
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -75,12 +75,12 @@ def check_llama_import(ctx: Context) -> Finding:
         import llama_cpp
     except Exception as exc:
         return Finding("llama_cpp", title, FAIL, f"cannot import llama_cpp: {exc}",
-                       f"`{sys.executable} -m server.doctor.llama_build install`")
+                       f"`{sys.executable} -m plancode.doctor.llama_build install`")
     version = getattr(llama_cpp, "__version__", "?")
     if version != llama_build.LLAMA_VERSION:
         return Finding("llama_cpp", title, WARN, f"llama-cpp-python {version} imports, but "
                        f"plancode is tested with {llama_build.LLAMA_VERSION}",
-                       f"`{sys.executable} -m server.doctor.llama_build install --force`",
+                       f"`{sys.executable} -m plancode.doctor.llama_build install --force`",
                        {"version": version})
     return Finding("llama_cpp", title, OK, f"llama-cpp-python {version} imports",
                    details={"version": version})
@@ -131,7 +131,7 @@ def check_build(ctx: Context) -> Finding:
 
 
 def check_model(ctx: Context) -> Finding:
-    from server.models.store import ModelStore
+    from plancode.models.store import ModelStore
 
     title = "model store"
     name = ctx.settings.model
@@ -184,7 +184,7 @@ def check_gpu(ctx: Context) -> Finding:
     available = bool(info.get("gpu_offload"))
     wants = ctx.settings.n_gpu_layers != 0
     cuda = ('`CMAKE_ARGS="-DGGML_CUDA=on" ' + sys.executable +
-            ' -m server.doctor.llama_build install --force`')
+            ' -m plancode.doctor.llama_build install --force`')
     if available:
         return Finding("gpu", title, OK, "available (n_gpu_layers="
                        f"{ctx.settings.n_gpu_layers})", details={"available": True})
@@ -200,7 +200,7 @@ def check_sandbox(ctx: Context) -> Finding:
     (namespaces + Landlock + seccomp: a warning, with what it does not cover), or none (a
     failure even when the user opted in). No mechanism and no opt-in raises, which the guard
     reports with the sandbox's own fix."""
-    from server.testing.sandbox import Sandbox
+    from plancode.testing.sandbox import Sandbox
 
     title = "test sandbox"
     with Sandbox(ctx.workspace, isolation=ctx.settings.isolation,
@@ -219,7 +219,7 @@ def check_sandbox(ctx: Context) -> Finding:
 
 
 def check_interpreter(ctx: Context) -> Finding:
-    from server.testing.isolation import choose_interpreter
+    from plancode.testing.isolation import choose_interpreter
 
     title = "test interpreter"
     interp = choose_interpreter(ctx.workspace.resolve(), None, sys.executable)
@@ -230,7 +230,7 @@ def check_interpreter(ctx: Context) -> Finding:
 
 
 def check_escalation(ctx: Context) -> Finding:
-    from server.pipeline import escalate
+    from plancode.pipeline import escalate
 
     title = "escalation model"
     setting = ctx.settings.escalate_model

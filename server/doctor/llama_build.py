@@ -11,7 +11,7 @@ silently reuse the old wheel. plancode keeps its own wheel folder keyed by a has
 version and the flags (`~/.cache/plancode/wheels/<key>/`) and builds with `--no-cache-dir`.
 
 Stdlib only: the Makefile runs this before plancode is installed
-(`python3 -m server.doctor.llama_build install --python .venv/bin/python`).
+(`python3 -m plancode.doctor.llama_build install --python .venv/bin/python`).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def install(python: str, sdist: str | None = None, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.doctor.llama_build",
+    parser = argparse.ArgumentParser(prog="python -m plancode.doctor.llama_build",
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("cmake-args", help="print the CMAKE_ARGS for this machine")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from server.doctor.checks import FAIL, OK, Finding
+from plancode.doctor.checks import FAIL, OK, Finding
 
 MARKS = {OK: "✓", "warn": "!", FAIL: "✗"}
 

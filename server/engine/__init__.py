@@ -1,5 +1,5 @@
 """Model backends: in-process llama.cpp (default) behind one small contract."""
 
-from server.engine.types import CancelToken, Engine, Generation, SamplingParams
+from plancode.engine.types import CancelToken, Engine, Generation, SamplingParams
 
 __all__ = ["CancelToken", "Engine", "Generation", "SamplingParams"]

@@ -30,11 +30,11 @@ from collections.abc import Sequence
 import llama_cpp
 import numpy as np
 
-from server.engine.llama_engine import LlamaEngine
-from server.engine.sampler import TokenSampler
-from server.engine.types import CancelToken, Generation, SamplingParams
-from server.errors import PlancodeError
-from server.prompts import Message
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.sampler import TokenSampler
+from plancode.engine.types import CancelToken, Generation, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import Message
 
 PROMPT_CHUNK = 256
 

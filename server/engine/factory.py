@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.config import Settings
-from server.engine.llama_engine import LlamaEngine
-from server.engine.probe import ensure_runs
-from server.engine.remote import OpenAIEngine, fim_format_name
-from server.engine.types import Engine
-from server.errors import PlancodeError
-from server.models.store import ModelStore
+from plancode.config import Settings
+from plancode.engine.llama_engine import LlamaEngine
+from plancode.engine.probe import ensure_runs
+from plancode.engine.remote import OpenAIEngine, fim_format_name
+from plancode.engine.types import Engine
+from plancode.errors import PlancodeError
+from plancode.models.store import ModelStore
 
 
 def load_engine(settings: Settings, store: ModelStore | None = None,

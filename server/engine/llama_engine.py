@@ -2,7 +2,7 @@
 
 Every call keeps the longest prefix its prompt shares with what is already in the KV cache,
 and also the cached chunks that reappear later in the prompt (moved to their new positions
-with a RoPE shift, as llama-server's ``--cache-reuse`` does; :mod:`server.engine.kv_reuse`
+with a RoPE shift, as llama-server's ``--cache-reuse`` does; :mod:`plancode.engine.kv_reuse`
 plans it), and evaluates only the rest. A keystroke before the cursor in a fill-in-the-middle
 prompt then evaluates the changed tokens, not the whole suffix after them. Each
 :class:`Generation` reports how many prompt tokens were evaluated and how many reused.
@@ -27,13 +27,13 @@ from llama_cpp import Llama
 from llama_cpp import _internals as llama_internals
 from llama_cpp._utils import suppress_stdout_stderr
 
-from server.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
-from server.engine.model_info import ModelInfo
-from server.engine.sampler import TokenSampler
-from server.engine.token_healing import MAX_HEALED, PieceIndex, heal_step, mask, tokens_to_heal
-from server.engine.types import CancelToken, Generation, OnText, SamplingParams
-from server.errors import PlancodeError
-from server.prompts import FimFormat, Message
+from plancode.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
+from plancode.engine.model_info import ModelInfo
+from plancode.engine.sampler import TokenSampler
+from plancode.engine.token_healing import MAX_HEALED, PieceIndex, heal_step, mask, tokens_to_heal
+from plancode.engine.types import CancelToken, Generation, OnText, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import FimFormat, Message
 
 EVAL_CHUNK = 64  # prompt tok/s on 2 cores (0.5B): 193 at 32, 214 at 128, 224 at 512
 MAIN_SEQ, SCRATCH_SEQ = 0, 1  # the cache's sequence, and where inserted text is evaluated
@@ -193,7 +193,7 @@ class LlamaEngine:
         cursor. Typing on that line then only appends to the prompt, and the KV cache keeps
         all of it exactly (in plain prefix-suffix-middle order a keystroke changes the prompt
         before the suffix, whose cached keys and values then no longer match the text). Its
-        last token is healed (:mod:`server.engine.token_healing`): the cursor is often inside
+        last token is healed (:mod:`plancode.engine.token_healing`): the cursor is often inside
         a word, and the model re-spells that token itself instead of continuing a split it
         never saw in training.
         ``on_progress`` sees the live generation after the prompt and after every token.

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from server.errors import PlancodeError
-from server.prompts import FimFormat, Message, fim_format_for
+from plancode.errors import PlancodeError
+from plancode.prompts import FimFormat, Message, fim_format_for
 
 # A plain ChatML template, used when a GGUF carries none (base models, some exports).
 CHATML_TEMPLATE = (

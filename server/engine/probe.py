@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 PROBE_TIMEOUT = 180.0
 FAULT_ENV = "PLANCODE_PROBE_FAULT"
@@ -36,7 +36,7 @@ def rebuild_fix(python: str | None = None) -> str:
     """The one command that rebuilds llama-cpp-python without AMX for this interpreter."""
     python = python or sys.executable
     return (f"rebuild llama-cpp-python without AMX, with this CPU's other instructions: "
-            f"`{python} -m server.doctor.llama_build install --force` (in a plancode checkout: "
+            f"`{python} -m plancode.doctor.llama_build install --force` (in a plancode checkout: "
             "`make clean && make demo`)")
 
 
@@ -76,12 +76,10 @@ def run_probe(model: str | Path, n_gpu_layers: int = 0, timeout: float = PROBE_T
               python: str | None = None, env: dict | None = None) -> ProbeResult:
     """Load ``model`` and generate one token in a child; never raises for a child's crash."""
     model = Path(model)
-    argv = [python or sys.executable, "-m", "server.engine.probe", str(model),
+    # -P: the working directory is not put on sys.path, so nothing there shadows plancode
+    argv = [python or sys.executable, "-P", "-m", "plancode.engine.probe", str(model),
             "--n-gpu-layers", str(n_gpu_layers)]
     child_env = dict(os.environ if env is None else env)
-    root = str(Path(__file__).resolve().parents[2])  # so `-m server...` works uninstalled
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (root, child_env.get("PYTHONPATH", "")) if p)
     start = time.monotonic()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
@@ -214,7 +212,7 @@ def _child(model: str, n_gpu_layers: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m server.engine.probe")
+    parser = argparse.ArgumentParser(prog="python -m plancode.engine.probe")
     parser.add_argument("model")
     parser.add_argument("--n-gpu-layers", type=int, default=0)
     args = parser.parse_args(argv)

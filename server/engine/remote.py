@@ -14,7 +14,7 @@ that works, the extras are dropped for the rest of the engine's life. Stop strin
 enforced here, on the streamed text, so a server that caps or ignores them still stops where
 the pipeline expects.
 
-What each server reports, and so what :class:`~server.engine.types.Generation` holds
+What each server reports, and so what :class:`~plancode.engine.types.Generation` holds
 (``reused_tokens`` is the prompt prefix the server took from its cache;
 ``evaluated_tokens = prompt_tokens - reused_tokens``):
 
@@ -43,7 +43,7 @@ rest of the stream.
 Fill-in-the-middle: llama-server has a native ``/infill`` endpoint that knows the model's own
 FIM tokens and tokenizes the user's text without special tokens; it is tried first (once) and
 used whenever the server has it. Elsewhere the prompt is rendered with the configured
-:class:`~server.prompts.FimFormat` and sent to ``/completions`` (the server parses
+:class:`~plancode.prompts.FimFormat` and sent to ``/completions`` (the server parses
 special-token strings in it, so code that contains the format's control strings can confuse the
 model); with ``fim_format=None`` the prefix is simply continued.
 
@@ -67,9 +67,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.engine.types import CancelToken, Generation, OnText, SamplingParams
-from server.errors import PlancodeError
-from server.prompts import FIM_FORMATS, FimFormat, Message
+from plancode.engine.types import CancelToken, Generation, OnText, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.prompts import FIM_FORMATS, FimFormat, Message
 
 CONNECT_TIMEOUT = 5.0  # seconds to open the TCP connection: an absent server fails fast
 READ_TIMEOUT = 120.0  # seconds the server may stay silent (long prompts on a busy CPU server)
@@ -308,7 +308,7 @@ class OpenAIEngine:
 
     ``remote_url`` is the API base (``http://HOST:PORT/v1``); ``model`` is sent as the request's
     model name (servers that serve one model ignore it; vLLM and Ollama need the served name).
-    ``fim_format`` is a key of :data:`server.prompts.FIM_FORMATS` naming the served model's FIM
+    ``fim_format`` is a key of :data:`plancode.prompts.FIM_FORMATS` naming the served model's FIM
     tokens, or None for a model without them. ``read_timeout`` bounds how long the server may
     stay silent mid-request; connecting is bounded by ``connect_timeout``.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.engine.types import SamplingParams
+from plancode.engine.types import SamplingParams
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

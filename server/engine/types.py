@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.prompts import FimFormat, Message
+from plancode.prompts import FimFormat, Message
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ One request, in order:
    where that work is going.
 2. **Cancel.** A miss cancels whatever the worker is running (the engine stops within one
    token), and a newer request on the same document cancels an older one still waiting.
-3. **Debounce** (:mod:`server.lsp.debounce`): during a burst of fast keystrokes, wait about
+3. **Debounce** (:mod:`plancode.lsp.debounce`): during a burst of fast keystrokes, wait about
    one typing interval for the next one before starting the model.
-4. **Answer first, finish later** (:func:`server.lsp.fim.complete_fim`): a block is answered
+4. **Answer first, finish later** (:func:`plancode.lsp.fim.complete_fim`): a block is answered
    with its first whole lines once the budget has passed; the rest is decoded in the
    background and lands in the cache.
 5. **Settle**: KV cells the engine moved (approximate) are recomputed exactly, 16 tokens at
@@ -37,12 +37,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from server.config import Settings
-from server.engine.types import CancelToken, Engine, Generation
-from server.lsp.context_ring import ContextRing
-from server.lsp.debounce import TypingRhythm
-from server.lsp.fim import FimRequest, FimResult, SuggestionCache, build_request, complete_fim
-from server.lsp.fim_context import split_lines
+from plancode.config import Settings
+from plancode.engine.types import CancelToken, Engine, Generation
+from plancode.lsp.context_ring import ContextRing
+from plancode.lsp.debounce import TypingRhythm
+from plancode.lsp.fim import FimRequest, FimResult, SuggestionCache, build_request, complete_fim
+from plancode.lsp.fim_context import split_lines
 
 log = logging.getLogger(__name__)
 

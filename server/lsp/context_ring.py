@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from server.analysis.functions import top_level_summaries
-from server.lsp.fim_context import FimRequest, split_lines
+from plancode.analysis.functions import top_level_summaries
+from plancode.lsp.fim_context import FimRequest, split_lines
 
 CHUNK_LINES = 32
 MAX_CHUNKS = 4

@@ -2,16 +2,16 @@
 
 The pieces live in small modules and are re-exported here, the one import the server needs:
 
-* :mod:`server.lsp.fim_context` -- ``FimRequest`` and ``build_request`` (the window around the
+* :mod:`plancode.lsp.fim_context` -- ``FimRequest`` and ``build_request`` (the window around the
   cursor, snapped so consecutive keystrokes share the prompt's head and reuse the KV cache);
-* :mod:`server.lsp.stops` -- ``stop_strings`` and ``trim`` (where a suggestion ends);
-* :mod:`server.lsp.inline_cache` -- ``SuggestionCache`` (exact and typed-ahead hits).
+* :mod:`plancode.lsp.stops` -- ``stop_strings`` and ``trim`` (where a suggestion ends);
+* :mod:`plancode.lsp.inline_cache` -- ``SuggestionCache`` (exact and typed-ahead hits).
 
 :func:`complete_fim` answers first and finishes later: a multi-line suggestion is answered
 with its first whole lines once a wall-clock budget has passed (llama.vim's
 ``t_max_predict_ms``), and the rest is decoded in the same call and lands in the cache.
 
-The FIM prompt format itself belongs to the engine and :mod:`server.prompts`; with a model
+The FIM prompt format itself belongs to the engine and :mod:`plancode.prompts`; with a model
 that has no FIM tokens the engine continues the prefix, and the same trimming applies.
 """
 
@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.engine.types import CancelToken, Generation, SamplingParams
-from server.lsp.fim_context import FimRequest, build_request
-from server.lsp.inline_cache import SuggestionCache
-from server.lsp.stops import stop_strings, trim
+from plancode.engine.types import CancelToken, Generation, SamplingParams
+from plancode.lsp.fim_context import FimRequest, build_request
+from plancode.lsp.inline_cache import SuggestionCache
+from plancode.lsp.stops import stop_strings, trim
 
 __all__ = [
     "FimEngine",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 class FimEngine(Protocol):
-    """The one engine call inline completion needs (any :class:`server.engine.Engine` has it)."""
+    """The one engine call inline completion needs (any :class:`plancode.engine.Engine` has it)."""
 
     def fim(
         self,

@@ -15,13 +15,13 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
-from server.analysis.functions import find_function, functions
-from server.errors import PlancodeError
-from server.lsp.jobs import job_key
-from server.lsp.language_server import PlancodeServer, uri_to_path
-from server.lsp.positions import line_texts, offset_to_position
-from server.lsp.verified import plan_comment
-from server.pipeline import PipelineResult
+from plancode.analysis.functions import find_function, functions
+from plancode.errors import PlancodeError
+from plancode.lsp.jobs import job_key
+from plancode.lsp.language_server import PlancodeServer, uri_to_path
+from plancode.lsp.positions import line_texts, offset_to_position
+from plancode.lsp.verified import plan_comment
+from plancode.pipeline import PipelineResult
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ document notifications that feed the context ring.
 
 Each request: answer from the verified cache when the cursor sits in an empty function whose
 plan-then-code job has finished (starting that job in the background when it has not),
-otherwise ask the :class:`~server.lsp.completer.InlineCompleter` for a fill-in-the-middle
+otherwise ask the :class:`~plancode.lsp.completer.InlineCompleter` for a fill-in-the-middle
 suggestion (cache first, then the model: KV-reused, answered first and finished later).
 """
 
@@ -16,11 +16,11 @@ import re
 
 from lsprotocol import types
 
-from server.analysis.functions import find_function
-from server.lsp.jobs import job_key
-from server.lsp.language_server import PlancodeServer, uri_to_path
-from server.lsp.positions import line_texts, to_index, to_position
-from server.lsp.verified import PLACEHOLDER_LINE, cursor_in_empty_body, verified_body
+from plancode.analysis.functions import find_function
+from plancode.lsp.jobs import job_key
+from plancode.lsp.language_server import PlancodeServer, uri_to_path
+from plancode.lsp.positions import line_texts, to_index, to_position
+from plancode.lsp.verified import PLACEHOLDER_LINE, cursor_in_empty_body, verified_body
 
 log = logging.getLogger(__name__)
 

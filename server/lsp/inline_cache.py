@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from server.lsp.fim_context import FimRequest
+from plancode.lsp.fim_context import FimRequest
 
 PREFIX_KEY_CHARS = 2000
 SUFFIX_KEY_CHARS = 500

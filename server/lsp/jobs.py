@@ -16,11 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo
-from server.config import Settings
-from server.engine.types import CancelToken
-from server.lsp.models import ModelManager
-from server.pipeline import Pipeline, PipelineResult
+from plancode.analysis.functions import FunctionInfo
+from plancode.config import Settings
+from plancode.engine.types import CancelToken
+from plancode.lsp.models import ModelManager
+from plancode.pipeline import Pipeline, PipelineResult
 
 log = logging.getLogger(__name__)
 

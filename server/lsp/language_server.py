@@ -22,12 +22,12 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument
 
-from server import __version__
-from server.config import Settings
-from server.errors import PlancodeError
-from server.lsp.completer import InlineCompleter
-from server.lsp.jobs import Jobs
-from server.lsp.models import ModelManager
+from plancode import __version__
+from plancode.config import Settings
+from plancode.errors import PlancodeError
+from plancode.lsp.completer import InlineCompleter
+from plancode.lsp.jobs import Jobs
+from plancode.lsp.models import ModelManager
 
 _LOAD_TOKENS = itertools.count(1)
 

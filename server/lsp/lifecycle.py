@@ -6,7 +6,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from server.lsp.language_server import PlancodeServer
+from plancode.lsp.language_server import PlancodeServer
 
 
 def _plancode_section(settings: Any) -> dict:

@@ -11,11 +11,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from server.config import Settings
-from server.engine.factory import load_engine
-from server.engine.types import Engine
-from server.errors import PlancodeError
-from server.models.store import ModelStore
+from plancode.config import Settings
+from plancode.engine.factory import load_engine
+from plancode.engine.types import Engine
+from plancode.errors import PlancodeError
+from plancode.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The composition root of the language server: ``create_server`` wires the handlers.
 
 Handlers are top-level functions in ``lifecycle.py``, ``inline.py`` and ``implement.py`` that
-take the :class:`~server.lsp.language_server.PlancodeServer`; they import that module and
+take the :class:`~plancode.lsp.language_server.PlancodeServer`; they import that module and
 never each other or this one, so every LSP module imports on its own.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from server.lsp import implement, inline, lifecycle
-from server.lsp.language_server import PlancodeServer
+from plancode.lsp import implement, inline, lifecycle
+from plancode.lsp.language_server import PlancodeServer
 
 
 def create_server() -> PlancodeServer:

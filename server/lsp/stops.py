@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from server.lsp.fim_context import OPENERS, FimRequest, indent_width, leading_ws
+from plancode.lsp.fim_context import OPENERS, FimRequest, indent_width, leading_ws
 
 CLOSERS = ")]}"
 _REPEATABLE = CLOSERS + ":;,"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from server.analysis.functions import FunctionInfo
-from server.pipeline import PipelineResult
+from plancode.analysis.functions import FunctionInfo
+from plancode.pipeline import PipelineResult
 
 PLACEHOLDER_LINE = re.compile(r"^\s*(pass|\.\.\.)?\s*$")
 

@@ -1,6 +1,6 @@
 """Model store: catalog names, local paths and hf: specs resolved to verified GGUF files."""
 
-from server.models.catalog import CATALOG, DEFAULT_MODEL
-from server.models.store import ModelStore
+from plancode.models.catalog import CATALOG, DEFAULT_MODEL
+from plancode.models.store import ModelStore
 
 __all__ = ["CATALOG", "DEFAULT_MODEL", "ModelStore"]

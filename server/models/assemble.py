@@ -15,9 +15,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from server.errors import PlancodeError
-from server.models.catalog import CatalogEntry
-from server.models.parts import PartLocation
+from plancode.errors import PlancodeError
+from plancode.models.catalog import CatalogEntry
+from plancode.models.parts import PartLocation
 
 GGUF_MAGIC = b"GGUF"
 CHUNK = 4 << 20

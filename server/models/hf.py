@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 PROBE_SECONDS = 5.0
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from server.errors import PlancodeError
-from server.models.catalog import Part
+from plancode.errors import PlancodeError
+from plancode.models.catalog import Part
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from server.errors import PlancodeError
-from server.models import hf
-from server.models.assemble import assemble, is_gguf, sha256_file
-from server.models.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, ShippedAdapter
-from server.models.parts import PartLocation, locate
+from plancode.errors import PlancodeError
+from plancode.models import hf
+from plancode.models.assemble import assemble, is_gguf, sha256_file
+from plancode.models.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, ShippedAdapter
+from plancode.models.parts import PartLocation, locate
 
 
 def default_home() -> Path:
@@ -43,7 +43,7 @@ def default_home() -> Path:
 
 
 def shipped_adapters_dir() -> Path:
-    """Where plancode's own adapters live (package data of ``server.models``)."""
+    """Where plancode's own adapters live (package data of ``plancode.models``)."""
     return Path(__file__).resolve().parent / "adapters"
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from server import prompts
-from server.engine.types import CancelToken, Engine, Generation, SamplingParams
-from server.pipeline.result import Candidate
+from plancode import prompts
+from plancode.engine.types import CancelToken, Engine, Generation, SamplingParams
+from plancode.pipeline.result import Candidate
 
 DIRECT = "direct-greedy"
 DIRECT_SAMPLED = "direct-sampled"
@@ -148,7 +148,7 @@ def generate_direct_batch(
     """Direct candidates (``specs``: index, strategy, seed) decoded as parallel sequences of
     one llama.cpp batch: they share the direct prompt, which is evaluated once. Engines that
     cannot batch (a remote server) get them one after another."""
-    from server.engine.batch import decoder_for
+    from plancode.engine.batch import decoder_for
 
     decoder = decoder_for(engine, len(specs))
     if decoder is None:

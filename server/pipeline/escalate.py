@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from server.config import Settings
-from server.engine.types import Engine
-from server.pipeline.result import Candidate
-from server.pipeline.selection import Agreement
+from plancode.config import Settings
+from plancode.engine.types import Engine
+from plancode.pipeline.result import Candidate
+from plancode.pipeline.selection import Agreement
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -44,7 +44,7 @@ def model_of(settings: Settings) -> str:
 
 def auto_available() -> bool:
     """Whether AUTO_MODEL is already in the model store (escalation never downloads it)."""
-    from server.models.store import ModelStore
+    from plancode.models.store import ModelStore
 
     try:
         return any(m.name == AUTO_MODEL and m.cached for m in ModelStore(progress=False).list())
@@ -87,7 +87,7 @@ def settings_for(settings: Settings, weak: bool = False) -> Settings:
 
 def engine_for(settings: Settings) -> Engine:
     """The larger model's engine, loaded on first use and kept for the process."""
-    from server.engine.factory import load_engine
+    from plancode.engine.factory import load_engine
 
     name = model_of(settings)
     with _LOCK:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from server import prompts
-from server.engine.types import CancelToken, Engine, SamplingParams
-from server.testing.types import TestCase
+from plancode import prompts
+from plancode.engine.types import CancelToken, Engine, SamplingParams
+from plancode.testing.types import TestCase
 
 FILE = "test_plancode_generated.py"
 

@@ -15,8 +15,8 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
-from server.engine.types import CancelToken
-from server.testing.sandbox import Sandbox
+from plancode.engine.types import CancelToken
+from plancode.testing.sandbox import Sandbox
 
 SCRIPT = "_plancode_probe.py"
 DATA = "_plancode_probe.json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from server.pipeline.result import Candidate
+from plancode.pipeline.result import Candidate
 
 
 def assign_agreement(candidates: list[Candidate]) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from server.testing.scrub import scrub
-from server.testing.types import NEUTRAL, RunResult, TestCase
+from plancode.testing.scrub import scrub
+from plancode.testing.types import NEUTRAL, RunResult, TestCase
 
 if TYPE_CHECKING:
-    from server.pipeline.selection import Agreement
+    from plancode.pipeline.selection import Agreement
 
 
 @dataclass

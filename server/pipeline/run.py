@@ -21,24 +21,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo, find_function, functions
-from server.analysis.splice import SpliceError, function_text, splice
-from server.config import Settings
-from server.engine.types import CancelToken, Engine, SamplingParams
-from server.errors import PlancodeError
-from server.pipeline import candidates as cands
-from server.pipeline import escalate, selection, static_repair
-from server.pipeline import spec_select as spec
-from server.pipeline import visible_tests as visible
-from server.pipeline.generated_tests import write_tests
-from server.pipeline.ranking import choose
-from server.pipeline.result import Candidate, PipelineResult
-from server.pipeline.test_runs import TestRuns
-from server.testing.discovery import WorkspaceIndex, discover, module_name
-from server.testing.prose_examples import docstring_tests, prose_examples
-from server.testing.sandbox import Sandbox
-from server.testing.types import TestCase
-from server.testing.workspace import infer_root
+from plancode.analysis.functions import FunctionInfo, find_function, functions
+from plancode.analysis.splice import SpliceError, function_text, splice
+from plancode.config import Settings
+from plancode.engine.types import CancelToken, Engine, SamplingParams
+from plancode.errors import PlancodeError
+from plancode.pipeline import candidates as cands
+from plancode.pipeline import escalate, selection, static_repair
+from plancode.pipeline import spec_select as spec
+from plancode.pipeline import visible_tests as visible
+from plancode.pipeline.generated_tests import write_tests
+from plancode.pipeline.ranking import choose
+from plancode.pipeline.result import Candidate, PipelineResult
+from plancode.pipeline.test_runs import TestRuns
+from plancode.testing.discovery import WorkspaceIndex, discover, module_name
+from plancode.testing.prose_examples import docstring_tests, prose_examples
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import TestCase
+from plancode.testing.workspace import infer_root
 
 Progress = Callable[[str, dict], None]
 

@@ -33,10 +33,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.pipeline.candidates import DIRECT
-from server.pipeline.probes import Behaviour
-from server.pipeline.result import Candidate
-from server.testing.types import TestCase
+from plancode.pipeline.candidates import DIRECT
+from plancode.pipeline.probes import Behaviour
+from plancode.pipeline.result import Candidate
+from plancode.testing.types import TestCase
 
 STRONG_CHECKS = 3
 MAX_INPUTS = 16

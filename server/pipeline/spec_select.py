@@ -18,16 +18,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.analysis.functions import FunctionInfo
-from server.engine.types import CancelToken, Engine, SamplingParams
-from server.pipeline import selection
-from server.pipeline.generated_tests import write_tests
-from server.pipeline.probes import probe_all
-from server.pipeline.ranking import choose
-from server.pipeline.result import Candidate
-from server.testing.prose_examples import all_examples
-from server.testing.sandbox import Sandbox
-from server.testing.types import TestCase
+from plancode.analysis.functions import FunctionInfo
+from plancode.engine.types import CancelToken, Engine, SamplingParams
+from plancode.pipeline import selection
+from plancode.pipeline.generated_tests import write_tests
+from plancode.pipeline.probes import probe_all
+from plancode.pipeline.ranking import choose
+from plancode.pipeline.result import Candidate
+from plancode.testing.prose_examples import all_examples
+from plancode.testing.sandbox import Sandbox
+from plancode.testing.types import TestCase
 
 
 @dataclass

@@ -12,10 +12,10 @@ import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from server.engine.types import CancelToken
-from server.pipeline.result import Candidate
-from server.testing.sandbox import Sandbox, run_checks
-from server.testing.types import RunResult, TestCase
+from plancode.engine.types import CancelToken
+from plancode.pipeline.result import Candidate
+from plancode.testing.sandbox import Sandbox, run_checks
+from plancode.testing.types import RunResult, TestCase
 
 
 class TestRuns:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from server.testing.types import TestCase
+from plancode.testing.types import TestCase
 
 MAX_TEST_CHARS = 900
 MAX_BLOCK_CHARS = 1800

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 MAX_COPY_MB = 200
 IGNORED_ANYWHERE = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules",

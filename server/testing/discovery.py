@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tree_sitter import Node
 
-from server.testing.imports import (
+from plancode.testing.imports import (
     find_definition,
     module_name,
     parse,
@@ -22,8 +22,8 @@ from server.testing.imports import (
     text,
     workspace_path,
 )
-from server.testing.index import WorkspaceIndex
-from server.testing.types import TestCase
+from plancode.testing.index import WorkspaceIndex
+from plancode.testing.types import TestCase
 
 __all__ = ["WorkspaceIndex", "discover", "doctests_for", "module_name"]
 

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from tree_sitter import Node
 
-from server.testing.imports import (
+from plancode.testing.imports import (
     Bindings,
     Target,
     decorator_names,
@@ -44,7 +44,7 @@ from server.testing.imports import (
     text,
     unwrap,
 )
-from server.testing.types import TestCase
+from plancode.testing.types import TestCase
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "build", "dist",
              "site-packages"}

@@ -1,7 +1,7 @@
 """How the sandbox isolates a run: interpreter probing, bubblewrap command lines, the kernel
 fallback's configuration, the runner's environment, and the sentences that describe each.
 
-Three modes (see :class:`server.testing.sandbox.Sandbox`):
+Three modes (see :class:`plancode.testing.sandbox.Sandbox`):
 
 ``bwrap``
     bubblewrap builds a new root from read-only system directories and the interpreter's own
@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.errors import PlancodeError
+from plancode.errors import PlancodeError
 
 SANDBOX_UID = 65534  # nobody: only used by the probes
 SANDBOX_GID = 65534  # nogroup

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.testing.verdicts import RunEnd
+from plancode.testing.verdicts import RunEnd
 
 if TYPE_CHECKING:
-    from server.engine.types import CancelToken
+    from plancode.engine.types import CancelToken
 
 POLL_SECONDS = 0.05
 TAIL_CHARS = 4000

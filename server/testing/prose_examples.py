@@ -25,7 +25,7 @@ import doctest
 import re
 from dataclasses import dataclass
 
-from server.testing.types import TestCase
+from plancode.testing.types import TestCase
 
 FILE = "test_plancode_docstring.py"
 KIND = "docstring"

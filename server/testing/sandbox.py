@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.errors import PlancodeError
-from server.testing import copying, process
-from server.testing import isolation as iso
-from server.testing.copying import MAX_COPY_MB, CopyRules
-from server.testing.isolation import NONE_OPT_IN, BwrapVariant, Confinement, Interpreter, Limits
-from server.testing.types import RunResult, TestCase, TestVerdict
-from server.testing.verdicts import (
+from plancode.errors import PlancodeError
+from plancode.testing import copying, process
+from plancode.testing import isolation as iso
+from plancode.testing.copying import MAX_COPY_MB, CopyRules
+from plancode.testing.isolation import NONE_OPT_IN, BwrapVariant, Confinement, Interpreter, Limits
+from plancode.testing.types import RunResult, TestCase, TestVerdict
+from plancode.testing.verdicts import (
     RunEnd,
     build_verdicts,
     describe_exit,
@@ -41,7 +41,7 @@ from server.testing.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from server.engine.types import CancelToken
+    from plancode.engine.types import CancelToken
 
 # "rlimit" is the old name of the fallback; it now means the kernel fallback.
 ISOLATIONS = ("auto", "bwrap", "landlock", "rlimit", NONE_OPT_IN)

@@ -1,7 +1,7 @@
 """From the plugin's authenticated events and how the runner ended to one verdict per test.
 
 Pure functions, no I/O: :func:`parse_events` reads the bytes the results channel delivered,
-:func:`build_verdicts` turns them into :class:`~server.testing.types.TestVerdict` objects. The
+:func:`build_verdicts` turns them into :class:`~plancode.testing.types.TestVerdict` objects. The
 rules (docs/pipeline.md, "Verdict semantics"):
 
 * a test passes only when its call phase ran and passed (and setup and teardown did not fail);
@@ -14,7 +14,7 @@ rules (docs/pipeline.md, "Verdict semantics"):
   reported its finish. Anything else is *tampering*: every verdict becomes ``error`` with the
   reason, and the run can never count as passed;
 * a run that timed out, was cancelled, or whose runner exit status says failure is never a
-  pass (see :attr:`server.testing.types.RunResult.all_passed`).
+  pass (see :attr:`plancode.testing.types.RunResult.all_passed`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.testing.types import TestCase, TestVerdict
+from plancode.testing.types import TestCase, TestVerdict
 
 PHASES = ("setup", "call", "teardown")
 USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR (no pytest import here)

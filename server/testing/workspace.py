@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.testing.imports import package_chain
+from plancode.testing.imports import package_chain
 
 MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini", ".git")
 MAX_DEPTH = 3  # how far above a loose module the cwd / a workspace folder may be

@@ -9,7 +9,7 @@
 
 One module per stage (``data``, ``plans`` for plans and verification, ``train``, ``export``,
 ``evaluation``), ``stage`` for the folder and fingerprint rules they share, ``chat`` for the
-lazily loaded models they ask. ``trainer.distill`` runs them in order.
+lazily loaded models they ask. ``plancode.trainer.distill`` runs them in order.
 
 A stage whose ``done.json`` carries the fingerprint of its settings and inputs is skipped.
 A stage interrupted half-way resumes: plans and verdicts are appended row by row, training

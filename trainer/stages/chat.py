@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
 
 
 class LazyChat:
@@ -39,7 +39,7 @@ class Teacher(LazyChat):
     """The teacher of ``cfg``, loaded on first use."""
 
     def __init__(self, cfg: DistillConfig) -> None:
-        from trainer.teacher import load_teacher
+        from plancode.trainer.teacher import load_teacher
 
         super().__init__(lambda: load_teacher(cfg.teacher))
         self.cfg = cfg
@@ -53,9 +53,9 @@ def coder_for(cfg: DistillConfig, teacher: LazyChat) -> LazyChat:
     spec = cfg.coder_model
 
     def load():
-        from server.config import Settings
-        from server.engine.factory import load_engine
-        from trainer.teacher import EngineChat
+        from plancode.config import Settings
+        from plancode.engine.factory import load_engine
+        from plancode.trainer.teacher import EngineChat
 
         if not (spec.endswith(".gguf") or _is_catalog(spec)):
             raise PlancodeError(
@@ -71,6 +71,6 @@ def coder_for(cfg: DistillConfig, teacher: LazyChat) -> LazyChat:
 
 
 def _is_catalog(spec: str) -> bool:
-    from server.models.catalog import CATALOG
+    from plancode.models.catalog import CATALOG
 
     return spec in CATALOG or spec.startswith("hf:")

@@ -7,9 +7,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from trainer.config import DistillConfig
-from trainer.data import Problem, dedupe, load_jsonl, python_problem, split
-from trainer.stages.stage import open_stage
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.data import Problem, dedupe, load_jsonl, python_problem, split
+from plancode.trainer.stages.stage import open_stage
 
 
 def read_problems(path: Path, split_name: str | None = None,
@@ -64,7 +64,7 @@ def heldout_split(problems: list[Problem], fraction: float,
 
 def stage_data(cfg: DistillConfig, progress: bool) -> dict:
     """Load, mine, normalise, deduplicate, decontaminate and split the problems."""
-    from trainer.mine import mine
+    from plancode.trainer.mine import mine
 
     stage, done = open_stage(cfg, "data")
     if done is not None:
@@ -87,7 +87,7 @@ def stage_data(cfg: DistillConfig, progress: bool) -> dict:
         problems = [p for p in problems if len(p.problem) + len(p.solution) <= cfg.data.max_chars]
         report["too_long"] = [p.id for p in long]
     if cfg.data.decontaminate:
-        from trainer.decontam import Decontaminator
+        from plancode.trainer.decontam import Decontaminator
 
         problems, decontam = Decontaminator().decontaminate(problems)
         report["decontamination"] = decontam.to_json()

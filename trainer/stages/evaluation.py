@@ -10,11 +10,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.stages.chat import LazyChat
-from trainer.stages.data import heldout_of
-from trainer.stages.stage import (
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.stages.chat import LazyChat
+from plancode.trainer.stages.data import heldout_of
+from plancode.trainer.stages.stage import (
     digest_of,
     file_digest,
     model_identity,
@@ -23,12 +23,12 @@ from trainer.stages.stage import (
 )
 
 if TYPE_CHECKING:
-    from server.pipeline.run import Pipeline
+    from plancode.pipeline.run import Pipeline
 
 
 def eval_models(cfg: DistillConfig) -> dict[str, tuple[str, Path | None]]:
     """The two models evaluation compares, like with like (see ``EvalSection.compare``)."""
-    from trainer.student import resolve_student
+    from plancode.trainer.student import resolve_student
 
     e = cfg.eval
     base = resolve_student(cfg.train.student).gguf_path
@@ -81,11 +81,11 @@ def evaluate_heldout_models(cfg: DistillConfig,
     and ``select``) and with the section's settings; rows cached per model
     (:func:`heldout_rows_file`), so the eval stage and ``python -m benchmarks.heldout`` share
     and split them."""
-    from server.engine.factory import load_engine
-    from server.pipeline.run import Pipeline
-    from trainer.evaluate import eval_settings
-    from trainer.heldout import ALL_MODES, evaluate_heldout
-    from trainer.teacher import EngineChat
+    from plancode.engine.factory import load_engine
+    from plancode.pipeline.run import Pipeline
+    from plancode.trainer.evaluate import eval_settings
+    from plancode.trainer.heldout import ALL_MODES, evaluate_heldout
+    from plancode.trainer.teacher import EngineChat
 
     e = cfg.eval
     chats = {k: LazyChat(lambda spec=spec: EngineChat(load_engine(eval_settings(spec[0], e),
@@ -112,7 +112,7 @@ def heldout_references_file(cfg: DistillConfig) -> Path:
 
 def stage_eval(cfg: DistillConfig, progress: bool) -> dict:
     """HumanEval (and the held-out mined problems) for base and distilled, same harness."""
-    from trainer.evaluate import run_eval
+    from plancode.trainer.evaluate import run_eval
 
     e = cfg.eval
     stage, done = open_stage(cfg, "eval")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.stages.data import problems_of
-from trainer.stages.plans import val_triples, verified_triples
-from trainer.stages.stage import open_stage
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.stages.data import problems_of
+from plancode.trainer.stages.plans import val_triples, verified_triples
+from plancode.trainer.stages.stage import open_stage
 
 
 def stage_export(cfg: DistillConfig, progress: bool) -> dict:
@@ -18,9 +18,9 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     (or ``eval.compare = "requantized"``) also merged F16 + quantized GGUFs, and the base
     exported and quantized by the same code, so evaluation compares like with like."""
 
-    from trainer.examples import build_examples
-    from trainer.export import _sha256, agreement, export, merge, torch_reference
-    from trainer.student import load_model, load_tokenizer, resolve_student
+    from plancode.trainer.examples import build_examples
+    from plancode.trainer.export import _sha256, agreement, export, merge, torch_reference
+    from plancode.trainer.student import load_model, load_tokenizer, resolve_student
 
     stage, done = open_stage(cfg, "export")
     if done is not None:
@@ -44,7 +44,7 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
                                 "export.merge = true")
         report["adapter_skipped"] = "the student is not a GGUF: no base file to adapt"
     elif cfg.export.adapter:
-        from trainer.gguf_adapter import export_adapter
+        from plancode.trainer.gguf_adapter import export_adapter
 
         path = export_adapter(adapter_dir, src.gguf_path, stage.dir / f"{cfg.export.name}"
                               ".lora.gguf")

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainer import plan_tidy
-from trainer.config import DistillConfig
-from trainer.data import Problem
-from trainer.jsonl_cache import JsonlCache
-from trainer.stages.chat import LazyChat, coder_for
-from trainer.stages.data import problems_of
-from trainer.stages.stage import Stage, model_identity, open_stage, stage_fingerprint
+from plancode.trainer import plan_tidy
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.data import Problem
+from plancode.trainer.jsonl_cache import JsonlCache
+from plancode.trainer.stages.chat import LazyChat, coder_for
+from plancode.trainer.stages.data import problems_of
+from plancode.trainer.stages.stage import Stage, model_identity, open_stage, stage_fingerprint
 
 
 def stage_plans(cfg: DistillConfig, teacher: LazyChat, progress: bool,
                 limit: int | None = None) -> dict:
     """K backward plans per training problem from the teacher, appended row by row;
     ``limit`` stops after that many new plans (the stage then stays unfinished)."""
-    from trainer.plans import write_plans
+    from plancode.trainer.plans import write_plans
 
     stage, done = open_stage(cfg, "plans")
     if done is not None:
@@ -36,8 +36,8 @@ def stage_verify(cfg: DistillConfig, teacher: LazyChat, progress: bool,
                  coder: LazyChat | None = None) -> dict:
     """Every plan turned into code by the coder (the student by default) and judged by its
     problem's tests; then a greedy teacher plan per validation problem."""
-    from trainer.checker import Checker
-    from trainer.plans import verify_plans
+    from plancode.trainer.checker import Checker
+    from plancode.trainer.plans import verify_plans
 
     stage, done = open_stage(cfg, "verify")
     if done is not None:
@@ -99,7 +99,7 @@ def verified_triples(cfg: DistillConfig, problems: list[Problem]) -> list[dict]:
 
 def write_val_plans(cfg: DistillConfig, teacher: LazyChat, val: list[Problem]) -> None:
     """A greedy backward plan per validation problem (held-out loss and export agreement)."""
-    from server.prompts import backward_plan_messages, parse_plan
+    from plancode.prompts import backward_plan_messages, parse_plan
 
     cache = JsonlCache(cfg.out_dir / "verify" / "val_plans.jsonl")
     for p in val:

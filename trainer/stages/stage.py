@@ -16,10 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-from server.errors import PlancodeError
-from server.prompts import contract_digest
-from trainer import plan_tidy
-from trainer.config import DistillConfig
+from plancode.errors import PlancodeError
+from plancode.prompts import contract_digest
+from plancode.trainer import plan_tidy
+from plancode.trainer.config import DistillConfig
 
 STAGES = ("data", "plans", "verify", "train", "export", "eval")
 
@@ -82,7 +82,7 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
     such as GPU layers, threads and checkpoint frequency, left out), the models by name, and
     the fingerprint of the stage before it. Paths never enter: a run moved to another folder
     or machine keeps its cached stages."""
-    from trainer.decontam import MIN_NAMES, NGRAM, PURPOSE_MIN
+    from plancode.trainer.decontam import MIN_NAMES, NGRAM, PURPOSE_MIN
 
     if name == "data":
         settings = {k: v for k, v in cfg.section("data").items() if k not in ("jsonl", "mine")}

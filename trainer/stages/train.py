@@ -1,21 +1,21 @@
 """The train stage: the student's LoRA on the verified triples, multi-task structure-aware
-loss (``trainer.train``), resumable from its last checkpoint."""
+loss (``plancode.trainer.train``), resumable from its last checkpoint."""
 
 from __future__ import annotations
 
-from server.errors import PlancodeError
-from trainer.config import DistillConfig
-from trainer.stages.data import problems_of
-from trainer.stages.plans import val_triples, verified_triples
-from trainer.stages.stage import is_main_process, open_stage
+from plancode.errors import PlancodeError
+from plancode.trainer.config import DistillConfig
+from plancode.trainer.stages.data import problems_of
+from plancode.trainer.stages.plans import val_triples, verified_triples
+from plancode.trainer.stages.stage import is_main_process, open_stage
 
 
 def stage_train(cfg: DistillConfig, progress: bool, stop_after: int | None = None) -> dict:
     """Train; safe under ``accelerate launch``/``torchrun`` (only rank 0 writes reports)."""
-    from trainer.examples import build_examples
-    from trainer.plots import loss_curve
-    from trainer.student import load_model, load_tokenizer, resolve_student
-    from trainer.train import base_dtype, train
+    from plancode.trainer.examples import build_examples
+    from plancode.trainer.plots import loss_curve
+    from plancode.trainer.student import load_model, load_tokenizer, resolve_student
+    from plancode.trainer.train import base_dtype, train
 
     stage, done = open_stage(cfg, "train")
     if done is not None:

@@ -6,7 +6,7 @@
 // that is not a doctor report (exit 2 with `error: ...`, an older plancode, a program that is
 // not plancode, a crash, a timeout) becomes a problem with its fix, never an exception.
 
-import { ExitInfo, LaunchPlan } from "./launch";
+import { ExitInfo, isPlancodeModule, LaunchPlan } from "./launch";
 import { SERVER_SETTINGS, toSnake } from "./settings";
 
 /** The extension's command id. */
@@ -68,13 +68,13 @@ export const MARKS: Record<CheckStatus, string> = { ok: "✓", warn: "!", fail: 
 
 /**
  * The doctor's command line, derived from the server's launch plan: the same executable (or
- * the same `PYTHON -m server.cli`), `doctor --json` instead of `serve` and its serverArgs
+ * the same `PYTHON -m plancode`), `doctor --json` instead of `serve` and its serverArgs
  * (those are options of `serve`). `--opt=value` so a value starting with `-` stays a value.
  */
 export function doctorInvocation(plan: LaunchPlan, opts: DoctorOptions = {}): DoctorInvocation {
   const serve = plan.args.indexOf("serve");
   const prefix = serve >= 0 ? plan.args.slice(0, serve)
-    : plan.source === "plancode.pythonPath" ? ["-m", "server.cli"] : [];
+    : plan.source === "plancode.pythonPath" ? ["-m", "plancode"] : [];
   const args = [...prefix, "doctor", "--json"];
   if (opts.model?.trim()) {
     args.push(`--model=${opts.model.trim()}`);
@@ -117,7 +117,7 @@ export function doctorHelps(info: ExitInfo): boolean {
     return false; // the executable is missing or not executable: the doctor cannot run either
   }
   const missing = /No module named '?([A-Za-z0-9_.]+)'?/.exec(info.stderr);
-  return !(missing && (missing[1] === "server" || missing[1].startsWith("server.")));
+  return !(missing && isPlancodeModule(missing[1]));
 }
 
 const STATUSES = new Set(["ok", "warn", "fail"]);
@@ -235,7 +235,7 @@ export function interpretDoctor(inv: DoctorInvocation, run: DoctorRun): DoctorOu
     };
   }
   const missing = /No module named '?([A-Za-z0-9_.]+)'?/.exec(err);
-  if (missing && (missing[1] === "server" || missing[1].startsWith("server."))) {
+  if (missing && isPlancodeModule(missing[1])) {
     return {
       ok: false,
       problem: `${inv.command} does not have plancode installed (${missing[0]})`,

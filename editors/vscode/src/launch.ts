@@ -2,7 +2,7 @@
 //
 // Pure (no `vscode` import): the file system and the environment are passed in, so every
 // branch is unit-tested. Order: `plancode.serverPath`, then `plancode.pythonPath`
-// (`PYTHON -m server.cli serve`), then `plancode` on PATH, then each workspace folder's
+// (`PYTHON -m plancode serve`), then `plancode` on PATH, then each workspace folder's
 // `.venv`/`venv`.
 
 import * as path from "node:path";
@@ -139,7 +139,7 @@ export function resolveLaunch(s: LaunchSettings, env: LaunchEnv): LaunchPlan | L
       return {
         ok: true,
         command: resolved,
-        args: ["-m", "server.cli", ...serveArgs(s)],
+        args: ["-m", "plancode", ...serveArgs(s)],
         source: "plancode.pythonPath",
       };
     }
@@ -181,6 +181,11 @@ export interface ExitInfo {
   stderr: string;
 }
 
+/** Whether a missing module is plancode itself (so: plancode is not installed there). */
+export function isPlancodeModule(name: string): boolean {
+  return name === "plancode" || name.startsWith("plancode.");
+}
+
 /** Why the server stopped before it could serve, and how to fix it. */
 export function explainExit(plan: LaunchPlan, info: ExitInfo): LaunchProblem {
   const where = `${plan.command} ${plan.args.join(" ")}`;
@@ -203,7 +208,7 @@ export function explainExit(plan: LaunchPlan, info: ExitInfo): LaunchProblem {
   }
   const err = info.stderr;
   const missing = /No module named '?([A-Za-z0-9_.]+)'?/.exec(err);
-  if (missing && (missing[1] === "server" || missing[1].startsWith("server."))) {
+  if (missing && isPlancodeModule(missing[1])) {
     return {
       ok: false,
       problem: `${plan.command} does not have plancode installed (${missing[0]})`,

@@ -20,7 +20,7 @@ import { LaunchPlan } from "../launch";
 import { serverSettings } from "../settings";
 
 const REBUILD = "rebuild llama-cpp-python without AMX, with this CPU's other instructions: " +
-  "`/v/bin/python -m server.doctor.llama_build install --force` (in a plancode checkout: " +
+  "`/v/bin/python -m plancode.doctor.llama_build install --force` (in a plancode checkout: " +
   "`make clean && make demo`)";
 
 // what `plancode doctor --json` prints on an Intel AMX machine with the default native build
@@ -65,7 +65,7 @@ const ALL_OK = JSON.stringify({
 });
 
 const exePlan: LaunchPlan = { ok: true, command: "/v/bin/plancode", args: ["serve", "--log-level", "debug"], source: "PATH" };
-const pyPlan: LaunchPlan = { ok: true, command: "/v/bin/python", args: ["-m", "server.cli", "serve"], source: "plancode.pythonPath" };
+const pyPlan: LaunchPlan = { ok: true, command: "/v/bin/python", args: ["-m", "plancode", "serve"], source: "plancode.pythonPath" };
 const inv: DoctorInvocation = { command: "/v/bin/plancode", args: ["doctor", "--json"] };
 
 test("the doctor runs the server's executable with `doctor --json`, the model and the workspace", () => {
@@ -74,7 +74,7 @@ test("the doctor runs the server's executable with `doctor --json`, the model an
     args: ["doctor", "--json", "--model=qwen2.5-coder-0.5b", "--workspace=/ws/my project"],
   }, "serverArgs (options of `serve`) are not passed to `doctor`");
   assert.deepEqual(doctorInvocation(pyPlan, { model: "smollm2-135m" }), {
-    command: "/v/bin/python", args: ["-m", "server.cli", "doctor", "--json", "--model=smollm2-135m"],
+    command: "/v/bin/python", args: ["-m", "plancode", "doctor", "--json", "--model=smollm2-135m"],
   });
   assert.deepEqual(doctorInvocation(exePlan, { model: " " }).args, ["doctor", "--json"]);
   assert.equal(commandLine(doctorInvocation(exePlan, { workspace: "/ws/it's" })),
@@ -197,13 +197,13 @@ test("older plancode, Python without plancode, spawn failures, crash, timeout, c
   assert.match(!old.ok ? old.problem : "", /has no `doctor` command/);
   assert.match(!old.ok ? old.fix : "", /pip install -U plancode/);
 
-  const py = interpretDoctor({ command: "/usr/bin/python3", args: ["-m", "server.cli", "doctor", "--json"] },
-    { exitCode: 1, stdout: "", stderr: "/usr/bin/python3: Error while finding module specification for 'server.cli' (ModuleNotFoundError: No module named 'server')" });
+  const py = interpretDoctor({ command: "/usr/bin/python3", args: ["-m", "plancode", "doctor", "--json"] },
+    { exitCode: 1, stdout: "", stderr: "/usr/bin/python3: Error while finding module specification for 'plancode' (ModuleNotFoundError: No module named 'plancode')" });
   assert.match(!py.ok ? py.problem : "", /\/usr\/bin\/python3 does not have plancode installed/);
 
   const missing = interpretDoctor(inv, { exitCode: null, errno: "ENOENT", stdout: "", stderr: "" });
   assert.match(!missing.ok ? missing.fix : "", /set plancode\.serverPath/);
-  const pyMissing = interpretDoctor({ command: "/x/python", args: ["-m", "server.cli", "doctor", "--json"] },
+  const pyMissing = interpretDoctor({ command: "/x/python", args: ["-m", "plancode", "doctor", "--json"] },
     { exitCode: null, errno: "ENOENT", stdout: "", stderr: "" });
   assert.match(!pyMissing.ok ? pyMissing.fix : "", /set plancode\.pythonPath/);
   const noExec = interpretDoctor(inv, { exitCode: null, errno: "EACCES", stdout: "", stderr: "" });
@@ -232,7 +232,7 @@ test("only servers that ran and stopped get a Run doctor button", () => {
   assert.equal(doctorHelps({ exitCode: 1, stderr: "plancode: llama.cpp crashed with SIGILL" }), true);
   assert.equal(doctorHelps({ exitCode: null, stderr: "" }), true);
   assert.equal(doctorHelps({ errno: "ENOENT", stderr: "" }), false);
-  assert.equal(doctorHelps({ exitCode: 1, stderr: "ModuleNotFoundError: No module named 'server'" }), false);
+  assert.equal(doctorHelps({ exitCode: 1, stderr: "ModuleNotFoundError: No module named 'plancode'" }), false);
   assert.equal(doctorHelps({ exitCode: 1, stderr: "ModuleNotFoundError: No module named 'llama_cpp'" }), true);
 });
 

@@ -60,9 +60,9 @@ test("a serverPath that is not executable says so", () => {
   assert.ok(!plan.ok && /not executable/.test(plan.problem) && /chmod \+x/.test(plan.fix));
 });
 
-test("pythonPath runs -m server.cli serve", () => {
+test("pythonPath runs -m plancode serve", () => {
   const plan = resolveLaunch({ ...none, pythonPath: "/venv/bin/python" }, env({ "/venv/bin/python": "exe" }));
-  assert.deepEqual(plan, { ok: true, command: "/venv/bin/python", args: ["-m", "server.cli", "serve"],
+  assert.deepEqual(plan, { ok: true, command: "/venv/bin/python", args: ["-m", "plancode", "serve"],
     source: "plancode.pythonPath" });
 });
 
@@ -113,13 +113,13 @@ test("nothing found: the error lists where it looked and how to install", () => 
   }
 });
 
-const pyPlan: LaunchPlan = { ok: true, command: "/usr/bin/python3", args: ["-m", "server.cli", "serve"],
+const pyPlan: LaunchPlan = { ok: true, command: "/usr/bin/python3", args: ["-m", "plancode", "serve"],
   source: "plancode.pythonPath" };
 const exePlan: LaunchPlan = { ok: true, command: "/v/bin/plancode", args: ["serve"], source: "PATH" };
 
 test("explainExit: Python without plancode", () => {
   const p = explainExit(pyPlan, { exitCode: 1, stderr:
-    "/usr/bin/python3: Error while finding module specification for 'server.cli' (ModuleNotFoundError: No module named 'server')" });
+    "/usr/bin/python3: Error while finding module specification for 'plancode' (ModuleNotFoundError: No module named 'plancode')" });
   assert.match(p.problem, /does not have plancode installed/);
   assert.match(p.fix, /\/usr\/bin\/python3 -m pip install plancode/);
   assert.equal(p.setting, "plancode.pythonPath");
