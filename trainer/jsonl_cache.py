@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
+from plancode.trainer import blobs
+
 T = TypeVar("T")
 
 
@@ -28,6 +30,7 @@ class JsonlCache:
         self.key = key
         self.rows: dict[str, dict] = {}
         self._read = 0  # bytes of the file already in ``rows``
+        blobs.ensure(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             self._load()

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from plancode.trainer import blobs
 from plancode.trainer.config import DistillConfig
 from plancode.trainer.data import Problem, dedupe, load_jsonl, python_problem, split
 from plancode.trainer.stages.stage import open_stage
@@ -17,6 +18,7 @@ def read_problems(path: Path, split_name: str | None = None,
     """(train, validation) problems of a data stage's ``problems.jsonl``; with ``split_name``,
     only that split's problems as the first list. Mined problems' roots are re-pointed at the
     config's ``roots`` of the same folder name, so a moved run finds its codebases."""
+    blobs.ensure(path)
     by_name = {Path(r).name: r for r in roots or []}
     train, val = [], []
     for line in path.read_text().splitlines():

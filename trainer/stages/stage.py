@@ -18,7 +18,7 @@ from pathlib import Path
 
 from plancode.errors import PlancodeError
 from plancode.prompts import contract_digest
-from plancode.trainer import plan_tidy
+from plancode.trainer import blobs, plan_tidy
 from plancode.trainer.config import DistillConfig
 
 STAGES = ("data", "plans", "verify", "train", "export", "eval")
@@ -176,6 +176,7 @@ def reuse(source: Path, target: Path, fingerprint: str, work: dict) -> bool:
     done = json.loads(marker.read_text())
     if done.get("fingerprint") != fingerprint or done.get("work", {}) != work:
         return False
+    blobs.restore(source.parent)  # a packed run: its caches come back before they are copied
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
