@@ -36,7 +36,7 @@ def test_python_m_plancode_runs_plancode_in_a_project_with_its_own_server(web_pr
     proc = subprocess.run([sys.executable, "-m", "plancode", "config"], cwd=web_project,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "n_threads" in proc.stdout and "user" not in proc.stdout
+    assert "n_threads" in proc.stdout and "user cli" not in proc.stdout
 
 
 def test_plancode_installs_no_top_level_server_or_trainer(tmp_path: Path):
@@ -72,3 +72,4 @@ async def test_language_server_starts_from_a_workspace_with_its_own_server(web_p
         client.exit(None)
     finally:
         await client.stop()
+

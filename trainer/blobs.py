@@ -105,8 +105,11 @@ def restore(run_dir: Path, store: Path | None = None) -> list[str]:
                 "check out the repository's distill/blobs/ folder (git checkout -- distill/blobs)")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".restoring")
-        with gzip.open(blob, "rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst)
+        try:
+            with gzip.open(blob, "rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError):  # not gzip, or cut short: the digest check below says so
+            tmp.write_bytes(b"")
         if _sha256(tmp) != entry["sha256"]:
             tmp.unlink()
             raise PlancodeError(f"{blob} does not hold {rel} (sha256 differs)",
