@@ -1,0 +1,118 @@
+"""Guards on a candidate's decoding: stop a generation as soon as it can no longer pay.
+
+A user waits for every token. Measured here before these guards: a repair round of the 1.5B
+spent 211 s decoding 512 tokens that did not parse, and sampled candidates sometimes loop on
+one line until ``max_tokens``. Each guard is a small rule over the reply decoded so far,
+checked when a line is complete (a few microseconds to a millisecond), and says why it
+stopped, so the candidate records ``guard: <why>`` instead of a silent truncation:
+
+* **length** -- the code is longer than ``code_cap`` characters: a cap relative to the
+  direct answer's length (a sampled or plan-guided body five times longer than the greedy one
+  is rarely the right one, and always the slowest);
+* **repetition** -- the same non-blank line over and over, or the tail of the reply is one
+  short piece repeated (a decoding loop);
+* **unparseable** -- the code block's complete lines are already a syntax error that no
+  continuation can fix (``codeop`` tells "incomplete" from "invalid"), or prose follows code
+  inside the block.
+
+Only the text of the open code block is judged (a plan reply's prose is not code); once the
+block is closed the code is done and nothing here stops the reply.
+"""
+
+from __future__ import annotations
+
+import codeop
+import warnings
+from dataclasses import dataclass
+
+_PYTHON = frozenset({"", "python", "py", "python3"})
+MIN_CODE_CAP = 600  # characters: short direct answers still leave room for a real body
+CAP_FACTOR = 4.0  # code_cap = max(MIN_CODE_CAP, CAP_FACTOR x the direct answer's code)
+REPEATED_LINES = 6  # the same non-blank line this many times in a row
+MIN_REPEATS = 4  # a tail of one piece repeated this many times
+
+
+def code_cap(direct_code: str | None) -> int | None:
+    """The length cap for candidates after the direct answer (None: no direct answer yet)."""
+    if not direct_code:
+        return None
+    return max(MIN_CODE_CAP, int(CAP_FACTOR * len(direct_code)))
+
+
+def open_code(reply: str) -> str | None:
+    """The text of the Python code block still being written (None when no block is open, or
+    the open one is tagged as another language)."""
+    inside, python, body_at, at = False, False, 0, 0
+    for line in reply.splitlines(keepends=True):
+        at += len(line)
+        if line.lstrip().startswith("```") and line.endswith("\n"):
+            if inside:
+                inside = False
+            else:
+                lang = line.strip()[3:].strip().lower()
+                inside, python, body_at = True, lang in _PYTHON, at
+    return reply[body_at:] if inside and python else None
+
+
+def repetition(text: str) -> bool:
+    """A decoding loop: one non-blank line ``REPEATED_LINES`` times in a row, or the tail is
+    one piece (8 to 80 characters, not all blank) repeated ``MIN_REPEATS`` times."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    tail = lines[-REPEATED_LINES:]
+    if len(tail) == REPEATED_LINES and len(set(tail)) == 1 and len(tail[0].strip()) > 2:
+        return True
+    for period in range(8, 81):
+        span = text[-period * MIN_REPEATS:]
+        if len(span) < period * MIN_REPEATS:
+            break
+        piece = span[:period]
+        if piece.strip() and span == piece * MIN_REPEATS:
+            return True
+    return False
+
+
+def unparseable(code: str) -> str | None:
+    """Why the complete lines of ``code`` can never parse, or None (fine or incomplete)."""
+    complete = code[:code.rfind("\n") + 1]
+    if not complete.strip():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            codeop.compile_command(complete, "<candidate>", "exec")
+    except SyntaxError as exc:
+        return f"{exc.msg} (line {exc.lineno})"
+    except (ValueError, OverflowError) as exc:  # null bytes, absurd literals
+        return str(exc)
+    return None
+
+
+@dataclass
+class Guard:
+    """One generation's guard; ``start`` is the reply's prefilled beginning (the model
+    continues it), ``cap`` the code length cap. ``tripped`` says why it stopped, if it did."""
+
+    start: str = ""
+    cap: int | None = None
+    tripped: str | None = None
+    _checked: int = 0  # length of the reply when the last complete line was judged
+
+    def __call__(self, text: str) -> bool:
+        """True when decoding ``text`` (the model's output so far) should stop."""
+        if self.tripped is not None:
+            return True
+        reply = self.start + text
+        end = reply.rfind("\n") + 1
+        if end <= self._checked:  # judge complete lines only, once each
+            return False
+        self._checked = end
+        code = open_code(reply[:end])
+        if code is None:
+            return False
+        if self.cap is not None and len(code) > self.cap:
+            self.tripped = f"length: over {self.cap} characters of code"
+        elif repetition(code):
+            self.tripped = "repetition: the code repeats itself"
+        elif (why := unparseable(code)) is not None:
+            self.tripped = f"unparseable: {why}"
+        return self.tripped is not None
