@@ -17,7 +17,7 @@ from plancode.engine.llama_engine import LlamaEngine
 from plancode.engine.types import CancelToken
 from plancode.pipeline import Candidate, Pipeline
 from plancode.pipeline.candidates import schedule
-from plancode.pipeline.ranking import choose, codet_score
+from plancode.pipeline.ranking import best_by_tests, codet_score
 from plancode.testing.types import RunResult, TestVerdict
 
 
@@ -56,12 +56,12 @@ def test_ranking_prefers_passes_then_agreement_then_logprob() -> None:
     a = _cand(0, _run("passed", "failed"), -0.1)
     b = _cand(1, _run("passed", "passed"), -0.9)
     c = _cand(2, _run("failed", "passed"), -0.2)
-    assert choose([a, b, c], "user") is b
+    assert best_by_tests([a, b, c], "user") is b
     d = _cand(3, _run("failed", "passed"), -0.9)  # agrees with c: c and d outrank a
-    assert choose([a, c, d], "user") is c
+    assert best_by_tests([a, c, d], "user") is c
     e = _cand(4, None)
     e.error = "does not parse"
-    assert choose([e], "user") is None
+    assert best_by_tests([e], "user") is None
 
 
 def test_codet_scores_groups_of_agreeing_candidates() -> None:
@@ -69,7 +69,7 @@ def test_codet_scores_groups_of_agreeing_candidates() -> None:
             _cand(1, _run("failed", "passed", "passed")),
             _cand(2, _run("failed", "passed", "passed"))]
     assert [codet_score(c, runs) for c in runs] == [1, 4, 4]
-    assert choose(runs, "generated") in runs[1:]
+    assert best_by_tests(runs, "generated") in runs[1:]
 
 
 def test_pipeline_with_the_tiny_model_reports_every_candidate(

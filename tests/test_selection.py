@@ -13,8 +13,10 @@ from pathlib import Path
 from plancode import prompts
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Generation, SamplingParams
-from plancode.pipeline import Pipeline, selection
+from plancode.pipeline import Pipeline, clustering, probe_inputs
+from plancode.pipeline.agreement import is_weak
 from plancode.pipeline.candidates import schedule, widen
+from plancode.pipeline.probe_inputs import as_checks
 from plancode.pipeline.probes import Behaviour
 from plancode.pipeline.result import Candidate
 from plancode.testing.types import TestCase
@@ -150,36 +152,34 @@ def test_cluster_and_rank_rules() -> None:
     a, b, c, d = cand(0, "direct-greedy"), cand(1), cand(2), cand(3)
     behaviours = [Behaviour(("1", "2"), (True, False)), Behaviour(("1", "3"), (True, True)),
                   Behaviour(("1", "3"), (True, True)), Behaviour(error="!raise:SyntaxError")]
-    groups = selection.cluster([a, b, c, d], behaviours)
+    groups = clustering.cluster([a, b, c, d], behaviours)
     assert [g.size for g in groups] == [1, 2]
-    assert selection.choose_group(groups, user_tests=True).members == [b, c]
+    assert clustering.choose_group(groups, user_tests=True).members == [b, c]
     # model-written tests only: a larger group still wins over direct greedy ...
-    assert selection.choose_group(groups, user_tests=False).members == [b, c]
+    assert clustering.choose_group(groups, user_tests=False).members == [b, c]
     # ... but checks alone never overrule direct greedy
-    lone = [selection.Group([a], Behaviour(("1",), (False,))),
-            selection.Group([b], Behaviour(("2",), (True,)))]
-    assert selection.choose_group(lone, user_tests=False).members == [a]
-    assert selection.choose_group(lone, user_tests=True).members == [b]
+    lone = [clustering.Group([a], Behaviour(("1",), (False,))),
+            clustering.Group([b], Behaviour(("2",), (True,)))]
+    assert clustering.choose_group(lone, user_tests=False).members == [a]
+    assert clustering.choose_group(lone, user_tests=True).members == [b]
 
 
 def test_generated_inputs_mutate_the_seen_arguments() -> None:
-    calls = selection.generated_inputs("f", [([("a", 2, 150)],), ("x", 3)], limit=12)
+    calls = probe_inputs.generated_inputs("f", [([("a", 2, 150)],), ("x", 3)], limit=12)
     assert calls[:2] == ["f([('a', 2, 150)])", "f('x', 3)"]
     assert "f([])" in calls and "f('', 3)" in calls and len(calls) == 12
-    assert selection.calls_in("assert f([1], k=2) == 1\nf(x)\nm.f('s')\n", "f") == [("s",)]
+    assert probe_inputs.calls_in("assert f([1], k=2) == 1\nf(x)\nm.f('s')\n", "f") == [("s",)]
 
 
 def test_weakness_counts_checks() -> None:
     one = [TestCase("t::a", "pytest", "t", "a")]
-    assert selection.is_weak(one, None)
+    assert is_weak(one, None)
     doctest = [TestCase("m.py::m.f", "doctest", "m.py", "f")]
-    assert not selection.is_weak(doctest, '"""\n>>> f(1)\n1\n>>> f(2)\n2\n>>> f(3)\n3\n"""')
-    assert not selection.is_weak([], None), "no tests at all is not 'weak', it is none"
+    assert not is_weak(doctest, '"""\n>>> f(1)\n1\n>>> f(2)\n2\n>>> f(3)\n3\n"""')
+    assert not is_weak([], None), "no tests at all is not 'weak', it is none"
 
 
 def test_model_written_raises_checks() -> None:
-    from plancode.pipeline.spec_select import as_checks
-
     checks = as_checks(["assert median([]) == ValueError", "assert median([1]) == 1",
                         "assert broken(("])
     assert len(checks) == 2 and checks[1] == "assert median([1]) == 1"
@@ -199,8 +199,6 @@ def test_model_written_raises_checks() -> None:
 
 
 def test_raises_lines_are_parsed_and_probed() -> None:
-    from plancode.pipeline.spec_select import as_checks
-
     reply = ("```python\nassert f([]) == 0\nwith pytest.raises(ValueError): f(None)\n"
              "with open('x') as fh: f(1)\n```")
     asserts = prompts.parse_asserts(reply, "f")

@@ -34,13 +34,13 @@ import textwrap
 import time
 from pathlib import Path
 
+from plancode.analysis.facts import parameters
 from plancode.analysis.functions import FunctionInfo, find_function
 from plancode.analysis.splice import SpliceError, splice
 from plancode.config import Settings
 from plancode.engine.types import SamplingParams
 from plancode.pipeline import Pipeline, static_repair
 from plancode.pipeline import candidates as cands
-from plancode.pipeline.spec_select import parameters
 from plancode.testing.prose_examples import all_examples
 from plancode.testing.sandbox import Sandbox
 from plancode.testing.types import TestCase

@@ -4,7 +4,8 @@ The pool mixes strategies on purpose (DESIGN.md): the model's direct greedy answ
 plan-guided answer, sampled direct answers, and plan-guided answers from sampled plans
 (CodePLAN's plan sampling). The
 user's tests choose, and each candidate records the strategy that made it, so whether planning
-pays off for a model is measured rather than assumed.
+pays off for a model is measured rather than assumed. The strategy names live in ``kinds``
+(and read as ``candidates.DIRECT`` etc. here too).
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ import time
 
 from plancode import prompts
 from plancode.engine.types import CancelToken, Engine, Generation, SamplingParams
+from plancode.pipeline.kinds import (
+    DIRECT,
+    DIRECT_SAMPLED,
+    PLAN_GREEDY,
+    PLAN_SAMPLED,
+    REPAIR,
+    Strategy,
+)
 from plancode.pipeline.result import Candidate
 
-DIRECT = "direct-greedy"
-DIRECT_SAMPLED = "direct-sampled"
-PLAN_GREEDY = "plan-greedy"
-PLAN_SAMPLED = "plan-sampled"
-REPAIR = "repair"
 
-
-def schedule(n: int, seed: int) -> list[tuple[str, int | None]]:
+def schedule(n: int, seed: int) -> list[tuple[Strategy, int | None]]:
     """The strategies of ``n`` candidates, cheapest and most often right first: the greedy
     direct and plan-guided answers, then sampled ones alternating between sampled code and
     code from a sampled plan (seeds ``seed+1``, ``seed+2``, ...)."""
-    plan: list[tuple[str, int | None]] = [(DIRECT, None), (PLAN_GREEDY, None)]
+    plan: list[tuple[Strategy, int | None]] = [(DIRECT, None), (PLAN_GREEDY, None)]
     i = 1
     while len(plan) < n:
         plan.append((DIRECT_SAMPLED if i % 2 else PLAN_SAMPLED, seed + i))
@@ -35,8 +38,8 @@ def schedule(n: int, seed: int) -> list[tuple[str, int | None]]:
     return plan[:n]
 
 
-def widen(plan: list[tuple[str, int | None]], direct: int,
-          seed: int) -> list[tuple[str, int | None]]:
+def widen(plan: list[tuple[Strategy, int | None]], direct: int,
+          seed: int) -> list[tuple[Strategy, int | None]]:
     """``plan`` with sampled direct candidates added until it has ``direct`` direct ones
     (decoded together in one batch, they cost far less than one more plan candidate)."""
     plan = list(plan)
@@ -81,7 +84,7 @@ def generate(
     engine: Engine,
     problem: str,
     index: int,
-    strategy: str,
+    strategy: Strategy,
     seed: int | None,
     base: SamplingParams,
     temperature: float,
@@ -138,7 +141,7 @@ def repair(
 def generate_direct_batch(
     engine: Engine,
     problem: str,
-    specs: list[tuple[int, str, int | None]],
+    specs: list[tuple[int, Strategy, int | None]],
     base: SamplingParams,
     temperature: float,
     cancel: CancelToken | None = None,

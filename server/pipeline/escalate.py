@@ -11,6 +11,10 @@ way it then also writes the checks selection scores on.
 It is loaded once per process and kept. Its candidates are labelled with the
 model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the result says what the escalation
 bought, and its time is reported as ``timings.escalation``.
+
+This module is the policy (when, which model, with which settings, how its candidates are
+labelled); the pipeline carries it out, making the larger model's candidates through a second
+``Pipeline``'s public ``make_candidates`` and choosing again with ``choose``.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import threading
 
 from plancode.config import Settings
 from plancode.engine.types import Engine
+from plancode.pipeline.agreement import Agreement
+from plancode.pipeline.kinds import TestsSource
 from plancode.pipeline.result import Candidate
-from plancode.pipeline.selection import Agreement
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -52,13 +57,14 @@ def auto_available() -> bool:
         return False
 
 
-def wanted(settings: Settings, candidates: list[Candidate], tests_source: str) -> bool:
+def wanted(settings: Settings, candidates: list[Candidate], tests_source: TestsSource) -> bool:
     """Escalate when a larger model is configured, the user has tests, and none passed."""
     return (tests_source == "user" and not any(c.all_passed for c in candidates)
             and bool(model_of(settings)))
 
 
-def wanted_on_weak(settings: Settings, tests_source: str, agreement: Agreement) -> bool:
+def wanted_on_weak(settings: Settings, tests_source: TestsSource,
+                   agreement: Agreement) -> bool:
     """Escalate after selection when the user's tests are weak and the small model's evidence
     is thin: fewer than MIN_POOL candidates pass them, or those that do disagree on the
     generated inputs. The larger model's candidates join the pool and its own checks score

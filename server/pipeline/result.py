@@ -1,5 +1,8 @@
 """What a plan-then-code run produced: candidates, verdicts, the choice, and timings.
 
+Data at the bottom of the pipeline: it imports only the vocabulary (``kinds``), the evidence
+(``agreement``) and the test types, never the modules that make or choose candidates.
+
 ``PipelineResult.to_json`` is the ``plancode complete --json`` schema, documented in
 docs/complete-json.md; the LSP's ``plancode/implement`` request returns the same object.
 """
@@ -7,13 +10,11 @@ docs/complete-json.md; the LSP's ``plancode/implement`` request returns the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from plancode.pipeline.agreement import Agreement
+from plancode.pipeline.kinds import TestsSource
 from plancode.testing.scrub import scrub
 from plancode.testing.types import NEUTRAL, RunResult, TestCase
-
-if TYPE_CHECKING:
-    from plancode.pipeline.selection import Agreement
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Candidate:
     """One attempt at the function: how it was made, its code, and how it fared."""
 
     index: int
-    strategy: str  # direct-greedy | plan-greedy | direct-sampled | plan-sampled | repair
+    strategy: str  # a kinds.Strategy; escalated ones are prefixed "model:" (see kinds.py)
     seed: int | None
     plan: str = ""
     code: str = ""  # the code block the model wrote
@@ -96,7 +97,7 @@ class PipelineResult:
     function: str
     line: int  # 1-based line of the definition
     tests: list[TestCase]
-    tests_source: str  # "user" (found in the workspace), "generated" (model-written), "none"
+    tests_source: TestsSource  # "user" (found in the workspace), "generated", "none"
     candidates: list[Candidate]
     chosen: Candidate | None
     isolation: str

@@ -9,7 +9,11 @@
    *while the next candidate decodes*.
 3. Stop as soon as a candidate passes every test (a running generation is cancelled).
 4. If none passed, one repair round shows the model its best attempt and the failures.
-5. Rank by tests passed, agreement, mean log-probability; return everything measured.
+5. Choose (``choose.choose``: by the tests, or with weak tests by behaviour on generated
+   inputs), with a larger model joining when ``escalate`` says so; return everything measured.
+
+The function's facts (docstring text, parameters, examples) are worked out once
+(``analysis.facts``) and passed down.
 """
 
 from __future__ import annotations
@@ -21,21 +25,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from plancode.analysis.facts import FunctionFacts, facts_of
 from plancode.analysis.functions import FunctionInfo, find_function, functions
 from plancode.analysis.splice import SpliceError, function_text, splice
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Engine, SamplingParams
 from plancode.errors import PlancodeError
 from plancode.pipeline import candidates as cands
-from plancode.pipeline import escalate, selection, static_repair
-from plancode.pipeline import spec_select as spec
+from plancode.pipeline import escalate, static_repair
 from plancode.pipeline import visible_tests as visible
+from plancode.pipeline.agreement import Agreement, is_weak
+from plancode.pipeline.choose import ChoiceContext, choose
 from plancode.pipeline.generated_tests import write_tests
-from plancode.pipeline.ranking import choose
+from plancode.pipeline.kinds import Strategy, TestsSource
+from plancode.pipeline.ranking import best_by_tests
 from plancode.pipeline.result import Candidate, PipelineResult
 from plancode.pipeline.test_runs import TestRuns
 from plancode.testing.discovery import WorkspaceIndex, discover, module_name
-from plancode.testing.prose_examples import docstring_tests, prose_examples
+from plancode.testing.prose_examples import docstring_tests
 from plancode.testing.sandbox import Sandbox
 from plancode.testing.types import TestCase
 from plancode.testing.workspace import infer_root
@@ -48,14 +55,15 @@ def _noop(event: str, data: dict) -> None:
 
 
 @dataclass
-class _Work:
-    """One function's run: what making, testing and choosing its candidates share."""
+class Work:
+    """One function's run: what making, testing and choosing its candidates share (a second
+    ``Pipeline``, the escalation model's, makes candidates for the same ``Work``)."""
 
-    info: FunctionInfo
+    facts: FunctionFacts
     source: str  # the file's text the candidates are spliced into
     rel: str  # the file, relative to the workspace root
     tests: list[TestCase]
-    tests_source: str  # user | generated | none
+    tests_source: TestsSource
     files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
     sandbox: Sandbox
     base: SamplingParams
@@ -65,6 +73,10 @@ class _Work:
     prompt: tuple[str, str]  # (problem as the model sees it, context)
     shown: dict[str, str]  # test sources shown to the model (for repair reports)
     weak: bool  # the user's tests are weak: make the whole pool and compare
+
+    @property
+    def info(self) -> FunctionInfo:
+        return self.facts.info
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.cancelled
@@ -116,6 +128,7 @@ class Pipeline:
         if info is None:
             raise PlancodeError(f"no function definition spans {file}:{line + 1}",
                                 "put the cursor inside a def (its signature or docstring)")
+        facts = facts_of(info)
         where = infer_root(file, folders, cwd, given=root)
         root = where.path
         rel = file.relative_to(root).as_posix()
@@ -124,9 +137,9 @@ class Pipeline:
         t = time.perf_counter()
         index = self._index_for(root)
         module = None if info.is_method else module_name(root, file)
-        tests, files = self._user_tests(info, root, file, source, module)
+        tests, files = self._user_tests(facts, root, file, source, module)
         timings["discovery"] = time.perf_counter() - t
-        tests_source = "user" if tests else "none"
+        tests_source: TestsSource = "user" if tests else "none"
         progress("discovered", {"tests": [tc.id for tc in tests], "function": info.qualname})
 
         s = self.settings
@@ -143,24 +156,22 @@ class Pipeline:
             if generated is not None:
                 tests, tests_source = generated.tests, "generated"
                 files[generated.file] = generated.text
-        ctx = spec.Context(info, root, rel, module, tests, tests_source, files,
-                           generated.asserts if generated else [])
         shown = visible.sources(root, tests, files) if tests_source == "user" else {}
         # the tests join the prompt only where the docstring shows no example of its own (a
         # docstring's examples already say it; repeating them changed good greedy answers)
-        doc = spec.docstring_text(info)
-        bare = not (">>>" in doc or prose_examples(doc, info.name, spec.parameters(info)))
+        bare = not facts.has_examples
         prompt = (visible.with_tests(info.problem, tests, shown) if bare else info.problem,
                   module_docstring(source) + info.context)
-        ctx.problem = prompt[0]
+        ctx = ChoiceContext(facts, root, rel, module, tests, tests_source, files,
+                            generated.asserts if generated else [], problem=prompt[0])
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
-        work = _Work(info, source, rel, tests, tests_source, files, sandbox, base, cancel,
-                     progress, timings, prompt, shown, selection.is_weak(tests, info.docstring))
+        work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, cancel,
+                    progress, timings, prompt, shown, is_weak(tests, info.docstring))
         try:
-            pool, stopped = self._candidates(work, early_exit=not work.weak)
-            chosen, agreement, pool = self._choose(work, ctx, pool)
+            pool, stopped = self.make_candidates(work, early_exit=not work.weak)
+            chosen, agreement, pool = self._select(work, ctx, pool)
         finally:
             sandbox.close()
         timings["total"] = time.perf_counter() - t0
@@ -183,29 +194,28 @@ class Pipeline:
         progress("done", {"status": out.status})
         return out
 
-    def _user_tests(self, info: FunctionInfo, root: Path, file: Path, source: str,
+    def _user_tests(self, facts: FunctionFacts, root: Path, file: Path, source: str,
                     module: str | None) -> tuple[list[TestCase], dict[str, str]]:
         """The user's tests of the function (discovered tests, its docstring's examples, the
         ``test_command``) and the sandbox-only files the examples run from."""
-        tests = discover(root, file, info.qualname, self._index_for(root), source=source)
+        tests = discover(root, file, facts.info.qualname, self._index_for(root), source=source)
         files: dict[str, str] = {}
         if not self.settings.docstring_examples:
             tests = [tc for tc in tests if tc.kind != "doctest"]
         elif module:
-            doc = spec.docstring_text(info)
-            found, files = docstring_tests(module, info.name,
-                                           prose_examples(doc, info.name, spec.parameters(info)))
+            found, files = docstring_tests(module, facts.name, list(facts.prose))
             tests += found
         command = self.settings.test_command.strip()
         if command:
             tests = [*tests, TestCase(f"command: {command}", "command", "", command)]
         return tests, files
 
-    def _choose(self, work: _Work, ctx: spec.Context, pool: list[Candidate]
-                ) -> tuple[Candidate | None, selection.Agreement, list[Candidate]]:
-        """The candidate to suggest, the evidence for it and the final pool: the larger model
-        joins when every candidate failed, or when weak tests leave thin evidence (its
-        candidates are added and it writes the checks selection scores on)."""
+    def _select(self, work: Work, ctx: ChoiceContext, pool: list[Candidate]
+                ) -> tuple[Candidate | None, Agreement, list[Candidate]]:
+        """The candidate to suggest, the evidence for it and the final pool: ``choose`` over
+        the pool, where the larger model joins when every candidate failed, or when weak tests
+        leave thin evidence (its candidates are added and it writes the checks ``choose``
+        scores on)."""
         s, tests_source = self.settings, work.tests_source
         chooser = self.engine
         if escalate.wanted(s, pool, tests_source) and not work.cancelled():
@@ -213,8 +223,7 @@ class Pipeline:
             pool = pool + more
         work.progress("selecting", {"candidates": len(pool)})
         t = time.perf_counter()
-        chosen, agreement = spec.choose_candidate(chooser, ctx, pool, work.sandbox, work.base,
-                                                  work.cancel)
+        chosen, agreement = choose(pool, ctx, chooser, work.sandbox, work.base, work.cancel)
         selecting = time.perf_counter() - t
         if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
                 and not work.cancelled()):
@@ -222,15 +231,15 @@ class Pipeline:
             pool = pool + more
             work.progress("selecting", {"candidates": len(pool)})
             t = time.perf_counter()
-            chosen, agreement = spec.choose_candidate(chooser, ctx, pool, work.sandbox,
-                                                      work.base, work.cancel)
+            chosen, agreement = choose(pool, ctx, chooser, work.sandbox, work.base,
+                                       work.cancel)
             selecting += time.perf_counter() - t
         work.timings["selection"] = selecting
         if chooser is not self.engine:
             agreement.escalated = escalate.model_of(s)
         return chosen, agreement, pool
 
-    def _escalate(self, work: _Work, first_index: int, why: str
+    def _escalate(self, work: Work, first_index: int, why: str
                   ) -> tuple[Engine, list[Candidate]]:
         """The larger model's engine and its candidates, numbered from ``first_index``: with
         weak tests a whole pool to compare, else up to its first pass. Its time is
@@ -241,15 +250,17 @@ class Pipeline:
         kept = dict(work.timings)
         engine = escalate.engine_for(s)
         larger = Pipeline(engine, escalate.settings_for(s, work.weak))
-        more, _ = larger._candidates(work, early_exit=not work.weak)
+        more, _ = larger.make_candidates(work, early_exit=not work.weak)
         work.timings.clear()
         work.timings.update(kept, escalation=time.perf_counter() - t)
         return engine, escalate.label(more, escalate.model_of(s), first_index)
 
-    def _candidates(self, work: _Work, early_exit: bool = True) -> tuple[list[Candidate], bool]:
-        """Make, test and (when every one fails) repair candidates; with ``early_exit`` and
-        user tests, stop at the first that passes them all. Returns them and whether it
-        stopped early."""
+    def make_candidates(self, work: Work, early_exit: bool = True
+                        ) -> tuple[list[Candidate], bool]:
+        """Make, test and (when every one fails) repair candidates for ``work`` with this
+        pipeline's engine and settings; with ``early_exit`` and user tests, stop at the first
+        that passes them all. Returns them and whether it stopped early. Public: escalation
+        makes the larger model's candidates through a second pipeline's ``make_candidates``."""
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
         early_exit = early_exit and work.tests_source == "user"
@@ -287,7 +298,8 @@ class Pipeline:
         work.timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, early_exit and runs.solved.is_set() and len(done) < len(plan)
 
-    def _batched(self, work: _Work, plan: list[tuple[str, int | None]]) -> dict[int, Candidate]:
+    def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]]
+                 ) -> dict[int, Candidate]:
         """The plan's sampled direct candidates, decoded together in one llama.cpp batch. The
         direct greedy answer itself is decoded by the engine as in every other mode, so it is
         exactly the answer direct generation gives."""
@@ -301,7 +313,7 @@ class Pipeline:
         return {c.index: c for c in made}
 
     @staticmethod
-    def _test(work: _Work, runs: TestRuns, cand: Candidate, done: list[Candidate]) -> None:
+    def _test(work: Work, runs: TestRuns, cand: Candidate, done: list[Candidate]) -> None:
         """Splice ``cand``, add it to ``done`` and start its tests."""
         _prepare(cand, work.source, work.info)
         done.append(cand)
@@ -309,13 +321,13 @@ class Pipeline:
             work.progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
             runs.submit(cand)
 
-    def _repair(self, work: _Work, runs: TestRuns, gen_cancel: CancelToken,
+    def _repair(self, work: Work, runs: TestRuns, gen_cancel: CancelToken,
                 done: list[Candidate]) -> None:
         """Repair rounds from the best candidate so far, while each gets closer (more tests
         pass, or a crash became a wrong value), up to ``repair_rounds``."""
         best_before: tuple[int, int] = (-1, -1)
         for _ in range(self.settings.repair_rounds):
-            best = choose(done, work.tests_source) or done[0]
+            best = best_by_tests(done, work.tests_source) or done[0]
             if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
                 break  # the last round got no closer: stop repairing
             best_before = closeness(best)

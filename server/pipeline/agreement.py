@@ -1,0 +1,80 @@
+"""The evidence behind a choice: how strong the user's tests are, and what clustering saw.
+
+When are the user's tests *weak*? When they hold fewer than ``STRONG_CHECKS`` checks (a
+pytest or unittest test counts one, each docstring example one, a doctest one per ``>>>``
+example). Weak tests let a wrong candidate through (one example says nothing about empty
+input, errors to raise, rounding...), so with weak tests the pipeline makes the whole pool and
+compares behaviour (``choose``) instead of stopping at the first candidate that passes.
+
+``Agreement`` is what the result reports: "passes your 1 test; 4 of 5 candidates agree on 12
+generated inputs; the choice passes 5 of 6 model-written checks". Data only: the modules that
+choose fill it in, the result carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from plancode.pipeline.kinds import TestsSource
+from plancode.testing.types import TestCase
+
+STRONG_CHECKS = 3
+
+
+def user_checks(tests: list[TestCase], docstring: str | None) -> int:
+    """How many checks the user's tests hold (see the module docstring)."""
+    examples = (docstring or "").count(">>>")
+    return sum(max(1, examples) if t.kind == "doctest" else 1
+               for t in tests if t.kind != "generated")
+
+
+def is_weak(tests: list[TestCase], docstring: str | None) -> bool:
+    """The user has tests, but fewer than ``STRONG_CHECKS`` checks."""
+    return 0 < user_checks(tests, docstring) < STRONG_CHECKS
+
+
+@dataclass
+class Agreement:
+    """What selection saw, for the result: how strong the choice is."""
+
+    user_checks: int
+    weak: bool
+    pool: int = 0  # candidates compared (those that pass the most user tests)
+    agreeing: int = 0  # of them, how many behave like the choice
+    inputs: int = 0  # generated inputs they were run on
+    groups: int = 0
+    model_checks: int = 0
+    model_checks_passed: int = 0  # by the choice
+    selected: bool = False  # the choice came from clustering (not just the tests)
+    error: str = ""  # why clustering could not run
+    seconds: float = 0.0
+    escalated: str = ""  # the larger model that added candidates and wrote the checks
+    inputs_shown: list[str] = field(default_factory=list)
+
+    def summary(self, tests_source: TestsSource, passed: int, total: int) -> str:
+        parts = []
+        if tests_source == "user":
+            parts.append(f"passes {passed} of your {total} test{'s' * (total != 1)}"
+                         if passed < total else
+                         f"passes your {total} test{'s' * (total != 1)}")
+        elif tests_source == "generated":
+            parts.append("no tests of yours")
+        if self.pool > 1 and self.inputs and not self.error:
+            parts.append(f"{self.agreeing} of {self.pool} candidates agree on {self.inputs} "
+                         "generated inputs")
+        if self.model_checks:
+            parts.append(f"passes {self.model_checks_passed} of {self.model_checks} "
+                         "model-written checks")
+        if self.error:
+            parts.append(f"no agreement measured ({self.error})")
+        if self.escalated:
+            parts.append(f"{self.escalated} helped")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict:
+        return {"user_checks": self.user_checks, "weak": self.weak, "pool": self.pool,
+                "agreeing": self.agreeing, "generated_inputs": self.inputs,
+                "groups": self.groups, "model_checks": self.model_checks,
+                "model_checks_passed": self.model_checks_passed, "selected": self.selected,
+                "error": self.error, "seconds": round(self.seconds, 3),
+                "escalated": self.escalated}
