@@ -2,7 +2,8 @@
 
 Every variant answers the same problems with the same engine, interleaved problem by problem
 (load falls on all alike), greedy, in the ``direct`` and ``plan`` modes of
-``plancode.trainer.humaneval``, each from a cold KV cache; the hidden tests score. The JSON of every row
+``plancode.trainer.humaneval``, each from a cold KV cache; the hidden tests score. The JSON of
+every row
 and the summary is rewritten after each problem, so an interrupted run keeps what it did.
 """
 

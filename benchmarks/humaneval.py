@@ -17,7 +17,8 @@ Modes, each on the same problems with the same engine, each from a cold KV cache
   A prompt with no parseable example gives the pipeline no user test at all.
 
 The hidden HumanEval tests only score; they are never shown to the pipeline. Every program runs
-in plancode's sandbox. The runner is ``plancode.trainer.humaneval``'s (the one ``plancode eval`` uses):
+in plancode's sandbox. The runner is ``plancode.trainer.humaneval``'s (the one ``plancode eval``
+uses):
 each (problem, mode) row is appended to a file in ``--rows-dir`` named for the model and the
 settings that change its answers, as soon as it is scored, and rows already there are reused, so
 a long run can be stopped and resumed, and the distillation's evaluation of the same base model

@@ -563,7 +563,7 @@ def llama_server_pass(scenario: Scenario, server: LlamaServer) -> list[Sample]:
         time.sleep(server.args.think)
     for i, key in enumerate(scenario.keystrokes):
         time.sleep(server.args.pause)
-        samples.append(plancode.complete(build_request(key.text, key.line, key.column), i))
+        samples.append(server.complete(build_request(key.text, key.line, key.column), i))
         progress("llama-server", i, len(scenario.keystrokes), samples)
     return samples
 

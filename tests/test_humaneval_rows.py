@@ -13,9 +13,9 @@ import pytest
 
 from plancode.config import Settings
 from plancode.pipeline import Pipeline
-from tests.claim_holder import hold
 from plancode.trainer import humaneval
 from plancode.trainer.jsonl_cache import Claims, JsonlCache
+from tests.claim_holder import hold
 
 
 def test_a_second_reader_sees_rows_appended_by_another_process(tmp_path: Path) -> None:

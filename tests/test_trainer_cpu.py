@@ -1,5 +1,6 @@
 """CPU training knobs: the frozen base in bf16 (LoRA weights stay fp32), checkpoints by the
-clock, and torch's thread count — on a real (tiny) student, through ``plancode.trainer.train.train``."""
+clock, and torch's thread count — on a real (tiny) student, through
+``plancode.trainer.train.train``."""
 
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ from transformers import (
 )
 
 from plancode.errors import PlancodeError
-from tests.tiny_student import build_tiny_student, tokenizer_from_gguf
 from plancode.trainer import gguf_export
 from plancode.trainer.gguf_export import QUANT_TYPES, quantize, write_gguf
 from plancode.trainer.gguf_vocab import add_tokenizer_metadata
+from tests.tiny_student import build_tiny_student, tokenizer_from_gguf
 
 CODE = '''import re
 from collections import Counter

@@ -7,13 +7,13 @@ import threading
 import time
 from pathlib import Path
 
-from tests.claim_holder import hold
-from tests.mined_fixtures import REAL_TEST, Answers, typecase_problem
 from plancode.trainer.data import Problem
 from plancode.trainer.heldout import MODES, evaluate_heldout, written_body
 from plancode.trainer.jsonl_cache import Claims, JsonlCache
 from plancode.trainer.references import reference_key
 from plancode.trainer.stages.evaluation import heldout_rows_name
+from tests.claim_holder import hold
+from tests.mined_fixtures import REAL_TEST, Answers, typecase_problem
 
 PROBLEMS = [Problem("toy/double", 'def double(x):\n    """Twice x."""\n',
                     "def double(x):\n    return 2 * x\n", ("assert double(3) == 6",)),

@@ -1,4 +1,5 @@
-"""Plan verification (``plancode.trainer.plans.verify_plans``) with a scripted coder and checker: the
+"""Plan verification (``plancode.trainer.plans.verify_plans``) with a scripted coder and checker:
+the
 plan that is verified is the tidied one, and a resumed run never re-runs the reference
 solutions it already judged (on the real run those are 1,313 sandboxed test runs)."""
 
@@ -9,13 +10,13 @@ from pathlib import Path
 from plancode.engine.types import SamplingParams
 from plancode.errors import PlancodeError
 from plancode.testing.types import RunResult, TestVerdict
-from tests.mined_fixtures import Answers, typecase_problem
 from plancode.trainer.checker import Checker as RealChecker
 from plancode.trainer.data import Problem
 from plancode.trainer.jsonl_cache import JsonlCache
 from plancode.trainer.plan_tidy import tidy
 from plancode.trainer.plans import plan_key, verify_plans
 from plancode.trainer.references import reference_key
+from tests.mined_fixtures import Answers, typecase_problem
 
 
 class Coder:

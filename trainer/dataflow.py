@@ -15,7 +15,8 @@ As in CodeBLEU, scopes are ignored, loops are walked twice (so uses see definiti
 previous iteration) and only tokens on an edge are kept: a definition nobody uses and that has
 no sources (``f`` in ``def f(): ...``) drops out. Offsets are Python ``str`` indices.
 
-Two users: :mod:`plancode.trainer.codebleu` (data-flow match) and the structure-weighted loss, which up-
+Two users: :mod:`plancode.trainer.codebleu` (data-flow match) and the structure-weighted loss,
+which up-
 weights :func:`def_use_spans` ("identifiers on a def-use edge of the data-flow graph").
 """
 

@@ -5,7 +5,8 @@ architectures: hyperparameters from ``model.config``, tensors renamed through gg
 ``TensorNameMap`` (2-D weights as F16, norms and biases as F32), Llama's q/k rows permuted
 into llama.cpp's rotary layout, a tied output head left out so llama.cpp reuses
 ``token_embd``, and tokenizer metadata copied from the student's source GGUF or built from the
-tokenizer (``plancode.trainer.gguf_vocab``). ``quantize`` then runs llama.cpp's own quantizer through
+tokenizer (``plancode.trainer.gguf_vocab``). ``quantize`` then runs llama.cpp's own quantizer
+through
 llama-cpp-python, so a Q8_0 or Q4_K_M file is exactly what ``llama-quantize`` would write.
 
 Both write to ``<out>.partial`` and rename at the end: a crash never leaves a half-written

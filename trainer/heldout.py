@@ -2,7 +2,8 @@
 
 Each problem is answered greedily in two modes with the server's own prompts — ``direct``
 (code from the problem) and ``plan`` (a plan, then code from it) — and the answer is spliced
-into its real file and judged by the codebase's own tests in the sandbox (``plancode.trainer.checker``),
+into its real file and judged by the codebase's own tests in the sandbox
+(``plancode.trainer.checker``),
 as plan verification judges training plans. Only the tests the problem's own solution passes
 there judge the answers (``plancode.trainer.references``, rule "reference"): pydash ships
 pytest-mypy-testing cases (``reveal_type`` checks for a type checker) beside its real tests,
@@ -38,7 +39,13 @@ from plancode.trainer.checker import Checker
 from plancode.trainer.data import Problem
 from plancode.trainer.heldout_pipeline import Workspaces, pipeline_row
 from plancode.trainer.jsonl_cache import Claims, JsonlCache, shared_work
-from plancode.trainer.references import judged, known_broken, partly_judged, reference_key, reference_row
+from plancode.trainer.references import (
+    judged,
+    known_broken,
+    partly_judged,
+    reference_key,
+    reference_row,
+)
 from plancode.trainer.teacher import ChatModel
 
 if TYPE_CHECKING:
@@ -79,7 +86,8 @@ def evaluate_heldout(models: dict[str, ChatModel], problems: list[Problem],
     reference passes them (checked once, cached in ``references``; without it every problem
     with tests counts). ``caches`` names each label's rows file (a file named for the model
     rather than the label lets two runs share a model's rows); processes sharing a rows file
-    split its problems (:func:`plancode.trainer.jsonl_cache.shared_work`), so a second ``--stage eval``
+    split its problems (:func:`plancode.trainer.jsonl_cache.shared_work`), so a second ``--stage
+    eval``
     halves the time."""
     if PIPELINE in modes and set(models) - set(pipelines or {}):
         raise PlancodeError(f"mode {PIPELINE!r} needs a pipeline for every model",

@@ -5,7 +5,8 @@ codebase without the tests: the package's tests are the hidden judges, as HumanE
 tests are, while the function's own docstring examples stay visible, as HumanEval's do. The
 pipeline gets what the server would get in that file (the docstring's examples as the user's
 tests, or tests it writes itself where there are none; candidates, repairs, selection), and
-the file it chooses is judged by the package's own tests (:class:`plancode.trainer.checker.Checker`),
+the file it chooses is judged by the package's own tests
+(:class:`plancode.trainer.checker.Checker`),
 like the ``direct`` and ``plan`` answers of :mod:`plancode.trainer.heldout`.
 """
 

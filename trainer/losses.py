@@ -3,7 +3,8 @@
     L = (1 - lam) * L_code_struct + lam * L_plan + beta * L_ast
 
 * ``L_code_struct``: cross-entropy on the reply tokens of code examples, each token weighted
-  ``1 + alpha`` when ``plancode.trainer.structure`` flags it structural and ``1`` otherwise, normalised
+  ``1 + alpha`` when ``plancode.trainer.structure`` flags it structural and ``1`` otherwise,
+  normalised
   by the sum of the weights (alpha = 0 gives plain cross-entropy: the CodePLAN ``L_code``);
 * ``L_plan``: mean cross-entropy on the reply tokens of plan examples (CodePLAN's plan task);
 * ``L_ast``: cross-entropy of a linear head on the student's final hidden states predicting

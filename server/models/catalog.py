@@ -76,7 +76,8 @@ QWEN_05B_SIZE = 491_400_064
 QWEN_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 # The plan-distilled student's adapter (trainer: `plancode distill`, then
-# `python -m plancode.trainer.ship`, which writes the file into server/models/adapters/ and these pins).
+# `python -m plancode.trainer.ship`, which writes the file into server/models/adapters/ and these
+# pins).
 STUDENT_ADAPTER = ShippedAdapter(
     "plancode-student-0.5b.lora.gguf", 17619424,
     "28a53a3654c7a9128c7772ff7c6a770266d48c9db807df94febf4485569a95f8")
