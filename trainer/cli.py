@@ -5,6 +5,8 @@ point so the server's CLI never imports the trainer (or torch) itself.
     plancode data|plans|verify-plans|train|export --config FILE.toml   one stage
     plancode mine ROOT [--out FILE.jsonl]          problems mined from a codebase
     plancode eval --model BASE.gguf --model STUDENT.gguf [--start 0 --end 164]
+    plancode samples --config FILE.toml            the student's own answers, judged and
+                                                   scored by the teacher (llama.cpp only)
 
 Registering imports nothing heavy; a command that needs ``plancode[train]`` says so.
 """
@@ -59,6 +61,18 @@ def _stage(name: str):
     return run
 
 
+def _samples(args: argparse.Namespace) -> int:
+    """The samples stage alone (``plancode.trainer.stages.samples``): llama.cpp, no torch."""
+    from plancode.trainer.stages.samples import stage_samples
+
+    report = stage_samples(_load(args), progress=not args.quiet, limit=args.limit or None,
+                           log=(lambda m: None) if args.quiet else None)
+    print(json.dumps(report, indent=1) if args.json else
+          f"samples: {report['samples']} answers to {report['answered']} problems, "
+          f"{report['passed']} passed; seconds per new answer {report['seconds_per_sample']}")
+    return 0
+
+
 def _mine(args: argparse.Namespace) -> int:
     from plancode.trainer.mine import mine
 
@@ -106,6 +120,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--json", action="store_true", help="print the report as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=_stage(stage))
+
+    p = sub.add_parser("samples", help="the student's own answers to the training problems, "
+                       "judged by their tests and scored by the teacher (on-policy data)",
+                       description="Run the samples stage of FILE.toml ([samples]): resumable, "
+                       "row by row; llama.cpp only.")
+    p.add_argument("--config", required=True, help="the run's TOML config")
+    p.add_argument("--limit", type=int, default=0,
+                   help="stop after this many problems with new answers (0: all)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_samples)
 
     p = sub.add_parser("mine", help="mine training problems (documented, tested functions) "
                        "from a codebase")

@@ -30,6 +30,10 @@
     [eval]                             # EvalSection (runs when enabled)
     enabled = false
 
+    [samples]                          # SamplesConfig (``plancode samples``, on-policy data)
+    max_problems = 400
+    samples_per_problem = 4            # sample 0 greedy, the rest at temperature
+
 Unknown keys are errors that name the key and list the valid ones: a typo must not silently
 train with a default.
 
@@ -147,8 +151,9 @@ class VerifyConfig:
     isolation: str = "auto"
     timeout: float = 10.0
     tidy_plans: bool = True  # plancode.trainer.plan_tidy: working steps only, one sentence each
-    judges: str = "reference"  # which tests judge the code (plancode.trainer.references.JUDGE_RULES):
-    #                            "reference" = those the problem's own solution passes
+    # which tests judge the code (plancode.trainer.references.JUDGE_RULES): "reference" =
+    # those the problem's own solution passes
+    judges: str = "reference"
 
     batch: int = 1  # plans turned into code together, one llama.cpp batch per step
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation", "batch")
@@ -297,6 +302,66 @@ class EvalConfig:
         return self.n_threads or Settings.from_env().n_threads
 
 
+@dataclass
+class SamplesConfig:
+    """The student's own answers to the training problems (``plancode samples``; the stage in
+    ``plancode.trainer.stages.samples``): what on-policy distillation and learning from its
+    own verified answers both start from.
+
+    For each training problem (in a fixed order by a hash of its id, the first
+    ``max_problems``) the student GGUF writes ``samples_per_problem`` direct answers with the
+    server's direct prompt (sample 0 greedy, the rest seeded samples at ``temperature``); the
+    problem's tests judge each (those its own solution passes), and the teacher GGUF scores
+    every answer token (its log-probability of the sampled token and its ``score_top_k`` best
+    tokens, cut once they hold ``score_top_mass`` of the probability). ``max_problems`` and
+    ``samples_per_problem`` are work, not content: raising them adds rows and keeps the old.
+    """
+
+    student: str = ""  # the GGUF that answers; "" = train.student
+    teacher: str = ""  # the GGUF that scores; "" = teacher.model (same vocabulary, checked)
+    max_problems: int = 0  # 0 = every training problem
+    samples_per_problem: int = 4
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    max_tokens: int = 384
+    prefill_code: bool = True  # the reply starts with the function through its docstring
+    score: bool = True  # teacher scores (off: answers and verdicts only)
+    score_top_k: int = 8
+    score_top_mass: float = 0.95
+    seed: int = 0
+    timeout: float = 30.0  # seconds a problem's tests may run
+    n_ctx: int = 4096
+    n_threads: int = 0  # llama.cpp threads of both models; 0 = PLANCODE_N_THREADS, else all
+    n_gpu_layers: int = 0
+    isolation: str = "auto"
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "isolation")
+    WORK: ClassVar[tuple[str, ...]] = ("max_problems", "samples_per_problem")
+
+    def threads(self) -> int:
+        """llama.cpp threads of both models (0: PLANCODE_N_THREADS, else every core)."""
+        from plancode.config import Settings
+
+        return self.n_threads or Settings.from_env().threads()
+
+    def validate(self) -> None:
+        if self.samples_per_problem < 1 or self.max_problems < 0:
+            raise PlancodeError("samples.samples_per_problem must be >= 1 and "
+                                "samples.max_problems >= 0",
+                                "e.g. samples_per_problem = 4 (one greedy, three sampled)")
+        if self.samples_per_problem > 16:
+            raise PlancodeError("samples.samples_per_problem is at most 16",
+                                "they are decoded together in one llama.cpp batch")
+        if self.temperature <= 0 and self.samples_per_problem > 1:
+            raise PlancodeError("samples.temperature must be > 0 when more than one answer "
+                                "is sampled", "e.g. temperature = 0.8")
+        if not 1 <= self.score_top_k <= 64 or not 0.0 < self.score_top_mass <= 1.0:
+            raise PlancodeError("samples.score_top_k must be in 1..64 and score_top_mass in "
+                                "(0, 1]", "e.g. score_top_k = 8, score_top_mass = 0.95")
+
+
 EVAL_COMPARE = ("adapter", "requantized")
 
 
@@ -407,6 +472,7 @@ class DistillConfig:
     train: TrainConfig
     export: ExportConfig
     eval: EvalSection
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
     base: Path = Path(".")  # the config file's folder: relative paths start here
     # another run's folder: finished stages with the same fingerprint are copied from it
     # instead of being run again (an ablation trains differently on the same plans)
@@ -414,8 +480,8 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> DistillConfig:
-        sections = {"data", "teacher", "verify", "train", "export", "eval", "out_dir",
-                    "reuse_from"}
+        sections = {"data", "teacher", "verify", "train", "export", "eval", "samples",
+                    "out_dir", "reuse_from"}
         unknown = sorted(set(raw) - sections)
         if unknown:
             raise PlancodeError(f"unknown section(s): {', '.join(unknown)}",
@@ -432,6 +498,7 @@ class DistillConfig:
             train=_build(TrainConfig, raw.get("train", {}), "train"),
             export=_build(ExportConfig, raw.get("export", {}), "export"),
             eval=_build(EvalSection, raw.get("eval", {}), "eval"),
+            samples=_build(SamplesConfig, raw.get("samples", {}), "samples"),
             base=base,
             reuse_from=Path(_path(raw["reuse_from"], base)) if raw.get("reuse_from") else None,
         )
@@ -446,6 +513,7 @@ class DistillConfig:
         cfg.verify.validate()
         cfg.train.validate()
         cfg.eval.validate()
+        cfg.samples.validate()
         if not cfg.data.jsonl and not cfg.data.mine:
             raise PlancodeError("[data] names no training data",
                                 "set data.jsonl = [FILES] and/or data.mine = [CODEBASE DIRS]")

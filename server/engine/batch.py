@@ -209,6 +209,7 @@ class BatchDecoder:
                 token, logprob = samplers[s].pick(logits[s])
                 if token in stop_ids[s] or llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     gens[s].finish_reason = "stop"
+                    gens[s].end_token, gens[s].end_logprob = token, logprob
                     active.remove(s)
                     continue
                 outs[s].append(token)
@@ -232,6 +233,7 @@ class BatchDecoder:
             if not gen.text:
                 gen.text = raws[s].decode("utf-8", errors="ignore")
             gen.completion_tokens = len(outs[s])
+            gen.tokens = outs[s]
             gen.decode_seconds = seconds
         return gens
 

@@ -485,6 +485,7 @@ class LlamaEngine:
                 token, logprob = sampler.pick(logits)
                 if token in stop_ids or llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     gen.finish_reason = "stop"
+                    gen.end_token, gen.end_logprob = token, logprob
                     break
                 piece = self._llm.detokenize([token])
             out.append(token)
@@ -507,6 +508,7 @@ class LlamaEngine:
         gen.decode_seconds = time.perf_counter() - start
         gen.text = text
         gen.completion_tokens = len(out)
+        gen.tokens = out
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

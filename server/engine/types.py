@@ -57,7 +57,10 @@ class Generation:
     ``prompt_tokens`` is the whole prompt; ``evaluated_tokens`` is how many of them were run
     through the model this time (the rest came from the KV cache: ``reused_tokens``).
     ``finish_reason`` is ``stop`` (end-of-generation token or stop string), ``length``
-    (``max_tokens`` reached) or ``cancelled``.
+    (``max_tokens`` reached) or ``cancelled``. ``tokens`` are the ids of the decoded tokens
+    (one per ``logprobs`` entry), ``end_token`` the end-of-generation token that stopped it
+    (not part of the text) with its log-probability ``end_logprob``: what a scorer needs to
+    re-read exactly the sequence the model sampled (on-policy distillation).
     """
 
     text: str
@@ -69,6 +72,9 @@ class Generation:
     logprobs: list[float] = field(default_factory=list)
     prompt_seconds: float = 0.0
     decode_seconds: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+    end_token: int | None = None
+    end_logprob: float | None = None
 
     @property
     def mean_logprob(self) -> float:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Issue 32's on-policy data: the samples stage of configs/distill-onpolicy.toml (the student's
+# own answers to the training problems, judged by their tests, scored token by token by the
+# teacher), on this project's CPU machine, resumable.
+#
+#   mkdir -p distill/onpolicy
+#   nohup nice -n 19 benchmarks/distill_onpolicy.sh > distill/onpolicy/run.log 2>&1 &
+#
+# Rows are appended to distill/onpolicy/samples/samples.jsonl one answer at a time; running
+# this again after an interruption (here or on a fresh checkout with that file committed)
+# answers only the problems it lacks. LIMIT=N stops after N problems with new answers.
+# llama.cpp threads: samples.n_threads (1 in the config: on two busy cores one thread was
+# faster than two, DESIGN.md); with 0 there, PLANCODE_N_THREADS, else every core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${CONFIG:-configs/distill-onpolicy.toml}
+LIMIT=${LIMIT:-0}
+# sources: pinned sdists, unpacked (not installed) next to each other
+if [ ! -d data/src/networkx-3.6.1 ]; then
+  mkdir -p data/src
+  .venv/bin/python -m pip download --no-deps --no-binary :all: -d data/src \
+    more-itertools==11.2.1 boltons==26.2.0 algorithms==1.0.1 networkx==3.6.1 \
+    toolz==1.2.0 pydash==8.1.0
+  (cd data/src && for f in *.tar.gz; do tar xzf "$f"; done)
+fi
+echo "[distill_onpolicy] $(date -u +%FT%TZ) pid $$ config: $CONFIG"
+exec .venv/bin/plancode samples --config "$CONFIG" --limit "$LIMIT"
