@@ -10,8 +10,9 @@
               data; ``plancode samples``, beside the chain above), report.json
 
 One module per stage (``data``, ``plans`` for plans and verification, ``train``, ``export``,
-``evaluation``; ``samples`` beside them), ``stage`` for the folder and fingerprint rules they share, ``chat`` for the
-lazily loaded models they ask. ``plancode.trainer.distill`` runs them in order.
+``evaluation``; ``samples`` beside them), ``stage`` for the folder and fingerprint rules they
+share, ``chat`` for the lazily loaded models they ask. ``plancode.trainer.distill`` runs them
+in order.
 
 A stage whose ``done.json`` carries the fingerprint of its settings and inputs is skipped.
 A stage interrupted half-way resumes: plans and verdicts are appended row by row, training
