@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from plancode.analysis.functions import find_function
+from plancode import progress
+from plancode.analysis.functions import FunctionInfo, find_function
 from plancode.config import Settings
 from plancode.engine.factory import load_engine
 from plancode.errors import PlancodeError
@@ -36,29 +37,23 @@ def read_source(path: Path) -> str:
                             "save the file as UTF-8") from None
 
 
-def check_target(path: Path, line: int, source: str) -> None:
+def check_target(path: Path, line: int, source: str) -> FunctionInfo:
+    """The function at ``line`` (1-based) of ``path``, or a clear error."""
     n_lines = source.count("\n") + 1
     if line > n_lines:
         raise PlancodeError(f"{path} has {n_lines} lines; line {line} is past the end",
                             "give a line number inside the file")
-    if find_function(source, line - 1) is None:
+    info = find_function(source, line - 1)
+    if info is None:
         raise PlancodeError(f"no function definition spans {path}:{line}",
                             "point at a line inside a def (its signature or docstring)")
+    return info
 
 
-def _status(event: str, data: dict) -> None:
-    messages = {
-        "discovered": lambda d: f"{d['function']}: {len(d['tests'])} test(s) found"
-        + ("" if d["tests"] else " -- no tests: asking the model to write some (unverified)"),
-        "writing-tests": lambda d: "writing tests with the model ...",
-        "generating": lambda d: f"candidate {d['candidate'] + 1}/{d['of']} ({d['strategy']}) ...",
-        "testing": lambda d: f"  testing candidate {d['candidate'] + 1} in the sandbox",
-        "repairing": lambda d: f"repair round from candidate {d['from'] + 1} ...",
-        "selecting": lambda d: f"choosing among {d['candidates']} candidates ...",
-        "escalating": lambda d: f"no candidate passed: trying the larger {d['model']} ...",
-    }
-    if event in messages:
-        print(messages[event](data), file=sys.stderr, flush=True)
+def status_line(function: str, event: str, data: dict) -> str:
+    """One pipeline event as the CLI's stderr line: :func:`plancode.progress.render`'s text,
+    the same the editors show."""
+    return progress.render(event, data, function)
 
 
 def write_atomically(path: Path, expected: str, text: str) -> None:
@@ -81,13 +76,17 @@ def run_complete(target: str, settings: Settings, as_json: bool = False,
                  write: bool = False) -> int:
     path, line = parse_target(target)
     source = read_source(path)
-    check_target(path, line, source)
+    function = check_target(path, line, source).qualname
     where = settings.remote_url if settings.backend == "openai" else "this machine"
     print(f"loading {settings.model} ({where}) ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     engine = load_engine(settings)
     load_seconds = time.perf_counter() - t0
-    result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=_status,
+
+    def status(event: str, data: dict) -> None:
+        print(status_line(function, event, data), file=sys.stderr, flush=True)
+
+    result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=status,
                                             cwd=Path.cwd())
     result.timings["load"] = load_seconds
     if write and result.chosen is not None and result.chosen.spliced_text is not None:

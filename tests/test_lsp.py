@@ -259,6 +259,100 @@ async def test_missing_model_is_reported_and_the_server_keeps_running(
     assert result is not None and len(result.items) == 0
 
 
+# -- the tiny model: cancelling an implement job --------------------------------------------
+
+
+@pytest_lsp.fixture(config=_config(model="smollm2-135m", candidates=8, escalate_model="",
+                                   inline_verify="false"))
+async def job_client(lsp_client: LanguageClient):
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _implement(client: LanguageClient, uri: str, line: int) -> asyncio.Future:
+    return asyncio.ensure_future(client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="plancode.implement", arguments=[uri, line])))
+
+
+async def _making_first_candidate(client: LanguageClient, seen: set[str],
+                                  timeout: float = 20) -> tuple[str, float]:
+    """The progress token of a new implement job (not in ``seen``) once it reports its first
+    candidate, and how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        for token, values in client.progress_reports.items():
+            if token not in seen and any(
+                    isinstance(v, types.WorkDoneProgressReport)
+                    and "top_words: candidate 1/" in (v.message or "") for v in values):
+                seen.add(token)
+                return token, time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no job made its first candidate within {timeout}s")
+
+
+def _ending(client: LanguageClient, token: str) -> str | None:
+    ends = [v for v in client.progress_reports.get(token, [])
+            if isinstance(v, types.WorkDoneProgressEnd)]
+    return ends[-1].message if ends else None
+
+
+async def _cancelled_within(future: asyncio.Future, seconds: float) -> None:
+    start = time.monotonic()
+    with pytest.raises(JsonRpcException, match="cancel"):
+        await asyncio.wait_for(future, timeout=30)
+    assert time.monotonic() - start < seconds
+
+
+async def _job_stopped(client: LanguageClient, uri: str, line: int, seen: set[str]) -> None:
+    """The cancelled job let go of the one job worker: a new job makes its first candidate at
+    once (a job that ran on would hold it for minutes: 8 candidates and a repair round).
+    The new job is then cancelled from its progress."""
+    future = _implement(client, uri, line)
+    token, waited = await _making_first_candidate(client, seen)
+    assert waited < 10, f"the next job waited {waited:.1f}s for the worker"
+    client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+    await _cancelled_within(future, 5)
+
+
+async def test_cancel_on_the_progress_stops_the_implement_job(
+    job_client: LanguageClient, project: Path
+) -> None:
+    """Cancel on the editor's progress notification: window/workDoneProgress/cancel."""
+    _, uri, lines = await _open_ready(job_client, project, "words.py")
+    line = lines.index("def top_words(text: str, n: int) -> list[tuple[str, int]]:")
+    seen: set[str] = set()
+    future = _implement(job_client, uri, line)
+    token, _ = await _making_first_candidate(job_client, seen)
+    await asyncio.sleep(1.0)  # into decoding
+    job_client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+    await _cancelled_within(future, 2.0)
+    assert _ending(job_client, token) == "cancelled"
+    await _job_stopped(job_client, uri, line, seen)
+    assert (project / "textstats" / "words.py").read_text().count("def top_words") == 1
+
+
+async def test_cancel_request_stops_the_implement_job(
+    job_client: LanguageClient, project: Path
+) -> None:
+    """$/cancelRequest for the workspace/executeCommand request (Neovim's cancel)."""
+    _, uri, lines = await _open_ready(job_client, project, "words.py")
+    line = lines.index("def top_words(text: str, n: int) -> list[tuple[str, int]]:")
+    seen: set[str] = set()
+    before = set(job_client.protocol._request_futures)
+    future = _implement(job_client, uri, line)
+    await asyncio.sleep(0)
+    (msg_id,) = set(job_client.protocol._request_futures) - before
+    token, _ = await _making_first_candidate(job_client, seen)
+    await asyncio.sleep(1.0)  # into decoding
+    job_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+    await _cancelled_within(future, 2.0)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and _ending(job_client, token) is None:
+        await asyncio.sleep(0.05)  # pygls answered at once; the command ends its progress
+    assert _ending(job_client, token) == "cancelled"
+    await _job_stopped(job_client, uri, line, seen)
+
+
 # -- the default model: verified implementations ---------------------------------------------
 
 

@@ -1,13 +1,20 @@
 """Verified implementations: the code action, the ``plancode.implement`` command (with
 ``$/progress`` and ``workspace/applyEdit``) and the ``plancode/implement`` request.
 
-The job runs on the background engine off the event loop. ``$/cancelRequest`` cancels it: the
-generation stops within a token and the sandbox kills the running tests.
+The job runs on the background engine off the event loop. Either of two messages cancels it:
+``window/workDoneProgress/cancel`` for the command's progress token (pygls cancels the token's
+future in ``ls.work_done_progress.tokens``; the Cancel button on the editor's progress), or
+``$/cancelRequest`` for the request (the command runs inside ``ls.protocol.cancellable()``, so
+its task is cancelled; the plancode/implement request is a plain async handler, which pygls
+cancels itself). The generation stops within a token and the sandbox kills the running tests;
+the request is answered with RequestCancelled and the progress ends with "cancelled".
+The progress texts come from :func:`plancode.progress.render`, as the CLI's do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -15,10 +22,11 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
+from plancode import progress
 from plancode.analysis.functions import find_function, functions
 from plancode.errors import PlancodeError
 from plancode.lsp.jobs import job_key
-from plancode.lsp.language_server import PlancodeServer, uri_to_path
+from plancode.lsp.language_server import PlancodeProtocol, PlancodeServer, uri_to_path
 from plancode.lsp.positions import line_texts, offset_to_position
 from plancode.lsp.verified import plan_comment
 from plancode.pipeline import PipelineResult
@@ -29,17 +37,6 @@ COMMAND = "plancode.implement"
 LAST_RESULT = "plancode.lastResult"
 REQUEST = "plancode/implement"
 TITLE = "Implement with plan (verified)"
-
-EVENT_TEXT = {
-    "loading": lambda d: "loading the model",
-    "discovered": lambda d: f"{len(d['tests'])} test(s) found"
-    if d["tests"] else "no tests found: writing tests with the model (unverified)",
-    "generating": lambda d: f"candidate {d['candidate'] + 1}/{d['of']} ({d['strategy']})",
-    "testing": lambda d: f"testing candidate {d['candidate'] + 1}",
-    "repairing": lambda d: "repairing the best candidate with its test failures",
-    "done": lambda d: d["status"],
-}
-
 
 def _field(obj: Any, *names: str) -> Any:
     for name in names:
@@ -82,7 +79,12 @@ def minimal_edit(doc: Any, old: str, new: str) -> types.TextEdit:
 async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str | None = None,
                   cancelled: asyncio.Event | None = None,
                   ) -> tuple[PipelineResult, str, int | None]:
-    """Run (or reuse) the job for the function at ``line``; return it with the text it saw."""
+    """Run (or reuse) the job for the function at ``line``; return it with the text it saw.
+
+    The job is cancelled with this task (the ``asyncio.CancelledError`` goes on up) or when
+    ``cancelled`` is set (then ``JsonRpcRequestCancelled`` is raised: the request is still
+    open, and that is its answer).
+    """
     if not isinstance(uri, str) or not isinstance(line, int) or isinstance(line, bool):
         raise JsonRpcInvalidParams("plancode.implement takes (uri: string, line: integer)")
     doc = ls.document(uri)
@@ -102,24 +104,18 @@ async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str |
     loop = asyncio.get_running_loop()
 
     def listener(event: str, data: dict) -> None:
-        if progress_token is None or event not in EVENT_TEXT:
-            return
-        message = f"{info.qualname}: {EVENT_TEXT[event](data)}"
-        pct = None
-        if event == "generating":
-            pct = int(100 * data["candidate"] / max(data["of"], 1))
-        report = types.WorkDoneProgressReport(message=message, percentage=pct)
-        loop.call_soon_threadsafe(ls.work_done_progress.report, progress_token, report)
+        if progress_token is not None:
+            loop.call_soon_threadsafe(ls.work_done_progress.report, progress_token,
+                                      progress_report(info.qualname, event, data))
 
     key = job_key(path, info, ls.settings)
     job = ls.jobs.start(key, uri, path, line, text, info, ls.settings, listener)
+    waiting = asyncio.wrap_future(job.future)
+    stop = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
     try:
-        waiting = asyncio.wrap_future(job.future)
-        if cancelled is not None:
-            stop = asyncio.ensure_future(cancelled.wait())
+        if stop is not None:
             await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if cancelled.is_set() and not waiting.done():
+            if stop.done() and not waiting.done():
                 ls.jobs.cancel(key)
                 raise JsonRpcRequestCancelled(f"implementing {info.qualname} was cancelled")
         result = await waiting
@@ -128,7 +124,19 @@ async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str |
         raise
     except PlancodeError as exc:
         raise JsonRpcInternalError(str(exc)) from exc
+    finally:
+        if stop is not None:
+            stop.cancel()
+        with contextlib.suppress(ValueError):  # the progress has ended: no report after it
+            job.listeners.remove(listener)
     return result, text, version
+
+
+def progress_report(function: str, event: str, data: dict) -> types.WorkDoneProgressReport:
+    """One pipeline event as a ``$/progress`` report: :func:`plancode.progress.render`'s text
+    (prefixed with the function's name) and, where the event says, a percentage."""
+    return types.WorkDoneProgressReport(message=progress.render(event, data, function),
+                                        percentage=progress.percentage(event, data))
 
 
 def code_action(ls: PlancodeServer, params: types.CodeActionParams) -> list[types.CodeAction]:
@@ -146,54 +154,64 @@ def code_action(ls: PlancodeServer, params: types.CodeActionParams) -> list[type
 
 async def implement(ls: PlancodeServer, uri: Any = None, line: Any = None) -> dict:
     """The ``plancode.implement`` command: run the job with progress, apply the result."""
-    msg_id = ls.protocol.msg_id
-    cancelled = asyncio.Event()
-    ls.cancel_hooks[msg_id] = cancelled.set
-    try:
-        return await _implement(ls, uri, line, cancelled)
-    finally:
-        ls.cancel_hooks.pop(msg_id, None)
+    protocol = ls.protocol
+    if not isinstance(protocol, PlancodeProtocol):  # PlancodeServer's always is
+        return await _implement(ls, uri, line)
+    with protocol.cancellable():  # $/cancelRequest cancels this task, and so the job
+        return await _implement(ls, uri, line)
 
 
-async def _implement(ls: PlancodeServer, uri: Any, line: Any,
-                     cancelled: asyncio.Event) -> dict:
-    token = None
-    if ls.supports_progress():
-        token = f"plancode-implement-{uuid.uuid4()}"
-        await ls.work_done_progress.create_async(token)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title="plancode: implement", message="starting", cancellable=True,
-            percentage=0))
+async def _begin_progress(ls: PlancodeServer) -> tuple[str | None, asyncio.Event]:
+    """A cancellable ``$/progress`` for one implement job (when the client shows progress)
+    and the event that Cancel on it sets."""
+    stop = asyncio.Event()
+    if not ls.supports_progress():
+        return None, stop
+    token = f"plancode-implement-{uuid.uuid4()}"
+    await ls.work_done_progress.create_async(token)
+    ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+        title="plancode: implement", message="starting", cancellable=True, percentage=0))
+    # pygls cancels the token's future on window/workDoneProgress/cancel
+    loop = asyncio.get_running_loop()
+    ls.work_done_progress.tokens[token].add_done_callback(
+        lambda _: loop.call_soon_threadsafe(stop.set))
+    return token, stop
+
+
+async def _implement(ls: PlancodeServer, uri: Any, line: Any) -> dict:
+    token, stop = await _begin_progress(ls)
+    ending = "stopped"
     try:
-        result, seen, version = await run_job(ls, uri, line, token, cancelled)
-    except BaseException as exc:
-        if token is not None:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(
-                message="cancelled" if isinstance(
-                    exc, asyncio.CancelledError | JsonRpcRequestCancelled)
-                else f"stopped: {exc}"))
+        result, seen, version = await run_job(ls, uri, line, token, stop)
+        data = result.to_json()
+        data["applied"] = False
+        new = final_text(seen, result, ls.settings.plan_comments)
+        if new is not None and result.status in {"verified", "unverified"}:
+            doc = ls.document(uri)
+            if doc.source != seen:
+                ls.show(types.MessageType.Warning, f"plancode: {uri} changed while "
+                        f"{result.function} was being implemented; nothing was applied")
+            else:
+                edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+                    text_document=types.OptionalVersionedTextDocumentIdentifier(
+                        uri=uri, version=version),
+                    edits=[minimal_edit(doc, seen, new)])])
+                reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+                    edit=edit, label=f"plancode: implement {result.function}"))
+                data["applied"] = bool(reply and reply.applied)
+        ending = _summary(result)
+    except (asyncio.CancelledError, JsonRpcRequestCancelled):
+        ending = "cancelled"
         raise
-    data = result.to_json()
-    data["applied"] = False
-    new = final_text(seen, result, ls.settings.plan_comments)
-    if new is not None and result.status in {"verified", "unverified"}:
-        doc = ls.document(uri)
-        if doc.source != seen:
-            ls.show(types.MessageType.Warning, f"plancode: {uri} changed while "
-                    f"{result.function} was being implemented; nothing was applied")
-        else:
-            edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-                text_document=types.OptionalVersionedTextDocumentIdentifier(
-                    uri=uri, version=version),
-                edits=[minimal_edit(doc, seen, new)])])
-            reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-                edit=edit, label=f"plancode: implement {result.function}"))
-            data["applied"] = bool(reply and reply.applied)
-    summary = _summary(result)
-    if token is not None:
-        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=summary))
+    except Exception as exc:
+        ending = f"stopped: {exc}"
+        raise
+    finally:
+        if token is not None:
+            ls.work_done_progress.tokens.pop(token, None)
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=ending))
     if result.status == "failing":
-        ls.show(types.MessageType.Warning, f"plancode: {summary}; nothing was applied")
+        ls.show(types.MessageType.Warning, f"plancode: {ending}; nothing was applied")
     return data
 
 

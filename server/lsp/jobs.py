@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,9 @@ from plancode.config import Settings
 from plancode.engine.types import CancelToken
 from plancode.lsp.models import ModelManager
 from plancode.pipeline import Pipeline, PipelineResult
+from plancode.progress import Event, Listener
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, dict], None]
 
 
 @dataclass
@@ -34,7 +32,7 @@ class Job:
     function: str
     future: Future
     cancel: CancelToken
-    listeners: list[Progress] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
 
     def emit(self, event: str, data: dict) -> None:
         for listener in list(self.listeners):
@@ -65,7 +63,7 @@ class Jobs:
             return self._jobs.get(key)
 
     def start(self, key: str, uri: str, path: Path, line: int, source: str, info: FunctionInfo,
-              settings: Settings, listener: Progress | None = None) -> Job:
+              settings: Settings, listener: Listener | None = None) -> Job:
         """The job for ``key``: the cached or running one, else a new one."""
         with self._lock:
             job = self._jobs.get(key)
@@ -83,7 +81,7 @@ class Jobs:
 
     def _run(self, job: Job, path: Path, line: int, source: str,
              settings: Settings) -> PipelineResult:
-        job.emit("loading", {})
+        job.emit(Event.LOADING, {})
         engine = self.models.background()
         result = Pipeline(engine, settings).run(path, line, source=source, cancel=job.cancel,
                                                 progress=job.emit)

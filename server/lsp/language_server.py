@@ -10,8 +10,11 @@ stderr or ``--log-file``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -37,15 +40,40 @@ MAX_DOCUMENT_CHARS = 2_000_000
 
 
 class PlancodeProtocol(LanguageServerProtocol):
-    """Also tells the server about ``$/cancelRequest``: pygls can only cancel requests that
-    have not started, and a command runs inside pygls' executeCommand wrapper, so long jobs
-    register their own cancel hooks by request id."""
+    """pygls' protocol, plus ``$/cancelRequest`` reaching a running command.
 
-    def _handle_cancel_notification(self, msg_id: Any) -> None:
-        hook = getattr(self._server, "cancel_hooks", {}).pop(msg_id, None)
-        if hook is not None:
-            hook()
-        super()._handle_cancel_notification(msg_id)
+    pygls 2.1.1 cancels an async request handler's task when the client cancels the request,
+    but a command runs as a second task under the built-in ``workspace/executeCommand``
+    handler, and the cancel stops only that outer one: pygls answers "cancelled" at once while
+    the command runs on. A command inside :meth:`cancellable` gets what a request handler
+    gets: its task is cancelled (``asyncio.CancelledError``). The hook is the public
+    :meth:`handle_message` (every message the server reads), after pygls' own handling.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cancellable: dict[Any, asyncio.Task] = {}
+
+    @contextmanager
+    def cancellable(self) -> Iterator[None]:
+        """While inside, ``$/cancelRequest`` for the current request cancels the current task."""
+        msg_id, task = self.msg_id, asyncio.current_task()
+        if msg_id is None or task is None:
+            yield
+            return
+        self._cancellable[msg_id] = task
+        try:
+            yield
+        finally:
+            if self._cancellable.get(msg_id) is task:
+                del self._cancellable[msg_id]
+
+    def handle_message(self, message: Any) -> None:
+        super().handle_message(message)
+        if getattr(message, "method", None) == types.CANCEL_REQUEST:
+            task = self._cancellable.pop(message.params.id, None)
+            if task is not None:
+                task.cancel()
 
 
 class PlancodeServer(LanguageServer):
@@ -54,7 +82,6 @@ class PlancodeServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("plancode", __version__, protocol_cls=PlancodeProtocol,
                          max_workers=4)
-        self.cancel_hooks: dict[Any, Any] = {}
         self.settings = Settings.from_env()
         self.models = ModelManager(self._on_model_state)
         self.jobs = Jobs(self.models)

@@ -41,6 +41,7 @@ from plancode.pipeline.kinds import Strategy, TestsSource
 from plancode.pipeline.ranking import best_by_tests
 from plancode.pipeline.result import Candidate, PipelineResult
 from plancode.pipeline.test_runs import TestRuns
+from plancode.progress import Event
 from plancode.testing.discovery import WorkspaceIndex, discover, module_name
 from plancode.testing.prose_examples import docstring_tests
 from plancode.testing.sandbox import Sandbox
@@ -140,7 +141,7 @@ class Pipeline:
         tests, files = self._user_tests(facts, root, file, source, module)
         timings["discovery"] = time.perf_counter() - t
         tests_source: TestsSource = "user" if tests else "none"
-        progress("discovered", {"tests": [tc.id for tc in tests], "function": info.qualname})
+        progress(Event.DISCOVERED, {"tests": [tc.id for tc in tests], "function": info.qualname})
 
         s = self.settings
         base = SamplingParams(max_tokens=s.max_tokens, seed=s.seed)
@@ -149,7 +150,7 @@ class Pipeline:
             reset()  # whatever ran before (greedy text can differ between cold and warm cache)
         generated = None
         if not tests and module:
-            progress("writing-tests", {})
+            progress(Event.WRITING_TESTS, {})
             t = time.perf_counter()
             generated = write_tests(self.engine, info.problem, module, info.name, base, cancel)
             timings["write_tests"] = time.perf_counter() - t
@@ -191,7 +192,7 @@ class Pipeline:
             root=where.to_json(),
             agreement=agreement,
         )
-        progress("done", {"status": out.status})
+        progress(Event.DONE, {"status": out.status})
         return out
 
     def _user_tests(self, facts: FunctionFacts, root: Path, file: Path, source: str,
@@ -221,7 +222,7 @@ class Pipeline:
         if escalate.wanted(s, pool, tests_source) and not work.cancelled():
             chooser, more = self._escalate(work, len(pool), "no candidate passed")
             pool = pool + more
-        work.progress("selecting", {"candidates": len(pool)})
+        work.progress(Event.SELECTING, {"candidates": len(pool)})
         t = time.perf_counter()
         chosen, agreement = choose(pool, ctx, chooser, work.sandbox, work.base, work.cancel)
         selecting = time.perf_counter() - t
@@ -229,7 +230,7 @@ class Pipeline:
                 and not work.cancelled()):
             chooser, more = self._escalate(work, len(pool), "weak evidence")
             pool = pool + more
-            work.progress("selecting", {"candidates": len(pool)})
+            work.progress(Event.SELECTING, {"candidates": len(pool)})
             t = time.perf_counter()
             chosen, agreement = choose(pool, ctx, chooser, work.sandbox, work.base,
                                        work.cancel)
@@ -245,7 +246,7 @@ class Pipeline:
         weak tests a whole pool to compare, else up to its first pass. Its time is
         ``timings.escalation``; the stage timings it shares keep the small model's values."""
         s = self.settings
-        work.progress("escalating", {"model": escalate.model_of(s), "why": why})
+        work.progress(Event.ESCALATING, {"model": escalate.model_of(s), "why": why})
         t = time.perf_counter()
         kept = dict(work.timings)
         engine = escalate.engine_for(s)
@@ -280,8 +281,8 @@ class Pipeline:
                     break
                 cand = batched.pop(k, None)
                 if cand is None:
-                    work.progress("generating", {"candidate": k, "of": len(plan),
-                                                 "strategy": strategy})
+                    work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
+                                                     "strategy": strategy})
                     cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
                                           work.base, s.temperature, gen_cancel, work.prompt[1],
                                           s.prefill_code)
@@ -305,8 +306,9 @@ class Pipeline:
         exactly the answer direct generation gives."""
         specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
                  if st == cands.DIRECT_SAMPLED]
-        work.progress("generating", {"candidate": 0, "of": len(plan),
-                                     "strategy": f"{len(specs)} sampled candidates in one batch"})
+        work.progress(Event.GENERATING, {
+            "candidate": 0, "of": len(plan),
+            "strategy": f"{len(specs)} sampled candidates in one batch"})
         made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            self.settings.temperature, work.cancel,
                                            work.prompt[1], self.settings.prefill_code)
@@ -318,7 +320,7 @@ class Pipeline:
         _prepare(cand, work.source, work.info)
         done.append(cand)
         if runs.testable(cand):
-            work.progress("testing", {"candidate": cand.index, "strategy": cand.strategy})
+            work.progress(Event.TESTING, {"candidate": cand.index, "strategy": cand.strategy})
             runs.submit(cand)
 
     def _repair(self, work: Work, runs: TestRuns, gen_cancel: CancelToken,
@@ -331,7 +333,7 @@ class Pipeline:
             if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
                 break  # the last round got no closer: stop repairing
             best_before = closeness(best)
-            work.progress("repairing", {"candidate": len(done), "from": best.index})
+            work.progress(Event.REPAIRING, {"candidate": len(done), "from": best.index})
             failing = [v.id for v in best.run.verdicts
                        if v.outcome != "passed"] if best.run else []
             report = visible.failure_report(best.failures(), failing, work.shown or {})

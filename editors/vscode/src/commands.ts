@@ -2,7 +2,7 @@
 // restart the server, run the doctor (doctorCommand.ts), and the status bar's action menu.
 
 import * as vscode from "vscode";
-import { ExecuteCommandRequest, ResponseError } from "vscode-languageclient/node";
+import { ExecuteCommandRequest, LSPErrorCodes, ResponseError } from "vscode-languageclient/node";
 
 import { RUN_DOCTOR } from "./doctor";
 import { Doctor } from "./doctorCommand";
@@ -19,6 +19,11 @@ function errorText(err: unknown): string {
     return err.message;
   }
   return String(err);
+}
+
+/** The server's answer to a cancelled job (Cancel on its progress, or a `$/cancelRequest`). */
+function isCancelled(err: unknown): boolean {
+  return err instanceof ResponseError && err.code === LSPErrorCodes.RequestCancelled;
 }
 
 async function requireClient(controller: ServerController) {
@@ -67,10 +72,11 @@ export function registerCommands(controller: ServerController, view: ResultView)
     if (!client) {
       return undefined;
     }
-    const cts = controller.trackImplement();
+    // Cancel on the server's progress notification (progress.ts) stops the job; the server
+    // then answers this request with RequestCancelled.
     try {
       const result = await client.sendRequest(ExecuteCommandRequest.type,
-        { command: IMPLEMENT, arguments: [uri, line] }, cts.token);
+        { command: IMPLEMENT, arguments: [uri, line] });
       if (!isResult(result)) {
         return undefined;
       }
@@ -87,14 +93,12 @@ export function registerCommands(controller: ServerController, view: ResultView)
       // a failing result or a document edited meanwhile: the server says so itself
       return result;
     } catch (err) {
-      if (cts.token.isCancellationRequested) {
+      if (isCancelled(err)) {
         void vscode.window.showInformationMessage("plancode: implementing was cancelled.");
       } else {
         void vscode.window.showErrorMessage(`plancode: ${errorText(err)}`);
       }
       return undefined;
-    } finally {
-      controller.untrackImplement(cts);
     }
   };
 

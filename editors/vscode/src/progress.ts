@@ -1,10 +1,13 @@
 // Server-initiated `$/progress` as VS Code notifications.
 //
 // vscode-languageclient answers `window/workDoneProgress/create` with a *window* progress (a
-// spinner in the status bar). plancode's progress (model loading, "candidate 2/4", "testing")
+// spinner in the status bar). plancode's progress (model loading, "candidate 2/4 (plan-greedy)")
 // is worth seeing, so this feature takes over that request and shows each progress as a
-// notification with its messages and percentage; its Cancel button cancels the job. Every
-// event also goes to the status bar's state machine.
+// notification with the server's messages (the server renders every event's text; there is
+// no event table here) and percentage. Its Cancel button sends
+// `window/workDoneProgress/cancel` for the token, as the client's own progress does, and the
+// server cancels the job: the implement request then fails with RequestCancelled. Every event
+// also goes to the status bar's state machine.
 
 import * as vscode from "vscode";
 import {
@@ -21,12 +24,10 @@ import {
   WorkDoneProgressReport,
 } from "vscode-languageclient/node";
 
-import { progressKind, StatusEvent } from "./status";
+import { StatusEvent } from "./status";
 
 export interface ProgressHooks {
   status(event: StatusEvent): void;
-  /** The user pressed Cancel on an implement notification. */
-  cancelImplement(token: string): void;
 }
 
 /** Progress shorter than this gets no notification. */
@@ -78,7 +79,6 @@ class Part {
     if (this.finished) {
       return;
     }
-    const kind = progressKind(this.token, value.title);
     void vscode.window.withProgress(
       {
         location: vscode.ProgressLocation.Notification,
@@ -92,9 +92,6 @@ class Part {
         this.progress = progress;
         cancel.onCancellationRequested(() => {
           void this.client.sendNotification(WorkDoneProgressCancelNotification.type, { token: this.token });
-          if (kind === "implement") {
-            this.hooks.cancelImplement(this.token);
-          }
         });
         this.show(this.lastMessage, this.lastPercentage);
         return new Promise<void>((resolve) => {

@@ -85,7 +85,6 @@ export class ServerController implements vscode.Disposable {
   private restarts: number[] = [];
   private pollTimer?: NodeJS.Timeout;
   private cursorTimer?: NodeJS.Timeout;
-  private readonly implementRequests = new Set<vscode.CancellationTokenSource>();
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(
@@ -164,7 +163,6 @@ export class ServerController implements vscode.Disposable {
           this.pollStats();
         }
       },
-      cancelImplement: () => this.cancelImplements(),
     }));
     client.onNotification(ShowMessageNotification.type, (p) => this.onServerMessage(p.type, p.message));
     client.onDidChangeState((e) => {
@@ -194,7 +192,6 @@ export class ServerController implements vscode.Disposable {
   }
 
   async stop(): Promise<void> {
-    this.cancelImplements();
     this.stopPolling();
     const client = this.client;
     this.client = undefined;
@@ -240,7 +237,7 @@ export class ServerController implements vscode.Disposable {
   private clientOptions(): LanguageClientOptions {
     const middleware: Middleware = {
       // the server's code action runs plancode.implement; run it through our command so it
-      // gets the summary, the result view and a Cancel that works
+      // gets the summary and the result view
       provideCodeActions: async (document, range, context, token, next) => {
         const actions = await next(document, range, context, token);
         for (const action of actions ?? []) {
@@ -394,24 +391,6 @@ export class ServerController implements vscode.Disposable {
     if (this.pollTimer) {
       clearTimeout(this.pollTimer);
       this.pollTimer = undefined;
-    }
-  }
-
-  /** A cancellation source for one implement request; Cancel in its notification fires it. */
-  trackImplement(): vscode.CancellationTokenSource {
-    const cts = new vscode.CancellationTokenSource();
-    this.implementRequests.add(cts);
-    return cts;
-  }
-
-  untrackImplement(cts: vscode.CancellationTokenSource): void {
-    this.implementRequests.delete(cts);
-    cts.dispose();
-  }
-
-  private cancelImplements(): void {
-    for (const cts of this.implementRequests) {
-      cts.cancel();
     }
   }
 
