@@ -106,7 +106,7 @@ test("a failed-check report: parsed, the fix shown, the notification names the f
   assert.match(md, /^\*\*✗ 2 failed, 1 warning, 5 passed\*\*$/m);
   assert.match(md, /^- ✓ \*\*Python\*\* \(passed\): Python 3\.11\.2 at \/v\/bin\/python$/m);
   assert.match(md, /^- ✗ \*\*generation\*\* \(FAILED\): llama\.cpp crashed with SIGILL \(illegal instruction\) during its first generation/m);
-  assert.match(md, /^ {2}- \*\*Fix:\*\* rebuild llama-cpp-python without AMX, with this CPU's other instructions: `\/v\/bin\/python -m server\.doctor\.llama_build install --force`/m,
+  assert.match(md, /^ {2}- \*\*Fix:\*\* rebuild llama-cpp-python without AMX, with this CPU's other instructions: `\/v\/bin\/python -m plancode\.doctor\.llama_build install --force`/m,
     "the fix follows the failed check, its command kept as code");
   assert.match(md, /^ {2}- Details: stage `loaded`, signal `SIGILL`, seconds `2\.31`$/m, "null details are left out");
   assert.match(md, /^- ! \*\*test sandbox\*\* \(warning\): rlimit \(no bubblewrap\)/m);
