@@ -70,6 +70,16 @@ class Settings:
         "tests, or when they are weak and the candidates that pass them are few or disagree: "
         "a model name, 'auto' (qwen2.5-coder-1.5b if it is already in the model store; never "
         "downloads) or '' (never)")
+    budget: float = _setting(
+        60.0, "seconds a whole `plancode complete` run may take: at the budget the best "
+        "answer so far is returned and says so (decoding, tests, escalation and repair stop "
+        "within about a second); 60 s: on 2 cores a direct answer takes ~5 s and a verified "
+        "one ~10-40 s, and the larger model's escalation alone can take a minute",
+        _range(5.0, 3600.0))
+    editor_budget: float = _setting(
+        30.0, "the same for an implement run started in the editor, where the first answer "
+        "that passes your tests is shown at once and the search goes on only while it can "
+        "still change it", _range(5.0, 3600.0))
     docstring_examples: bool = _setting(
         True, "treat the function's docstring examples (>>> doctests and prose such as "
         "'f(1) == 2', 'f(1) -> 2') as the user's tests")

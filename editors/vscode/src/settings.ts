@@ -16,6 +16,8 @@ export const SERVER_SETTINGS = [
   "repairRounds",
   "parallelCandidates",
   "escalateModel",
+  "budget",
+  "editorBudget",
   "docstringExamples",
   "prefillCode",
   "maxTokens",

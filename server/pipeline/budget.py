@@ -1,0 +1,43 @@
+"""A run's hard time budget, as a cancel token every part of the run already checks.
+
+Decoding checks its cancel token before every token, the sandbox polls it while a test runs,
+probes and model-written checks take it too: a token that also reads the clock stops them all
+within about one token or one poll of the deadline, with no timer thread. The pipeline then
+chooses among what is finished (``choose`` falls back to the test ranking when cancelled) and
+says the budget was reached.
+"""
+
+from __future__ import annotations
+
+import time
+
+from plancode.engine.types import CancelToken
+
+
+class Deadline(CancelToken):
+    """Cancelled by ``cancel()``, by its parent (the user's request), or at ``seconds`` from
+    now. ``expired`` tells the budget apart from a cancel by the user."""
+
+    def __init__(self, seconds: float, parent: CancelToken | None = None) -> None:
+        super().__init__(parent)
+        self.start = time.monotonic()
+        self.at = self.start + seconds
+        self.seconds = seconds
+
+    @property
+    def cancelled(self) -> bool:
+        return self.expired or super().cancelled
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def allows(self, seconds: float) -> bool:
+        """Whether ``seconds`` of work still fit before the deadline."""
+        return not self.cancelled and self.remaining() >= seconds
