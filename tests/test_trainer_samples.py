@@ -136,3 +136,17 @@ def test_top_of_keeps_the_best_tokens_until_the_mass() -> None:
     assert scores.top_ids == [[0, 1], [0, 1, 2]]
     assert scores.logprobs == pytest.approx([math.log(0.2), math.log(0.2)], abs=1e-6)
     assert scores.top_logprobs[0] == pytest.approx([math.log(0.7), math.log(0.2)], abs=1e-6)
+
+
+def test_vocabularies_of_different_families_differ(tiny_model_path: Path,
+                                                   default_model_path: Path) -> None:
+    from llama_cpp import Llama
+
+    from plancode.trainer.scorer import compare_vocabularies
+
+    tiny = Llama(str(tiny_model_path), vocab_only=True, verbose=False)
+    qwen = Llama(str(default_model_path), vocab_only=True, verbose=False)
+    report = compare_vocabularies(tiny, qwen)
+    assert not report["identical"] and report["differing_ids"] > 0
+    assert (report["student_tokens"], report["teacher_tokens"]) == (49152, 151936)
+    assert compare_vocabularies(qwen, qwen)["identical"]

@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from plancode.errors import PlancodeError
 from plancode.prompts import contract_digest
@@ -83,7 +84,7 @@ def stage_samples(cfg: DistillConfig, progress: bool = True, limit: int | None =
     # another run's verdicts on the problems' own solutions (restored from the blob store
     # when packed): those problems are not run again
     seed_refs = JsonlCache(seed) if seed is not None and seed.parent.is_dir() else None
-    models = _Models(cfg, log)
+    models = _Models(cfg, log, stage.dir)
     start = time.perf_counter()
     with Checker(cfg.samples.isolation, cfg.samples.timeout) as checker:
         report = write_samples(_LazyStudent(models), models if cfg.samples.score else None,
@@ -91,7 +92,7 @@ def stage_samples(cfg: DistillConfig, progress: bool = True, limit: int | None =
                                limit)
     out = {**report.to_json(), "student": model_identity(student_of(cfg)),
            "teacher": model_identity(teacher_of(cfg)) if cfg.samples.score else None,
-           "vocabulary": models.vocabulary_report(stage.dir), "wall_seconds":
+           "vocabulary": models.vocabulary_report(), "wall_seconds":
            round(time.perf_counter() - start, 1), "cache_bytes": cache.path.stat().st_size
            if cache.path.exists() else 0}
     finished = report.answered + len(report.broken) + len(report.untested) + \
@@ -106,9 +107,10 @@ class _Models:
     """The student (loaded when an answer is needed) and the teacher's scorer (loaded after
     it, with the vocabularies compared once and the comparison kept in the stage folder)."""
 
-    def __init__(self, cfg: DistillConfig, log: Callable[[str], None]) -> None:
+    def __init__(self, cfg: DistillConfig, log: Callable[[str], None], folder: Path) -> None:
         self.cfg = cfg
         self.log = log
+        self.path = folder / "vocabulary.json"
         self._student = None
         self._scorer = None
         self._vocab: dict | None = None
@@ -142,6 +144,7 @@ class _Models:
                                        n_gpu_layers=s.n_gpu_layers)
             self._vocab = compare_vocabularies(self.student().engine._llm,  # noqa: SLF001
                                                self._scorer.llm)
+            self.path.write_text(json.dumps(self._vocab, indent=1))
             self.log(f"[samples] teacher {teacher_of(self.cfg)} loaded; vocabularies "
                      f"{'identical' if self._vocab['identical'] else 'DIFFER'} "
                      f"({self._vocab['student_tokens']} / {self._vocab['teacher_tokens']} "
@@ -156,13 +159,11 @@ class _Models:
     def score(self, prompt, answers, top_k, top_mass):  # noqa: ANN001, ANN201
         return self.scorer.score(prompt, answers, top_k, top_mass)
 
-    def vocabulary_report(self, folder) -> dict | None:  # noqa: ANN001 - Path
+    def vocabulary_report(self) -> dict | None:
         """The vocabulary comparison: this run's, else the one kept by an earlier run."""
-        path = folder / "vocabulary.json"
         if self._vocab is not None:
-            path.write_text(json.dumps(self._vocab, indent=1))
             return self._vocab
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(self.path.read_text()) if self.path.exists() else None
 
 
 class _LazyStudent:
