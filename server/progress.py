@@ -27,6 +27,7 @@ class Event(StrEnum):
     WRITING_TESTS = "writing-tests"  # none found: the model writes some (unverified)
     GENERATING = "generating"  # a candidate is being decoded
     TESTING = "testing"  # a candidate's tests run in the sandbox
+    ANSWER = "answer"  # a first answer passes the user's tests: shown while the search goes on
     REPAIRING = "repairing"  # a repair round from the best failing candidate
     ESCALATING = "escalating"  # the larger model joins (loading it can take a minute)
     SELECTING = "selecting"  # choosing among the candidates
@@ -57,6 +58,11 @@ class Testing(TypedDict):
     strategy: str
 
 
+class Answer(TypedDict):
+    candidate: int  # 0-based index of the candidate shown
+    strategy: str
+
+
 # "from" is a keyword: the functional form
 Repairing = TypedDict("Repairing", {"candidate": int, "from": int})  # 0-based indices
 
@@ -71,7 +77,7 @@ class Selecting(TypedDict):
 
 
 class Done(TypedDict):
-    status: str  # verified | failing | unverified | no-candidate
+    status: str  # verified | passes-tests | failing | unverified | no-candidate
 
 
 PAYLOADS: dict[Event, type] = {
@@ -80,6 +86,7 @@ PAYLOADS: dict[Event, type] = {
     Event.WRITING_TESTS: WritingTests,
     Event.GENERATING: Generating,
     Event.TESTING: Testing,
+    Event.ANSWER: Answer,
     Event.REPAIRING: Repairing,
     Event.ESCALATING: Escalating,
     Event.SELECTING: Selecting,
@@ -102,6 +109,8 @@ _TEXT: dict[Event, Callable[[Mapping[str, Any]], str]] = {
     Event.WRITING_TESTS: lambda d: "writing tests with the model (unverified)",
     Event.GENERATING: lambda d: f"candidate {d['candidate'] + 1}/{d['of']} ({d['strategy']})",
     Event.TESTING: lambda d: f"testing candidate {d['candidate'] + 1} in the sandbox",
+    Event.ANSWER: lambda d: (f"candidate {d['candidate'] + 1} passes your tests: shown; "
+                             "checking the alternatives"),
     Event.REPAIRING: lambda d: f"repairing candidate {d['from'] + 1} with its test failures",
     Event.ESCALATING: lambda d: (f"{d['why']}: trying the larger {d['model']} "
                                  "(loading it can take a minute)"),

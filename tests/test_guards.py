@@ -73,3 +73,13 @@ def test_incomplete_is_not_unparseable():
     assert unparseable("def f(x):\n    return (1 +\n") is None
     assert unparseable("def f(x):\n    return (1 +\n    2 +") is None  # last line unfinished
     assert unparseable("def f(x):\n    return 1 +* 2\n") is not None
+
+
+def test_a_good_function_followed_by_prose_is_kept():
+    guard = Guard(START)
+    feed(guard, "    return sum(xs) / len(xs)\nThis computes the mean.\nMore prose here.\n")
+    assert guard.tripped.startswith("unparseable")
+    assert guard.salvaged == START.split("\n", 1)[1] + "    return sum(xs) / len(xs)\n"
+    bad = Guard(START)
+    feed(bad, "    for x in xs\n        pass\n")
+    assert bad.tripped and bad.salvaged is None

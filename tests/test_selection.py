@@ -18,7 +18,7 @@ from plancode.pipeline.agreement import is_weak
 from plancode.pipeline.candidates import schedule, widen
 from plancode.pipeline.probe_inputs import as_checks
 from plancode.pipeline.probes import Behaviour
-from plancode.pipeline.result import Candidate
+from plancode.pipeline.result import Candidate, PipelineResult
 from plancode.testing.types import TestCase
 
 MODULE = '''"""Orders."""
@@ -85,13 +85,22 @@ def test_weak_tests_majority_consistent_candidate_beats_the_first_passer(tmp_pat
     file = project(tmp_path)
     engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, LAST_LINE_ONLY])
     settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1})
-    result = Pipeline(engine, settings).run(file, 3)
+    updates: list[PipelineResult] = []
+    result = Pipeline(engine, settings).run(file, 3, on_update=updates.append)
     assert result.root["reason"] == "import-root"
     assert [t.id for t in result.tests] == ["tests/test_visible.py::test_total"]
     assert all(c.all_passed for c in result.candidates), "all four pass the one visible test"
     assert not result.stopped_early, "weak tests: the whole pool is made"
-    assert result.verified and result.chosen is not None
+    assert result.passes_user_tests and result.chosen is not None
+    assert not result.verified and result.status == "passes-tests", \
+        "one visible test is weak evidence: never called verified"
     assert result.chosen.index in (1, 2), "a correct candidate, not the first passer"
+    # the first passer was shown at once, and its replacement says why
+    assert [(u.final, u.chosen.index, u.status) for u in updates] == [
+        (False, 0, "passes-tests")]
+    assert result.first_answer is not None and result.first_answer.index == 0
+    assert result.change.startswith("replaced: 2 of 4 candidates that pass your tests behave "
+                                    "like the new answer")
     agreement = result.agreement
     assert agreement is not None and agreement.weak and agreement.selected
     assert (agreement.pool, agreement.agreeing, agreement.groups) == (4, 2, 3)
@@ -100,7 +109,9 @@ def test_weak_tests_majority_consistent_candidate_beats_the_first_passer(tmp_pat
         f"passes your 1 test; 2 of 4 candidates agree on {agreement.inputs} generated inputs")
     data = json.loads(json.dumps(result.to_json()))
     assert data["strength"] == result.strength and data["agreement"]["agreeing"] == 2
-    assert data["status"] == "verified", "model-written checks never enter the verdict"
+    assert data["status"] == "passes-tests", "model-written checks never enter the verdict"
+    assert data["first_answer"]["index"] == 0 and not data["first_answer"]["kept"]
+    assert data["final"] and data["change"] == result.change
     assert [t["kind"] for t in data["tests"]] == ["pytest"]
 
 
@@ -125,7 +136,7 @@ def test_prose_examples_are_the_users_tests(tmp_path) -> None:
     assert result.tests_source == "user"
     assert [(t.kind, t.name) for t in result.tests] == [("docstring", "add([1, 2]) == 3"),
                                                         ("docstring", "add([]) == 0")]
-    assert result.verified
+    assert result.passes_user_tests
 
 
 def test_static_repair_adds_the_missing_import_before_testing(tmp_path) -> None:
@@ -136,12 +147,13 @@ def test_static_repair_adds_the_missing_import_before_testing(tmp_path) -> None:
     settings = Settings.from_mapping({"candidates": 1, "parallel_candidates": 1})
     result = Pipeline(engine, settings).run(tmp_path / "text.py", 0)
     assert result.chosen is not None and result.chosen.static_fixes == ["import re"]
-    assert result.verified and engine.calls == ["code"], "no model call spent on the fix"
+    assert result.passes_user_tests and engine.calls == ["code"], \
+        "no model call spent on the fix"
 
 
 def test_weak_pools_are_widened_with_batched_direct_candidates() -> None:
     plan = schedule(4, 10)
-    assert widen(plan, 4, 10) == [*plan, ("direct-sampled", 13), ("direct-sampled", 14)]
+    assert widen(plan, 4, 10) == [*plan, ("direct-sampled", 13)]
     assert widen(plan, 1, 10) == plan
 
 
@@ -250,7 +262,7 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     small = ScriptedEngine([wrong] * 4)
     big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
     result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1}, file)
-    assert result.verified and result.chosen is not None
+    assert result.passes_user_tests and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-greedy"
     assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
     assert "escalation" in result.timings and big.calls[0] == "code"
@@ -266,10 +278,10 @@ def test_weak_tests_every_candidate_failing_escalate_to_a_pool_not_a_first_pass(
     file = project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 4)
-    big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, FIRST_LINE_ONLY, FIRST_LINE_ONLY])
+    big = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, RIGHT_A, FIRST_LINE_ONLY])
     result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1,
                                          "parallel_candidates": 1}, file)
-    assert result.verified and result.chosen is not None
+    assert result.passes_user_tests and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-sampled", result.chosen.strategy
     agreement = result.agreement
     assert agreement is not None and agreement.escalated == "big-model"
@@ -288,7 +300,7 @@ def test_weak_tests_and_disagreeing_candidates_escalate(tmp_path) -> None:
     big = ScriptedEngine([RIGHT_A, RIGHT_B, FIRST_LINE_ONLY, RIGHT_A, RIGHT_B])
     result = run_escalating(small, big, {"candidates": 4, "parallel_candidates": 1}, file)
     assert result.chosen is not None and result.chosen.strategy == "big-model:direct-greedy"
-    assert result.verified
+    assert result.passes_user_tests
     made = [c.strategy for c in result.candidates if c.strategy.startswith("big-model:")]
     assert sorted(made) == ["big-model:direct-greedy", *["big-model:direct-sampled"] * 3,
                             "big-model:plan-greedy"], "weak evidence: a whole pool, no early exit"

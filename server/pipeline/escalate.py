@@ -78,14 +78,14 @@ WEAK_DIRECT = 4  # direct candidates the larger model makes on weak evidence (on
 
 
 def settings_for(settings: Settings, weak: bool = False) -> Settings:
-    """The larger model's run. After a failure: the usual schedule of four candidates (greedy
-    direct and plan, then sampled) and one repair, stopping at the first that passes. On weak
+    """The larger model's run. After a failure: the usual schedule of four candidates
+    (``candidates.schedule``) and one repair, stopping at the first that passes. On weak
     evidence (``weak``) a pass proves little, so it makes a pool to compare instead: its
     greedy plan and WEAK_DIRECT direct answers (greedy plus sampled ones, decoded together in
     one llama.cpp batch), every one tested."""
-    if weak:
+    if weak:  # the schedule's first three: direct greedy, direct sampled, plan greedy
         return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
-                                   candidates=2, repair_rounds=1,
+                                   candidates=3, repair_rounds=1,
                                    parallel_candidates=WEAK_DIRECT)
     return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
                                candidates=4, repair_rounds=1, parallel_candidates=1)

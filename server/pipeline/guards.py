@@ -13,7 +13,8 @@ stopped, so the candidate records ``guard: <why>`` instead of a silent truncatio
   short piece repeated (a decoding loop);
 * **unparseable** -- the code block's complete lines are already a syntax error that no
   continuation can fix (``codeop`` tells "incomplete" from "invalid"), or prose follows code
-  inside the block.
+  inside the block; the complete code before the bad line is kept when it parses on its own
+  (``salvaged``: the usual case is a good function followed by an explanation).
 
 Only the text of the open code block is judged (a plan reply's prose is not code); once the
 block is closed the code is done and nothing here stops the reply.
@@ -71,20 +72,42 @@ def repetition(text: str) -> bool:
     return False
 
 
+def _compile(code: str) -> object:
+    """``codeop``'s verdict: a code object (complete), None (incomplete), or it raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return codeop.compile_command(code, "<candidate>", "exec")
+
+
 def unparseable(code: str) -> str | None:
     """Why the complete lines of ``code`` can never parse, or None (fine or incomplete)."""
+    bad = _first_error(code)
+    return None if bad is None else bad[0]
+
+
+def _first_error(code: str) -> tuple[str, int] | None:
     complete = code[:code.rfind("\n") + 1]
     if not complete.strip():
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            codeop.compile_command(complete, "<candidate>", "exec")
+        _compile(complete)
     except SyntaxError as exc:
-        return f"{exc.msg} (line {exc.lineno})"
+        return f"{exc.msg} (line {exc.lineno})", exc.lineno or 0
     except (ValueError, OverflowError) as exc:  # null bytes, absurd literals
-        return str(exc)
+        return str(exc), 0
     return None
+
+
+def salvage(code: str, lineno: int) -> str | None:
+    """The lines of ``code`` before line ``lineno`` when they are complete code on their own:
+    the usual unparseable reply is a good function followed by prose inside its block."""
+    if lineno <= 1:
+        return None
+    head = "".join(code.splitlines(keepends=True)[:lineno - 1])
+    try:
+        return head if head.strip() and _compile(head) is not None else None
+    except (SyntaxError, ValueError, OverflowError):
+        return None
 
 
 @dataclass
@@ -95,6 +118,7 @@ class Guard:
     start: str = ""
     cap: int | None = None
     tripped: str | None = None
+    salvaged: str | None = None  # complete code before the line that could not parse
     _checked: int = 0  # length of the reply when the last complete line was judged
 
     def __call__(self, text: str) -> bool:
@@ -113,6 +137,10 @@ class Guard:
             self.tripped = f"length: over {self.cap} characters of code"
         elif repetition(code):
             self.tripped = "repetition: the code repeats itself"
-        elif (why := unparseable(code)) is not None:
-            self.tripped = f"unparseable: {why}"
+        elif (bad := _first_error(code)) is not None:
+            self.tripped = f"unparseable: {bad[0]}"
+            kept = salvage(code, bad[1])
+            given = open_code(self.start) or ""  # the prefilled signature is not an answer
+            if kept is not None and kept[len(given):].strip():
+                self.salvaged = kept
         return self.tripped is not None

@@ -107,6 +107,22 @@ class PipelineResult:
     discovery: dict = field(default_factory=dict)
     root: dict = field(default_factory=dict)  # WorkspaceRoot.to_json(): path, reason, detail
     agreement: Agreement | None = None  # how strongly the evidence supports the choice
+    final: bool = True  # False: a progressive update while the search goes on
+    budget: float = 0.0  # the run's time budget in seconds (0: none)
+    budget_reached: bool = False  # the run stopped at its budget with what it had
+    first_answer: Candidate | None = None  # the first candidate shown (it passed your tests)
+    first_answer_seconds: float | None = None  # when it was shown, from the run's start
+    change: str = ""  # why the answer now differs from the first one shown ('' if it does not)
+
+    @property
+    def passes_user_tests(self) -> bool:
+        """The chosen candidate passed every one of the user's own tests."""
+        return self.tests_source == "user" and bool(self.chosen and self.chosen.all_passed)
+
+    @property
+    def weak_evidence(self) -> bool:
+        """The user's tests hold fewer checks than it takes to call code verified."""
+        return bool(self.agreement and self.agreement.weak)
 
     @property
     def strength(self) -> str:
@@ -119,15 +135,22 @@ class PipelineResult:
 
     @property
     def verified(self) -> bool:
-        """The chosen candidate passed every one of the user's own tests."""
-        return self.tests_source == "user" and bool(self.chosen and self.chosen.all_passed)
+        """Strong evidence: the choice passes every one of the user's tests and they hold
+        enough checks (``agreement.STRONG_CHECKS``). Passing one or two visible tests is not
+        called verified (on a held-out project 4 of 5 such answers were wrong): that status is
+        ``passes-tests``, and the strength line says how many tests it rests on."""
+        return self.passes_user_tests and not self.weak_evidence
 
     @property
     def status(self) -> str:
+        """verified | passes-tests (passes your few tests) | failing | unverified (no tests
+        of yours) | no-candidate."""
         if self.chosen is None:
             return "no-candidate"
         if self.verified:
             return "verified"
+        if self.passes_user_tests:
+            return "passes-tests"
         if self.tests_source == "user":
             return "failing"
         return "unverified"
@@ -140,6 +163,17 @@ class PipelineResult:
             "line": self.line,
             "status": self.status,
             "verified": self.verified,
+            "passes_user_tests": self.passes_user_tests,
+            "final": self.final,
+            "budget": round(self.budget, 3),
+            "budget_reached": self.budget_reached,
+            "first_answer": None if self.first_answer is None else {
+                "index": self.first_answer.index,
+                "strategy": self.first_answer.strategy,
+                "seconds": round(self.first_answer_seconds or 0.0, 3),
+                "kept": self.first_answer is self.chosen,
+            },
+            "change": self.change,
             "tests_source": self.tests_source,
             "tests": [t.to_json() for t in self.tests],
             "chosen": None if chosen is None else {

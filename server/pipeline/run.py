@@ -34,9 +34,11 @@ from plancode.errors import PlancodeError
 from plancode.pipeline import candidates as cands
 from plancode.pipeline import escalate, static_repair
 from plancode.pipeline import visible_tests as visible
-from plancode.pipeline.agreement import Agreement, is_weak
+from plancode.pipeline.agreement import Agreement, is_weak, user_checks
+from plancode.pipeline.budget import Deadline
 from plancode.pipeline.choose import ChoiceContext, choose
 from plancode.pipeline.generated_tests import write_tests
+from plancode.pipeline.guards import code_cap
 from plancode.pipeline.kinds import Strategy, TestsSource
 from plancode.pipeline.ranking import best_by_tests
 from plancode.pipeline.result import Candidate, PipelineResult
@@ -49,6 +51,11 @@ from plancode.testing.types import TestCase
 from plancode.testing.workspace import infer_root
 
 Progress = Callable[[str, dict], None]
+OnUpdate = Callable[[PipelineResult], None]
+# the least time left for which escalation (loading the larger model, a candidate or two)
+# and a repair round are started at all: less is spent on choosing among what exists
+ESCALATE_MIN_SECONDS = 20.0
+REPAIR_MIN_SECONDS = 8.0
 
 
 def _noop(event: str, data: dict) -> None:
@@ -74,6 +81,9 @@ class Work:
     prompt: tuple[str, str]  # (problem as the model sees it, context)
     shown: dict[str, str]  # test sources shown to the model (for repair reports)
     weak: bool  # the user's tests are weak: make the whole pool and compare
+    deadline: Deadline | None = None  # the run's budget (also ``cancel``)
+    on_pass: Callable[[Candidate], None] | None = None  # a candidate passed the user's tests
+    cap: int | None = None  # code length cap, once the direct answer exists
 
     @property
     def info(self) -> FunctionInfo:
@@ -81,6 +91,10 @@ class Work:
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.cancelled
+
+    def elapsed(self) -> float:
+        """Seconds since the run started (0 without a deadline)."""
+        return self.deadline.elapsed() if self.deadline is not None else 0.0
 
 
 class Pipeline:
@@ -114,6 +128,8 @@ class Pipeline:
         root: Path | None = None,
         folders: Sequence[Path] = (),
         cwd: Path | None = None,
+        budget: float | None = None,
+        on_update: OnUpdate | None = None,
     ) -> PipelineResult:
         """Implement the function around ``line`` (0-based) of ``file``.
 
@@ -121,8 +137,16 @@ class Pipeline:
         file on disk. The file itself is never written here. The workspace root is ``root``
         when given, else inferred (``infer_root``: markers, import root, one of the editor's
         workspace ``folders``, the CLI's ``cwd``).
+
+        ``budget`` (seconds; default the ``budget`` setting) bounds the whole run: at the
+        deadline decoding, tests, repairs and escalation stop and the best answer so far is
+        returned with ``budget_reached``. ``on_update`` is told of each answer before the
+        final one (``final`` false): the first candidate that passes the user's tests, the
+        moment its tests end, while the search goes on.
         """
         t0 = time.perf_counter()
+        deadline = Deadline(self.settings.budget if budget is None else budget, cancel)
+        cancel = deadline
         file = file.resolve()
         source = file.read_text(encoding="utf-8") if source is None else source
         info = find_function(source, line)
@@ -168,30 +192,45 @@ class Pipeline:
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
+        weak = is_weak(tests, info.docstring)
         work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, cancel,
-                    progress, timings, prompt, shown, is_weak(tests, info.docstring))
+                    progress, timings, prompt, shown, weak, deadline)
+
+        def result(pool: list[Candidate], chosen: Candidate | None, agreement: Agreement,
+                   stopped: bool = False, final: bool = True) -> PipelineResult:
+            return PipelineResult(
+                file=str(file), function=info.qualname, line=info.start_line + 1,
+                tests=tests, tests_source=tests_source, candidates=pool, chosen=chosen,
+                isolation=sandbox.isolation, isolation_detail=sandbox.isolation_detail,
+                stopped_early=stopped, timings=dict(timings), discovery=index.report(),
+                root=where.to_json(), agreement=agreement, final=final,
+                budget=deadline.seconds, first_answer=first.get("cand"),
+                first_answer_seconds=first.get("seconds"))
+
+        first: dict = {}  # the first answer shown: the first candidate to pass the user tests
+        shown_lock = threading.Lock()
+
+        def on_pass(cand: Candidate) -> None:
+            with shown_lock:
+                if first:
+                    return
+                first.update(cand=cand, seconds=time.perf_counter() - t0)
+            timings["first_pass"] = first["seconds"]
+            if on_update is not None and weak and not deadline.cancelled:
+                progress(Event.ANSWER, {"candidate": cand.index, "strategy": cand.strategy})
+                on_update(result([cand], cand, Agreement(
+                    user_checks(tests, info.docstring), weak), final=False))
+
+        work.on_pass = on_pass
         try:
             pool, stopped = self.make_candidates(work, early_exit=not work.weak)
             chosen, agreement, pool = self._select(work, ctx, pool)
         finally:
             sandbox.close()
         timings["total"] = time.perf_counter() - t0
-        out = PipelineResult(
-            file=str(file),
-            function=info.qualname,
-            line=info.start_line + 1,
-            tests=tests,
-            tests_source=tests_source,
-            candidates=pool,
-            chosen=chosen,
-            isolation=sandbox.isolation,
-            isolation_detail=sandbox.isolation_detail,
-            stopped_early=stopped,
-            timings=timings,
-            discovery=index.report(),
-            root=where.to_json(),
-            agreement=agreement,
-        )
+        out = result(pool, chosen, agreement, stopped)
+        out.budget_reached = deadline.expired
+        out.change = change_reason(out)
         progress(Event.DONE, {"status": out.status})
         return out
 
@@ -219,7 +258,7 @@ class Pipeline:
         scores on)."""
         s, tests_source = self.settings, work.tests_source
         chooser = self.engine
-        if escalate.wanted(s, pool, tests_source) and not work.cancelled():
+        if escalate.wanted(s, pool, tests_source) and _fits(work, ESCALATE_MIN_SECONDS):
             chooser, more = self._escalate(work, len(pool), "no candidate passed")
             pool = pool + more
         work.progress(Event.SELECTING, {"candidates": len(pool)})
@@ -227,7 +266,7 @@ class Pipeline:
         chosen, agreement = choose(pool, ctx, chooser, work.sandbox, work.base, work.cancel)
         selecting = time.perf_counter() - t
         if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
-                and not work.cancelled()):
+                and _fits(work, ESCALATE_MIN_SECONDS)):
             chooser, more = self._escalate(work, len(pool), "weak evidence")
             pool = pool + more
             work.progress(Event.SELECTING, {"candidates": len(pool)})
@@ -265,34 +304,39 @@ class Pipeline:
         s = self.settings
         plan = cands.schedule(s.candidates, s.seed)
         early_exit = early_exit and work.tests_source == "user"
-        batched: dict[int, Candidate] = {}
-        if not early_exit and s.parallel_candidates > 1:  # the whole pool is made anyway
+        batch = not early_exit and s.parallel_candidates > 1  # the whole pool is made anyway
+        if batch:
             plan = cands.widen(plan, s.parallel_candidates, s.seed)
-            batched = self._batched(work, plan)
         gen_cancel = CancelToken(work.cancel)
         runs = TestRuns(work.sandbox, work.tests, work.files, work.rel, work.info.qualname,
                         work.tests_source == "user", gen_cancel if early_exit else None,
-                        work.cancel)
+                        work.cancel, work.on_pass)
         done: list[Candidate] = []
+        batched: dict[int, Candidate] = {}
         work.timings["generation"] = 0.0  # every candidate's decoding, a cancelled one's too
         try:
             for k, (strategy, seed) in enumerate(plan):
                 if (early_exit and runs.solved.is_set()) or work.cancelled():
                     break
+                if batch and k == 1:  # the greedy answer is out and testing: now the batch
+                    batched = self._batched(work, plan)
                 cand = batched.pop(k, None)
                 if cand is None:
                     work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
                                                      "strategy": strategy})
                     cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
                                           work.base, s.temperature, gen_cancel, work.prompt[1],
-                                          s.prefill_code)
+                                          s.prefill_code, work.cap)
                 work.timings["generation"] += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile
+                if k == 0 and strategy == cands.DIRECT and work.cap is None:
+                    work.cap = code_cap(cand.code)
+                    work.timings.setdefault("direct", work.elapsed())
                 self._test(work, runs, cand, done)
             runs.wait_all()
             if (work.tests_source == "user" and not runs.solved.is_set() and s.repair_rounds > 0
-                    and done and not work.cancelled()):
+                    and done and _fits(work, REPAIR_MIN_SECONDS)):
                 self._repair(work, runs, gen_cancel, done)
         finally:
             runs.close()
@@ -329,6 +373,8 @@ class Pipeline:
         pass, or a crash became a wrong value), up to ``repair_rounds``."""
         best_before: tuple[int, int] = (-1, -1)
         for _ in range(self.settings.repair_rounds):
+            if not _fits(work, REPAIR_MIN_SECONDS):
+                break
             best = best_by_tests(done, work.tests_source) or done[0]
             if done[-1].strategy == cands.REPAIR and closeness(done[-1]) <= best_before:
                 break  # the last round got no closer: stop repairing
@@ -338,7 +384,7 @@ class Pipeline:
                        if v.outcome != "passed"] if best.run else []
             report = visible.failure_report(best.failures(), failing, work.shown or {})
             cand = cands.repair(self.engine, work.prompt[0], len(done), best, work.base,
-                                gen_cancel, work.prompt[1], report)
+                                gen_cancel, work.prompt[1], report, work.cap)
             work.timings["generation"] += cand.generate_seconds
             if cand.error == "cancelled":
                 break
@@ -346,6 +392,30 @@ class Pipeline:
             runs.wait_last()
             if runs.solved.is_set():
                 break
+
+
+def _fits(work: Work, seconds: float) -> bool:
+    """Whether ``seconds`` of work may still start (not cancelled, enough budget left)."""
+    if work.cancelled():
+        return False
+    return work.deadline is None or work.deadline.allows(seconds)
+
+
+def change_reason(out: PipelineResult) -> str:
+    """Why the final answer differs from the first one shown ('' when it does not): the user
+    saw an answer that passed their tests, so a replacement must say what outweighed it."""
+    first, chosen = out.first_answer, out.chosen
+    if first is None or chosen is None or first is chosen or out.agreement is None:
+        return ""
+    ag = out.agreement
+    if ag.pool > 1 and ag.inputs and not ag.error:
+        why = (f"{ag.agreeing} of {ag.pool} candidates that pass your tests behave like the "
+               f"new answer on {ag.inputs} generated inputs")
+        if ag.model_checks:
+            why += f" and it passes {ag.model_checks_passed} of {ag.model_checks} checks " \
+                   "written from the docstring"
+        return f"replaced: {why}"
+    return "replaced: another candidate ranks higher on your tests"
 
 
 def closeness(cand: Candidate) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from plancode.engine.types import CancelToken
@@ -25,13 +26,15 @@ class TestRuns:
 
     def __init__(self, sandbox: Sandbox, tests: list[TestCase], files: dict[str, str],
                  rel: str, qualname: str, user_tests: bool, stop: CancelToken | None,
-                 cancel: CancelToken | None) -> None:
+                 cancel: CancelToken | None,
+                 on_pass: Callable[[Candidate], None] | None = None) -> None:
         """``files``: sandbox-only files beside the candidate's file ``rel``; ``stop``: the
         generation to cancel when a candidate passes (None: no early exit); ``cancel``: the
-        request's own token."""
+        request's own token; ``on_pass``: told (on the test thread) of each candidate that
+        passes every user test, the moment its run ends."""
         self.sandbox, self.tests, self.files = sandbox, tests, files
         self.rel, self.qualname = rel, qualname
-        self.user_tests, self.stop = user_tests, stop
+        self.user_tests, self.stop, self.on_pass = user_tests, stop, on_pass
         self.solved = threading.Event()
         self._cancel = CancelToken(cancel)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancode-tests")
@@ -48,8 +51,7 @@ class TestRuns:
         fut = self._pool.submit(run_checks, self.sandbox,
                                 {**self.files, self.rel: cand.spliced_text}, self.tests,
                                 self._cancel, (self.rel, self.qualname))
-        fut.add_done_callback(self._on_tested)
-        fut.add_done_callback(lambda f, c=cand: _attach(c, f))
+        fut.add_done_callback(lambda f, c=cand: self._on_tested(c, f))
         self._futures.append(fut)
 
     def wait_all(self) -> None:
@@ -66,12 +68,14 @@ class TestRuns:
             self._cancel.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _on_tested(self, fut: Future[RunResult]) -> None:
-        if (self.user_tests and not fut.cancelled() and fut.exception() is None
-                and fut.result().all_passed):
+    def _on_tested(self, cand: Candidate, fut: Future[RunResult]) -> None:
+        _attach(cand, fut)
+        if self.user_tests and cand.run is not None and cand.run.all_passed:
             self.solved.set()
             if self.stop is not None:
                 self.stop.cancel()
+            if self.on_pass is not None:
+                self.on_pass(cand)
 
 
 def _attach(cand: Candidate, fut: Future[RunResult]) -> None:
