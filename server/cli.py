@@ -139,9 +139,11 @@ def _complete(args: argparse.Namespace) -> int:
         "n_threads": args.threads,
         "n_gpu_layers": args.n_gpu_layers,
         "seed": args.seed,
+        "budget": args.budget,
     }.items() if v is not None}
     settings = Settings.from_mapping(overrides, Settings.from_env())
-    return run_complete(args.target, settings, as_json=args.json, write=args.write)
+    return run_complete(args.target, settings, as_json=args.json, write=args.write,
+                        stream=args.stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,7 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1 = all)")
     p.add_argument("--seed", type=int, help="random seed for sampled candidates")
+    p.add_argument("--budget", type=float,
+                   help="seconds the whole run may take (default 60); at the budget the best "
+                   "answer so far is printed and says so")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--stream", action="store_true",
+                   help="with --json: one JSON object per line, one per answer as it changes "
+                   "(the first that passes your tests at once); the last line is the final "
+                   "answer (\"final\": true)")
     p.set_defaults(func=_complete)
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)",

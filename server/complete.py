@@ -72,8 +72,17 @@ def write_atomically(path: Path, expected: str, text: str) -> None:
         raise
 
 
+HEADLINES = {
+    "verified": "VERIFIED: passes all of your tests",
+    "passes-tests": "PASSES YOUR TESTS (too few to call it verified)",
+    "failing": "NOT VERIFIED: best candidate still fails some of your tests",
+    "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests",
+}
+"""The headline per status: "verified" only where the user's tests are strong enough."""
+
+
 def run_complete(target: str, settings: Settings, as_json: bool = False,
-                 write: bool = False) -> int:
+                 write: bool = False, stream: bool = False) -> int:
     path, line = parse_target(target)
     source = read_source(path)
     function = check_target(path, line, source).qualname
@@ -86,15 +95,24 @@ def run_complete(target: str, settings: Settings, as_json: bool = False,
     def status(event: str, data: dict) -> None:
         print(status_line(function, event, data), file=sys.stderr, flush=True)
 
+    def update(early: PipelineResult) -> None:
+        """An answer before the final one: the first that passes the user's (weak) tests."""
+        if as_json and stream:
+            print(json.dumps({**early.to_json(), "written": False}), flush=True)
+        elif not as_json:
+            print(f"{function}: first answer after {early.first_answer_seconds or 0:.1f}s: "
+                  f"{early.strength or early.status}; checking the alternatives ...",
+                  file=sys.stderr, flush=True)
+
     result = Pipeline(engine, settings).run(path, line - 1, source=source, progress=status,
-                                            cwd=Path.cwd())
+                                            cwd=Path.cwd(), on_update=update)
     result.timings["load"] = load_seconds
     if write and result.chosen is not None and result.chosen.spliced_text is not None:
         write_atomically(path, source, result.chosen.spliced_text)
     if as_json:
         data = result.to_json()
         data["written"] = bool(write and result.chosen is not None)
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data) if stream else json.dumps(data, indent=2))
     else:
         print_human(result, written=write and result.chosen is not None, path=path)
     return 0 if result.chosen is not None else 1
@@ -106,12 +124,13 @@ def print_human(r: PipelineResult, written: bool, path: Path) -> None:
         print(f"no usable candidate for {r.function}: "
               + "; ".join(f"#{x.index + 1} {x.strategy}: {x.error}" for x in r.candidates))
         return
-    label = {"verified": "VERIFIED: passes all of your tests",
-             "failing": "NOT VERIFIED: best candidate still fails some of your tests",
-             "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests"}
-    print(f"== {r.function}: {label[r.status]} ==")
+    print(f"== {r.function}: {HEADLINES[r.status]} ==")
     if r.strength:
         print(f"evidence: {r.strength}")
+    if r.change:
+        print(f"changed since the first answer: {r.change}")
+    if r.budget_reached:
+        print(f"stopped at the {r.budget:g}s budget: this is the best answer found by then")
     print(f"strategy: {c.strategy} (candidate {c.index + 1} of {len(r.candidates)} tried)")
     if r.root:
         print(f"workspace: {r.root['path']} ({r.root['reason']}: {r.root['detail']})")
