@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 COMMAND = "plancode.implement"
 LAST_RESULT = "plancode.lastResult"
+ACCEPT = "plancode.acceptAnswer"
+ANSWER = "plancode/answer"  # notification: an answer offered while the search goes on
 REQUEST = "plancode/implement"
 TITLE = "Implement with plan (verified)"
 
@@ -108,8 +110,14 @@ async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str |
             loop.call_soon_threadsafe(ls.work_done_progress.report, progress_token,
                                       progress_report(info.qualname, event, data))
 
+    def answer(result: PipelineResult) -> None:
+        loop.call_soon_threadsafe(ls.protocol.notify, ANSWER, {
+            "uri": uri, "line": line, "function": info.qualname, "result": result.to_json()})
+
     key = job_key(path, info, ls.settings)
     job = ls.jobs.start(key, uri, path, line, text, info, ls.settings, listener)
+    if progress_token is not None:  # the command's caller shows it and can accept it
+        job.answer_listeners.append(answer)
     waiting = asyncio.wrap_future(job.future)
     stop = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
     try:
@@ -129,6 +137,8 @@ async def run_job(ls: PlancodeServer, uri: str, line: Any, progress_token: str |
             stop.cancel()
         with contextlib.suppress(ValueError):  # the progress has ended: no report after it
             job.listeners.remove(listener)
+        with contextlib.suppress(ValueError):
+            job.answer_listeners.remove(answer)
     return result, text, version
 
 
@@ -186,7 +196,7 @@ async def _implement(ls: PlancodeServer, uri: Any, line: Any) -> dict:
         data = result.to_json()
         data["applied"] = False
         new = final_text(seen, result, ls.settings.plan_comments)
-        if new is not None and result.status in {"verified", "unverified"}:
+        if new is not None and result.status in {"verified", "passes-tests", "unverified"}:
             doc = ls.document(uri)
             if doc.source != seen:
                 ls.show(types.MessageType.Warning, f"plancode: {uri} changed while "
@@ -223,6 +233,18 @@ async def implement_request(ls: PlancodeServer, params: Any) -> dict:
     line = _field(pos, "line") if pos is not None else _field(params, "line")
     result, _, _ = await run_job(ls, uri, line)
     return result.to_json()
+
+
+def accept_answer(ls: PlancodeServer, uri: Any = None, *args: Any) -> dict:
+    """The ``plancode.acceptAnswer`` command: take the answer offered on ``uri`` now. The
+    running ``plancode.implement`` then ends with it and applies it as it would the final
+    one (never when the document changed meanwhile)."""
+    if not isinstance(uri, str):
+        raise JsonRpcInvalidParams("plancode.acceptAnswer takes (uri: string)")
+    job = ls.jobs.accept(uri)
+    if job is None:
+        return {"accepted": False, "why": "no answer is on offer for this file"}
+    return {"accepted": True, "function": job.function}
 
 
 def last_result(ls: PlancodeServer, *args: Any) -> dict | None:

@@ -4,6 +4,10 @@ A job is keyed by the function's content (its problem text and context) and the 
 shape the result, so the inline completion can say "not ready yet, here is the fast FIM
 suggestion" on one keystroke and serve the verified body on the next, and re-running the code
 action on an unchanged function answers from the cache.
+
+A job runs within the ``editor_budget`` setting. With weak tests its first answer that passes
+them is offered while the search goes on (``Job.answer``, told to ``answer_listeners``); the
+user may accept it (:meth:`Jobs.accept`): the search stops and that answer is the job's result.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,9 @@ class Job:
     future: Future
     cancel: CancelToken
     listeners: list[Listener] = field(default_factory=list)
+    answer: PipelineResult | None = None  # the answer offered before the final one
+    answer_listeners: list[Callable[[PipelineResult], None]] = field(default_factory=list)
+    accepted: bool = False  # the user took ``answer``: the search stopped there
 
     def emit(self, event: str, data: dict) -> None:
         for listener in list(self.listeners):
@@ -40,6 +48,15 @@ class Job:
                 listener(event, data)
             except Exception:  # a listener must never break the job
                 log.exception("progress listener failed")
+
+    def offer(self, result: PipelineResult) -> None:
+        """An answer before the final one (on the pipeline's test thread)."""
+        self.answer = result
+        for listener in list(self.answer_listeners):
+            try:
+                listener(result)
+            except Exception:
+                log.exception("answer listener failed")
 
 
 def job_key(path: Path, info: FunctionInfo, settings: Settings) -> str:
@@ -84,11 +101,28 @@ class Jobs:
         job.emit(Event.LOADING, {})
         engine = self.models.background()
         result = Pipeline(engine, settings).run(path, line, source=source, cancel=job.cancel,
-                                                progress=job.emit)
-        if job.cancel.cancelled:
+                                                progress=job.emit,
+                                                budget=settings.editor_budget,
+                                                on_update=job.offer)
+        if job.accepted and job.answer is not None:
+            result = job.answer
+            result.final = True
+            result.change = "accepted before the search finished"
+        elif job.cancel.cancelled:
             raise CancelledJob()
         self.last = result
         return result
+
+    def accept(self, uri: str) -> Job | None:
+        """Take the answer offered by the running job on ``uri``: the search stops and that
+        answer becomes the job's result. None when no job there has an answer to take."""
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.uri == uri and
+                        j.answer is not None and not j.future.done()), None)
+        if job is not None:
+            job.accepted = True
+            job.cancel.cancel()
+        return job
 
     def cancel(self, key: str) -> None:
         with self._lock:

@@ -36,5 +36,6 @@ def create_server() -> PlancodeServer:
         code_action_kinds=[types.CodeActionKind.RefactorRewrite]))(implement.code_action)
     command(implement.COMMAND)(implement.implement)
     command(implement.LAST_RESULT)(implement.last_result)
+    command(implement.ACCEPT)(implement.accept_answer)
     feature(implement.REQUEST)(implement.implement_request)
     return server
