@@ -117,9 +117,16 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
     start = time.perf_counter()
     result = pipeline.run(workspace / "problem.py", def_line(source, problem["entry_point"]),
                           source=source, root=workspace)
-    chosen = result.chosen
+    chosen, first = result.chosen, result.first_answer
     return {
         "text": chosen.spliced_text if chosen else None,
+        # the first answer shown (the first candidate to pass the user's tests) and when:
+        # time to first verified answer, and whether what the user saw first was right
+        "first_text": first.spliced_text if first else None,
+        "first_seconds": (round(result.first_answer_seconds, 3)
+                          if result.first_answer_seconds is not None else None),
+        "status": result.status,
+        "budget_reached": result.budget_reached,
         "seconds": time.perf_counter() - start,
         "candidates": len(result.candidates),
         "strategy": chosen.strategy if chosen else None,
@@ -226,9 +233,13 @@ def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
         strategy = cands.DIRECT if mode == "direct" else cands.PLAN_GREEDY
         out = single(pipeline.engine, problem, strategy, max_tokens,
                      pipeline.settings.prefill_code)
-    text = out.pop("text")
+    text, first = out.pop("text"), out.pop("first_text", None)
     out["body"] = body_of(problem, text)
     out["passed"] = score(workspace, problem, text, pipeline.settings.isolation)
+    if "first_seconds" in out:  # pipeline modes: was the first answer shown right too?
+        out["first_passed"] = (None if first is None else out["passed"] if first == text
+                               else score(workspace, problem, first,
+                                          pipeline.settings.isolation))
     return out
 
 
