@@ -418,3 +418,35 @@ def test_implement_outside_a_function_and_cancel(
     assert "implement cancelled" in ed.nvim.command_output("messages")
     time.sleep(2)
     assert ed.buffer_lines() == original, "a cancelled job applies nothing"
+
+
+def test_an_offered_first_answer_is_announced_and_accept_exists(
+    editor: Callable[..., Editor], textstats: Path
+) -> None:
+    # no Python buffer: the server never starts; the registered handler is called directly
+    ed = editor(textstats, TINY)
+    assert ed.lua("return vim.fn.exists(':PlancodeAccept')") == 2
+    ed.nvim.command("PlancodeAccept")
+    assert "no answer is on offer" in ed.nvim.command_output("messages")
+    uri = (textstats / "textstats" / "words.py").as_uri()
+    ed.lua("""
+        local params = { uri = ..., line = 3, ['function'] = 'slugify', result = {
+          ['function'] = 'slugify', status = 'passes-tests', final = false,
+          strength = 'passes your 1 test; 4 of 5 candidates agree on 12 generated inputs' } }
+        vim.lsp.config.plancode.handlers['plancode/answer'](nil, params, { client_id = 1 })
+    """, uri)
+    assert ("plancode: first answer for slugify: passes your 1 test; 4 of 5 candidates agree on "
+            "12 generated inputs (:PlancodeAccept to take it)") in ed.nvim.command_output(
+                "messages")
+    assert ed.lua("return require('plancode.implement').last_offered") == uri
+    # an offer, but no server to take it (an error message: the RPC call raises it)
+    with pytest.raises(pynvim.NvimError, match="the server is not running"):
+        ed.nvim.command("PlancodeAccept")
+    # the plan window's lines call a passes-tests result what it is
+    lines = ed.lua("return require('plancode.plan').lines({ ['function'] = 'slugify', "
+                   "status = 'passes-tests', strength = 'passes your 1 test', "
+                   "change = 'replaced: 4 of 5 agree', budget_reached = true })")
+    text = "\n".join(lines)
+    assert "too few to call it verified" in text and "evidence: passes your 1 test" in text
+    assert "changed from the first answer: replaced: 4 of 5 agree" in text
+    assert "time budget reached" in text

@@ -6,9 +6,9 @@ import { ExecuteCommandRequest, LSPErrorCodes, ResponseError } from "vscode-lang
 
 import { RUN_DOCTOR } from "./doctor";
 import { Doctor } from "./doctorCommand";
-import { isResult, PipelineResult, summary } from "./render";
+import { ACCEPT_NOW, answerMessage, isAnswer, isResult, PipelineResult, SHOW_ANSWER, summary } from "./render";
 import { ResultView } from "./resultView";
-import { IMPLEMENT, IMPLEMENT_COMMAND, LAST_RESULT, ServerController } from "./serverController";
+import { ACCEPT_ANSWER, IMPLEMENT, IMPLEMENT_COMMAND, LAST_RESULT, ServerController } from "./serverController";
 
 export const SHOW_LAST_RESULT = "plancode.showLastResult";
 export const RESTART = "plancode.restartServer";
@@ -120,6 +120,36 @@ export function registerCommands(controller: ServerController, view: ResultView)
     }
     await view.show(shown);
     return shown;
+  };
+
+  // `plancode/answer`: the first answer that passes the user's (weak) tests, offered while the
+  // search goes on. Nothing changes in the file until it is accepted or the final answer comes.
+  controller.onAnswer = (params: unknown): void => {
+    if (!isAnswer(params)) {
+      return;
+    }
+    const offered = params.result;
+    void vscode.window.showInformationMessage(answerMessage(params), ACCEPT_NOW, SHOW_ANSWER)
+      .then(async (choice) => {
+        if (choice === SHOW_ANSWER) {
+          await view.show(offered);
+        } else if (choice === ACCEPT_NOW) {
+          const client = controller.running;
+          if (!client) {
+            return;
+          }
+          try {
+            const reply = await client.sendRequest(ExecuteCommandRequest.type,
+              { command: ACCEPT_ANSWER, arguments: [params.uri] }) as { accepted?: boolean; why?: string } | null;
+            if (!reply?.accepted) {
+              void vscode.window.showInformationMessage(
+                `plancode: could not accept the first answer: ${reply?.why ?? "the run has ended"}.`);
+            }
+          } catch (err) {
+            void vscode.window.showErrorMessage(`plancode: ${errorText(err)}`);
+          }
+        }
+      });
   };
 
   const showActions = async (): Promise<void> => {

@@ -44,11 +44,34 @@ export interface PipelineResult {
   timings: Record<string, number>;
   /** Added by the `plancode.implement` command: the edit was applied. */
   applied?: boolean;
+  /** How strong the evidence for the choice is, in words. */
+  strength?: string;
+  /** The chosen code passes every one of the user's tests (`verified` or `passes-tests`). */
+  passes_user_tests?: boolean;
+  /** False on an answer offered while the search goes on (`plancode/answer`). */
+  final?: boolean;
+  budget?: number;
+  budget_reached?: boolean;
+  first_answer?: { index: number; strategy: string; seconds: number; kept: boolean } | null;
+  /** Why the answer differs from the first one shown; "" when it does not. */
+  change?: string;
 }
+
+/** The params of the server's `plancode/answer` notification: an answer offered early. */
+export interface AnswerParams {
+  uri: string;
+  line: number;
+  function: string;
+  result: PipelineResult;
+}
+
+export const ACCEPT_NOW = "Accept now";
+export const SHOW_ANSWER = "Show";
 
 // plain words, no emoji: they render everywhere (and read well in a screen reader)
 const STATUS_TEXT: Record<string, string> = {
   verified: "Verified: the suggested code passes all of your tests",
+  "passes-tests": "Passes your tests — too few checks to call it verified",
   failing: "Not verified: your tests exist, but no candidate passed them all",
   unverified: "Unverified: no tests of yours were found; ranked on tests the model wrote",
   "no-candidate": "No usable candidate",
@@ -65,6 +88,30 @@ export function isResult(x: unknown): x is PipelineResult {
   }
   const r = x as Record<string, unknown>;
   return typeof r.function === "string" && typeof r.status === "string" && Array.isArray(r.candidates);
+}
+
+/** Is `x` shaped like the params of `plancode/answer`? */
+export function isAnswer(x: unknown): x is AnswerParams {
+  if (typeof x !== "object" || x === null) {
+    return false;
+  }
+  const p = x as Record<string, unknown>;
+  return typeof p.uri === "string" && typeof p.function === "string" && isResult(p.result);
+}
+
+/** How strong an offered answer is, in a few words: the server's `strength`, else its status. */
+function answerStrength(result: PipelineResult): string {
+  if (result.strength) {
+    return result.strength;
+  }
+  const { passed, total } = testCount(result);
+  return result.status === "passes-tests" || result.status === "verified"
+    ? `passes your ${total} test${total === 1 ? "" : "s"}` : `${result.status}, ${passed}/${total} tests pass`;
+}
+
+/** The message for `plancode/answer`: the first answer is ready, the search goes on. */
+export function answerMessage(p: AnswerParams): string {
+  return `plancode: first answer for ${p.function}: ${answerStrength(p.result)} — still checking alternatives`;
 }
 
 /** "3/3 tests pass" for the chosen candidate. */
@@ -114,9 +161,23 @@ export function renderMarkdown(result: PipelineResult): string {
   out.push(`# plancode: \`${result.function}\``);
   out.push("");
   out.push(`**${STATUS_TEXT[result.status] ?? result.status}**` +
-    (result.applied === true ? " — applied to the file" : result.applied === false &&
-      result.chosen ? " — not applied" : ""));
+    (result.final === false ? " — first answer, still checking alternatives" :
+      result.applied === true ? " — applied to the file" : result.applied === false &&
+        result.chosen ? " — not applied" : ""));
   out.push("");
+  if (result.strength) {
+    out.push(`- Evidence: ${result.strength}`);
+  }
+  if (result.change) {
+    out.push(`- Changed from the first answer: ${result.change}`);
+  } else if (result.first_answer && result.final !== false) {
+    out.push(`- First answer (candidate ${result.first_answer.index + 1}, \`${result.first_answer.strategy}\`, ` +
+      `after ${seconds(result.first_answer.seconds)} s) ${result.first_answer.kept ? "was kept" : "was replaced"}`);
+  }
+  if (result.budget_reached) {
+    out.push(`- Time budget reached${typeof result.budget === "number" ? ` (${result.budget} s)` : ""}: ` +
+      "this is the best answer found by then");
+  }
   out.push(`- File: \`${result.file}\`, line ${result.line}`);
   if (result.chosen) {
     const { passed, total } = testCount(result);

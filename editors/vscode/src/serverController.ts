@@ -35,6 +35,8 @@ export const IMPLEMENT = "plancode.implement"; // the server's command
 export const LAST_RESULT = "plancode.lastResult"; // the server's command
 export const STATS = "plancode/stats"; // the server's request
 export const CURSOR = "plancode/cursor"; // the server's notification: where the cursor rests
+export const ANSWER = "plancode/answer"; // the server's notification: an answer offered early
+export const ACCEPT_ANSWER = "plancode.acceptAnswer"; // the server's command: take that answer
 const CURSOR_REST_MS = 250; // the cursor counts as resting after this long without moving
 export const IMPLEMENT_COMMAND = "plancode.implementFunction"; // ours, wraps IMPLEMENT
 
@@ -86,6 +88,8 @@ export class ServerController implements vscode.Disposable {
   private pollTimer?: NodeJS.Timeout;
   private cursorTimer?: NodeJS.Timeout;
   private readonly disposables: vscode.Disposable[] = [];
+  /** Called with the params of each `plancode/answer` (commands.ts offers to accept it). */
+  onAnswer?: (params: unknown) => void;
 
   constructor(
     readonly output: vscode.LogOutputChannel,
@@ -165,6 +169,7 @@ export class ServerController implements vscode.Disposable {
       },
     }));
     client.onNotification(ShowMessageNotification.type, (p) => this.onServerMessage(p.type, p.message));
+    client.onNotification(ANSWER, (p: unknown) => this.onAnswer?.(p));
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) {
         this.status.update({ type: "running" });

@@ -14,9 +14,22 @@ M.TITLE = 'Implement with plan (verified)'
 M.running = {}
 ---@type table? the last result object received (docs/complete-json.md plus `applied`)
 M.last = nil
+---@type table<string, table> uri -> params of the last `plancode/answer` (an answer offered
+--- while the search goes on), until the job ends
+M.offered = {}
+M.last_offered = nil ---@type string? uri of the latest offer
+M.ACCEPT = 'plancode.acceptAnswer'
 
 local function notify(msg, level)
   vim.notify('plancode: ' .. msg, level or vim.log.levels.INFO)
+end
+
+--- The status in honest words: 'passes-tests' is not called verified.
+local function status_text(r)
+  if r.status == 'passes-tests' then
+    return 'passes your tests (too few to call it verified)'
+  end
+  return r.status or '?'
 end
 
 --- One line for a finished job.
@@ -27,12 +40,65 @@ function M.summary(r)
   end
   local total = (c.tests_passed or 0) + (c.tests_failed or 0)
   return ('%s %s, %d/%d tests pass (%s): %s; :PlancodePlan for details'):format(
-    r['function'], r.status, c.tests_passed or 0, total, c.strategy or '?',
+    r['function'], status_text(r), c.tests_passed or 0, total, c.strategy or '?',
     r.applied and 'applied' or 'nothing applied')
+end
+
+--- How strong an answer is, in a few words: the server's `strength`, else its tests.
+local function strength(r)
+  if type(r.strength) == 'string' and r.strength ~= '' then
+    return r.strength
+  end
+  local c = type(r.chosen) == 'table' and r.chosen or {}
+  return ('%s, %d/%d tests pass'):format(status_text(r), c.tests_passed or 0,
+    (c.tests_passed or 0) + (c.tests_failed or 0))
+end
+
+--- The `plancode/answer` handler: the first candidate that passes the user's (weak) tests,
+--- offered while the search goes on. Nothing is applied until :PlancodeAccept or the end.
+function M.on_answer(_, params, _)
+  if type(params) ~= 'table' or type(params.uri) ~= 'string' then
+    return vim.NIL
+  end
+  M.offered[params.uri] = params
+  M.last_offered = params.uri
+  local r = type(params.result) == 'table' and params.result or {}
+  notify(('first answer for %s: %s (:PlancodeAccept to take it)'):format(
+    params['function'] or r['function'] or '?', strength(r)))
+  return vim.NIL
+end
+
+--- :PlancodeAccept: take the answer offered for the current buffer (else the latest offer);
+--- the running :PlancodeImplement then ends with it and applies it.
+function M.accept()
+  local uri = vim.uri_from_bufnr(api.nvim_get_current_buf())
+  if not M.offered[uri] then
+    uri = M.last_offered
+  end
+  if not uri or not M.offered[uri] then
+    return notify('no answer is on offer (it comes while :PlancodeImplement runs)',
+      vim.log.levels.WARN)
+  end
+  local client = require('plancode').client(vim.uri_to_bufnr(uri), true)
+  if not client then
+    return notify('the server is not running', vim.log.levels.ERROR)
+  end
+  client:request('workspace/executeCommand', { command = M.ACCEPT, arguments = { uri } },
+    function(err, res)
+      if err then
+        return notify(err.message, vim.log.levels.ERROR)
+      end
+      if type(res) ~= 'table' or not res.accepted then
+        return notify('could not accept: ' .. (type(res) == 'table' and res.why or
+          'the run has ended'), vim.log.levels.WARN)
+      end
+      notify(('accepted the first answer for %s'):format(res['function'] or '?'))
+    end)
 end
 
 local function on_done(bufnr, err, result)
   M.running[bufnr] = nil
+  M.offered[vim.uri_from_bufnr(bufnr)] = nil
   if err then
     return notify(err.message, vim.log.levels.ERROR)
   end
@@ -43,7 +109,7 @@ local function on_done(bufnr, err, result)
   if result.status == 'failing' then
     return -- the server has said so with window/showMessage
   end
-  local good = result.applied or result.status == 'verified'
+  local good = result.applied or result.status == 'verified' or result.status == 'passes-tests'
   notify(M.summary(result), good and vim.log.levels.INFO or vim.log.levels.WARN)
 end
 

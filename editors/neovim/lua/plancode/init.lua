@@ -26,6 +26,9 @@ local function commands()
   cmd('PlancodeImplement', function(a)
     require('plancode.implement').implement({ force = a.bang })
   end, { bang = true, desc = 'plancode: implement the function at the cursor, verified by its tests' })
+  cmd('PlancodeAccept', function()
+    require('plancode.implement').accept()
+  end, { desc = 'plancode: take the first answer offered while :PlancodeImplement runs' })
   cmd('PlancodeCancel', function()
     require('plancode.implement').cancel()
   end, { desc = 'plancode: cancel the running implementation' })
@@ -59,6 +62,11 @@ function M.setup(opts)
     -- an empty table would travel as a JSON list: leave it out instead
     init_options = empty_to_nil(vim.deepcopy(o.settings)),
     settings = next(o.settings) and { plancode = vim.deepcopy(o.settings) } or nil,
+    handlers = {
+      ['plancode/answer'] = function(...)
+        return require('plancode.implement').on_answer(...)
+      end,
+    },
   })
   require('plancode.ghost').setup(o)
   require('plancode.progress').setup(o)

@@ -32,6 +32,18 @@ function M.lines(r)
     out[#out + 1] = ('chosen: candidate %s (%s), %d passed, %d failed'):format(
       str(c.index, '?'), str(c.strategy, '?'), c.tests_passed or 0, c.tests_failed or 0)
   end
+  if r.status == 'passes-tests' then
+    out[#out + 1] = 'passes your tests, but they are too few to call it verified'
+  end
+  if type(r.strength) == 'string' and r.strength ~= '' then
+    out[#out + 1] = 'evidence: ' .. r.strength
+  end
+  if type(r.change) == 'string' and r.change ~= '' then
+    out[#out + 1] = 'changed from the first answer: ' .. r.change
+  end
+  if r.budget_reached == true then
+    out[#out + 1] = 'time budget reached: this is the best answer found by then'
+  end
   out[#out + 1] = ''
   out[#out + 1] = '## Plan'
   out[#out + 1] = ''

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 
-import { isResult, PipelineResult, renderMarkdown, summary, testCount } from "../render";
+import { answerMessage, isAnswer, isResult, PipelineResult, renderMarkdown, summary, testCount } from "../render";
 
 // a real `plancode complete examples/textstats/textstats/numbers.py:13 --json` result
 const real: PipelineResult = JSON.parse(fs.readFileSync(
@@ -80,4 +80,48 @@ test("code containing backticks gets a longer fence", () => {
   const r = failing();
   r.chosen!.code = 'def f():\n    return "```"\n';
   assert.match(renderMarkdown(r), /````python\ndef f\(\):\n {4}return "```"\n````/);
+});
+
+function offered(): PipelineResult {
+  return {
+    ...real, status: "passes-tests", verified: false, passes_user_tests: true, final: false,
+    strength: "passes your 1 test; 4 of 5 candidates agree on 12 generated inputs", change: "",
+    budget: 60, budget_reached: false, first_answer: null, applied: undefined,
+  };
+}
+
+test("passes-tests is rendered honestly, with the strength", () => {
+  const md = renderMarkdown({ ...offered(), final: true, applied: true });
+  assert.match(md, /\*\*Passes your tests — too few checks to call it verified\*\*/);
+  assert.doesNotMatch(md, /\*\*Verified/);
+  assert.match(md, /- Evidence: passes your 1 test; 4 of 5 candidates agree/);
+});
+
+test("an offered answer says the search goes on", () => {
+  assert.match(renderMarkdown(offered()), /first answer, still checking alternatives/);
+});
+
+test("change and budget_reached are shown", () => {
+  const md = renderMarkdown({
+    ...offered(), final: true, change: "replaced: 4 of 5 candidates behave like the new answer",
+    budget_reached: true, first_answer: { index: 0, strategy: "direct-greedy", seconds: 2.5, kept: false },
+  });
+  assert.match(md, /Changed from the first answer: replaced: 4 of 5 candidates/);
+  assert.match(md, /Time budget reached \(60 s\): this is the best answer found by then/);
+  const kept = renderMarkdown({
+    ...offered(), final: true, first_answer: { index: 0, strategy: "direct-greedy", seconds: 2.5, kept: true },
+  });
+  assert.match(kept, /First answer \(candidate 1, `direct-greedy`, after 2.50 s\) was kept/);
+  assert.doesNotMatch(renderMarkdown(real), /Time budget reached|Changed from/);
+});
+
+test("the plancode/answer message", () => {
+  const p = { uri: "file:///p/m.py", line: 3, function: "median", result: offered() };
+  assert.ok(isAnswer(p));
+  assert.ok(!isAnswer({ uri: "file:///p/m.py", function: "median" }));
+  assert.equal(answerMessage(p),
+    "plancode: first answer for median: passes your 1 test; 4 of 5 candidates agree on 12 generated inputs" +
+    " — still checking alternatives");
+  const bare = { ...p, result: { ...offered(), strength: undefined } };
+  assert.match(answerMessage(bare), /^plancode: first answer for median: passes your \d+ tests? — still checking/);
 });
