@@ -256,4 +256,5 @@ def test_pipeline_runs_end_to_end_on_the_remote_engine(server_url: str, tmp_path
     for cand in result.candidates:
         assert cand.error or (cand.run is not None and len(cand.run.verdicts) == 1)
         assert cand.completion_tokens > 0
-    assert result.status in {"verified", "failing", "no-candidate"}
+    # one doctest example is weak evidence: passing it is "passes-tests", never "verified"
+    assert result.status in {"passes-tests", "failing", "no-candidate"}
