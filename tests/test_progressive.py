@@ -22,7 +22,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from plancode import prompts
-from tests.test_selection import FIRST_LINE_ONLY, MODULE, RIGHT_A, RIGHT_B, VISIBLE
+from tests.test_selection import FIRST_LINE_ONLY, MODULE, RIGHT_A, RIGHT_B, project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,13 +75,9 @@ def backend() -> Iterator[str]:
 
 
 def _shop(tmp_path: Path) -> Path:
+    """The selection tests' shop project, with a project marker (the server's root)."""
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'shop'\n")
-    (tmp_path / "shop").mkdir()
-    (tmp_path / "shop" / "__init__.py").write_text("")
-    (tmp_path / "shop" / "orders.py").write_text(MODULE)
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_visible.py").write_text(VISIBLE)
-    return tmp_path / "shop" / "orders.py"
+    return project(tmp_path)
 
 
 def _plain(value: object) -> object:

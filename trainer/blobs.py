@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import shutil
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plancode.errors import PlancodeError
+from plancode.models.assemble import sha256_file
 
 MANIFEST = "blobs.json"
 # Caches that are data (kept once, by content) and files that are checkpoints (dropped).
@@ -38,14 +38,6 @@ MARK = "# written by plancode.trainer.blobs: these files live in distill/blobs/ 
 def default_store(run_dir: Path) -> Path:
     """The store beside the run folders (``distill/blobs`` for ``distill/real``)."""
     return run_dir.resolve().parent / "blobs"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -66,7 +58,7 @@ def pack(run_dir: Path, store: Path | None = None, drop_checkpoints: bool = Fals
         for path in sorted(run_dir.glob(pattern)):
             if not path.is_file() or path.is_symlink():
                 continue
-            digest = _sha256(path)
+            digest = sha256_file(path)
             blob = store / f"{digest[:16]}.jsonl.gz"
             if not blob.exists():
                 tmp = blob.with_suffix(".tmp")
@@ -110,7 +102,7 @@ def restore(run_dir: Path, store: Path | None = None) -> list[str]:
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError):  # not gzip, or cut short: the digest check below says so
             tmp.write_bytes(b"")
-        if _sha256(tmp) != entry["sha256"]:
+        if sha256_file(tmp) != entry["sha256"]:
             tmp.unlink()
             raise PlancodeError(f"{blob} does not hold {rel} (sha256 differs)",
                                 "restore distill/blobs/ from git (git checkout -- distill/blobs)")

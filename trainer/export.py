@@ -9,7 +9,6 @@ quantization is expected to cost a little). Everything lands in ``export_report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from plancode.errors import PlancodeError
+from plancode.models.assemble import sha256_file
 from plancode.trainer.config import ExportConfig
 from plancode.trainer.gguf_export import quantize, write_gguf
 
@@ -97,14 +97,6 @@ def agreement(model: torch.nn.Module, gguf: Path, sequences: list[list[int]],
             "agreement_ties": round(near / total, 5) if total else 0.0}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class ExportResult:
     files: dict[str, dict] = field(default_factory=dict)  # kind -> {path, bytes, agreement}
@@ -133,7 +125,7 @@ def export(model: torch.nn.Module, tokenizer, sequences: list[list[int]], out_di
     for kind, path in files:
         agree = agreement(model, path, seqs, reference)
         result.files[kind] = {"path": str(path), "bytes": path.stat().st_size,
-                              "sha256": _sha256(path), **agree}
+                              "sha256": sha256_file(path), **agree}
     report = {
         "source_gguf": str(source_gguf) if source_gguf else None,
         "min_agreement": cfg.min_agreement,
