@@ -29,21 +29,22 @@ def test_deadline_is_a_cancel_token_that_reads_the_clock():
 
 
 def test_at_the_budget_the_first_passing_answer_comes_back(tmp_path: Path):
-    """Weak tests (one visible test): the pool would take 4 x 3 s; the budget is 5 s."""
+    """Weak tests (one visible test): the pool would take 8 x 2 s; the budget is 10 s, time
+    enough for the first candidate's test run even on a busy machine."""
     file = project(tmp_path)
-    engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_A, RIGHT_A], delay=3.0)
-    settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
+    engine = ScriptedEngine([FIRST_LINE_ONLY] + [RIGHT_A] * 7, delay=2.0)
+    settings = Settings.from_mapping({"candidates": 8, "parallel_candidates": 1,
                                       "escalate_model": "", "repair_rounds": 2})
     updates = []
     start = time.monotonic()
-    result = Pipeline(engine, settings).run(file, 3, budget=5.0, on_update=updates.append)
+    result = Pipeline(engine, settings).run(file, 3, budget=10.0, on_update=updates.append)
     took = time.monotonic() - start
-    assert took < 5.0 + SLACK, took
-    assert result.budget_reached and result.budget == 5.0
+    assert took < 10.0 + SLACK, took
+    assert result.budget_reached and result.budget == 10.0
     assert result.chosen is not None and result.chosen.index == 0
     assert result.status == "passes-tests" and result.to_json()["budget_reached"]
     assert [u.chosen.index for u in updates] == [0], "shown the moment its test passed"
-    assert updates[0].first_answer_seconds is not None and updates[0].first_answer_seconds < 5
+    assert updates[0].first_answer_seconds is not None and updates[0].first_answer_seconds < 10
 
 
 def test_a_hanging_test_does_not_outlive_the_budget(tmp_path: Path):
