@@ -15,13 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-configs/distill-onpolicy.toml}
 LIMIT=${LIMIT:-0}
-# sources: pinned sdists, unpacked (not installed) next to each other
-if [ ! -d data/src/networkx-3.6.1 ]; then
-  mkdir -p data/src
-  .venv/bin/python -m pip download --no-deps --no-binary :all: -d data/src \
-    more-itertools==11.2.1 boltons==26.2.0 algorithms==1.0.1 networkx==3.6.1 \
-    toolz==1.2.0 pydash==8.1.0
-  (cd data/src && for f in *.tar.gz; do tar xzf "$f"; done)
-fi
+source benchmarks/fetch_sources.sh  # the pinned training sources
 echo "[distill_onpolicy] $(date -u +%FT%TZ) pid $$ config: $CONFIG"
 exec .venv/bin/plancode samples --config "$CONFIG" --limit "$LIMIT"

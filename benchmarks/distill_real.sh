@@ -14,13 +14,6 @@ STAGES=${STAGES:-"data plans verify"}
 CONFIG=${CONFIG:-configs/distill-real.toml}
 args=()
 for s in $STAGES; do args+=(--stage "$s"); done
-# sources: pinned sdists, unpacked (not installed) next to each other
-if [ ! -d data/src/networkx-3.6.1 ]; then
-  mkdir -p data/src
-  .venv/bin/python -m pip download --no-deps --no-binary :all: -d data/src \
-    more-itertools==11.2.1 boltons==26.2.0 algorithms==1.0.1 networkx==3.6.1 \
-    toolz==1.2.0 pydash==8.1.0
-  (cd data/src && for f in *.tar.gz; do tar xzf "$f"; done)
-fi
+source benchmarks/fetch_sources.sh  # the pinned training sources
 echo "[distill_real] $(date -u +%FT%TZ) pid $$ stages: $STAGES"
 exec .venv/bin/plancode distill --config "$CONFIG" "${args[@]}"
