@@ -75,13 +75,12 @@ class Work:
     files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
     sandbox: Sandbox
     base: SamplingParams
-    cancel: CancelToken | None
+    cancel: Deadline  # the user's cancel and the run's budget in one token
     progress: Progress
     timings: dict[str, float]
     prompt: tuple[str, str]  # (problem as the model sees it, context)
     shown: dict[str, str]  # test sources shown to the model (for repair reports)
     weak: bool  # the user's tests are weak: make the whole pool and compare
-    deadline: Deadline | None = None  # the run's budget (also ``cancel``)
     on_pass: Callable[[Candidate], None] | None = None  # a candidate passed the user's tests
     cap: int | None = None  # code length cap, once the direct answer exists
 
@@ -90,11 +89,11 @@ class Work:
         return self.facts.info
 
     def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.cancelled
+        return self.cancel.cancelled
 
     def elapsed(self) -> float:
-        """Seconds since the run started (0 without a deadline)."""
-        return self.deadline.elapsed() if self.deadline is not None else 0.0
+        """Seconds since the run started."""
+        return self.cancel.elapsed()
 
 
 class Pipeline:
@@ -146,7 +145,6 @@ class Pipeline:
         """
         t0 = time.perf_counter()
         deadline = Deadline(self.settings.budget if budget is None else budget, cancel)
-        cancel = deadline
         file = file.resolve()
         source = file.read_text(encoding="utf-8") if source is None else source
         info = find_function(source, line)
@@ -176,7 +174,8 @@ class Pipeline:
         if not tests and module:
             progress(Event.WRITING_TESTS, {})
             t = time.perf_counter()
-            generated = write_tests(self.engine, info.problem, module, info.name, base, cancel)
+            generated = write_tests(self.engine, info.problem, module, info.name, base,
+                                    deadline)
             timings["write_tests"] = time.perf_counter() - t
             if generated is not None:
                 tests, tests_source = generated.tests, "generated"
@@ -193,8 +192,8 @@ class Pipeline:
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","))
         weak = is_weak(tests, info.docstring)
-        work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, cancel,
-                    progress, timings, prompt, shown, weak, deadline)
+        work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, deadline,
+                    progress, timings, prompt, shown, weak)
 
         def result(pool: list[Candidate], chosen: Candidate | None, agreement: Agreement,
                    stopped: bool = False, final: bool = True) -> PipelineResult:
@@ -396,9 +395,7 @@ class Pipeline:
 
 def _fits(work: Work, seconds: float) -> bool:
     """Whether ``seconds`` of work may still start (not cancelled, enough budget left)."""
-    if work.cancelled():
-        return False
-    return work.deadline is None or work.deadline.allows(seconds)
+    return work.cancel.allows(seconds)
 
 
 def change_reason(out: PipelineResult) -> str:
