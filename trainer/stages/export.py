@@ -18,8 +18,9 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     (or ``eval.compare = "requantized"``) also merged F16 + quantized GGUFs, and the base
     exported and quantized by the same code, so evaluation compares like with like."""
 
+    from plancode.models.assemble import sha256_file
     from plancode.trainer.examples import build_examples
-    from plancode.trainer.export import _sha256, agreement, export, merge, torch_reference
+    from plancode.trainer.export import agreement, export, merge, torch_reference
     from plancode.trainer.student import load_model, load_tokenizer, resolve_student
 
     stage, done = open_stage(cfg, "export")
@@ -50,7 +51,7 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
                               ".lora.gguf")
         reference = [torch_reference(model, s) for s in seqs]
         report["adapter"] = {"file": path.name, "bytes": path.stat().st_size,
-                             "sha256": _sha256(path), "base": src.gguf_path.name,
+                             "sha256": sha256_file(path), "base": src.gguf_path.name,
                              **agreement(model, src.gguf_path, seqs, reference, lora=path)}
     if cfg.export.merge or cfg.eval.compare == "requantized":
         result = export(model, tokenizer, [list(s) for s in seqs], stage.dir, cfg.export,
