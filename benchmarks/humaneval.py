@@ -81,6 +81,10 @@ def main() -> int:
     ap.add_argument("--rows-dir", type=Path, default=ROWS_DIR,
                     help="where (problem, mode) rows are cached and reused "
                     "(default benchmarks/results/eval-rows)")
+    ap.add_argument("--pools", action="store_true",
+                    help="keep each pipeline answer's whole candidate pool in its row, every "
+                         "candidate scored on the hidden tests after the clock stopped, so "
+                         "choosers can be compared offline (benchmarks/choosers.py)")
     ap.add_argument("--summary", action="store_true",
                     help="only write the docs section from the rows")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
@@ -99,7 +103,7 @@ def main() -> int:
         engine = load_engine(settings)
         path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)
         humaneval.run(Pipeline(engine, settings), chosen, args.modes, args.max_tokens, True,
-                      JsonlCache(path))
+                      JsonlCache(path), pools=args.pools)
     write_summary(args, path, load_rows(JsonlCache(path), chosen, args.modes))
     return 0
 

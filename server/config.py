@@ -38,6 +38,17 @@ def _url(v: Any) -> str:
     return "" if v == "" or re.match(r"https?://", v) else "must start with http:// or https://"
 
 
+def _model_or_endpoint(v: Any) -> str:
+    """A model name, or ``NAME@URL`` naming a model on an OpenAI-compatible server."""
+    if "@" not in v:
+        return ""
+    name, _, url = v.partition("@")
+    if not name or not re.match(r"https?://[^\s/]+", url):
+        return ("must be a model name or MODEL@URL with an http(s) base URL, "
+                "e.g. qwen2.5-coder-7b@http://gpu-box:8080/v1")
+    return ""
+
+
 @dataclass(frozen=True)
 class Settings:
     """plancode's settings. Construct from user input with :meth:`from_mapping`."""
@@ -69,7 +80,9 @@ class Settings:
         "auto", "a larger model tried only when no candidate of `model` passes the user's "
         "tests, or when they are weak and the candidates that pass them are few or disagree: "
         "a model name, 'auto' (qwen2.5-coder-1.5b if it is already in the model store; never "
-        "downloads) or '' (never)")
+        "downloads), MODEL@URL for a model on an OpenAI-compatible server (a team's GPU box "
+        "running llama-server or vLLM, e.g. qwen2.5-coder-7b@http://gpu-box:8080/v1), or '' "
+        "(never)", _model_or_endpoint)
     budget: float = _setting(
         60.0, "seconds a whole `plancode complete` run may take: at the budget the best "
         "answer so far is returned and says so (decoding, tests, escalation and repair stop "

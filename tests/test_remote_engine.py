@@ -258,3 +258,39 @@ def test_pipeline_runs_end_to_end_on_the_remote_engine(server_url: str, tmp_path
         assert cand.completion_tokens > 0
     # one doctest example is weak evidence: passing it is "passes-tests", never "verified"
     assert result.status in {"passes-tests", "failing", "no-candidate"}
+
+
+def test_hard_functions_escalate_to_a_model_on_a_remote_server(
+        server_url: str, tiny_engine, tmp_path: Path) -> None:
+    """``escalate_model = NAME@URL``: the local model's candidates fail, so the larger model on
+    the team's server is asked; its candidates are labelled with its name and tested here."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'vault'\n")
+    module = tmp_path / "vault.py"
+    module.write_text(
+        "def secret_code():\n"
+        '    """Return the vault\'s code.\n\n'
+        "    >>> secret_code()\n"
+        "    'plancode-7f3a'\n"
+        '    """\n'
+    )
+    settings = Settings.from_mapping({"model": "smollm2-135m", "candidates": 1,
+                                      "repair_rounds": 0, "max_tokens": 32,
+                                      "escalate_model": f"served-smol@{server_url}"})
+    events: list[str] = []
+    result = Pipeline(tiny_engine, settings).run(module, 0,
+                                                 progress=lambda e, p: events.append(str(e)))
+    remote = [c for c in result.candidates if c.strategy.startswith("served-smol:")]
+    assert remote, [c.strategy for c in result.candidates]
+    assert all(c.completion_tokens > 0 for c in remote)
+    assert "escalating" in events
+
+
+def test_a_malformed_remote_escalation_is_refused_with_the_form_to_use() -> None:
+    with pytest.raises(PlancodeError) as err:
+        Settings.from_mapping({"escalate_model": "big@gpu-box:8080"})
+    assert "MODEL@URL" in str(err.value)
+    settings = Settings.from_mapping({"escalate_model": "big@http://gpu-box:8080/v1"})
+    from plancode.pipeline import escalate
+    assert escalate.model_of(settings) == "big"
+    assert escalate.endpoint_of(settings) == "http://gpu-box:8080/v1"
+    assert escalate.settings_for(settings).backend == "openai"

@@ -136,6 +136,14 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
         "isolation": result.isolation,
         # where the pipeline's time went (generation, testing, selection, escalation...)
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
+        # the whole pool, for judging choosers offline (``pool``: see :func:`_score_pool`)
+        "pool": [{"index": c.index, "strategy": c.strategy, "code": c.function_code or c.code,
+                  "error": c.error, "visible_passed": c.passed, "visible_failed": c.failed,
+                  "mean_logprob": round(c.mean_logprob, 4), "tokens": c.completion_tokens,
+                  "group": c.group, "checks": c.model_checks_passed, "chosen": c is chosen,
+                  "text": c.spliced_text}
+                 for c in result.candidates],
+        "agreement": result.agreement.to_json() if result.agreement else None,
     }
 
 
@@ -222,8 +230,21 @@ def rows_file(directory: Path, model: Path | str, adapter: Path | None,
     return directory / f"humaneval-{name}{'+adapter' if adapter else ''}-{digest}.jsonl"
 
 
+def _score_pool(pool: list[dict], workspace: Path, problem: dict, isolation: str,
+                known: dict[str, bool]) -> list[dict] | None:
+    """Each pool member's hidden-test verdict (``hidden``), its file text dropped: the pool
+    of every pipeline answer, kept so choosers can be compared offline on the same
+    candidates. ``known``: verdicts already computed, by file text."""
+    for cand in pool:
+        text = cand.pop("text")
+        if text is not None and text not in known:
+            known[text] = score(workspace, problem, text, isolation)
+        cand["hidden"] = known.get(text, False) if text is not None else False
+    return pool
+
+
 def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
-            max_tokens: int) -> dict:
+            max_tokens: int, pools: bool = False) -> dict:
     pipeline.engine.reset_cache()  # every mode starts cold: no mode profits from another
     if mode == "select":
         out = select(pipeline, problem, workspace)
@@ -240,18 +261,26 @@ def _answer(pipeline: Pipeline, problem: dict, mode: str, workspace: Path,
         out["first_passed"] = (None if first is None else out["passed"] if first == text
                                else score(workspace, problem, first,
                                           pipeline.settings.isolation))
+    pool = out.pop("pool", None)
+    if pools and pool is not None:  # after the clock stopped: the row's times are the user's
+        known = {t: v for t, v in ((text, out["passed"]), (first, out.get("first_passed")))
+                 if t is not None and v is not None}
+        out["pool"] = _score_pool(pool, workspace, problem, pipeline.settings.isolation,
+                                  known)
     return out
 
 
 def run(pipeline: Pipeline, chosen: list[dict], modes: tuple[str, ...] | list[str],
         max_tokens: int, log: bool = True, cache: JsonlCache | None = None,
-        poll: float = 5.0) -> list[dict]:
+        poll: float = 5.0, pools: bool = False) -> list[dict]:
     """One row per problem: per mode whether the hidden tests passed, time, and the body.
 
     With ``cache``, each (problem, mode) already in it is reused and each new one is appended
     as soon as it is scored. Processes sharing the cache split the problems: each claims a
     problem before answering it (:class:`Claims`) and passes over the ones another process
-    holds, coming back to them (every ``poll`` seconds) once it has nothing else to do."""
+    holds, coming back to them (every ``poll`` seconds) once it has nothing else to do.
+    ``pools``: pipeline rows also keep their whole candidate pool, each candidate scored on
+    the hidden tests once the row's clock has stopped."""
     made_by = commit()
     claims = Claims(cache.path) if cache is not None else None
 
@@ -265,7 +294,7 @@ def run(pipeline: Pipeline, chosen: list[dict], modes: tuple[str, ...] | list[st
     for p in shared_work(chosen, lambda p: p["task_id"], lambda p: bool(todo(p)), claims, poll):
         answered = todo(p)
         done[p["task_id"]] = _problem_row(pipeline, p, modes, answered, max_tokens, cache,
-                                          made_by)
+                                          made_by, pools)
         if log:
             _log_row(done[p["task_id"]], modes, answered)
     for p in chosen:  # the rest were cached already (or by the other processes meanwhile)
@@ -285,7 +314,7 @@ def _log_row(row: dict, modes, answered: list[str]) -> None:
 
 
 def _problem_row(pipeline: Pipeline, p: dict, modes, todo: list[str], max_tokens: int,
-                 cache: JsonlCache | None, made_by: str) -> dict:
+                 cache: JsonlCache | None, made_by: str, pools: bool = False) -> dict:
     """Problem ``p``'s row: the modes in ``todo`` answered now (and cached), the rest read
     from the cache."""
     row: dict = {"task_id": p["task_id"]}
@@ -299,7 +328,8 @@ def _problem_row(pipeline: Pipeline, p: dict, modes, todo: list[str], max_tokens
             (ws / "pyproject.toml").write_text("[project]\nname = 'problem'\n")
             for mode in todo:
                 row[mode] = {"key": f"{p['task_id']}#{mode}", "task_id": p["task_id"],
-                             "mode": mode, **_answer(pipeline, p, mode, ws, max_tokens),
+                             "mode": mode,
+                             **_answer(pipeline, p, mode, ws, max_tokens, pools),
                              "commit": made_by}
                 if cache is not None:
                     cache.add(row[mode])

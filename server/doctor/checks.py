@@ -238,6 +238,9 @@ def check_escalation(ctx: Context) -> Finding:
         return Finding("escalation", title, OK, "off (escalate_model = ''): only "
                        f"{ctx.settings.model}'s candidates are tried")
     name = escalate.model_of(ctx.settings)
+    url = escalate.endpoint_of(ctx.settings)
+    if name and url:
+        return _remote_escalation(title, name, url)
     if name:
         return Finding("escalation", title, OK, f"{name}: tried when no candidate passes your "
                        "tests, or they are weak and the candidates disagree",
@@ -252,6 +255,23 @@ def check_escalation(ctx: Context) -> Finding:
                        "plancode escalate to it, or set escalate_model = '' to silence this")
     return Finding("escalation", title, OK, f"none for {ctx.settings.model} "
                    f"(escalate_model = {setting!r})")
+
+
+def _remote_escalation(title: str, name: str, url: str) -> Finding:
+    """A remote escalation model is only useful if its server answers: asked once, briefly."""
+    from plancode.engine.remote import OpenAIEngine
+    from plancode.errors import PlancodeError
+
+    try:
+        OpenAIEngine(url, model=name, connect_timeout=3.0).check()
+    except PlancodeError as exc:
+        return Finding("escalation", title, WARN, f"{name} at {url} does not answer: {exc}",
+                       "start the server, fix the URL in escalate_model (MODEL@URL), or set "
+                       "escalate_model = 'auto' to escalate in-process",
+                       details={"model": name, "url": url})
+    return Finding("escalation", title, OK, f"{name} at {url}: hard functions go there when "
+                   "no local candidate passes your tests, or they are weak and the candidates "
+                   "disagree", details={"model": name, "url": url})
 
 
 CHECKS: list[tuple[str, str, Callable[[Context], Finding]]] = [

@@ -9,6 +9,11 @@ prompt then evaluates the changed tokens, not the whole suffix after them. Each
 
 Prompts are evaluated in small chunks and the cancel flag is checked between chunks and before
 every decoded token, so a cancelled request stops within one token (or one chunk).
+
+Greedy generations may use prompt-lookup decoding (``lookup_draft`` > 0): tokens copied from
+the prompt or the reply so far (:mod:`plancode.engine.lookup`) are evaluated in one batch with
+the token before them, and the longest prefix the model itself picks is kept; see
+:meth:`LlamaEngine._decode`.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from llama_cpp import _internals as llama_internals
 from llama_cpp._utils import suppress_stdout_stderr
 
 from plancode.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
+from plancode.engine.lookup import NgramDrafter
 from plancode.engine.model_info import ModelInfo
-from plancode.engine.sampler import TokenSampler
+from plancode.engine.sampler import TokenSampler, log_softmax
 from plancode.engine.token_healing import MAX_HEALED, PieceIndex, heal_step, mask, tokens_to_heal
 from plancode.engine.types import CancelToken, Generation, OnText, SamplingParams
 from plancode.errors import PlancodeError
@@ -61,16 +67,20 @@ class LlamaEngine:
         lora_path: str | Path | None = None,
         reuse_chunk: int = MIN_CHUNK,
         n_seq_max: int = 2,
+        lookup_draft: int = 0,
     ) -> None:
         """``reuse_chunk``: the shortest cached run moved to a new position rather than
         re-evaluated (0: keep only the shared prefix). ``n_seq_max``: sequences the context
-        holds; moving chunks needs a second one (inserted text is evaluated there)."""
+        holds; moving chunks needs a second one (inserted text is evaluated there).
+        ``lookup_draft``: most tokens a greedy generation drafts by prompt lookup and
+        verifies in one batch (0: off; an attribute, so it can be changed between calls)."""
         self.model_path = Path(model_path)
         # a GGUF LoRA adapter applied over the model at load (a distilled student)
         self.lora_path = Path(lora_path) if lora_path else None
         self.n_ctx = n_ctx
         self.eval_chunk = eval_chunk
         self.reuse_chunk = reuse_chunk
+        self.lookup_draft = lookup_draft
         self._lock = threading.RLock()
         threads = n_threads or (os.cpu_count() or 1)
         try:
@@ -261,7 +271,10 @@ class LlamaEngine:
                 return gen
             budget = min(params.max_tokens, self.n_ctx - len(tokens))
             self._decode(gen, params, budget, cancel, on_text, on_progress, heal)
-            if self._exact >= len(tokens):  # decoded in order after an exact prompt
+            # decoded in order after an exact prompt. Cells verified in a lookup batch count
+            # too: like every decoded cell they attend to exactly the text before them; only
+            # the rounding differs from a cold run's chunks, as a single-token decode's does.
+            if self._exact >= len(tokens):
                 self._exact = self._llm.n_tokens
             return gen
 
@@ -309,6 +322,49 @@ class LlamaEngine:
                 done += len(piece)
                 self._exact = at + len(piece)
             return done
+
+    def score_text(self, prompt: str, text: str,
+                   cancel: CancelToken | None = None) -> list[float] | None:
+        """The model's log-probability of each token of ``text`` after ``prompt``: one
+        forward pass, nothing sampled (the reviewer score reads a docstring after each
+        candidate's code this way). The prompt stays cached like a generation's; ``text``'s
+        cells are dropped afterwards. None when cancelled or when it does not fit."""
+        bos = self.info.add_bos
+        whole = self.tokenize(prompt + text, add_bos=bos, special=True)
+        head = self.tokenize(prompt, add_bos=bos, special=True)
+        if whole[:len(head)] != head:  # a token spans the seam: score text's own tokens
+            whole = head + self.tokenize(text)
+        tail = whole[len(head):]
+        if not head or not tail or len(whole) >= self.n_ctx:
+            return None
+        with self._lock:
+            _, complete = self._apply(head, self._plan(head), cancel)
+            if not complete:
+                return None
+            logprobs = [float(log_softmax(self._logits())[tail[0]])]
+            llm, ctx, at = self._llm, self._llm._ctx, len(head)
+            batch = llm._batch.batch
+            body = tail[:-1]
+            step = self.eval_chunk
+            try:
+                for start in range(0, len(body), step):
+                    if cancel is not None and cancel.cancelled:
+                        return None
+                    chunk = body[start:start + step]
+                    batch.n_tokens = len(chunk)
+                    for i, token in enumerate(chunk):
+                        batch.token[i], batch.pos[i] = token, at + start + i
+                        batch.seq_id[i][0], batch.n_seq_id[i] = MAIN_SEQ, 1
+                        batch.logits[i] = True
+                    ctx.decode(llm._batch)
+                    for i in range(len(chunk)):
+                        ptr = llama_cpp.llama_get_logits_ith(llm.ctx, i)
+                        row = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+                        logprobs.append(float(log_softmax(row)[tail[start + i + 1]]))
+            finally:
+                ctx.kv_cache_seq_rm(-1, at, -1)
+                llm.n_tokens = at
+            return logprobs
 
     # -- the KV cache ----------------------------------------------------------------------
     def _use_sequences(self, n_seq_max: int) -> None:
@@ -421,9 +477,10 @@ class LlamaEngine:
             ctx.kv_cache_seq_rm(SCRATCH_SEQ, -1, -1)
         return done
 
-    def _decode_batch(self, tokens: list[int], pos: int, seq: int) -> None:
+    def _decode_batch(self, tokens: list[int], pos: int, seq: int,
+                      all_logits: bool = False) -> None:
         """One ``llama_decode`` of ``tokens`` at positions ``pos...`` in sequence ``seq``
-        (logits for the last one only)."""
+        (logits for the last one only, or for every one with ``all_logits``)."""
         llm = self._llm
         batch = llm._batch.batch
         batch.n_tokens = len(tokens)
@@ -432,13 +489,27 @@ class LlamaEngine:
             batch.pos[i] = pos + i
             batch.seq_id[i][0] = seq
             batch.n_seq_id[i] = 1
-            batch.logits[i] = False
+            batch.logits[i] = all_logits
         batch.logits[len(tokens) - 1] = True
         llm._ctx.decode(llm._batch)
 
-    def _logits(self) -> np.ndarray:
-        ptr = llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+    def _logits(self, row: int = -1) -> np.ndarray:
+        """The logits after the last decode's ``row``-th token (-1: its last)."""
+        ptr = llama_cpp.llama_get_logits_ith(self._llm.ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def _verify(self, token: int, draft: list[int]) -> None:
+        """Put ``token`` in the cache with ``draft`` after it, in one batch with logits for
+        every position: row i is the model's prediction after ``draft[:i]``. ``token`` is
+        accepted (``n_tokens`` counts it); the draft's cells wait for :meth:`_decode` to
+        accept them one by one, and whatever it rejects is removed before the next batch
+        (or at the end). This is what ``Llama.eval([token])`` does, plus the draft."""
+        llm = self._llm
+        n = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        self._decode_batch([token, *draft], n, MAIN_SEQ, all_logits=True)
+        llm.input_ids[n] = token
+        llm.n_tokens = n + 1
 
     def _stop_tokens(self, stops: tuple[str, ...]) -> set[int]:
         """Ids of the stop strings that are single special tokens (memoised per string)."""
@@ -462,6 +533,19 @@ class LlamaEngine:
         on_progress: OnProgress | None = None,
         heal: bytes = b"",
     ) -> None:
+        """Decode up to ``budget`` tokens after the cached prompt into ``gen``.
+
+        Plainly, one ``llama_decode`` per token. With prompt lookup (``lookup_draft`` > 0,
+        greedy params, no healing) each decode also carries the tokens a
+        :class:`~plancode.engine.lookup.NgramDrafter` guesses will follow, with logits for
+        every position; each guessed token the greedy pick agrees with is accepted without a
+        decode of its own, the first disagreeing pick is the next token, and the guesses after
+        it leave the cache. Every token still goes through the same steps in the same order
+        (pick, stop checks, callbacks, cancel checked before each), so the text, logprobs,
+        stops and ``max_tokens`` are the plain loop's; only llama.cpp's rounding of a batch,
+        which differs from a single token's, can flip a near-tie (measured in
+        ``benchmarks/lookup_ab.py``).
+        """
         sampler = TokenSampler(params)
         pieces = self.piece_index() if heal else None
         stop_ids = self._stop_tokens(params.stop)
@@ -473,11 +557,16 @@ class LlamaEngine:
         start = time.perf_counter()
         if on_progress is not None:
             on_progress(gen)
+        llm = self._llm
+        drafter = (NgramDrafter(llm.input_ids[: llm.n_tokens].tolist(), k=self.lookup_draft)
+                   if self.lookup_draft > 0 and params.greedy and not heal else None)
+        pending: list[int] = []  # drafted tokens in the cache after the last accepted one
+        row = -1  # the logits row of the next pick
         while len(out) < budget:
             if cancel is not None and cancel.cancelled:
                 gen.finish_reason = "cancelled"
                 break
-            logits = self._logits()
+            logits = self._logits(row)
             if heal and pieces is not None:  # spell the healed bytes first
                 token, logprob = sampler.pick(mask(logits, pieces.allowed(heal)))
                 heal, piece = heal_step(heal, pieces.pieces[token])
@@ -488,6 +577,16 @@ class LlamaEngine:
                     gen.end_token, gen.end_logprob = token, logprob
                     break
                 piece = self._llm.detokenize([token])
+            drafted = bool(pending) and token == pending[0]
+            if drafted:  # its cell is in the cache already, its logits are the next row
+                pending.pop(0)
+                llm.input_ids[llm.n_tokens] = token
+                llm.n_tokens += 1
+                row += 1
+            else:
+                pending = []
+            if drafter is not None:
+                drafter.push(token)
             out.append(token)
             gen.logprobs.append(logprob)
             raw += piece
@@ -503,8 +602,15 @@ class LlamaEngine:
                 gen.text, gen.completion_tokens = text, len(out)
                 gen.decode_seconds = time.perf_counter() - start
                 on_progress(gen)
-            if len(out) < budget:
-                self._llm.eval([token])
+            if len(out) < budget and not drafted:
+                if drafter is None:
+                    self._llm.eval([token])
+                else:
+                    pending = drafter.propose(budget - len(out) - 1)
+                    self._verify(token, pending)
+                    row = 0
+        if drafter is not None:  # drafted cells never accepted
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         gen.decode_seconds = time.perf_counter() - start
         gen.text = text
         gen.completion_tokens = len(out)

@@ -122,6 +122,10 @@ def _by_behaviour(pool: list[Candidate], ctx: ChoiceContext, module: str,
         agreement.error = run.error
         return None
     groups = clustering.cluster(pool, run.behaviours)
+    for number, g in enumerate(groups):
+        for cand in g.members:
+            cand.group = number
+            cand.model_checks_passed = g.behaviour.checks_passed
     group = clustering.choose_group(groups, user_tests=ctx.tests_source == "user")
     if group is None:
         agreement.error = "every candidate failed to load"

@@ -8,9 +8,10 @@ disagree on generated inputs: see :func:`wanted_on_weak`). With strong tests it 
 candidates and one repair, stopping at a pass; with weak tests a first pass proves little, so
 it makes a pool to compare (plan greedy and a batch of direct answers, no early exit). Either
 way it then also writes the checks selection scores on.
-It is loaded once per process and kept. Its candidates are labelled with the
-model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the result says what the escalation
-bought, and its time is reported as ``timings.escalation``.
+It is loaded once per process and kept. ``escalate_model = "NAME@URL"`` sends these hard
+cases to a larger model on an OpenAI-compatible server (llama-server, vLLM) instead. Its
+candidates are labelled with the model's name (``qwen2.5-coder-1.5b:direct-greedy``) so the
+result says what the escalation bought, and its time is reported as ``timings.escalation``.
 
 This module is the policy (when, which model, with which settings, how its candidates are
 labelled); the pipeline carries it out, making the larger model's candidates through a second
@@ -38,13 +39,21 @@ MIN_POOL = 3  # weak tests passed by fewer candidates than this: too little to c
 
 def model_of(settings: Settings) -> str:
     """The model to escalate to: ``escalate_model``, where ``auto`` means AUTO_MODEL when it is
-    already in the model store (never a download) and the server model is a smaller one."""
-    name = settings.escalate_model
+    already in the model store (never a download) and the server model is a smaller one, and
+    ``NAME@URL`` means the model NAME on the OpenAI-compatible server at URL."""
+    name = settings.escalate_model.partition("@")[0]
     if name != "auto":
-        return name if name != settings.model else ""
+        return name if settings.escalate_model != settings.model else ""
     if settings.backend != "llama" or settings.model == AUTO_MODEL:
         return ""
     return AUTO_MODEL if auto_available() else ""
+
+
+def endpoint_of(settings: Settings) -> str:
+    """The base URL of the OpenAI-compatible server ``escalate_model`` names (``NAME@URL``), or
+    "" when the larger model runs in-process. A team's GPU server takes the hard functions;
+    the easy ones never leave the machine (escalation only follows a local failure or doubt)."""
+    return settings.escalate_model.partition("@")[2]
 
 
 def auto_available() -> bool:
@@ -83,12 +92,14 @@ def settings_for(settings: Settings, weak: bool = False) -> Settings:
     evidence (``weak``) a pass proves little, so it makes a pool to compare instead: its
     greedy plan and WEAK_DIRECT direct answers (greedy plus sampled ones, decoded together in
     one llama.cpp batch), every one tested."""
+    where = {"backend": "openai", "remote_url": endpoint_of(settings)} \
+        if endpoint_of(settings) else {}
     if weak:  # the schedule's first three: direct greedy, direct sampled, plan greedy
         return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
                                    candidates=3, repair_rounds=1,
-                                   parallel_candidates=WEAK_DIRECT)
+                                   parallel_candidates=WEAK_DIRECT, **where)
     return dataclasses.replace(settings, model=model_of(settings), escalate_model="",
-                               candidates=4, repair_rounds=1, parallel_candidates=1)
+                               candidates=4, repair_rounds=1, parallel_candidates=1, **where)
 
 
 def engine_for(settings: Settings) -> Engine:
@@ -96,10 +107,11 @@ def engine_for(settings: Settings) -> Engine:
     from plancode.engine.factory import load_engine
 
     name = model_of(settings)
+    key = f"{name}@{endpoint_of(settings)}" if endpoint_of(settings) else name
     with _LOCK:
-        if name not in _ENGINES:
-            _ENGINES[name] = load_engine(settings_for(settings))
-        return _ENGINES[name]
+        if key not in _ENGINES:
+            _ENGINES[key] = load_engine(settings_for(settings))
+        return _ENGINES[key]
 
 
 def label(candidates: list[Candidate], model: str, first_index: int) -> list[Candidate]:

@@ -35,6 +35,10 @@ class Candidate:
     generate_seconds: float = 0.0
     agreement: int = 0  # other candidates with the same per-test outcomes
     static_fixes: list[str] = field(default_factory=list)  # imports added before testing
+    # its behaviour group (same outputs on every generated input), numbered in the order
+    # found; None where outputs were not compared
+    group: int | None = None
+    model_checks_passed: int | None = None  # of the model-written checks, by its group
 
     @property
     def passed(self) -> int:
@@ -51,17 +55,17 @@ class Candidate:
     def outcome_vector(self) -> tuple[str, ...]:
         return tuple(v.outcome for v in self.run.verdicts) if self.run else ()
 
-    def failures(self) -> str:
+    def failures(self, secrets: frozenset[str] = frozenset()) -> str:
         """The failing tests' messages, for a repair prompt: written by the candidate's
-        process, so capped and scrubbed of anything that looks like a key (a remote backend
-        sends prompts over the network)."""
+        process, so capped and scrubbed of anything that looks like a key and of ``secrets``
+        in any encoding (a remote backend sends prompts over the network)."""
         if self.error:
-            return scrub(self.error)
+            return scrub(self.error, secrets=secrets)
         if not self.run:
             return ""
         lines = [f"{v.id}: {v.outcome}: {v.message}" for v in self.run.verdicts
                  if v.outcome != "passed" and v.outcome not in NEUTRAL]
-        return scrub("\n".join(lines) or self.run.output_tail)
+        return scrub("\n".join(lines) or self.run.output_tail, secrets=secrets)
 
     def to_json(self, full: bool = False) -> dict:
         data: dict = {
@@ -74,6 +78,8 @@ class Candidate:
             "error": self.error,
             "mean_logprob": round(self.mean_logprob, 4),
             "agreement": self.agreement,
+            "group": self.group,
+            "model_checks_passed": self.model_checks_passed,
             "static_fixes": self.static_fixes,
             "completion_tokens": self.completion_tokens,
             "generate_seconds": round(self.generate_seconds, 3),
