@@ -6,11 +6,24 @@ line: a repair prompt (which a remote backend sends over the network) gets at mo
 :data:`MAX_FAILURE_CHARS` of failure text, with private-key blocks, well-known token formats,
 ``key = value`` assignments of secret-sounding names and long random-looking strings replaced
 by ``[redacted]``.
+
+Known secret values (:func:`plancode.testing.secrets.known_secrets`: what the workspace's
+secret files and the server's environment hold) are redacted in every form a candidate could
+print them in: plain, reversed, upper/lower case, rot13, percent-encoded, hex (any case, with
+or without separators, ``\\x`` or ``%`` escapes), decimal or octal byte codes, base64 (standard
+and URL-safe, padded or not, and the three alignments of a value inside longer data), and
+its letters and digits with other characters between them (``s e c r e t``, ``s-e-c``,
+``['s', 'e', 'c']``).
 """
 
 from __future__ import annotations
 
+import base64
+import codecs
+import functools
 import re
+import urllib.parse
+from collections.abc import Iterable
 
 MAX_FAILURE_CHARS = 2000
 REDACTED = "[redacted]"
@@ -38,8 +51,62 @@ def _random_looking(token: str) -> bool:
             and sum(c.isdigit() for c in token) >= 3)
 
 
-def scrub(text: str, limit: int = MAX_FAILURE_CHARS) -> str:
-    """``text`` with key-like substrings redacted, cut to ``limit`` characters."""
+MAX_SPREAD_VALUE = 128  # longer values are matched only in their unspread forms
+MIN_SPREAD_UNITS = 6  # letters and digits a value needs before its spread forms are matched
+_SEP_CHARS = r"[^0-9A-Za-z]{1,12}"  # between its letters: "s e c", "s-e-c", "['s', '-', 'e'"
+_SEP_HEX = r"(?:\\x|\\u00|%|[^0-9A-Za-z]){0,4}"  # between hex pairs: "73 65", "\\x73\\x65"
+_SEP_CODES = r"[^0-9]{1,4}"  # between decimal or octal byte codes: "[115, 101, 99]"
+
+
+def _spread(units: Iterable[str], sep: str) -> str:
+    return sep.join(re.escape(u) for u in units)
+
+
+def _base64_forms(data: bytes) -> set[str]:
+    """The value's base64 text alone, and the part of it that shows whatever bytes come
+    before it (each of the three alignments), standard and URL-safe."""
+    forms = {base64.b64encode(data).decode()}
+    for offset, skip in ((0, 0), (1, 2), (2, 3)):
+        text = base64.b64encode(b"\0" * offset + data).decode().rstrip("=")
+        end = len(text) - (1 if (offset + len(data)) % 3 else 0)
+        forms.add(text[skip:end])
+    forms |= {f.rstrip("=") for f in forms}
+    return forms | {f.translate(str.maketrans("+/", "-_")) for f in forms}
+
+
+def secret_forms(value: str) -> list[str]:
+    """Regular expressions for every form of ``value`` that :func:`scrub` redacts, longest
+    first."""
+    data = value.encode()
+    literal = {value[::-1], codecs.encode(value, "rot13"), urllib.parse.quote(value, safe=""),
+               urllib.parse.quote_plus(value), *_base64_forms(data)}
+    forms = [re.escape(f) for f in literal]
+    forms.append("(?i:" + _spread((f"{b:02x}" for b in data), _SEP_HEX) + ")")
+    # spread forms take the value's letters and digits only: separators are the rest, so the
+    # two never overlap and matching stays linear ("********" has nothing to spread)
+    units = [c for c in value if c.isascii() and c.isalnum()]
+    if MIN_SPREAD_UNITS <= len(units) <= MAX_SPREAD_VALUE:
+        for chars in (units, units[::-1]):
+            forms.append("(?i:" + _spread(chars, f"(?:{_SEP_CHARS})?") + ")")
+        forms += [_spread(map(str, data), _SEP_CODES),
+                  _spread((f"{b:o}" for b in data), _SEP_CODES)]
+    forms.append("(?i:" + re.escape(value) + ")")
+    return sorted(forms, key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _secrets_pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    forms = [form for value in sorted(secrets, key=len, reverse=True)
+             for form in secret_forms(value)]
+    return re.compile("|".join(forms)) if forms else None
+
+
+def scrub(text: str, limit: int = MAX_FAILURE_CHARS, secrets: Iterable[str] = ()) -> str:
+    """``text`` with ``secrets`` (in any form above) and key-like substrings redacted, cut to
+    ``limit`` characters."""
+    known = _secrets_pattern(frozenset(secrets))
+    if known is not None:
+        text = known.sub(REDACTED, text)
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
     text = _ASSIGN.sub(lambda m: m.group(1) + REDACTED, text)
