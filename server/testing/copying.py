@@ -24,9 +24,18 @@ IGNORED_ANYWHERE = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modu
                               ".tox", ".nox"})
 IGNORED_AT_TOP = frozenset({"build", "dist"})
 # Names (fnmatch patterns, matched against each file or directory name) never copied.
-SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*",
-                   "id_ecdsa*", "id_ed25519*", ".netrc", ".pypirc", ".npmrc", ".ssh", ".aws",
-                   ".gnupg", ".docker", "credentials.json", "*.keystore", "*.jks")
+SECRET_PATTERNS = (
+    # environment files and private keys
+    ".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.keystore", "*.jks",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.ppk", "*.asc", "*.gpg",
+    # secret and credential stores by name
+    "secrets.*", "secret.*", ".secrets", "*.secrets", "*credentials*", ".git-credentials",
+    "*.tfvars", "*.tfvars.json", "*.tfstate", "*.tfstate.*", ".vault-token", ".htpasswd",
+    # tool configurations that hold tokens or passwords
+    ".netrc", "_netrc", ".pypirc", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pgpass", ".my.cnf",
+    "kubeconfig", "*.kubeconfig", ".dockercfg",
+    # whole directories: ssh, cloud, container and cluster credentials
+    ".ssh", ".aws", ".azure", ".gcloud", ".gnupg", ".docker", ".kube", ".terraform.d")
 
 
 class CopyRules:
