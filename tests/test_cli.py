@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from plancode.testing.isolation import CONFINING
 from tests.conftest import EXAMPLES
 
 WORDS = EXAMPLES / "textstats" / "textstats" / "words.py"
@@ -54,7 +55,7 @@ def test_complete_json_with_the_tiny_model(tiny_model_path: Path) -> None:
     }
     assert [c["strategy"] for c in result["candidates"]][:2] == ["direct-greedy",
                                                                 "direct-sampled"]
-    assert result["isolation"] in {"bwrap", "rlimit"} and result["isolation_detail"]
+    assert result["isolation"] in CONFINING and result["isolation_detail"]
     assert result["written"] is False
     assert WORDS.read_bytes() == before, "complete without --write leaves the file alone"
 

@@ -18,6 +18,7 @@ from plancode.engine.types import CancelToken
 from plancode.pipeline import Candidate, Pipeline
 from plancode.pipeline.candidates import schedule
 from plancode.pipeline.ranking import best_by_tests, codet_score
+from plancode.testing.isolation import CONFINING
 from plancode.testing.types import RunResult, TestVerdict
 
 
@@ -89,7 +90,7 @@ def test_pipeline_with_the_tiny_model_reports_every_candidate(
         "tests/test_numbers.py::test_running_mean",
         "tests/test_numbers.py::test_running_mean_empty",
     ]
-    assert result.tests_source == "user" and result.isolation in {"bwrap", "rlimit"}
+    assert result.tests_source == "user" and result.isolation in CONFINING
     strategies = [c.strategy for c in result.candidates]
     assert strategies[:3] == ["direct-greedy", "direct-sampled", "plan-greedy"]
     for cand in result.candidates:

@@ -44,6 +44,8 @@ SANDBOX_GID = 65534  # nogroup
 RUN_UID_BASE = 2_000_000_000  # each run as root gets a fresh uid from this range
 RUN_UID_SPAN = 100_000_000
 NONE_OPT_IN = "none-i-accept-the-risk"
+# What Sandbox.isolation reports when a run is confined (the modes above); "none" otherwise.
+CONFINING = ("bwrap", "landlock")
 INSIDE = "/sandbox"  # where the run's directories appear under bubblewrap
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 MASKED_ETC = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
