@@ -19,6 +19,7 @@ The function's facts (docstring text, parameters, examples) are worked out once
 from __future__ import annotations
 
 import ast
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from plancode.progress import Event
 from plancode.testing.discovery import WorkspaceIndex, discover, module_name
 from plancode.testing.prose_examples import docstring_tests
 from plancode.testing.sandbox import Sandbox
+from plancode.testing.secrets import known_secrets
 from plancode.testing.types import TestCase
 from plancode.testing.workspace import infer_root
 
@@ -83,6 +85,7 @@ class Work:
     weak: bool  # the user's tests are weak: make the whole pool and compare
     on_pass: Callable[[Candidate], None] | None = None  # a candidate passed the user's tests
     cap: int | None = None  # code length cap, once the direct answer exists
+    secrets: frozenset[str] = frozenset()  # values no repair prompt may carry (secrets.py)
 
     @property
     def info(self) -> FunctionInfo:
@@ -193,7 +196,8 @@ class Pipeline:
                           exclude=s.sandbox_exclude.split(","))
         weak = is_weak(tests, info.docstring)
         work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, deadline,
-                    progress, timings, prompt, shown, weak)
+                    progress, timings, prompt, shown, weak,
+                    secrets=known_secrets(root, sandbox.rules, os.environ))
 
         def result(pool: list[Candidate], chosen: Candidate | None, agreement: Agreement,
                    stopped: bool = False, final: bool = True) -> PipelineResult:
@@ -381,7 +385,8 @@ class Pipeline:
             work.progress(Event.REPAIRING, {"candidate": len(done), "from": best.index})
             failing = [v.id for v in best.run.verdicts
                        if v.outcome != "passed"] if best.run else []
-            report = visible.failure_report(best.failures(), failing, work.shown or {})
+            report = visible.failure_report(best.failures(work.secrets), failing,
+                                            work.shown or {})
             cand = cands.repair(self.engine, work.prompt[0], len(done), best, work.base,
                                 gen_cancel, work.prompt[1], report, work.cap)
             work.timings["generation"] += cand.generate_seconds
