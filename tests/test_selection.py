@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from plancode import prompts
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Generation, SamplingParams
@@ -259,14 +261,34 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
         VISIBLE + "\n\ndef test_two():\n    assert order_total([]) == 0\n"
         "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
     wrong = "def order_total(lines):\n    return 1\n"
-    small = ScriptedEngine([wrong] * 4)
+    small = ScriptedEngine([wrong] * 7)
     big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
     result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1}, file)
     assert result.passes_user_tests and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-greedy"
-    assert result.chosen.index == 3, "after the small model's 2 candidates and its repair"
+    assert result.chosen.index == 6, "after the small model's 2 candidates and 4 more samples"
     assert "escalation" in result.timings and big.calls[0] == "code"
-    assert len(small.codes) == 1, "the small model made its 2 candidates and 1 repair first"
+    assert len(small.codes) == 1, "2 candidates, 4 hotter samples, no repair of wrong values"
+
+
+CRASH = "def order_total(lines):\n    return sum(q * p for _, q, p in line)\n"
+
+
+@pytest.mark.parametrize(("code", "repaired"), [
+    ("def order_total(lines):\n    return 1\n", False),  # a wrong value: samples, no repair
+    (CRASH, True),  # a NameError: small models fix those, so it is repaired
+])
+def test_when_nothing_passes_fresh_samples_come_first_and_only_crashes_are_repaired(
+        tmp_path, code: str, repaired: bool) -> None:
+    file = project(tmp_path)
+    small = ScriptedEngine([code] * 8)
+    result = Pipeline(small, Settings.from_mapping({
+        "candidates": 2, "repair_rounds": 1, "escalate_model": "",
+        "parallel_candidates": 3})).run(file, 3)
+    strategies = [c.strategy for c in result.candidates]
+    assert strategies[:5] == ["direct-greedy", "direct-sampled"] + ["direct-sampled"] * 3
+    assert ("repair" in strategies) is repaired, strategies
+    assert not result.passes_user_tests
 
 
 def test_weak_tests_every_candidate_failing_escalate_to_a_pool_not_a_first_pass(
