@@ -100,6 +100,11 @@ def test_an_answer_that_only_fits_the_example_fails_the_hidden_tests(tmp_path: P
     row = next(iter(JsonlCache(tmp_path / "rows.jsonl")))
     # it passed what the user could see (the docstring's example), not the package's tests
     assert row["passed_user_tests"] and row["tests_source"] == "user" and row["user_tests"] == 1
+    # the label rests on one example, so it says so; the first answer shown was wrong too, and
+    # the pool keeps the candidate with the package tests' verdict for comparing choosers
+    assert row["status"] == "passes-tests" and row["first_passed"] is False
+    assert [(c["visible_passed"], c["hidden"], c["chosen"]) for c in row["pool"]] == [
+        (1, False, True)]
     seen = "\n".join(engine.prompts)
     assert "triple(-1)" not in seen and "3 * x" not in seen
     # the original file is untouched

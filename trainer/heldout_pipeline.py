@@ -15,9 +15,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from plancode.pipeline.result import Candidate
 from plancode.pipeline.run import Pipeline
 from plancode.testing.index import pytest_options
 from plancode.trainer.checker import Checker, target_function
@@ -94,15 +96,44 @@ def pipeline_row(pipeline: Pipeline, checker: Checker, workspaces: Workspaces,
     start = time.perf_counter()
     result = pipeline.run(ws / rel, line, source=text, root=ws)
     seconds = time.perf_counter() - start
-    chosen = result.chosen
-    passed = False
-    if chosen is not None and chosen.spliced_text is not None:
-        passed = checker.check_file(problem, chosen.spliced_text).all_passed
+    chosen, first = result.chosen, result.first_answer
+    verdicts: dict[str, bool] = {}  # by file text: each distinct file judged once
+
+    def judged(text: str | None) -> bool:
+        if text is None:
+            return False
+        if text not in verdicts:
+            verdicts[text] = checker.check_file(problem, text).all_passed
+        return verdicts[text]
+
+    passed = judged(chosen.spliced_text) if chosen is not None else False
     return {"key": f"{problem.id}#select", "id": problem.id, "mode": "select",
             "passed": passed, "code": chosen.function_code if chosen else "",
             "seconds": round(seconds, 2), "candidates": len(result.candidates),
             "strategy": chosen.strategy if chosen else None,
             "tests_source": result.tests_source, "user_tests": len(result.tests),
             "passed_user_tests": bool(chosen and chosen.all_passed),
+            # what the label said ("verified", "passes-tests", ...) and the first answer shown
+            "status": result.status, "budget_reached": result.budget_reached,
+            "first_seconds": (round(result.first_answer_seconds, 3)
+                              if result.first_answer_seconds is not None else None),
+            "first_passed": judged(first.spliced_text) if first is not None else None,
+            "timings": {k: round(v, 2) for k, v in result.timings.items()},
+            "pool": pool_row(result.candidates, chosen, judged),
             "settings": {"candidates": pipeline.settings.candidates,
                          "repair_rounds": pipeline.settings.repair_rounds}}
+
+
+def pool_row(candidates: list[Candidate], chosen: Candidate | None,
+             judged: Callable[[str | None], bool]) -> list[dict]:
+    """The pool, for comparing choosers offline (``benchmarks/choosers.py``): every
+    candidate's code and evidence, and the package tests' verdict (``hidden``) on those a
+    chooser could pick (the ones passing the most user tests; None for the rest)."""
+    usable = [c for c in candidates if c.function_code and not c.error and c.run]
+    best = max((c.passed for c in usable), default=-1)
+    return [{"index": c.index, "strategy": c.strategy, "code": c.function_code or c.code,
+             "error": c.error, "visible_passed": c.passed, "visible_failed": c.failed,
+             "mean_logprob": round(c.mean_logprob, 4), "tokens": c.completion_tokens,
+             "group": c.group, "checks": c.model_checks_passed, "chosen": c is chosen,
+             "hidden": judged(c.spliced_text) if c in usable and c.passed == best else None}
+            for c in candidates]
