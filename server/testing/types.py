@@ -44,10 +44,13 @@ class TestVerdict:
     message: str = ""
     seconds: float = 0.0
     kind: str = ""
+    # who decided: "out-of-process" (the server compared the values the call returned),
+    # "in-process" (pytest and plancode's plugin, in the candidate's process), "" (a command)
+    checked: str = ""
 
     def to_json(self) -> dict:
         return {"id": self.id, "outcome": self.outcome, "message": self.message,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "checked": self.checked}
 
 
 @dataclass
@@ -65,6 +68,14 @@ class RunResult:
     runner_ok: bool = False  # the runner ended by itself with a success status
     tampered: str = ""  # why the results cannot be trusted ("" when they can)
     flags: list[str] = field(default_factory=list)  # warnings, e.g. a suspicious return type
+
+    @property
+    def checked(self) -> str:
+        """How the tests that count were checked: ``out-of-process``, ``in-process``,
+        ``mixed`` (some each way) or "" (none). In-process verdicts are weaker evidence: code
+        written against plancode's plugin can forge them (docs/security.md)."""
+        ways = {v.checked for v in self.verdicts if v.checked and v.outcome not in NEUTRAL}
+        return ways.pop() if len(ways) == 1 else ("mixed" if ways else "")
 
     @property
     def passed(self) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plancode.testing.types import TestCase, TestVerdict
+from plancode.testing.values import sign_line
 
 PHASES = ("setup", "call", "teardown")
 USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR (no pytest import here)
@@ -41,9 +42,7 @@ _RANK = {"error": 0, "timeout": 1, "failed": 2, "skip-raised": 2, "not-run": 3, 
 
 def sign(key: bytes, seq: int, payload: str) -> str:
     """The line the plugin writes for one event (also used by tests)."""
-    body = f"{seq} {payload}"
-    mac = hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"{mac} {body}\n"
+    return sign_line(key, seq, payload)
 
 
 @dataclass
@@ -205,19 +204,19 @@ def _report(node: Node, nodeid: str, event: dict) -> None:
                               _bool(event, "xfail_by_mark"))
 
 
-def parse_events(data: bytes, key: bytes, overflow: bool = False) -> Events:
-    """Decode the results channel's bytes. Never raises: a line without the run's secret, out
-    of sequence, malformed or contradicting an earlier one marks the events tampered (the rest
-    is still read, for the record)."""
-    events = Events()
-    if overflow:
-        events.tamper("the results channel sent more than the sandbox accepts")
+def read_signed(data: bytes, key: bytes, overflow: bool = False
+                ) -> tuple[list[str | None], str]:
+    """(payloads, why tampered): the channel's lines that carry the run's secret and the next
+    sequence number, in order (``HMAC SEQ PAYLOAD``, :func:`sign`); the first problem found
+    ("" when none). Lines after a bad one are still read, for the record; a bad line's payload
+    is None."""
+    payloads: list[str | None] = []
+    why = "the results channel sent more than the sandbox accepts" if overflow else ""
     chunks = data.split(b"\n")
     if chunks and chunks[-1]:
-        events.tamper("the results channel ended in the middle of a line")
+        why = why or "the results channel ended in the middle of a line"
     seq = 0
-    for raw in chunks[:-1] if chunks else []:
-        events.lines += 1
+    for number_of_line, raw in enumerate(chunks[:-1] if chunks else [], start=1):
         try:
             if len(raw) > MAX_LINE:
                 raise ValueError("an over-long line")
@@ -230,8 +229,28 @@ def parse_events(data: bytes, key: bytes, overflow: bool = False) -> Events:
             if number != str(seq):
                 raise ValueError("a line out of sequence")
             seq += 1
+            payloads.append(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            why = why or f"line {number_of_line}: {exc}"
+            payloads.append(None)  # keeps the line numbers of later problems right
+    return payloads, why[:MAX_MESSAGE]
+
+
+def parse_events(data: bytes, key: bytes, overflow: bool = False) -> Events:
+    """Decode the results channel's bytes. Never raises: a line without the run's secret, out
+    of sequence, malformed or contradicting an earlier one marks the events tampered (the rest
+    is still read, for the record)."""
+    events = Events()
+    payloads, why = read_signed(data, key, overflow)
+    if why:
+        events.tamper(why)
+    for payload in payloads:
+        events.lines += 1
+        if payload is None:
+            continue
+        try:
             _apply(events, json.loads(payload))
-        except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             events.tamper(f"line {events.lines}: {exc}")
     return events
 
