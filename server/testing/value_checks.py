@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 OUT_OF_PROCESS = "out-of-process"
 IN_PROCESS = "in-process"
-_SKIPS = {"_pytest.outcomes.Skipped": "skip", "_pytest.outcomes.XFailed": "xfail",
+# pytest names its outcome exceptions' module "builtins" (tidier tracebacks)
+_SKIPS = {"_pytest.outcomes.Skipped": "skip", "builtins.Skipped": "skip",
+          "_pytest.outcomes.XFailed": "xfail", "builtins.XFailed": "xfail",
           "unittest.case.SkipTest": "skip"}
 
 
@@ -243,7 +245,9 @@ def _judge(mode: str, check: Check | None, result: list, run: ValueRun
             return _judge_raises(check, result)
         skip = _skip_kind(result)
         if skip:
-            return "skip-raised", f"{skip} raised while the test ran (not a pass)"
+            why = str(result[3])[:200]
+            return "skip-raised", f"{skip} raised while the test ran (not a pass)" + (
+                f": {why}" if why else "")
         return "failed", _exception(result)  # as pytest words an exception in a test
     if check is None:
         return None if tag == "ok" else ("error", "a malformed result")
