@@ -52,29 +52,35 @@ import pytest
 _MAX_MESSAGE = 300
 
 
+def _signer(key: bytes) -> Any:
+    """An HMAC-SHA256 object keyed with ``key``: OpenSSL's (the key lives in C memory only)
+    where the interpreter has it, else the standard library's."""
+    try:
+        import _hashlib
+
+        return _hashlib.hmac_new(key, digestmod="sha256")
+    except (ImportError, ValueError, AttributeError):
+        return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _make_channel() -> tuple[Any, Any]:
     """(emit, guarded): ``emit(event)`` writes one signed line; ``guarded()`` names the first
     guarded runtime object that was replaced since import ("" when none). The secret and the
     primitives live only in this closure."""
-    key = b""
+    signer: Any = None
     fd = -1
     try:
         key_fd = int(os.environ.get("PLANCODE_KEY_FD", "-1"))
         if key_fd >= 0:
-            chunks = []
-            while True:
-                chunk = os.read(key_fd, 4096)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            # the key goes from the pipe into OpenSSL's HMAC context; no bytes object keeps it
+            signer = _signer(os.read(key_fd, 64))
             os.close(key_fd)
-            key = b"".join(chunks)
         fd = int(os.environ.get("PLANCODE_RESULTS_FD", "-1"))
         if fd >= 0:
             os.set_inheritable(fd, False)
     except (OSError, ValueError):
         fd = -1
-    write, dumps, new, sha256, getpid = os.write, json.dumps, hmac.new, hashlib.sha256, os.getpid
+    write, dumps, getpid = os.write, json.dumps, os.getpid
     owner = getpid()
     seq = [0]
     originals = {
@@ -99,11 +105,13 @@ def _make_channel() -> tuple[Any, Any]:
     }
 
     def emit(event: dict) -> None:
-        if fd < 0 or getpid() != owner:
+        if fd < 0 or signer is None or getpid() != owner:
             return
         body = f"{seq[0]} {dumps(event)}"
         seq[0] += 1
-        line = f"{new(key, body.encode('utf-8'), sha256).hexdigest()} {body}\n".encode()
+        mac = signer.copy()
+        mac.update(body.encode("utf-8"))
+        line = f"{mac.hexdigest()} {body}\n".encode()
         while line:
             try:
                 line = line[write(fd, line):]
@@ -118,6 +126,9 @@ def _make_channel() -> tuple[Any, Any]:
         for name in ("_emit", "_guarded", "_tamper", "_check_integrity", "suspicious"):
             if name in mine and name in own and mine[name] is not own[name]:
                 return f"plancode plugin's {name}"
+        for name, (function, state) in list(own_state.items()):
+            if _state(function) != state:
+                return f"plancode plugin's {name} (its code, defaults or closure)"
         for name, (owner_obj, attr, original) in originals.items():
             now = (owner_obj.__dict__.get(attr) if isinstance(owner_obj, type)
                    else getattr(owner_obj, attr, None))
@@ -129,6 +140,7 @@ def _make_channel() -> tuple[Any, Any]:
 
 
 own: dict[str, Any] = {}
+own_state: dict[str, tuple[Any, tuple]] = {}
 _emit, _guarded = _make_channel()
 _requested: list[str] = []
 _target: dict[str, str] = {}
@@ -145,6 +157,18 @@ _tampered = [False]
 # candidate's SkipTest inside a test whose condition is false would look the same
 _unittest_skips: dict[str, set[tuple[str, ...]]] = {}
 _UNITTEST_SKIPS = frozenset({"skip"})
+# per requested test file: the scopes ((), (Class,), (Class, method), (function,)) whose
+# source carries a skip/skipif or an xfail mark (read before any test or candidate code runs)
+_source_marks: dict[str, dict[str, set[tuple[str, ...]]]] = {}
+_conftest_marks = [False]  # a conftest adds marks itself (add_marker): trust the snapshot
+# per selected test, taken once collection is over: its skip/skipif/xfail marks and its
+# function's code object. A mark added or code swapped after that is the candidate's
+_marks_snapshot: dict[str, tuple[Any, ...]] = {}
+# per requested test file: the first line (decorators included) of each test function, by
+# scope: a test's code object must come from its file, under its name, at that line
+_source_lines: dict[str, dict[tuple[str, ...], int]] = {}
+_code_snapshot: dict[str, tuple[Any, Any]] = {}
+_MARK_NAMES = ("skip", "skipif", "xfail")
 
 
 def matches(requested: str, nodeid: str) -> bool:
@@ -251,10 +275,15 @@ def suspicious(value: Any, depth: int = 0) -> str:
         return ""
     if getattr(kind, "__eq__", None) is object.__eq__:
         return ""
-    try:
-        claims = bool(value == _Probe())
-    except Exception:  # noqa: BLE001 - numpy arrays and the like refuse bool()
-        return ""
+    # a fresh object, and numbers and a string nothing honest equals: an object that claims
+    # equality with every number but raises on anything else is caught by the numbers
+    noise = int.from_bytes(os.urandom(6), "big")
+    claims = False
+    for probe in (_Probe(), -(10 ** 15) - noise, noise * 1e-300 + 5e-324, f"plancode-{noise}"):
+        try:
+            claims = claims or bool(value == probe)
+        except Exception:  # noqa: BLE001 - numpy arrays and the like refuse bool()
+            continue
     if claims:
         return (f"suspicious return type: {kind.__module__}.{kind.__qualname__} claims to be "
                 "equal to anything (its __eq__ always answers True)")
@@ -357,10 +386,30 @@ def _watch_target(items: list[pytest.Item]) -> None:
 # -- hooks ----------------------------------------------------------------------------------
 
 def _remember_own() -> None:
-    """The plugin's own functions as first defined (the guard compares against these)."""
+    """The plugin's own functions as first defined, and the code, default arguments and
+    closure contents of each of its functions (the guard compares against these: rebinding
+    a hook's ``_emit`` default or a closure cell is tampering)."""
     module = sys.modules[__name__].__dict__
     for name in ("_emit", "_guarded", "_tamper", "_check_integrity", "suspicious"):
         own[name] = module[name]
+    for name, value in list(module.items()):
+        if isinstance(value, type(_remember_own)) and value.__module__ == __name__:
+            own_state[name] = (value, _state(value))
+
+
+def _state(function: Any) -> tuple:
+    cells = tuple(id(c.cell_contents) if _filled(c) else None
+                  for c in (function.__closure__ or ()))
+    return (id(function.__code__), id(function.__defaults__), id(function.__kwdefaults__),
+            tuple(map(id, function.__defaults__ or ())), cells)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def unknown_addopts(addopts: list[str], unknown: set[str]) -> tuple[list[str], list[str]]:
@@ -415,6 +464,134 @@ def pytest_configure(config: pytest.Config) -> None:
     _conftests = {os.path.realpath(p) for p in data.get("conftests", [])}
     for path in {t.split("::")[0] for t in _requested if t.split("::")[0].endswith(".py")}:
         _unittest_skips[path] = _scan_unittest_skips(os.path.join(str(config.rootpath), path))
+        _source_marks[path], _source_lines[path] = _scan_marks(
+            os.path.join(str(config.rootpath), path))
+    for conftest in _conftests:
+        with contextlib.suppress(OSError, UnicodeDecodeError), \
+                open(conftest, encoding="utf-8") as f:
+            _conftest_marks[0] = _conftest_marks[0] or "add_marker" in f.read()
+
+
+def _scan_marks(path: str) -> tuple[dict[str, set[tuple[str, ...]]],
+                                     dict[tuple[str, ...], int]]:
+    """Which scopes of the file the user marked skip/skipif ("skip") or xfail ("xfail"):
+    decorators, ``pytestmark`` of the module or a class, ``pytest.param(..., marks=...)``
+    in a decorator, and module-level names bound to such marks used as decorators; and the
+    first line of every function and method (its code object's ``co_firstlineno``)."""
+    found: dict[str, set[tuple[str, ...]]] = {"skip": set(), "xfail": set()}
+    lines: dict[tuple[str, ...], int] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return found, lines
+    aliases: dict[str, set[str]] = {}
+
+    def kinds(node: ast.AST) -> set[str]:
+        text = ast.unparse(node)
+        out = {"skip"} if "mark.skip" in text else set()
+        out |= {"xfail"} if "mark.xfail" in text else set()
+        for name in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & set(aliases):
+            out |= aliases[name]
+        return out
+
+    def mark(scope: tuple[str, ...], node: ast.AST) -> None:
+        for kind in kinds(node):
+            found[kind].add(scope)
+
+    def visit(body: list[ast.stmt], outer: tuple[str, ...]) -> None:
+        for node in body:
+            if isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                if "pytestmark" in names:
+                    mark(outer, node.value)
+                elif not outer:
+                    for name in names:
+                        aliases[name] = kinds(node.value)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                scope = (*outer, node.name)
+                for deco in node.decorator_list:
+                    mark(scope, deco)
+                lines[scope] = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, scope)
+
+    visit(tree.body, ())
+    return found, lines
+
+
+def _marked_in_source(nodeid: str, kind: str) -> bool:
+    """Whether the user's source marks this test (its class, its module) with ``kind``."""
+    if _conftest_marks[0]:
+        return True
+    path, *names = nodeid.split("::")
+    scopes = _source_marks.get(path, {}).get(kind, set())
+    names = [n.split("[")[0] for n in names]
+    return any(tuple(names[:i]) in scopes for i in range(len(names) + 1))
+
+
+def _snapshot(items: list[pytest.Item]) -> None:
+    """Each selected test's skip/skipif/xfail marks and its function's code, as collected."""
+    for item in items:
+        with contextlib.suppress(Exception):
+            _marks_snapshot[item.nodeid] = _marks_of(item)
+            function = _function_of(item)
+            if function is not None:
+                _code_snapshot[item.nodeid] = (function, function.__code__)
+                why = _foreign_code(item.nodeid, function)
+                if why:
+                    _tamper(f"{item.nodeid}: {why}")
+
+
+def _foreign_code(nodeid: str, function: Any) -> str:
+    """Why the test's code object is not the one its file defines ("" when it is): a code
+    swapped in before collection ended comes from elsewhere, under another name or line."""
+    path, *names = nodeid.split("::")
+    lines = _source_lines.get(path)
+    scope = tuple(n.split("[")[0] for n in names)
+    if not lines or scope not in lines:
+        return ""
+    code = function.__code__
+    if os.path.basename(code.co_filename) != os.path.basename(path) \
+            or code.co_name != scope[-1] or code.co_firstlineno != lines[scope]:
+        return (f"the test function's code is not the one in its file ({code.co_name} from "
+                f"{os.path.basename(code.co_filename)}:{code.co_firstlineno})")
+    return ""
+
+
+def _marks_of(item: pytest.Item) -> tuple[Any, ...]:
+    return tuple(m for m in item.iter_markers() if m.name in _MARK_NAMES)
+
+
+def _function_of(item: pytest.Item) -> Any:
+    obj = getattr(item, "obj", None) if not isinstance(item, _pytest.doctest.DoctestItem) \
+        else None
+    obj = getattr(obj, "__func__", obj)
+    return obj if isinstance(getattr(obj, "__code__", None), type(_function_of.__code__)) \
+        else None
+
+
+def _marks_changed(item: pytest.Item) -> bool:
+    """Whether the test's skip/xfail marks differ from those it was collected with."""
+    before = _marks_snapshot.get(item.nodeid)
+    try:
+        now = _marks_of(item)
+    except Exception:  # noqa: BLE001 - marks that cannot be read are not the user's
+        return True
+    return before is None or len(now) != len(before) or \
+        any(a is not b for a, b in zip(now, before, strict=True))
+
+
+def _code_swapped(item: pytest.Item) -> bool:
+    """Whether the test's function object or its code changed since collection."""
+    known = _code_snapshot.get(item.nodeid)
+    if known is None:
+        return False
+    try:
+        function = _function_of(item)
+    except Exception:  # noqa: BLE001
+        return True
+    return function is not known[0] or function.__code__ is not known[1]
 
 
 def _scan_unittest_skips(path: str) -> set[tuple[str, ...]]:
@@ -511,6 +688,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         _check_doctests(items)
     with contextlib.suppress(Exception):  # the check is a bonus, never a reason to fail
         _watch_target(items)
+    _snapshot(items)
     _emit({"event": "selected", "nodeids": [i.nodeid for i in items]})
 
 
@@ -538,9 +716,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo,
             report.plancode_message = one_line(call.excinfo.typename)
     if report.passed and (raised or call.excinfo is not None):
         _tamper(f"{item.nodeid}: the {call.when} raised but its report says passed")
-    report.plancode_skip_by_mark = report.skipped and _skip_by_mark(item)
-    report.plancode_xfail_by_mark = item.stash.get(_pytest.skipping.xfailed_key,
-                                                   None) is not None
+    if _code_swapped(item):
+        _tamper(f"{item.nodeid}: the test function's code was replaced while the tests ran")
+    # a skip or xfail counts as the user's only when the mark was there at collection and
+    # the user's source writes it; a mark added later (from a frame walk to the running item,
+    # say) is the candidate's: the test then counts as skip-raised, against it
+    users = not _marks_changed(item)
+    report.plancode_skip_by_mark = report.skipped and (
+        _unittest_skip_in_source(item.nodeid)
+        or (users and _marked_in_source(item.nodeid, "skip") and _skip_by_mark(item)))
+    report.plancode_xfail_by_mark = users and _marked_in_source(item.nodeid, "xfail") and \
+        item.stash.get(_pytest.skipping.xfailed_key, None) is not None
     _seen[(item.nodeid, call.when)] = report.outcome
     _check(item.config)
 
@@ -549,14 +735,21 @@ _evaluate_skip_marks = _pytest.skipping.evaluate_skip_marks
 
 
 def _skip_by_mark(item: pytest.Item) -> bool:
-    """Whether the user's own skip/skipif marks, or a ``unittest.skip`` decorator in the
-    user's source, skip this test."""
-    if _unittest_skip_in_source(item.nodeid):
-        return True
+    """Whether the test's skip/skipif marks skip it."""
     try:
         return _evaluate_skip_marks(item) is not None
     except Exception:  # noqa: BLE001 - a broken skipif condition is the test's error
         return False
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item, _tamper: Any = _tamper):
+    """The test's code is the code collected, right before and right after it runs."""
+    if _code_swapped(item):
+        _tamper(f"{item.nodeid}: the test function's code was replaced before it ran")
+    yield
+    if _code_swapped(item):
+        _tamper(f"{item.nodeid}: the test function's code was replaced while it ran")
 
 
 @dataclasses.dataclass
