@@ -140,7 +140,8 @@ def print_human(r: PipelineResult, written: bool, path: Path) -> None:
     print("\ncode:")
     print(c.function_code.rstrip())
     if c.run:
-        print(f"\ntests ({r.tests_source}, isolation: {r.isolation}):")
+        checked = f", checked {c.run.checked}" if c.run.checked else ""
+        print(f"\ntests ({r.tests_source}, isolation: {r.isolation}{checked}):")
         for v in c.run.verdicts:
             msg = f"  {v.message}" if v.message and v.outcome != "passed" else ""
             print(f"  {v.outcome.upper():<8} {v.id}{msg}")

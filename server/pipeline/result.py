@@ -88,6 +88,7 @@ class Candidate:
         if self.run is not None:
             data["flags"] = list(self.run.flags)
             data["tampered"] = self.run.tampered
+            data["checked"] = self.run.checked
         if full:
             data["plan"] = self.plan
             data["code"] = self.function_code or self.code
@@ -138,6 +139,13 @@ class PipelineResult:
         own = [t for t in self.tests if t.kind != "generated"]
         return self.agreement.summary(self.tests_source, min(self.chosen.passed, len(own)),
                                       len(own))
+
+    @property
+    def checked(self) -> str:
+        """How the chosen candidate's tests were checked: ``out-of-process`` (the server
+        compared the values its calls returned), ``in-process`` (pytest and plancode's plugin
+        in the candidate's own process: weaker, see docs/security.md), ``mixed``, or ""."""
+        return self.chosen.run.checked if self.chosen and self.chosen.run else ""
 
     @property
     def verified(self) -> bool:
@@ -193,6 +201,7 @@ class PipelineResult:
             "candidates": [c.to_json() for c in self.candidates],
             "isolation": self.isolation,
             "isolation_detail": self.isolation_detail,
+            "checked": self.checked,
             "stopped_early": self.stopped_early,
             "discovery": self.discovery,
             "root": self.root,
