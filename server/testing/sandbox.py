@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plancode.errors import PlancodeError
-from plancode.testing import copying, process
+from plancode.testing import copying, process, shapes, value_checks
 from plancode.testing import isolation as iso
 from plancode.testing.copying import MAX_COPY_MB, CopyRules
 from plancode.testing.isolation import NONE_OPT_IN, BwrapVariant, Confinement, Interpreter, Limits
@@ -75,6 +75,9 @@ class Sandbox:
             raise copying.too_big(self.workspace, size)
         self.limits = Limits(timeout, memory_mb, max_file_mb, max_procs)
         self.timeout = timeout
+        # check value-shaped tests out of process (shapes.py); False: every test runs under
+        # pytest and the plugin, in process (the attack suite and benchmarks compare both)
+        self.check_values = True
         self.interpreter: Interpreter = iso.choose_interpreter(self.workspace, python,
                                                                sys.executable)
         self._server_python = (os.path.realpath(self.interpreter.executable)
@@ -102,6 +105,8 @@ class Sandbox:
         self._lib.mkdir()
         shutil.copyfile(here / "launcher.py", self._lib / "plancode_launch.py")
         shutil.copyfile(here / "pytest_plugin.py", self._lib / "plancode_pytest_plugin.py")
+        shutil.copyfile(here / "values.py", self._lib / "plancode_values.py")
+        shutil.copyfile(here / "value_runner.py", self._lib / "plancode_value_runner.py")
         for path in self._lib.iterdir():
             path.chmod(0o444)
         self._lib.chmod(0o555)
@@ -163,6 +168,39 @@ class Sandbox:
     def run_tests(self, files: dict[str, str], tests: list[TestCase],
                   cancel: CancelToken | None = None,
                   target: tuple[str, str] | None = None) -> RunResult:
+        """Run ``tests`` against ``files`` laid over the workspace; one verdict per test, in
+        order. Tests whose shape allows it (``shapes.py``) are checked *out of process*: the
+        sandboxed child only runs the calls and sends the values back, and the server compares
+        them (``value_checks.py``). The rest run under pytest with plancode's plugin, in the
+        candidate's process; each verdict's ``checked`` says which."""
+        if not tests:
+            return RunResult([], self.isolation, self.isolation_detail, seconds=0.0)
+        shaped = shapes.recognise(self.workspace, files, tests).tests if self.check_values \
+            else {}
+        rest = [t for t in tests if t.id not in shaped]
+        parts = []
+        if len(rest) < len(tests):
+            parts.append(value_checks.run(self, files, [t for t in tests if t.id in shaped],
+                                          shaped, cancel))
+        if rest and not (cancel is not None and cancel.cancelled):
+            parts.append(self._run_plugin_tests(files, rest, cancel, target))
+        return value_checks.combine(parts, tests, self.isolation, self.isolation_detail)
+
+    def run_values(self, files: dict[str, str], request: dict,
+                   cancel: CancelToken | None = None) -> tuple[RunEnd, bytes, bytes]:
+        """Run plancode's value runner (``value_runner.py``) on ``request`` with ``files``
+        laid over the workspace: (how it ended, what its results channel delivered, the run's
+        key). The server decides from those bytes, never the child."""
+        with self._run_space(files) as (host, uid, channel):
+            self._write_request(host, uid, [], None, [], extra=request)
+            self._hand_over(host, uid, [])
+            argv = [self.interpreter.path, "-m", "plancode_value_runner"]
+            end = self._run_argv(host, uid, argv, [], channel, cancel)
+            return end, bytes(channel.data), channel.key
+
+    def _run_plugin_tests(self, files: dict[str, str], tests: list[TestCase],
+                          cancel: CancelToken | None = None,
+                          target: tuple[str, str] | None = None) -> RunResult:
         """Write ``files`` into a fresh copy of the workspace, run ``tests`` there, and return
         one verdict per test in the same order. ``target``: (workspace-relative file,
         qualified name) of the function under test, whose return values are checked for
@@ -270,7 +308,8 @@ class Sandbox:
         return host, (iso.run_uid() if self.drops_uid else None)
 
     def _write_request(self, host: iso.Layout, uid: int | None, tests: list[TestCase],
-                       target: tuple[str, str] | None, protect: list[str]) -> None:
+                       target: tuple[str, str] | None, protect: list[str],
+                       extra: dict | None = None) -> None:
         bwrap = self._variant is not None
         seen = iso.inside_layout() if bwrap else host
 
@@ -280,7 +319,7 @@ class Sandbox:
         request = {"tests": [t.id for t in tests],
                    "conftests": [inside(p) for p in copying.conftests(Path(host.ws))],
                    "target": ({"file": f"{seen.ws}/{target[0]}", "qualname": target[1]}
-                              if target else None)}
+                              if target else None), **(extra or {})}
         ctl = Path(host.ctl)
         (ctl / "request.json").write_text(json.dumps(request), encoding="utf-8")
         (ctl / "request.json").chmod(0o444)
