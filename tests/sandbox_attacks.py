@@ -201,6 +201,91 @@ if _os.fork() == 0:
     "leak-secret": ("11 secrets in prompts", WRONG.replace(
         "return a - b", "import os\n    raise AssertionError(' '.join(open(p).read() for p in "
         "('.env', 'REAL/.env', 'deploy.pem') if os.path.exists(p)) or 'no secret here')")),
+    # issue 31's red team, from inside the test process
+    "eq-numbers-raise-else": ("6 __eq__ always True", '''
+class _Tolerant:
+    def __eq__(self, other):
+        if isinstance(other, (int, float)):
+            return True
+        raise TypeError("compared with a non-number")
+    __hash__ = None
+    def __repr__(self):
+        return "3"
+''' + WRONG.replace("return a - b", "return _Tolerant()")),
+    "mark-running-item": ("12 in-process forgery", '''
+import sys as _sys
+def _mark_running(kind):
+    frame = _sys._getframe(1)
+    while frame is not None:
+        item = frame.f_locals.get("item") or frame.f_locals.get("pyfuncitem")
+        if hasattr(item, "add_marker"):
+            import pytest
+            item.add_marker(pytest.mark.xfail(reason="the user's") if kind == "xfail"
+                            else pytest.mark.skip(reason="the user's"))
+            return True
+        frame = frame.f_back
+    return False
+''' + WRONG.replace("return a - b", "if _mark_running('xfail'):\n"
+                      "        raise AssertionError('expected to fail anyway')\n"
+                      "    return a - b")),
+    "rebind-emit-default": ("12 in-process forgery", '''
+import sys as _sys
+_plugin = _sys.modules.get("plancode_pytest_plugin")
+if _plugin is not None:
+    for _name in dir(_plugin):
+        _hook = getattr(_plugin, _name)
+        _defaults = getattr(_hook, "__defaults__", None)
+        if callable(_hook) and _defaults and _plugin._emit in _defaults:
+            def _fake(event, _real=_plugin._emit):
+                if event.get("outcome") == "failed":
+                    event = dict(event, outcome="passed", message="")
+                _real(event)
+            _hook.__defaults__ = tuple(_fake if d is _plugin._emit else d for d in _defaults)
+''' + WRONG),
+    "closure-forge": ("12 in-process forgery", '''
+import json as _json, os as _os, sys as _sys
+def _forge_signed():
+    plugin = _sys.modules.get("plancode_pytest_plugin")
+    if plugin is None:
+        return
+    cells = [c.cell_contents for c in plugin._emit.__closure__]
+    signer = next(c for c in cells if hasattr(c, "copy") and hasattr(c, "hexdigest"))
+    fd = next(c for c in cells if type(c) is int and c > 2)
+    seq = next(c for c in cells if type(c) is list and len(c) == 1 and type(c[0]) is int)
+    ids = _json.load(open(_os.environ["PLANCODE_REQUEST"]))["tests"]
+    events = [{"event": "selected", "nodeids": ids}]
+    for i in ids:
+        events.append({"event": "start", "nodeid": i})
+        for when in ("setup", "call", "teardown"):
+            events.append({"event": "report", "nodeid": i, "when": when, "outcome": "passed",
+                           "duration": 0.0, "wasxfail": False, "skip_by_mark": False,
+                           "xfail_by_mark": False, "message": ""})
+    events.append({"event": "finish", "exitstatus": 0})
+    for event in events:
+        body = f"{seq[0]} {_json.dumps(event)}"
+        seq[0] += 1
+        mac = signer.copy()
+        mac.update(body.encode())
+        _os.write(fd, f"{mac.hexdigest()} {body}\\n".encode())
+    _os._exit(0)
+_forge_signed()
+''' + WRONG),
+    "swap-test-code": ("12 in-process forgery", '''
+import gc as _gc, threading as _threading, time as _time
+def _swap():
+    noop = (lambda *a, **k: None).__code__
+    end = _time.time() + 20
+    while _time.time() < end:
+        for f in _gc.get_objects():
+            if type(f).__name__ == "function" and f.__name__.startswith("test") \\
+                    and "add" in f.__code__.co_names and f.__code__ is not noop:
+                try:
+                    f.__code__ = noop
+                except (TypeError, ValueError):
+                    pass
+        _time.sleep(0.001)
+_threading.Thread(target=_swap, daemon=True).start()
+''' + WRONG),
 }
 
 TESTS = '''\
@@ -213,6 +298,11 @@ def test_add():
 
 def test_add_zero():
     assert add(0, 5) == 5
+
+
+def test_add_in_process(tmp_path):
+    """A test with a fixture keeps pytest and the plugin: every attack meets both paths."""
+    assert add(2, 2) == 4
 '''
 
 MOD = '''\
@@ -321,7 +411,9 @@ def run_all(mode: str, root: Path) -> list[dict]:
     tests = [TestCase("tests/test_mod.py::test_add", "pytest", "tests/test_mod.py", "test_add"),
              TestCase("tests/test_mod.py::test_add_zero", "pytest", "tests/test_mod.py",
                       "test_add_zero"),
-             TestCase("pkg/mod.py::pkg.mod.add", "doctest", "pkg/mod.py", "add")]
+             TestCase("pkg/mod.py::pkg.mod.add", "doctest", "pkg/mod.py", "add"),
+             TestCase("tests/test_mod.py::test_add_in_process", "pytest", "tests/test_mod.py",
+                      "test_add_in_process")]
     rows = []
     try:
         for name, (klass, code) in ATTACKS.items():
@@ -353,6 +445,7 @@ def run_all(mode: str, root: Path) -> list[dict]:
                 "error": error, "seconds": round(seconds, 2),
                 "verified": bool(run and run.all_passed),
                 "outcomes": [v.outcome for v in run.verdicts] if run else [],
+                "checked": [v.checked for v in run.verdicts] if run else [],
                 "messages": [v.message for v in run.verdicts] if run else [],
                 "tampered": run.tampered if run else "", "flags": run.flags if run else [],
                 "isolation": run.isolation if run else "",

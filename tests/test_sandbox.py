@@ -243,10 +243,16 @@ def test_the_users_unittest_skips_do_not_count_but_forged_ones_do(workspace: Pat
     with Sandbox(workspace, isolation=mode) as sandbox:
         good = sandbox.run_tests({}, UNITTEST_CASES)
         forged = sandbox.run_tests({"pkg/mod.py": SKIP_EVERY_CLASS}, UNITTEST_CASES)
+        sandbox.check_values = False  # the same, every test under pytest and the plugin
+        forged_in_process = sandbox.run_tests({"pkg/mod.py": SKIP_EVERY_CLASS}, UNITTEST_CASES)
     assert outcomes(good) == ["passed", "skipped", "skipped"], good.verdicts
+    assert [v.checked for v in good.verdicts] == ["out-of-process", "in-process", "in-process"]
     assert good.all_passed, "the user's skipped tests never make a right candidate fail"
-    assert outcomes(forged)[0] == "skip-raised", forged.verdicts
-    assert not forged.all_passed, "a forged skip must not verify wrong code"
+    # out of process the skip flag changes nothing: the server compares add(1, 2) with 3
+    assert outcomes(forged)[0] == "failed", forged.verdicts
+    assert outcomes(forged_in_process)[0] == "skip-raised", forged_in_process.verdicts
+    assert not forged.all_passed and not forged_in_process.all_passed, \
+        "a forged skip must not verify wrong code"
 
 
 def test_private_workspace_modes_are_no_obstacle(workspace: Path, mode: str) -> None:

@@ -114,9 +114,20 @@ def test_no_attack_is_verified_or_harms(results: dict, mode: str, user: str) -> 
         assert by[name]["tampered"] or "timeout" in by[name]["outcomes"], \
             f"{name}: not flagged as tampering: {by[name]}"
     # a candidate that exits like a refused command line is an error, never a pass
-    assert by["exit-as-usage-error"]["outcomes"] == ["error"] * 3, by["exit-as-usage-error"]
+    assert by["exit-as-usage-error"]["outcomes"] == ["error"] * 4, by["exit-as-usage-error"]
     for name in ("raise-skip", "raise-xfail", "raise-skiptest"):
         assert by[name]["outcomes"][:2] == ["skip-raised", "skip-raised"], by[name]
     assert any("suspicious return type" in f for f in by["eq-always-true"]["flags"])
+    # issue 31: the two pytest tests are checked out of process (the server compares the
+    # values add returned), the doctest and the fixture test in process, by the plugin
+    for r in rows:
+        assert r["checked"] == ["out-of-process"] * 2 + ["in-process"] * 2, r
+    assert any("suspicious return type" in f for f in by["eq-numbers-raise-else"]["flags"])
+    assert by["mark-running-item"]["outcomes"][3] == "skip-raised", by["mark-running-item"]
+    for name in ("rebind-emit-default", "swap-test-code"):
+        assert by[name]["tampered"], f"{name}: not flagged as tampering: {by[name]}"
+    # a signed stream forged with the plugin's own signer passes the in-process tests (what
+    # remains, docs/security.md); the values checked out of process still fail
+    assert by["closure-forge"]["outcomes"][:2] == ["failed", "failed"], by["closure-forge"]
     assert "read ssh key" not in by["escape"]["messages"][0]
     assert "append bashrc" not in by["escape"]["messages"][0]
