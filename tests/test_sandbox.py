@@ -542,24 +542,27 @@ REAL = "REAL_WORKSPACE"
 
 
 def test_vandal():
-    os.remove(COPY / "tests" / "test_mod.py")
-    (COPY / "pkg" / "__init__.py").write_text("raise SystemExit('gone')")
+    attacks = [lambda: os.remove(COPY / "tests" / "test_mod.py"),
+               lambda: (COPY / "pkg" / "__init__.py").write_text("raise SystemExit('gone')"),
+               lambda: shutil.rmtree(COPY / "pkg")]
     if REAL:
-        for attack in (lambda: pathlib.Path(REAL, "pkg", "mod.py").write_text("gone"),
-                       lambda: shutil.rmtree(REAL)):
-            try:
-                attack()
-            except OSError:
-                pass
-    shutil.rmtree(COPY, ignore_errors=True)  # the copy's root itself is a mount point
-    assert not (COPY / "pkg").exists()
+        attacks += [lambda: pathlib.Path(REAL, "pkg", "mod.py").write_text("gone"),
+                    lambda: shutil.rmtree(REAL)]
+    done = []
+    for i, attack in enumerate(attacks):
+        try:
+            attack()
+            done.append(i)
+        except OSError:
+            pass
+    assert not done, f"attacks {done} changed the workspace"
+    assert (COPY / "pkg" / "mod.py").exists()
 '''
 
 
-def test_vandalism_stays_in_the_copy(workspace: Path, mode: str) -> None:
-    # Without bubblewrap and not as root the candidate runs as you: the copy is all that
-    # protects the workspace, so the attack through its absolute path is not made there.
-    real = str(workspace) if mode == "bwrap" or os.geteuid() == 0 else ""
+def test_vandalism_finds_a_read_only_workspace(workspace: Path, mode: str) -> None:
+    # the view is read-only at the path the run sees and at the real path
+    real = str(workspace)
     code = VANDAL.replace("REAL_WORKSPACE", real)
     result, _, _ = run_candidate(workspace, mode, code, ["test_vandal"])
     assert outcomes(result) == ["passed"], result.verdicts[0].message
@@ -599,9 +602,13 @@ def test_network_is_blocked(workspace: Path, mode: str) -> None:
 
 
 HUGE_FILE = '''\
+import os
+import tempfile
+
+
 def test_huge_file():
     chunk = b"x" * (1024 * 1024)
-    with open("huge.bin", "wb") as f:
+    with open(os.path.join(tempfile.gettempdir(), "huge.bin"), "wb") as f:
         for _ in range(1024):
             f.write(chunk)
 '''
@@ -732,16 +739,63 @@ def test_workspace_venv_python_is_the_default(workspace: Path) -> None:
     assert snapshot(workspace) == before
 
 
-def test_too_big_workspace(workspace: Path) -> None:
+def test_a_big_workspace_is_not_refused(workspace: Path, mode: str) -> None:
+    """2 GB in 50,000 files (sparse: no disk): scanned once, never copied, runs as usual."""
+    for d in range(50):
+        data = workspace / "data" / f"d{d:02d}"
+        data.mkdir(parents=True)
+        for i in range(1000):
+            with open(data / f"f{i:04d}.bin", "wb") as f:
+                f.truncate(40 * 1000)
+    with Sandbox(workspace, isolation=mode) as sandbox:
+        result = sandbox.run_tests({}, CASES)
+        assert "nothing copied" in sandbox.isolation_detail
+    assert outcomes(result) == ["passed", "passed", "passed", "skipped", "passed"]
+
+
+def test_last_resort_copy_is_made_once_and_read_only(workspace: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without mount namespaces (an ordinary user whose kernel refuses them) the workspace is
+    copied once per Sandbox, secrets left out; each run's files go in and out again."""
+    from plancode.testing import isolation as iso
+
+    real = iso.probe_landlock
+
+    def without_namespaces(*args, **kwargs):
+        found, why = real(*args, **kwargs)
+        if found is None:
+            return found, why
+        return iso.Confinement(False, found.landlock_abi, found.read_cap, found.drop_uid,
+                               found.state), why
+
+    monkeypatch.setattr(iso, "probe_landlock", without_namespaces)
+    (workspace / ".env").write_text("KEY=sk-not-for-tests\n")
+    before = snapshot(workspace)
+    bad = MOD.replace("return a + b", "return a - b")
+    with Sandbox(workspace, isolation="landlock") as sandbox:
+        assert not sandbox.uses_view and "copied once" in sandbox.isolation_detail
+        copy = sandbox._base
+        assert copy is not None and not (copy / ".env").exists()
+        failing = sandbox.run_tests({"pkg/mod.py": bad}, CASES)
+        assert (copy / "pkg" / "mod.py").read_text() == MOD, "the run's file was not taken out"
+        passing = sandbox.run_tests({}, CASES)
+    assert outcomes(failing)[:2] == ["failed", "passed"]
+    assert outcomes(passing) == ["passed", "passed", "passed", "skipped", "passed"]
+    assert snapshot(workspace) == before
+
+
+def test_a_too_big_last_resort_copy_is_a_clear_error(workspace: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from plancode.testing import copying
+
+    monkeypatch.setattr(Sandbox, "uses_view", property(lambda self: False))
+    monkeypatch.setattr(copying, "MAX_COPY_MB", 1)
+    monkeypatch.setattr("plancode.testing.sandbox.MAX_COPY_MB", 1)
     with open(workspace / "data.bin", "wb") as f:
-        f.truncate(201 * 1000 * 1000)  # sparse: costs no disk
-    with open(workspace / ".git", "wb") as f:  # ignored names do not count
-        f.truncate(500 * 1000 * 1000)
+        f.truncate(2 * 1000 * 1000)  # sparse: costs no disk
     with pytest.raises(PlancodeError) as error:
-        Sandbox(workspace)
+        Sandbox(workspace, isolation="landlock")
     assert "too big" in error.value.message
-    (workspace / "data.bin").unlink()
-    Sandbox(workspace).close()
 
 
 def test_close_removes_temporary_directories(workspace: Path) -> None:
@@ -749,7 +803,8 @@ def test_close_removes_temporary_directories(workspace: Path) -> None:
     root = sandbox._root
     assert root.is_dir()
     sandbox.run_tests({}, CASES[:1])
-    assert [p.name for p in root.iterdir()] == ["lib"]  # the run's copy is gone already
+    # the run's directory is gone already; the view's mask files stay until close
+    assert sorted(p.name for p in root.iterdir()) == ["lib", "view"]
     sandbox.close()
     sandbox.close()
     assert not root.exists()
@@ -758,7 +813,8 @@ def test_close_removes_temporary_directories(workspace: Path) -> None:
 def test_configured_command_runs_in_the_copy(workspace: Path, mode: str) -> None:
     before = snapshot(workspace)
     with Sandbox(workspace, isolation=mode, timeout=5.0) as sandbox:
-        ok = sandbox.run_command({}, "test -f pkg/mod.py && rm -rf pkg && echo done")
+        ok = sandbox.run_command({}, "test -f pkg/mod.py && ! rm -rf pkg 2>/dev/null && "
+                                     "test -f pkg/mod.py && echo done")
         bad = sandbox.run_command({}, "echo 'lint: 3 problems' >&2; exit 3")
         slow = sandbox.run_command({}, "sleep 60")
     assert snapshot(workspace) == before

@@ -206,7 +206,8 @@ def check_sandbox(ctx: Context) -> Finding:
     with Sandbox(ctx.workspace, isolation=ctx.settings.isolation,
                  timeout=ctx.settings.test_timeout) as box:
         mode, detail = box.isolation, box.isolation_detail
-    details = {"isolation": mode, "detail": detail}
+        memory = box.memory_cap.describe(box.limits.memory_mb, box.limits.max_procs)
+    details = {"isolation": mode, "detail": detail, "memory_cap": memory}
     install = ("`apt-get install bubblewrap` (and allow unprivileged user namespaces if your "
                "distribution restricts them)")
     if mode == "bwrap":

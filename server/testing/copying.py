@@ -1,5 +1,6 @@
-"""The throw-away copy of the workspace a run works in: what is copied (never secrets), the
-candidate's files written into it, ownership, and removal.
+"""Which workspace names are secret or ignored (for the view, ``view.py``, and for the copy), and
+the last-resort copy of the workspace: made once per Sandbox only where the kernel allows no
+mount namespace; ownership and removal of a run's directories.
 
 The real workspace is only ever read. Left out of the copy: version-control and virtualenv
 directories, caches, ``build``/``dist`` at the top, and files that look like secrets
@@ -63,8 +64,10 @@ def too_big(workspace: Path, size: int) -> PlancodeError:
     return PlancodeError(
         f"workspace {workspace} is too big to copy into the test sandbox "
         f"({size / 1e6:.0f} MB > {MAX_COPY_MB} MB, not counting .git, .venv, venv, "
-        "node_modules, caches, build and dist)",
-        "move large data files out of the workspace (the sandbox copies it for every run)")
+        "node_modules, caches, build and dist); a copy is needed only because this kernel "
+        "gives you no mount namespace",
+        "allow unprivileged user namespaces (then nothing is copied), install bubblewrap, or "
+        "add large data directories to the sandbox_exclude setting")
 
 
 def workspace_size(workspace: Path, rules: CopyRules | None = None) -> int:
@@ -192,7 +195,10 @@ def remove_tree(path: Path) -> None:
                 os.chmod(parent, 0o700)
             if os.path.isdir(target) and not os.path.islink(target):
                 os.chmod(target, 0o700)
-            func(target)
+            if func is os.open:  # a directory it could not enter: now it can
+                shutil.rmtree(target, onerror=retry)
+            else:
+                func(target)
         except OSError:
             pass
 

@@ -5,20 +5,21 @@ Three modes (see :class:`plancode.testing.sandbox.Sandbox`):
 
 ``bwrap``
     bubblewrap builds a new root from read-only system directories and the interpreter's own
-    directories, plus the read-write workspace copy (its test files bound read-only); own
-    network (none), PID, IPC and UTS namespaces. Started as root it runs without a user
-    namespace and the launcher drops to a fresh uid for the run; started as an ordinary user
-    it uses an unprivileged user namespace.
+    directories, plus the read-only view of the workspace (``view.py``) and a size-limited
+    private /tmp and /dev/shm; own network (none), PID, IPC and UTS namespaces. Started as
+    root it runs without a user namespace and the launcher drops to a fresh uid for the run;
+    started as an ordinary user it uses an unprivileged user namespace.
 ``landlock``
     no bubblewrap: the launcher confines the run itself with kernel mechanisms. New mount, PID,
     network, IPC and UTS namespaces (through an unprivileged user namespace when not root;
-    skipped when the kernel refuses them to an ordinary user), private /tmp and /dev/shm, test
-    files bound read-only; then a fresh uid (as root), Landlock (the file system outside the
-    copy and the interpreter is neither readable nor writable; no TCP without a network
-    namespace; no signals out of the run) and a seccomp filter (no AF_UNIX or, outside a
-    network namespace, internet sockets; no ptrace, keyrings or io_uring).
+    skipped when the kernel refuses them to an ordinary user), size-limited private /tmp and
+    /dev/shm, the workspace view mounted; then a fresh uid (as root), Landlock (only system
+    and Python directories and the view are readable, only /tmp and /dev/shm writable; no TCP
+    without a network namespace; no signals out of the run) and a seccomp filter (no AF_UNIX
+    or, outside a network namespace, internet sockets; no ptrace, keyrings or io_uring).
+    Without namespaces the workspace is copied once per Sandbox, read-only to the runs.
 ``none``
-    no isolation at all, only limits and the copy: used only when the user set
+    no isolation at all, only limits and the one copy: used only when the user set
     ``isolation = "none-i-accept-the-risk"``.
 
 Probes run real processes once and are cached per interpreter.
@@ -167,12 +168,19 @@ def count_tasks(uid: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for the runner and everything it starts."""
+    """Resource limits for the runner and everything it starts. ``write_mb``: everything a
+    run can write (its private /tmp, which holds its HOME, /dev/shm and new files at the top
+    of the workspace view, together)."""
 
     timeout: float
     memory_mb: int
     max_file_mb: int
     max_procs: int
+    write_mb: int = 512
+
+    def tmpfs_mb(self) -> tuple[int, int, int]:
+        """(/tmp, /dev/shm, workspace top) sizes in MB: ``write_mb`` split 6:1:1."""
+        return split_quota(self.write_mb)
 
     @property
     def cpu_seconds(self) -> int:
@@ -192,6 +200,12 @@ class Limits:
                 f"{self.max_procs} processes")
 
 
+def split_quota(write_mb: int) -> tuple[int, int, int]:
+    """(/tmp, /dev/shm, workspace top) sizes in MB for a total write quota of ``write_mb``."""
+    small = max(4, write_mb // 8)
+    return max(4, write_mb - 2 * small), small, small
+
+
 def run_uid() -> int:
     """A fresh uid (and gid) for one run started as root: no file, process or process limit
     is shared with anything else on the machine."""
@@ -200,12 +214,19 @@ def run_uid() -> int:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a run's directories are, on the host and as the runner sees them."""
+    """Where a run's directories are, on the host and as the runner sees them.
 
-    ws: str  # the workspace copy (read-write)
-    out: str  # HOME and TMPDIR (read-write)
+    ``mounts`` is None for a plain writable ``ws`` directory (the probes), else the run's view
+    of the real workspace ``source``: the mount operations of :func:`plancode.testing.view.mounts`
+    (an empty list in the last-resort copy, where ``ws`` is that copy, read-only to the run).
+    """
+
+    ws: str  # the workspace as the run sees it (read-only unless a probe's)
+    out: str  # HOME and TMPDIR when the run has no private /tmp (read-write)
     lib: str  # launcher and plugin (read-only)
     ctl: str  # request file (read-only)
+    source: str = ""  # the real workspace behind a view
+    mounts: list | None = field(default=None, compare=False, hash=False)
 
 
 def host_layout(run_dir: Path, lib: Path) -> Layout:
@@ -222,10 +243,11 @@ def runner_env(interp: Interpreter, seen: Layout, *, private_tmp: bool,
                server_python: bool) -> dict:
     """A clean environment for the runner (nothing of the server's, which may hold secrets).
     With the server's own interpreter, pytest's plugin autoload is off (plancode's own pytest
-    plugins must not run in the user's tests); the user's interpreter keeps its plugins."""
+    plugins must not run in the user's tests); the user's interpreter keeps its plugins. With
+    a private /tmp, HOME is in it (everything the run writes is under the one quota)."""
     env = {
         "PATH": f"{os.path.dirname(interp.path)}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": f"{seen.out}/home",
+        "HOME": "/tmp/home" if private_tmp else f"{seen.out}/home",
         "USER": "plancode",
         "LOGNAME": "plancode",
         "TMPDIR": "/tmp" if private_tmp else f"{seen.out}/tmp",
@@ -303,8 +325,9 @@ def readable_dirs(interp: Interpreter, workspace: Path) -> list[str]:
 
 def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Layout,
                workspace: Path, tmp_mb: int, protect: list[str] = ()) -> list[str]:
-    """The bubblewrap command line up to (not including) the command it runs; ``protect``:
-    files of the copy (host paths) bound read-only over themselves."""
+    """The bubblewrap command line up to (not including) the command it runs. ``tmp_mb``:
+    the write quota, split between /tmp (which holds HOME) and /dev/shm; ``protect``: files
+    of a writable ``ws`` (host paths) bound read-only over themselves."""
     args = [bwrap, *variant.namespace_args, "--die-with-parent", "--new-session"]
     bound: list[str] = []  # host paths visible inside, at the same path
     for d in SYSTEM_DIRS:
@@ -321,9 +344,12 @@ def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Lay
         elif os.path.lexists(path):
             args += ["--ro-bind", "/dev/null", path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    size = ["--size", str(tmp_mb * 1024 * 1024)] if bwrap_supports(bwrap, "--size") else []
-    for tmp in ("/tmp", "/dev/shm"):  # world-writable like the real ones (multiprocessing)
+    sized = bwrap_supports(bwrap, "--size")
+    for tmp, mb in zip(("/tmp", "/dev/shm"), split_quota(tmp_mb)[:2], strict=True):
+        size = ["--size", str(mb * 1024 * 1024)] if sized else []
+        # world-writable like the real ones (multiprocessing)
         args += ["--perms", "1777", *size, "--tmpfs", tmp]
+    args += ["--perms", "1777", "--dir", "/tmp/home"]
     made: set[str] = {"/", "/tmp"}
     ws_real = os.path.realpath(workspace)
     for path in readable_dirs(interp, workspace):
@@ -336,13 +362,39 @@ def bwrap_args(bwrap: str, variant: BwrapVariant, interp: Interpreter, host: Lay
         if any(is_within(path, b) and path != b for b in bound):  # e.g. a workspace in /usr
             args += ["--tmpfs", path]
     inside = inside_layout()
-    args += ["--perms", "0755", "--dir", INSIDE,
-             "--bind", host.ws, inside.ws, "--bind", host.out, inside.out,
-             "--ro-bind", host.lib, inside.lib, "--ro-bind", host.ctl, inside.ctl]
+    args += ["--perms", "0755", "--dir", INSIDE]
+    if host.mounts is None:
+        args += ["--bind", host.ws, inside.ws, "--bind", host.out, inside.out]
+    else:
+        args += ["--ro-bind", host.source, inside.ws]
+        args += bwrap_view_args(host.mounts, inside.ws, sized)
+    args += ["--ro-bind", host.lib, inside.lib, "--ro-bind", host.ctl, inside.ctl]
     for path in protect:
         rel = os.path.relpath(path, host.ws)
         args += ["--ro-bind", path, f"{inside.ws}/{rel}"]
     args += ["--chdir", inside.ws]
+    return args
+
+
+def bwrap_view_args(ops: list[dict], target: str, sized: bool) -> list[str]:
+    """bubblewrap options that carry out :func:`plancode.testing.view.mounts` under
+    ``target`` (the same operations the kernel fallback's launcher performs)."""
+    args: list[str] = []
+    for op in ops:
+        dst = f"{target}/{op['dst']}" if op["dst"] else target
+        kind = op["op"]
+        if kind == "tmpfs":
+            size = int(op.get("mb", 1)) << 20
+            args += ["--perms", "1777" if op.get("writable") else "0755",
+                     *(["--size", str(size)] if sized else []), "--tmpfs", dst]
+        elif kind == "dir":
+            args += ["--perms", "0755", "--dir", dst]
+        elif kind == "symlink":
+            args += ["--symlink", op["src"], dst]
+        elif kind == "bind":
+            args += ["--ro-bind", op["src"], dst]
+        elif kind == "ro":
+            args += ["--remount-ro", dst]
     return args
 
 
@@ -434,13 +486,24 @@ class Confinement:
 
     def config(self, interp: Interpreter, host: Layout, workspace: Path, tmp_mb: int,
                protect: list[str]) -> dict:
-        """The launcher's ``confine`` object for one run."""
+        """The launcher's ``confine`` object for one run. With a view (``host.mounts``), the
+        run reads the workspace through it and writes only its private /tmp (namespaces) or
+        ``out`` (the last-resort copy, read-only to the run)."""
         read = [*SYSTEM_DIRS, "/etc", "/proc", "/sys/devices/system/cpu",
                 *readable_dirs(interp, workspace), host.lib, host.ctl]
+        write = [host.ws, host.out]
+        view = None
+        if host.mounts is not None:
+            read.append(host.ws)
+            write = [] if self.namespaces else [host.out]
+            if self.namespaces:
+                view = {"source": host.source, "target": host.ws, "ops": host.mounts}
+        tmp, shm, _top = split_quota(tmp_mb)
         return {"namespaces": self.namespaces, "require_netns": self.namespaces,
-                "userns": os.geteuid() != 0, "tmp_mb": tmp_mb, "protect": list(protect),
-                "mask": list(MASKED_ETC), "read": [p for p in read if os.path.exists(p)],
-                "write": [host.ws, host.out], "landlock": self.landlock_abi, "seccomp": True}
+                "userns": os.geteuid() != 0, "tmp_mb": tmp, "shm_mb": shm,
+                "protect": list(protect), "mask": list(MASKED_ETC), "view": view,
+                "read": [p for p in read if os.path.exists(p)],
+                "write": write, "landlock": self.landlock_abi, "seccomp": True}
 
 
 _landlock_cache: dict[tuple[str, int], tuple[Confinement | None, str]] = {}
@@ -496,35 +559,38 @@ def describe_bwrap(variant: BwrapVariant, limits: Limits) -> str:
            else "in a user namespace (as root it stays uid 0 outside, so the process limit "
                 "does not apply)" if os.geteuid() == 0 else "in a user namespace as you")
     return (f"bubblewrap: the candidate runs {who} with no network and its own PID/IPC "
-            "namespaces, sees only read-only system and Python directories plus its throw-away "
-            "copy of the workspace (your home, the real workspace and other files are "
-            "invisible; the test files are read-only), under limits of "
+            "namespaces, sees only read-only system and Python directories plus a read-only "
+            "view of the workspace with secrets masked (your home and other files are "
+            "invisible), writes only its private /tmp, under limits of "
             f"{limits.summary()}, and everything it started is killed with the namespace on "
-            "timeout or cancel; not enforced: total disk use in the copy and /tmp (only the "
-            "per-file limit) and how many CPU cores it keeps busy.")
+            "timeout or cancel; not enforced: how many CPU cores it keeps busy.")
 
 
 def describe_landlock(confinement: Confinement, limits: Limits) -> str:
     who = "as a fresh uid of its own" if confinement.drop_uid else "as you"
     if confinement.namespaces:
         spaces = ("in its own mount, PID, network (none) and IPC namespaces with a private "
-                  "/tmp and /dev/shm and read-only test files")
+                  "/tmp and /dev/shm and a read-only view of the workspace, secrets masked")
+        where = "its private /tmp"
     else:
         spaces = ("without namespaces (the kernel refuses them to you), so with no /tmp or "
-                  "/dev/shm and no network at all")
+                  "/dev/shm and no network at all, in a copy of the workspace made once per "
+                  "pipeline run (secrets left out) that it may only read")
+        where = "its own HOME and TMPDIR"
     scoped = ("signals to other processes are blocked by Landlock"
               if confinement.landlock_abi >= 6 else
               "other processes are out of reach by PID namespace" if confinement.namespaces
               else "it may signal your other processes (Landlock ABI < 6)")
     return (f"kernel fallback (no bubblewrap; Landlock ABI {confinement.landlock_abi} and "
             f"seccomp): the candidate runs {who} {spaces}; it can read only system and Python "
-            "directories and write only its throw-away copy (your home, the real workspace "
-            f"and other files are out of reach); no AF_UNIX sockets, ptrace or keyrings; "
+            f"directories and the workspace, and write only {where} (your home, the real "
+            "workspace and other files are out of reach); no AF_UNIX sockets, ptrace or "
+            "keyrings; "
             f"{scoped}; limits of {limits.summary()}; everything it started is killed on "
             "timeout or cancel.")
 
 
 def describe_none(limits: Limits) -> str:
-    return (f"NO ISOLATION ({NONE_OPT_IN}): the candidate runs as you in a throw-away copy of "
-            f"the workspace under limits of {limits.summary()}, but it can read and write "
+    return (f"NO ISOLATION ({NONE_OPT_IN}): the candidate runs as you in a copy of the "
+            f"workspace under limits of {limits.summary()}, but it can read and write "
             "everything you can, use the network and signal your processes.")

@@ -23,8 +23,10 @@ chosen interpreter, so it uses the standard library only (never ``server``). It 
 ``confine``
     the kernel fallback (no bubblewrap), see :func:`confine_namespaces` and
     :func:`confine_process`: ``{"namespaces": bool, "userns": bool, "tmp_mb": n,
-    "protect": [paths to bind read-only], "mask": [paths to hide], "read": [...],
-    "write": [...], "landlock": min ABI, "seccomp": bool, "require_netns": bool}``.
+    "shm_mb": n, "protect": [paths to bind read-only], "mask": [paths to hide],
+    "view": {"source": real workspace, "target": where the run sees it, "ops": [...]} or
+    null, "read": [...], "write": [...], "landlock": min ABI, "seccomp": bool,
+    "require_netns": bool}``; ``view`` is carried out by :func:`apply_view`.
 ``probe``
     print one JSON line describing what confinement is in force, then exec the runner.
 
@@ -64,7 +66,10 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -184,9 +189,10 @@ def confine_namespaces(confine: dict, state: dict) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     temporary = [t for t in ("/tmp", "/dev/shm") if os.path.isdir(t) and not os.path.islink(t)]
     kept = _keep_open(confine, temporary)
-    size = f"size={int(confine.get('tmp_mb', 256))}m,mode=1777"
+    tmp_mb = int(confine.get("tmp_mb", 256))
+    sizes = {"/tmp": tmp_mb, "/dev/shm": int(confine.get("shm_mb", tmp_mb))}
     for tmp in temporary:
-        _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, size)
+        _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={sizes[tmp]}m,mode=1777")
     for path, fd in kept:  # the run's own directories under /tmp come back, nothing else
         if os.path.isdir(f"/proc/self/fd/{fd}"):
             os.makedirs(path, mode=0o755, exist_ok=True)
@@ -196,6 +202,9 @@ def confine_namespaces(confine: dict, state: dict) -> None:
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.close(fd)
     state["private_tmp"] = True
+    if "/tmp" in temporary:  # HOME, under the same quota as the rest of /tmp
+        os.mkdir("/tmp/home", 0o755)
+        os.chmod("/tmp/home", 0o1777)
     for path in confine.get("mask", []):
         if os.path.isdir(path) and not os.path.islink(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
@@ -205,6 +214,67 @@ def confine_namespaces(confine: dict, state: dict) -> None:
         _mount(path, path, None, MS_BIND)
         _mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     state["protected"] = len(confine.get("protect", []))
+    if confine.get("view"):
+        apply_view(confine["view"], state)
+        os.chdir(confine["view"]["target"])  # the old cwd is the directory under the view
+
+
+def _read_only(path: str) -> None:
+    """Make the mount at ``path`` read-only, keeping the flags a user namespace may not drop."""
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+    got = os.statvfs(path).f_flag
+    for st_flag, ms_flag in ((8, MS_NOEXEC), (1024, MS_NOATIME), (2048, MS_NODIRATIME)):
+        if got & st_flag:
+            flags |= ms_flag
+    _mount("none", path, None, flags)
+
+
+def apply_view(view: dict, state: dict) -> None:
+    """The run's view of the workspace (see ``plancode/testing/view.py``): the real workspace
+    bound read-only over itself, the operations applied there (so the masks also cover the
+    real path, which Landlock's rule for the view reaches too), then all of it bound at
+    ``target``, where the run sees it. Sources inside the workspace are opened before any
+    operation can cover them."""
+    source, target = view["source"], view["target"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    fds: dict[str, int] = {}
+    for op in view["ops"]:
+        src = op.get("src", "")
+        if op["op"] == "bind" and _within(src, source) and src not in fds:
+            fds[src] = os.open(src, os.O_PATH | os.O_CLOEXEC)
+    try:
+        _mount(source, source, None, MS_BIND)
+        _read_only(source)
+        for op in view["ops"]:
+            dst = os.path.join(source, op["dst"]) if op["dst"] else source
+            kind = op["op"]
+            if kind == "tmpfs":
+                mode = "1777" if op.get("writable") else "755"
+                _mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={int(op.get('mb', 1))}m,mode={mode}")
+            elif kind == "dir":
+                os.mkdir(dst, 0o755)
+            elif kind == "symlink":
+                os.symlink(op["src"], dst)
+            elif kind == "bind":
+                src = f"/proc/self/fd/{fds[op['src']]}" if op["src"] in fds else op["src"]
+                if not os.path.lexists(dst):  # in a shadowing tmpfs: make the mount point
+                    if os.path.isdir(src):
+                        os.mkdir(dst, 0o755)
+                    else:
+                        os.close(os.open(dst, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+                _mount(src, dst, None, MS_BIND)
+                _read_only(dst)
+            elif kind == "ro":
+                _read_only(dst)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    # every mount in the tree is read-only already, but the writable top (a tmpfs)
+    _mount(source, target, None, MS_BIND | MS_REC)
+    state["view"] = len(view["ops"])
 
 
 def _within(path: str, parent: str) -> bool:
@@ -214,8 +284,12 @@ def _within(path: str, parent: str) -> bool:
 def _keep_open(confine: dict, temporary: list[str]) -> list[tuple[str, int]]:
     """O_PATH fds of the run's paths that lie under /tmp or /dev/shm (outermost only), opened
     before private file systems hide them there."""
-    wanted = sorted({os.path.abspath(p) for key in ("read", "write", "protect")
-                     for p in confine.get(key, []) if os.path.exists(p)}, key=len)
+    view = confine.get("view") or {}
+    paths = [p for key in ("read", "write", "protect") for p in confine.get(key, [])]
+    paths += [view[k] for k in ("source", "target") if view.get(k)]
+    paths += [os.path.dirname(op["src"]) for op in view.get("ops", [])  # masks, run's files
+              if op["op"] == "bind" and not _within(op["src"], view["source"])]
+    wanted = sorted({os.path.abspath(p) for p in paths if os.path.exists(p)}, key=len)
     kept: list[tuple[str, int]] = []
     for path in wanted:
         if any(_within(path, t) and path != t for t in temporary) and \

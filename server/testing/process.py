@@ -92,14 +92,17 @@ class Channel:
 
 def run(argv: list[str], cwd: str, env: dict[str, str], log_path: Path, channel: Channel,
         timeout: float, cancel: CancelToken | None, supervised: bool,
-        info: bool) -> RunEnd:
+        info: bool, prefix: list[str] | tuple[str, ...] = ()) -> RunEnd:
     """Start ``argv`` in its own session, wait for it (draining the results pipe) until it
     exits, times out or is cancelled, then kill whatever is left. ``supervised``: the launcher
     sweeps its descendants on SIGTERM; ``info``: ``argv`` starts with bubblewrap, which is
-    given ``--info-fd`` to report its namespace's init (waited for after the kill)."""
+    given ``--info-fd`` to report its namespace's init (waited for after the kill);
+    ``prefix``: a command that execs the rest in the same process (entering the run's memory
+    cgroup before anything else starts)."""
     info_read, info_write = os.pipe() if info else (-1, -1)
     if info:
         argv = [*argv[:1], "--info-fd", str(info_write), *argv[1:]]
+    argv = [*prefix, *argv]
     fds = tuple(fd for fd in (channel.write_fd, channel.key_fd, info_write) if fd >= 0)
     try:
         with open(log_path, "wb") as log:

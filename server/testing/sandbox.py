@@ -1,7 +1,10 @@
 """Run a workspace's tests against one candidate, safely, and say what happened.
 
-Every run works on a fresh throw-away copy of the workspace (``copying.py``: secrets left out)
-with the candidate's files written into it; the real workspace is only ever read. The runner
+Every run sees the real workspace read-only, with secrets masked and the candidate's files laid
+over it by bind mounts (``view.py``; scanned once per Sandbox, so a run costs the same on any
+workspace size); only where the kernel allows no mount namespace is the workspace copied, once
+per Sandbox (``copying.py``). What a run writes goes to its private, size-limited /tmp, and
+its memory is capped as a whole where a cgroup can be made (``cgroups.py``). The runner
 (``python -m pytest``) starts through a small launcher (``launcher.py``) under bubblewrap when
 it works, else under the kernel fallback (namespaces, Landlock, seccomp; ``isolation.py``), in
 its own session, with a fresh uid when the server is root, resource limits and no privilege
@@ -13,20 +16,23 @@ bubblewrap nor a usable kernel fallback, model code is not run unless the user o
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plancode.errors import PlancodeError
-from plancode.testing import copying, process, shapes, value_checks
+from plancode.testing import cgroups, copying, process, shapes, value_checks, view
 from plancode.testing import isolation as iso
 from plancode.testing.copying import MAX_COPY_MB, CopyRules
 from plancode.testing.isolation import NONE_OPT_IN, BwrapVariant, Confinement, Interpreter, Limits
@@ -48,20 +54,22 @@ ISOLATIONS = ("auto", "bwrap", "landlock", "rlimit", NONE_OPT_IN)
 
 
 class Sandbox:
-    """Runs a workspace's tests against candidates, each run in a fresh throw-away copy.
+    """Runs a workspace's tests against candidates, each run in a fresh view of the workspace.
 
     ``isolation``: ``auto`` (bubblewrap if it works here, else the kernel fallback, else
     refuse), ``bwrap`` or ``landlock`` (raise if that one does not work), or
     ``none-i-accept-the-risk`` (the kernel fallback if it works, else no isolation at all).
     ``python`` runs pytest; by default the workspace's ``.venv/bin/python`` when it can import
-    pytest, else the server's own interpreter. ``exclude``: more file-name patterns kept out
-    of the copy, besides the secret-looking ones. Use as a context manager, or call
-    :meth:`close`, to remove the temporary directories.
+    pytest, else the server's own interpreter. ``exclude``: more file-name patterns hidden
+    from the run, besides the secret-looking ones. ``memory_mb``: the whole run's memory where
+    a cgroup can be made (else per process); ``write_mb``: all a run may write. Use as a
+    context manager, or call :meth:`close`, to remove the temporary directories.
     """
 
     def __init__(self, workspace: Path, isolation: str = "auto", timeout: float = 10.0,
                  memory_mb: int = 1024, max_file_mb: int = 64, max_procs: int = 64,
-                 python: str | None = None, exclude: Iterable[str] = ()) -> None:
+                 python: str | None = None, exclude: Iterable[str] = (),
+                 write_mb: int = 512) -> None:
         if isolation not in ISOLATIONS:
             raise PlancodeError(f"unknown sandbox isolation {isolation!r}",
                                 f"use one of: auto, bwrap, landlock, {NONE_OPT_IN}")
@@ -70,10 +78,7 @@ class Sandbox:
             raise PlancodeError(f"workspace {workspace} is not a directory",
                                 "open a folder (the project root) as the workspace")
         self.rules = CopyRules(exclude)
-        size = copying.workspace_size(self.workspace, self.rules)
-        if size > MAX_COPY_MB * 1_000_000:
-            raise copying.too_big(self.workspace, size)
-        self.limits = Limits(timeout, memory_mb, max_file_mb, max_procs)
+        self.limits = Limits(timeout, memory_mb, max_file_mb, max_procs, write_mb)
         self.timeout = timeout
         # check value-shaped tests out of process (shapes.py); False: every test runs under
         # pytest and the plugin, in process (the attack suite and benchmarks compare both)
@@ -91,8 +96,12 @@ class Sandbox:
         self._bwrap: str | None = None
         self._variant: BwrapVariant | None = None
         self._confinement: Confinement | None = None
+        self._copy_lock = threading.Lock()
+        self._placed: dict[str, dict[str, str]] = {}  # per run (by its ws): its own files
+        self.memory_cap = cgroups.probe()
         try:
             self._choose_isolation("landlock" if isolation == "rlimit" else isolation)
+            self._prepare_view()
         except BaseException:
             self.close()
             raise
@@ -140,7 +149,31 @@ class Sandbox:
             "`apt-get install bubblewrap` (or use a kernel with Landlock, 5.13 or later); "
             f"to run candidates with no isolation at all, set isolation = '{NONE_OPT_IN}'")
 
+    def _prepare_view(self) -> None:
+        """Scan the workspace once (mount namespaces: the view) or, where the kernel allows
+        none, copy it once (the last resort, read-only to every run)."""
+        self._masks = view.MaskSources.create(self._root / "view")
+        self._base: Path | None = None
+        source = self.workspace
+        if not self.uses_view:
+            self._base = self._root / "view" / "copy"
+            with contextlib.suppress(shutil.Error):  # files it cannot read stay out of it
+                copying.copy_workspace(self.workspace, self._base, MAX_COPY_MB * 1_000_000,
+                                       self.rules)
+            self._base.chmod(0o755)
+            source = self._base
+        own, _path = self.interpreter.directories()
+        self._scan = view.scan(source, self.rules, fresh_uid=self.drops_uid and self.uses_view,
+                               keep=tuple(own))
+        view.copy_private(self._scan, self._root / "view" / "private")
+
     # -- public ------------------------------------------------------------------------------
+
+    @property
+    def uses_view(self) -> bool:
+        """Whether runs see the workspace through mounts (else through the one copy)."""
+        return self._variant is not None or (self._confinement is not None
+                                             and self._confinement.namespaces)
 
     @property
     def isolation(self) -> str:
@@ -151,12 +184,31 @@ class Sandbox:
 
     @property
     def isolation_detail(self) -> str:
-        """One sentence: what is enforced and what is not."""
+        """What is enforced and what is not: isolation, workspace view, quotas."""
         if self._variant is not None:
-            return iso.describe_bwrap(self._variant, self.limits)
-        if self._confinement is not None:
-            return iso.describe_landlock(self._confinement, self.limits)
-        return iso.describe_none(self.limits)
+            text = iso.describe_bwrap(self._variant, self.limits)
+        elif self._confinement is not None:
+            text = iso.describe_landlock(self._confinement, self.limits)
+        else:
+            text = iso.describe_none(self.limits)
+        return f"{text} {self.view_detail}"
+
+    @property
+    def view_detail(self) -> str:
+        """How the run sees the workspace, what it may write, and its memory cap."""
+        memory = self.memory_cap.describe(self.limits.memory_mb, self.limits.max_procs)
+        scanned = self._scan.summary() if hasattr(self, "_scan") else ""
+        if self.uses_view:
+            tmp, shm, top = self.limits.tmpfs_mb()
+            return (f"Workspace: the real one, read-only, nothing copied ({scanned}); the "
+                    f"candidate's files are bound over it. Writes: at most "
+                    f"{self.limits.write_mb} MB in all ({tmp} MB /tmp with HOME, {shm} MB "
+                    f"/dev/shm, {top} MB of new files at the workspace's top). "
+                    f"Memory: {memory}.")
+        return (f"Workspace: copied once for this pipeline run (no mount namespace here; "
+                f"{scanned}), read-only to the run. Writes: HOME and TMPDIR in the run's "
+                f"directory, {self.limits.max_file_mb} MB per file, no total cap. "
+                f"Memory: {memory}.")
 
     @property
     def drops_uid(self) -> bool:
@@ -201,7 +253,7 @@ class Sandbox:
     def _run_plugin_tests(self, files: dict[str, str], tests: list[TestCase],
                           cancel: CancelToken | None = None,
                           target: tuple[str, str] | None = None) -> RunResult:
-        """Write ``files`` into a fresh copy of the workspace, run ``tests`` there, and return
+        """Lay ``files`` over a fresh view of the workspace, run ``tests`` there, and return
         one verdict per test in the same order. ``target``: (workspace-relative file,
         qualified name) of the function under test, whose return values are checked for
         objects that claim equality with anything."""
@@ -210,13 +262,12 @@ class Sandbox:
         if not tests:
             return RunResult([], *info, seconds=0.0)
         with self._run_space(files) as (host, uid, channel):
-            ws = Path(host.ws)
-            missing = {f for f in map(test_file, tests) if not (ws / f).is_file()}
+            missing = {f for f in map(test_file, tests) if not self._sees_file(host, f)}
             args = list(dict.fromkeys(f for f in map(test_file, tests) if f not in missing))
             # test files first: each is read before any module it imports can run
             args.sort(key=lambda f: not any(t.kind != "doctest" and test_file(t) == f
                                             for t in tests))
-            protect = copying.protected_files(ws, args)
+            protect: list[str] = []  # the whole view is read-only
             self._write_request(host, uid, tests, target, protect)
             self._hand_over(host, uid, protect)
             if args:
@@ -240,15 +291,22 @@ class Sandbox:
     @contextmanager
     def _run_space(self, files: dict[str, str]
                    ) -> Iterator[tuple[iso.Layout, int | None, process.Channel]]:
-        """One run's fresh copy of the workspace with ``files`` written in, and its results
-        channel: (host layout, the run's uid, channel); both are gone on the way out."""
+        """One run's view of the workspace with ``files`` laid over it, and its results
+        channel: (host layout, the run's uid, channel); both are gone on the way out. In the
+        last-resort copy the files are written into the one copy and taken out again after
+        the run (runs take turns there)."""
         self._check_open()
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._root))
         channel = process.Channel.open()
+        turn = contextlib.nullcontext() if self.uses_view else self._copy_lock
         try:
             run_dir.chmod(0o711)
-            host, uid = self._prepare(run_dir, files)
-            yield host, uid, channel
+            with turn:
+                host, uid, restore = self._prepare(run_dir, files)
+                try:
+                    yield host, uid, channel
+                finally:
+                    restore()
         finally:
             channel.close()
             copying.remove_tree(run_dir)
@@ -297,15 +355,41 @@ class Sandbox:
         if not self._finalizer.alive:
             raise PlancodeError("the sandbox was closed", "create a new Sandbox")
 
-    def _prepare(self, run_dir: Path, files: dict[str, str]) -> tuple[iso.Layout, int | None]:
-        host = iso.host_layout(run_dir, self._lib)
-        ws = Path(host.ws)
-        copying.copy_workspace(self.workspace, ws, MAX_COPY_MB * 1_000_000, self.rules)
-        copying.write_files(ws, files)
-        out, ctl = Path(host.out), Path(host.ctl)
+    def _prepare(self, run_dir: Path, files: dict[str, str]
+                 ) -> tuple[iso.Layout, int | None, Callable[[], None]]:
+        """The run's layout (with its mount operations), uid, and what undoes it."""
+        plain = iso.host_layout(run_dir, self._lib)
+        out, ctl = Path(plain.out), Path(plain.ctl)
         for d in (out, out / "home", out / "tmp", ctl):
             d.mkdir()
-        return host, (iso.run_uid() if self.drops_uid else None)
+        uid = iso.run_uid() if self.drops_uid else None
+        if self._base is None:
+            placed = view.write_layer(run_dir / "files", files)
+            ops = view.mounts(self._scan, self._masks, placed, self.limits.tmpfs_mb()[2])
+            os.mkdir(plain.ws, 0o755)  # the kernel fallback's mount point
+            host = iso.Layout(plain.ws, plain.out, plain.lib, plain.ctl,
+                              source=str(self.workspace), mounts=ops)
+            self._placed[host.ws] = placed
+            return host, uid, lambda: self._placed.pop(host.ws, None)
+        undo = view.write_into_copy(self._base, files)
+        host = iso.Layout(str(self._base), plain.out, plain.lib, plain.ctl,
+                          source=str(self.workspace), mounts=[])
+        self._placed[host.ws] = {view.safe_relative(r).as_posix(): "" for r in files}
+        return host, uid, lambda: (undo(), self._placed.pop(host.ws, None))
+
+    def _sees_file(self, host: iso.Layout, rel: str) -> bool:
+        """Whether the run sees ``rel`` as a file (its own or the workspace's)."""
+        placed = self._placed.get(host.ws, {})
+        if host.mounts is None or self._base is not None:
+            return (Path(host.ws) / rel).is_file()
+        return view.visible(self._scan, placed, rel)
+
+    def _conftests(self, host: iso.Layout) -> list[str]:
+        """Absolute paths, on the host side of the run's layout, of the conftests it sees."""
+        if host.mounts is None or self._base is not None:
+            return copying.conftests(Path(host.ws))
+        rels = view.conftests(self._scan, self._placed.get(host.ws, {}))
+        return [os.path.join(host.ws, r) for r in rels]
 
     def _write_request(self, host: iso.Layout, uid: int | None, tests: list[TestCase],
                        target: tuple[str, str] | None, protect: list[str],
@@ -317,7 +401,7 @@ class Sandbox:
             return os.path.join(seen.ws, os.path.relpath(path, host.ws))
 
         request = {"tests": [t.id for t in tests],
-                   "conftests": [inside(p) for p in copying.conftests(Path(host.ws))],
+                   "conftests": [inside(p) for p in self._conftests(host)],
                    "target": ({"file": f"{seen.ws}/{target[0]}", "qualname": target[1]}
                               if target else None), **(extra or {})}
         ctl = Path(host.ctl)
@@ -327,9 +411,13 @@ class Sandbox:
         ctl.chmod(0o555)
 
     def _hand_over(self, host: iso.Layout, uid: int | None, protect: list[str]) -> None:
-        copying.make_read_only(protect)
+        """Give the run's ``out`` directory to its uid (the workspace stays the user's: the
+        run sees it read-only and never owns it)."""
+        if host.mounts is None:
+            copying.make_read_only(protect)
+            if uid is not None:
+                copying.hand_over(Path(host.ws), uid, uid, keep=protect)
         if uid is not None:
-            copying.hand_over(Path(host.ws), uid, uid, keep=protect)
             copying.hand_over(Path(host.out), uid, uid)
 
     def _execute(self, host: iso.Layout, uid: int | None, tests: list[TestCase],
@@ -352,8 +440,8 @@ class Sandbox:
         private_tmp = bwrap or (confinement is not None and confinement.namespaces)
         env = iso.runner_env(self.interpreter, seen, private_tmp=private_tmp,
                              server_python=self._server_python)
-        iso.add_src_to_pythonpath(env, seen, Path(host.ws))
-        tmp_mb = max(64, 4 * self.limits.max_file_mb)
+        iso.add_src_to_pythonpath(env, seen, Path(host.source or host.ws))
+        tmp_mb = self.limits.write_mb
         config: dict = {"argv": runner_argv,
                         "limits": self.limits.rlimits(uid if uid is not None else os.geteuid(),
                                                       fresh_uid=uid is not None),
@@ -366,8 +454,16 @@ class Sandbox:
         if bwrap and self._bwrap is not None and self._variant is not None:
             argv = [*iso.bwrap_args(self._bwrap, self._variant, self.interpreter, host,
                                     self.workspace, tmp_mb, protect), *argv]
-        return process.run(argv, host.ws, env, Path(host.ctl) / "output.log", channel,
-                           self.timeout, cancel, supervised=not bwrap, info=bwrap)
+        with self.memory_cap.join(self.limits.memory_mb) as joined:
+            end = process.run(argv, host.ws, env, Path(host.ctl) / "output.log", channel,
+                              self.timeout, cancel, supervised=not bwrap, info=bwrap,
+                              prefix=joined.prefix)
+        if joined.oom_kills:
+            note = (f"\nplancode sandbox: the run reached its memory cap of "
+                    f"{self.limits.memory_mb} MB; the kernel killed {joined.oom_kills} of its "
+                    "processes")
+            end = dataclasses.replace(end, output_tail=(end.output_tail + note)[-4000:])
+        return end
 
 
 def run_checks(sandbox: Sandbox, files: dict[str, str], tests: list[TestCase],
