@@ -26,13 +26,14 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import tree_sitter_python
-from tree_sitter import Language, Node
+if TYPE_CHECKING:
+    from tree_sitter import Language, Node
 
-from plancode.analysis.functions import parser
-from plancode.trainer.dataflow import def_use_spans
-
+# tree-sitter is imported where it is used, not at module level: the loss (``IGNORE``) and the
+# trainer import this module, and benchmarks/gpu_check.py runs them on a GPU machine that has
+# torch, transformers and peft but not tree-sitter.
 IGNORE = -100
 
 _HEADERS = {
@@ -50,6 +51,9 @@ _PLAIN = {"comment", "string_content", "escape_sequence"}
 
 @lru_cache(maxsize=1)
 def language() -> Language:
+    import tree_sitter_python
+    from tree_sitter import Language
+
     return Language(tree_sitter_python.language())
 
 
@@ -96,6 +100,9 @@ def _header_end(node: Node) -> int:
 
 def analyse(code: str) -> CodeStructure:
     """Parse ``code`` once and collect its structural and plain spans and node labels."""
+    from plancode.analysis.functions import parser
+    from plancode.trainer.dataflow import def_use_spans
+
     data = code.encode("utf-8")
     tree = parser().parse(data)
     off = _Offsets(code)

@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -28,19 +29,30 @@ from tqdm import tqdm
 from plancode.errors import PlancodeError
 from plancode.trainer import portable_checkpoint as portable
 from plancode.trainer.config import LossConfig, TrainConfig
-from plancode.trainer.examples import Example
 from plancode.trainer.losses import Batch, collate, multitask_loss
-from plancode.trainer.structure import node_type_count
+
+if TYPE_CHECKING:
+    from plancode.trainer.examples import Example
 
 
 class DistillModule(nn.Module):
     """Student (with LoRA) + AST alignment head; ``forward`` returns the multi-task loss, so
-    DDP/FSDP wrap one module and see one forward."""
+    DDP/FSDP wrap one module and see one forward.
 
-    def __init__(self, student: nn.Module, hidden_size: int, loss: LossConfig) -> None:
+    ``ast_classes`` is the AST head's output size: by default every node kind of the Python
+    grammar (tree-sitter's count). benchmarks/gpu_check.py gives its own, so the trainer runs
+    on a machine without tree-sitter.
+    """
+
+    def __init__(self, student: nn.Module, hidden_size: int, loss: LossConfig,
+                 ast_classes: int | None = None) -> None:
         super().__init__()
+        if ast_classes is None:
+            from plancode.trainer.structure import node_type_count
+
+            ast_classes = node_type_count()
         self.student = student
-        self.ast_head = nn.Linear(hidden_size, node_type_count())
+        self.ast_head = nn.Linear(hidden_size, ast_classes)
         self.loss_cfg = loss
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -151,11 +163,12 @@ def evaluate_loss(module: DistillModule, examples: list[Example], pad_id: int,
 
 def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[Example],
           cfg: TrainConfig, out_dir: Path, progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, ast_classes: int | None = None) -> TrainResult:
     """Train ``model`` (a plain causal LM) with LoRA on ``train_set``; adapter in out_dir.
 
     ``stop_after`` ends the run after that many optimizer steps as if interrupted (tests use it
     to prove that resuming works); the checkpoint at that step is written first.
+    ``ast_classes``: the AST head's size (:class:`DistillModule`; None: tree-sitter's count).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -178,7 +191,7 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     student = add_lora(model, cfg)
-    module = DistillModule(student, model.config.hidden_size, cfg.loss)
+    module = DistillModule(student, model.config.hidden_size, cfg.loss, ast_classes)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     per_epoch = math.ceil(len(train_set) / cfg.batch_size / accelerator.num_processes)
