@@ -176,9 +176,14 @@ def _conftests(path: str, root: str) -> None:
 _loaded: set[str] = set()
 
 
-def _setup(index: int, path: str, root: str) -> types.ModuleType | None:
-    """The test's module, imported after its conftests; None (and a ``setup`` event saying
-    what it raised) when that fails."""
+def _setup(index: int, path: str, root: str, paths: list[str]) -> types.ModuleType | None:
+    """The test's module, imported after its conftests (and the project's ``pythonpath``
+    put first on ``sys.path``, as pytest does); None (and a ``setup`` event saying what it
+    raised) when that fails."""
+    for entry in reversed(paths):
+        full = os.path.normpath(os.path.join(root, entry))
+        if full not in sys.path:
+            sys.path.insert(0, full)
     finished, outcome = _timed(None, lambda: (_conftests(path, root), _import(path))[1])
     if finished and outcome[0]:
         return outcome[1]
@@ -191,7 +196,7 @@ def _setup(index: int, path: str, root: str) -> types.ModuleType | None:
 
 def _run_test(index: int, test: dict, root: str, per_call: float | None) -> None:
     path = os.path.join(root, test["file"])
-    module = _setup(index, path, root)
+    module = _setup(index, path, root, list(test.get("paths", [])))
     if module is None:
         return
     for c, case in enumerate(test["cases"]):
@@ -276,7 +281,7 @@ def _doctest_example(globs: dict, source: str, test_id: str, number: int,
 
 def _run_doctest(index: int, test: dict, root: str, per_call: float | None) -> None:
     path = os.path.join(root, test["file"])
-    module = _setup(index, path, root)
+    module = _setup(index, path, root, list(test.get("paths", [])))
     if module is None:
         return
     globs = dict(vars(module))
