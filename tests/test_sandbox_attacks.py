@@ -1,97 +1,43 @@
 """Every attack class of issue 12 as a real candidate, in both isolation modes, as root and as
 an unprivileged user (docs/security.md has the table).
 
-The attacks live in ``tests/sandbox_attacks.py``; one runner process per (mode, user) replays
-them all, and the four runners work in parallel. For the unprivileged user the runner is
-started through ``setpriv`` with a throw-away virtualenv of the system Python that sees this
-project and its dependencies (the project's own interpreter may live under /root).
+The attacks and the runner live in ``tests/sandbox_attacks.py``: one runner process per
+(mode, user) replays them all, and the runners work in parallel. For the unprivileged user the
+runner is started through ``setpriv`` with a throw-away virtualenv of the system Python that
+sees this project and its dependencies (the project's own interpreter may live under /root).
+A mode that does not work here (bubblewrap not installed) is skipped with the sandbox's reason.
+The rows go to pytest's temporary directory; ``python -m benchmarks.security_attacks``
+regenerates docs/security-attacks.json on purpose.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.sandbox_attacks import ATTACKS
-
-ROOT = Path(__file__).resolve().parent.parent
-USER_UID = 4242
-MODES = ["bwrap", "landlock"]
-USERS = ["root", "user"]
-
-
-def _user_python(tmp: Path) -> str | None:
-    """A python the unprivileged user can run, importing this project and its packages."""
-    system = shutil.which("python3.11", path="/usr/bin:/bin") or ""
-    if not system or sys.version_info[:2] != (3, 11):
-        return None
-    venv = tmp / "uvenv"
-    if subprocess.run([system, "-m", "venv", "--without-pip", str(venv)],
-                      capture_output=True, check=False).returncode != 0:
-        return None
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    paths = [str(ROOT)] + [p for p in sys.path if p.endswith("site-packages")]
-    (site / "plancode_tests.pth").write_text("\n".join(paths) + "\n")
-    for path in [venv, *venv.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
-    python = str(venv / "bin" / "python")
-    # a checkout under a 0700 folder (e.g. /root) is out of the unprivileged user's reach
-    if not shutil.which("setpriv") or subprocess.run(
-            ["setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups", python,
-             "-c", "import plancode.testing.sandbox, pytest"], cwd="/", capture_output=True,
-            check=False, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp)}).returncode != 0:
-        return None
-    return python
+from tests.sandbox_attacks import ATTACKS, MODES, USERS, run_matrix
 
 
 @pytest.fixture(scope="module")
-def results(request: pytest.FixtureRequest) -> dict[tuple[str, str], list[dict]]:
+def results(tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[dict[str, list[dict]], dict[str, str]]:
     if os.geteuid() != 0:
         pytest.skip("the attack matrix drops from root to an unprivileged user (CI runs as root)")
-    # pytest's own temporary root is 0700: the unprivileged user needs a directory it can reach
-    tmp = Path(tempfile.mkdtemp(prefix="plcattacks-"))
-    os.chmod(tmp, 0o777)
-    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
-    user_python = _user_python(tmp)
-    procs = {}
-    for mode in MODES:
-        for user in USERS:
-            out = tmp / f"{mode}-{user}.json"
-            if user == "root":
-                argv = [sys.executable, "-m", "tests.sandbox_attacks", mode, str(out)]
-            elif user_python and shutil.which("setpriv"):
-                argv = ["setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}",
-                        "--clear-groups", user_python, "-m", "tests.sandbox_attacks", mode,
-                        str(out)]
-            else:
-                continue
-            procs[(mode, user)] = (subprocess.Popen(
-                argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp),
-                     "LANG": "C.UTF-8"}), out)
-    found = {}
-    for key, (proc, out) in procs.items():
-        log, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, f"{key}: the attack runner failed:\n{log.decode()[-3000:]}"
-        found[key] = json.loads(out.read_text())
-    (ROOT / "docs" / "security-attacks.json").write_text(
-        json.dumps({f"{m}/{u}": rows for (m, u), rows in found.items()}, indent=1))
-    return found
+    found, skipped = run_matrix()
+    out = tmp_path_factory.mktemp("attacks") / "security-attacks.json"
+    out.write_text(json.dumps(found, indent=1))
+    return found, skipped
 
 
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("mode", MODES)
-def test_no_attack_is_verified_or_harms(results: dict, mode: str, user: str) -> None:
-    if (mode, user) not in results:
-        pytest.skip(f"no unprivileged interpreter for {mode}/{user} here")
-    rows = results[(mode, user)]
+def test_no_attack_is_verified_or_harms(results: tuple, mode: str, user: str) -> None:
+    found, skipped = results
+    if f"{mode}/{user}" in skipped:
+        pytest.skip(f"{mode}/{user}: {skipped[f'{mode}/{user}']}")
+    rows = found[f"{mode}/{user}"]
     assert [r["attack"] for r in rows] == list(ATTACKS)
     for r in rows:
         name = f"{mode}/{user}/{r['attack']}"
@@ -104,7 +50,9 @@ def test_no_attack_is_verified_or_harms(results: dict, mode: str, user: str) -> 
         assert r["leftovers"] == [], f"{name}: left behind {r['leftovers']}"
         assert not r["sandbox_dir_left"], f"{name}: temporary directory left"
         assert not r["sentinel_stopped"], f"{name}: stopped a process outside the run"
-        assert not r["secret_in_prompt"], f"{name}: a secret reached the repair prompt"
+        assert not r["secret_seen"], f"{name}: read a secret: {r['secret_seen']}"
+        assert not r["secret_in_prompt"], \
+            f"{name}: a secret reached the repair prompt: {r['secret_in_prompt']}"
         assert "server environ" not in " ".join(r["messages"]), name
         assert r["rss_growth_mb"] < 200, f"{name}: server memory grew {r['rss_growth_mb']} MB"
     by = {r["attack"]: r for r in rows}
@@ -131,3 +79,7 @@ def test_no_attack_is_verified_or_harms(results: dict, mode: str, user: str) -> 
     assert by["closure-forge"]["outcomes"][:2] == ["failed", "failed"], by["closure-forge"]
     assert "read ssh key" not in by["escape"]["messages"][0]
     assert "append bashrc" not in by["escape"]["messages"][0]
+    assert all(m.endswith("seen: nothing") for m in by["read-secret-files"]["messages"][:2]), \
+        by["read-secret-files"]
+    # the encodings did reach the failure text: the scrubber, not a short message, kept them out
+    assert by["leak-encoded"]["encoded_in_raw"] >= 5, by["leak-encoded"]

@@ -1,0 +1,50 @@
+"""Regenerate docs/security-attacks.json: every attack of ``tests/sandbox_attacks.py`` in both
+isolation modes, as root and as an unprivileged user (docs/security.md's table is made from it).
+
+The test suite checks the same rows but never writes into docs/; this script is the one
+deliberate writer. It refuses to overwrite the file with a partial matrix (a mode that does
+not work here, no unprivileged interpreter) unless ``--partial`` is given.
+
+Run as root: ``python -m benchmarks.security_attacks [--out PATH] [--partial]`` (about 2–4
+minutes; the four runners work in parallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests.sandbox_attacks import run_matrix
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "security-attacks.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where to write (default {OUT})")
+    parser.add_argument("--partial", action="store_true",
+                        help="write even when some set-ups could not run here")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("run as root: the matrix drops from root to an unprivileged user", file=sys.stderr)
+        return 2
+    found, skipped = run_matrix()
+    for key, why in skipped.items():
+        print(f"skipped {key}: {why}", file=sys.stderr)
+    if skipped and not args.partial:
+        print(f"not writing {args.out}: the matrix is partial (--partial writes it anyway)",
+              file=sys.stderr)
+        return 1
+    args.out.write_text(json.dumps(found, indent=1))
+    harmed = [f"{key}/{r['attack']}" for key, rows in found.items() for r in rows
+              if r["verified"] or r["secret_in_prompt"] or r["changed"] or r["error"]]
+    print(f"wrote {args.out}: {sum(map(len, found.values()))} rows in {len(found)} set-ups; "
+          f"verified, harmed or failed: {', '.join(harmed) or 'none'}")
+    return 1 if harmed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
