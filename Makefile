@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean doctor llama
+.PHONY: demo test test-fast test-nobwrap lint bench clean doctor llama
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plancode needs Python 3.11+"'
@@ -40,6 +40,13 @@ test: $(STAMP) llama
 	$(BIN)/plancode model fetch qwen2.5-coder-0.5b
 	$(BIN)/ruff check server trainer tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# the sandbox and pipeline tests as on a machine without bubblewrap (CI's second leg; the
+# bubblewrap rows skip, everything else runs under the kernel fallback)
+NOBWRAP_TESTS = tests/test_sandbox.py tests/test_sandbox_attacks.py tests/test_secrets.py \
+                tests/test_pipeline.py tests/test_cli.py
+test-nobwrap: $(STAMP) llama
+	.ci/without-bwrap $(BIN)/python -m pytest -q $(NOBWRAP_TESTS)
 
 test-fast: $(STAMP) llama
 	$(BIN)/python -m pytest -q -m "not slow"
