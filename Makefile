@@ -42,11 +42,12 @@ test: $(STAMP) llama
 	$(BIN)/python -m pytest -q
 
 # the sandbox and pipeline tests as on a machine without bubblewrap (CI's second leg; the
-# bubblewrap rows skip, everything else runs under the kernel fallback)
+# bubblewrap rows skip, everything else runs under the kernel fallback; the 0.5B model's
+# slow tests already ran in `make test`)
 NOBWRAP_TESTS = tests/test_sandbox.py tests/test_sandbox_attacks.py tests/test_secrets.py \
                 tests/test_pipeline.py tests/test_cli.py
 test-nobwrap: $(STAMP) llama
-	.ci/without-bwrap $(BIN)/python -m pytest -q $(NOBWRAP_TESTS)
+	.ci/without-bwrap $(BIN)/python -m pytest -q -m "not slow" $(NOBWRAP_TESTS)
 
 test-fast: $(STAMP) llama
 	$(BIN)/python -m pytest -q -m "not slow"
