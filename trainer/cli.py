@@ -7,6 +7,8 @@ point so the server's CLI never imports the trainer (or torch) itself.
     plancode eval --model BASE.gguf --model STUDENT.gguf [--start 0 --end 164]
     plancode samples --config FILE.toml            the student's own answers, judged and
                                                    scored by the teacher (llama.cpp only)
+    plancode onpolicy --config FILE.toml           the student's LoRA trained on them towards
+                                                   the teacher (reverse KL, resumable)
 
 Registering imports nothing heavy; a command that needs ``plancode[train]`` says so.
 """
@@ -73,6 +75,21 @@ def _samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onpolicy(args: argparse.Namespace) -> int:
+    """The onpolicy stage alone (``plancode.trainer.stages.onpolicy``)."""
+    _need_train_extra()
+    from plancode.trainer.stages.onpolicy import stage_onpolicy
+
+    report = stage_onpolicy(_load(args), progress=not args.quiet,
+                            stop_after=args.stop_after or None,
+                            log=(lambda m: None) if args.quiet else None)
+    rows = report["rows"]
+    print(json.dumps(report, indent=1) if args.json else
+          f"onpolicy: {report['steps']} steps on {rows['used']} of {rows['rows']} rows "
+          f"({rows['prompt_mismatch']} refused: prompt mismatch) in {report['seconds']} s")
+    return 0
+
+
 def _mine(args: argparse.Namespace) -> int:
     from plancode.trainer.mine import mine
 
@@ -131,6 +148,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_samples)
+
+    p = sub.add_parser("onpolicy", help="on-policy distillation: the student's LoRA trained "
+                       "on its own answers towards the teacher (after plancode samples)",
+                       description="Run the onpolicy stage of FILE.toml ([onpolicy]): per-token "
+                       "reverse KL to the teacher on the samples rows; resumes from its last "
+                       "checkpoint.")
+    p.add_argument("--config", required=True, help="the run's TOML config")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop after this many optimizer steps, as if killed (0: run to the end)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    p.set_defaults(func=_onpolicy)
 
     p = sub.add_parser("mine", help="mine training problems (documented, tested functions) "
                        "from a codebase")

@@ -34,6 +34,9 @@
     max_problems = 400
     samples_per_problem = 4            # sample 0 greedy, the rest at temperature
 
+    [onpolicy]                         # OnPolicyConfig (``plancode onpolicy``)
+    objective = "topk"                 # reverse KL to the teacher on its best tokens
+
 Unknown keys are errors that name the key and list the valid ones: a typo must not silently
 train with a default.
 
@@ -362,6 +365,76 @@ class SamplesConfig:
                                 "(0, 1]", "e.g. score_top_k = 8, score_top_mass = 0.95")
 
 
+ONPOLICY_LOSSES = ("topk", "sampled")
+
+
+@dataclass
+class OnPolicyConfig:
+    """On-policy distillation (``plancode onpolicy``; ``plancode.trainer.onpolicy``): the
+    student's LoRA trained on its own answers (the samples stage's rows) to lower the
+    per-token reverse KL to the teacher, with the structure-aware weights on code tokens.
+
+    ``objective = "topk"`` (default) is the exact reverse KL between the student and the teacher
+    coarse-grained to the teacher's stored best tokens plus one "rest" bucket; ``"sampled"``
+    is the single-sample estimator ``log p_s(y) - log p_t(y)`` used as a REINFORCE advantage.
+    ``sft_weight`` > 0 adds cross-entropy on the answers that passed their tests
+    (rejection-sampled fine-tuning). Every ``anchor_every`` optimizer steps the mean KL of
+    the LoRA student from its frozen base on ``anchor_prompts`` fixed rows is logged (how
+    far training has moved it: forgetting grows with that distance).
+    """
+
+    student: str = ""  # "" = train.student (a GGUF dequantized by transformers, or HF weights)
+    objective: str = "topk"  # topk | sampled (the field "loss" names a table elsewhere)
+    alpha: float = 1.0  # extra weight of structural code tokens (plancode.trainer.structure)
+    sft_weight: float = 0.0  # weight of cross-entropy on the passing answers (0 = off)
+    max_rows: int = 0  # train on the first N rows of the samples file (0 = all present)
+    max_len: int = 1024  # prompt + answer tokens; longer rows are left out and counted
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0  # dropout would make the KL to the teacher noisy
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 overrides epochs
+    batch_size: int = 1
+    grad_accum: int = 8
+    anchor_prompts: int = 4  # fixed rows the KL from the base is measured on
+    anchor_every: int = 10  # optimizer steps between anchor measurements (0: start and end)
+    save_every: int = 0
+    save_every_minutes: float = 15.0
+    keep_checkpoints: int = 2
+    threads: int = 0
+    seed: int = 0
+    bf16: str = "auto"
+    gradient_checkpointing: str = "auto"
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = (
+        "anchor_every", "save_every", "save_every_minutes", "keep_checkpoints", "threads",
+        "bf16", "gradient_checkpointing")
+
+    def validate(self) -> None:
+        if self.objective not in ONPOLICY_LOSSES:
+            raise PlancodeError(f"onpolicy.objective = {self.objective!r} is not one of "
+                                f"{', '.join(ONPOLICY_LOSSES)}",
+                                "'topk' is the reverse KL over the teacher's best tokens")
+        if min(self.alpha, self.sft_weight, self.max_rows, self.anchor_prompts,
+               self.anchor_every, self.save_every, self.save_every_minutes,
+               self.threads) < 0:
+            raise PlancodeError("onpolicy.alpha, sft_weight, max_rows, anchor_prompts, "
+                                "anchor_every, save_every, save_every_minutes and threads "
+                                "must be >= 0", "use 0 to switch one off")
+        if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or \
+                self.keep_checkpoints < 1:
+            raise PlancodeError("onpolicy.lora_r, batch_size, grad_accum and keep_checkpoints "
+                                "must be >= 1", "fix the [onpolicy] section of the config")
+        for key in ("bf16", "gradient_checkpointing"):
+            if getattr(self, key) not in ("auto", "true", "false"):
+                raise PlancodeError(f"onpolicy.{key} must be 'auto', 'true' or 'false'",
+                                    "auto picks it for the device")
+
+
 EVAL_COMPARE = ("adapter", "requantized")
 
 
@@ -473,6 +546,7 @@ class DistillConfig:
     export: ExportConfig
     eval: EvalSection
     samples: SamplesConfig = field(default_factory=SamplesConfig)
+    onpolicy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
     base: Path = Path(".")  # the config file's folder: relative paths start here
     # another run's folder: finished stages with the same fingerprint are copied from it
     # instead of being run again (an ablation trains differently on the same plans)
@@ -481,7 +555,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> DistillConfig:
         sections = {"data", "teacher", "verify", "train", "export", "eval", "samples",
-                    "out_dir", "reuse_from"}
+                    "onpolicy", "out_dir", "reuse_from"}
         unknown = sorted(set(raw) - sections)
         if unknown:
             raise PlancodeError(f"unknown section(s): {', '.join(unknown)}",
@@ -499,6 +573,7 @@ class DistillConfig:
             export=_build(ExportConfig, raw.get("export", {}), "export"),
             eval=_build(EvalSection, raw.get("eval", {}), "eval"),
             samples=_build(SamplesConfig, raw.get("samples", {}), "samples"),
+            onpolicy=_build(OnPolicyConfig, raw.get("onpolicy", {}), "onpolicy"),
             base=base,
             reuse_from=Path(_path(raw["reuse_from"], base)) if raw.get("reuse_from") else None,
         )
@@ -514,6 +589,7 @@ class DistillConfig:
         cfg.train.validate()
         cfg.eval.validate()
         cfg.samples.validate()
+        cfg.onpolicy.validate()
         if not cfg.data.jsonl and not cfg.data.mine:
             raise PlancodeError("[data] names no training data",
                                 "set data.jsonl = [FILES] and/or data.mine = [CODEBASE DIRS]")
