@@ -125,7 +125,7 @@ class _Tolerant(float):
         ["out-of-process"]
     assert [v.outcome for v in wrong.verdicts] == ["failed"] * 5, wrong.verdicts
     assert wrong.verdicts[0].message == "AssertionError: assert 1.0 == 1.5"
-    assert wrong.verdicts[1].message.startswith("case 1: ")
+    assert wrong.verdicts[1].message.startswith("[xs0-2.0]: ")
     assert "expected 2.0, got 1.5" in wrong.verdicts[4].message
     # a float subclass is a float: its value (0.0 here) is compared, its __eq__ never runs
     assert not cheat.all_passed and cheat.verdicts[0].outcome == "failed"

@@ -512,7 +512,9 @@ def _scan_marks(path: str) -> tuple[dict[str, set[tuple[str, ...]]],
                 scope = (*outer, node.name)
                 for deco in node.decorator_list:
                     mark(scope, deco)
-                lines[scope] = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if all("mark." in ast.unparse(d) for d in node.decorator_list):
+                    # a wrapping decorator (unittest.skip, mock.patch) runs code from elsewhere
+                    lines[scope] = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                 if isinstance(node, ast.ClassDef):
                     visit(node.body, scope)
 

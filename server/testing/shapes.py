@@ -70,6 +70,7 @@ class ValueTest:
     file: str
     cases: tuple[tuple[Step, ...], ...]
     paths: tuple[str, ...] = ()  # the project's pytest ``pythonpath``, relative to the root
+    ids: tuple[str, ...] = ()  # pytest's id of each parametrized case ("1-2-3"), for messages
 
     def request(self) -> dict:
         """What the child needs: the code to run, none of the expectations."""
@@ -194,9 +195,13 @@ def _recognise(reader: _Reader, test: Any) -> ValueTest:
     if not functions:
         raise NotShaped("no test function found by name")
     cases: list[tuple[Step, ...]] = []
+    ids: list[str] = []
     for klass, function in functions:
-        cases += _function_cases(function, klass, module)
-    return ValueTest(test.id, "module", path, tuple(cases), reader.pythonpath())
+        more, names = _function_cases(function, klass, module)
+        cases += more
+        ids += [f"{function.name}[{n}]" if len(functions) > 1 else n for n in names] \
+            if any(names) else [function.name if len(functions) > 1 else ""] * len(more)
+    return ValueTest(test.id, "module", path, tuple(cases), reader.pythonpath(), tuple(ids))
 
 
 # -- which functions a test id selects ------------------------------------------------------------
@@ -288,7 +293,8 @@ def _check_class(node: ast.ClassDef, unittest: bool) -> None:
 # -- one test function ---------------------------------------------------------------------
 
 def _function_cases(function: ast.FunctionDef, klass: ast.ClassDef | None,
-                    module: dict[str, Any]) -> list[tuple[Step, ...]]:
+                    module: dict[str, Any]) -> tuple[list[tuple[Step, ...]], list[str]]:
+    """The function's cases (one per parametrized combination) and pytest's ids for them."""
     params = [a.arg for a in function.args.args]
     if klass is not None:
         if not params or params[0] != "self":
@@ -301,13 +307,43 @@ def _function_cases(function: ast.FunctionDef, klass: ast.ClassDef | None,
     given = [name for names, _ in grid for name in names]
     if sorted(given) != sorted(params):
         raise NotShaped("a test with fixtures")
-    cases = []
-    for combo in itertools.product(*[rows for _, rows in grid]) if grid else [()]:
-        bound = {name: value for (names, _), row in zip(grid, combo, strict=True)
+    cases, ids = [], []
+    # pytest applies the decorator nearest the function first: its ids come first
+    grid = grid[::-1]
+    for combo in itertools.product(*[list(enumerate(rows)) for _, rows in grid]) if grid \
+            else [()]:
+        bound = {name: value for (names, _), (_, row) in zip(grid, combo, strict=True)
                  for name, value in zip(names, row, strict=True)}
         binds = [Step("exec", f"{name} = {_source(value)}") for name, value in bound.items()]
         cases.append(tuple(binds) + _checks(function.body, {**module, **bound}))
-    return cases
+        ids.append("-".join(_param_id(name, value, k)
+                            for (names, _), (k, row) in zip(grid, combo, strict=True)
+                            for name, value in zip(names, row, strict=True)))
+    return cases, _unique(ids)
+
+
+def _param_id(name: str, value: Any, index: int) -> str:
+    """pytest's id for one parameter value: the value for numbers, strings, bools and None,
+    else the argument's name and the row's index."""
+    if isinstance(value, str):
+        return value.encode("unicode_escape").decode("ascii")
+    if value is None or isinstance(value, int | float | complex):
+        return str(value)
+    return f"{name}{index}"
+
+
+def _unique(ids: list[str]) -> list[str]:
+    """pytest's suffixes for ids that repeat (``a0``, ``a1``)."""
+    counts = {i: ids.count(i) for i in ids}
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        if counts[i] > 1:
+            out.append(f"{i}{seen.get(i, 0)}")
+            seen[i] = seen.get(i, 0) + 1
+        else:
+            out.append(i)
+    return out
 
 
 def _source(value: Any) -> str:

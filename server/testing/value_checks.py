@@ -189,8 +189,10 @@ def _test_verdict(index: int, test: ValueTest, run: ValueRun, end: RunEnd,
                 return _missing(run, end, (index, c, s) == running)
             failure = _judge(step.mode, step.check, result, run)
             if failure is not None:
-                prefix = f"case {c + 1}: " if len(test.cases) > 1 else ""
-                return failure[0], prefix + failure[1]
+                name = test.ids[c] if c < len(test.ids) and test.ids[c] else \
+                    (f"case {c + 1}" if len(test.cases) > 1 else "")
+                return failure[0], (f"[{name}]: " if name and "[" not in name else
+                                    f"{name}: " if name else "") + failure[1]
     return "passed", ""
 
 
