@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from plancode.testing.sandbox import Sandbox
 from plancode.testing.verdicts import describe_exit, read_signed
 
 PER_CALL_SECONDS = 1.0
+WORKERS = 2  # candidates probed at once (each is its own sandboxed process)
 
 
 @dataclass
@@ -56,18 +58,18 @@ class ProbeRun:
 def probe_all(sandbox: Sandbox, rel: str, module: str, texts: list[str], inputs: list[str],
               checks: list[str], cancel: CancelToken | None = None,
               extra_files: dict[str, str] | None = None) -> ProbeRun:
-    """``probe`` for each candidate text, one sandboxed run each."""
+    """``probe`` for each candidate text, one sandboxed run each, ``WORKERS`` at a time."""
     total = ProbeRun()
-    reported = False
-    why = ""
-    for text in texts:
-        if cancel is not None and cancel.cancelled:
-            return ProbeRun(error="probe failed: cancelled", seconds=total.seconds)
-        part = probe(sandbox, rel, module, text, inputs, checks, cancel, extra_files)
-        total.seconds += part.seconds
-        reported = reported or part.reported
-        why = why or part.error
-        total.behaviours.append(part.behaviour)
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plancode-probe") as pool:
+        parts = list(pool.map(lambda text: probe(sandbox, rel, module, text, inputs, checks,
+                                                 cancel, extra_files), texts))
+    total.seconds = time.monotonic() - start
+    if cancel is not None and cancel.cancelled:
+        return ProbeRun(error="probe failed: cancelled", seconds=total.seconds)
+    reported = any(p.reported for p in parts)
+    why = next((p.error for p in parts if p.error), "")
+    total.behaviours = [p.behaviour for p in parts]
     if texts and not reported:
         return ProbeRun(error=why or "probe failed: no output", seconds=total.seconds)
     return total
