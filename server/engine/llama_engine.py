@@ -33,7 +33,7 @@ from llama_cpp import _internals as llama_internals
 from llama_cpp._utils import suppress_stdout_stderr
 
 from plancode.engine.kv_reuse import MIN_CHUNK, ReusePlan, plan_reuse
-from plancode.engine.lookup import NgramDrafter
+from plancode.engine.lookup import DEFAULT_MAX_N, DEFAULT_MIN_N, NgramDrafter
 from plancode.engine.model_info import ModelInfo
 from plancode.engine.sampler import TokenSampler, log_softmax
 from plancode.engine.token_healing import MAX_HEALED, PieceIndex, heal_step, mask, tokens_to_heal
@@ -81,6 +81,8 @@ class LlamaEngine:
         self.eval_chunk = eval_chunk
         self.reuse_chunk = reuse_chunk
         self.lookup_draft = lookup_draft
+        # the n-gram lengths a draft is matched on, longest first (lookup.py says why)
+        self.lookup_ngram = (DEFAULT_MAX_N, DEFAULT_MIN_N)
         self._lock = threading.RLock()
         threads = n_threads or (os.cpu_count() or 1)
         try:
@@ -558,7 +560,8 @@ class LlamaEngine:
         if on_progress is not None:
             on_progress(gen)
         llm = self._llm
-        drafter = (NgramDrafter(llm.input_ids[: llm.n_tokens].tolist(), k=self.lookup_draft)
+        drafter = (NgramDrafter(llm.input_ids[: llm.n_tokens].tolist(), k=self.lookup_draft,
+                                max_n=self.lookup_ngram[0], min_n=self.lookup_ngram[1])
                    if self.lookup_draft > 0 and params.greedy and not heal else None)
         pending: list[int] = []  # drafted tokens in the cache after the last accepted one
         row = -1  # the logits row of the next pick
@@ -580,6 +583,7 @@ class LlamaEngine:
             drafted = bool(pending) and token == pending[0]
             if drafted:  # its cell is in the cache already, its logits are the next row
                 pending.pop(0)
+                gen.accepted_tokens += 1
                 llm.input_ids[llm.n_tokens] = token
                 llm.n_tokens += 1
                 row += 1
@@ -607,6 +611,7 @@ class LlamaEngine:
                     self._llm.eval([token])
                 else:
                     pending = drafter.propose(budget - len(out) - 1)
+                    gen.drafted_tokens += len(pending)
                     self._verify(token, pending)
                     row = 0
         if drafter is not None:  # drafted cells never accepted

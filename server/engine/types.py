@@ -61,6 +61,8 @@ class Generation:
     (one per ``logprobs`` entry), ``end_token`` the end-of-generation token that stopped it
     (not part of the text) with its log-probability ``end_logprob``: what a scorer needs to
     re-read exactly the sequence the model sampled (on-policy distillation).
+    ``drafted_tokens`` / ``accepted_tokens``: tokens guessed by prompt lookup and verified,
+    and how many of them the model's own greedy picks kept (0 / 0 without lookup).
     """
 
     text: str
@@ -75,6 +77,8 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     end_token: int | None = None
     end_logprob: float | None = None
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
 
     @property
     def mean_logprob(self) -> float:
