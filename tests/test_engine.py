@@ -158,3 +158,20 @@ def test_default_model_fim_fills_a_function_body(default_engine: LlamaEngine) ->
     # ("x * x" where this test was written, "square(4)" on an AVX2-only CPU)
     assert gen.text.strip() and "```" not in gen.text
     ast.parse(prefix + gen.text + suffix)
+
+
+def test_llama_threads_sleep_rather_than_spin_unless_the_user_chose() -> None:
+    """OpenMP's spinning threads made llama.cpp 10-20x slower whenever other work shared the
+    cores; the engine package sets the passive wait policy before llama_cpp loads."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import plancode.engine.llama_engine, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
+# isort: off
+import plancode.engine  # noqa: F401 - sets OpenMP's wait policy before llama_cpp loads
 import llama_cpp
+# isort: on
 import numpy as np
 import torch
 

@@ -20,7 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# isort: off
+import plancode.engine  # noqa: F401 - sets OpenMP's wait policy before llama_cpp loads
 import llama_cpp
+# isort: on
 import numpy as np
 from llama_cpp import Llama
 
