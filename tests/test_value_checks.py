@@ -196,3 +196,57 @@ def test_a_forged_probe_line_does_not_win_selection(workspace: Path, mode: str) 
     assert chosen is not None and {c.index for c in chosen.members} == {1, 2}
     chosen = clustering.choose_group(groups, user_tests=False)
     assert chosen is not None and {c.index for c in chosen.members} == {1, 2}
+
+
+RED_TEAM = {  # issue 31's in-process attacks: what the plugin alone makes of them
+    "eq-numbers-raise-else": "failed",
+    "mark-running-item": "skip-raised",
+    "rebind-emit-default": "error",  # tampering
+    "swap-test-code": "error",  # tampering
+}
+
+
+def test_the_plugin_alone_catches_the_red_teams_in_process_attacks(tmp_path: Path,
+                                                                     mode: str) -> None:
+    """Every test in process (check_values off), as for a test of no value shape: the attacks
+    of issue 31 end failed, skip-raised or tampered; only ``closure-forge`` still passes its
+    in-process tests (docs/security.md says so), and its value-checked tests fail."""
+    from tests.sandbox_attacks import ATTACKS, make_workspace
+
+    ws, _outside = make_workspace(tmp_path)
+    tests = [TestCase("tests/test_mod.py::test_add", "pytest", "tests/test_mod.py", "test_add"),
+             TestCase("tests/test_mod.py::test_add_in_process", "pytest", "tests/test_mod.py",
+                      "test_add_in_process")]
+    target = ("pkg/mod.py", "add")
+    with Sandbox(ws, isolation=mode, timeout=6.0) as sandbox:
+        sandbox.check_values = False
+        for name, outcome in RED_TEAM.items():
+            run = sandbox.run_tests({"pkg/mod.py": ATTACKS[name][1]}, tests, target=target)
+            assert not run.all_passed, name
+            assert [v.outcome for v in run.verdicts] == [outcome] * 2, (name, run.verdicts)
+            assert all(v.checked == "in-process" for v in run.verdicts)
+            assert bool(run.tampered) == (outcome == "error"), (name, run.tampered)
+        forged = sandbox.run_tests({"pkg/mod.py": ATTACKS["closure-forge"][1]}, tests)
+        sandbox.check_values = True
+        both = sandbox.run_tests({"pkg/mod.py": ATTACKS["closure-forge"][1]}, tests)
+    assert forged.all_passed, "what remains in process: a stream signed with the plugin's signer"
+    assert [v.outcome for v in both.verdicts] == ["failed", "passed"] and not both.all_passed
+    assert both.checked == "mixed"
+
+
+def test_the_result_says_how_the_chosen_candidate_was_checked() -> None:
+    from plancode.pipeline.result import PipelineResult
+    from plancode.testing.types import RunResult, TestVerdict
+
+    run = RunResult([TestVerdict("a", "passed", checked="out-of-process"),
+                     TestVerdict("b", "passed", checked="in-process"),
+                     TestVerdict("c", "skipped", checked="in-process")], "bwrap", "", 0.1,
+                    runner_ok=True)
+    chosen = Candidate(0, "direct-greedy", None, run=run)
+    result = PipelineResult("f.py", "f", 1, [], "user", [chosen], chosen, "bwrap", "", False)
+    data = result.to_json()
+    assert data["checked"] == "mixed" and data["chosen"]["checked"] == "mixed"
+    assert [v["checked"] for v in data["chosen"]["verdicts"]] == \
+        ["out-of-process", "in-process", "in-process"]
+    run.verdicts = run.verdicts[:1] + run.verdicts[2:]  # a user's skip counts neither way
+    assert result.to_json()["checked"] == "out-of-process"
