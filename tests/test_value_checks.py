@@ -250,3 +250,24 @@ def test_the_result_says_how_the_chosen_candidate_was_checked() -> None:
         ["out-of-process", "in-process", "in-process"]
     run.verdicts = run.verdicts[:1] + run.verdicts[2:]  # a user's skip counts neither way
     assert result.to_json()["checked"] == "out-of-process"
+
+
+def test_the_projects_warning_filters_apply_out_of_process_too(workspace: Path) -> None:
+    """``filterwarnings = ["error"]`` makes a warning a failure under pytest; the value runner
+    applies the same filters, so both ways agree."""
+    (workspace / "pyproject.toml").write_text(
+        "[project]\nname = 'stats'\n\n[tool.pytest.ini_options]\n"
+        'filterwarnings = ["error", "ignore::UserWarning"]\n')
+    noisy = MOD.replace("    if not xs:", "    import warnings\n"
+                        "    warnings.warn('old', DeprecationWarning)\n    if not xs:")
+    quiet = MOD.replace("    if not xs:", "    import warnings\n"
+                        "    warnings.warn('fine', UserWarning)\n    if not xs:")
+    with Sandbox(workspace) as sandbox:
+        loud = sandbox.run_tests({"pkg/stats.py": noisy}, CASES[:1])
+        calm = sandbox.run_tests({"pkg/stats.py": quiet}, CASES[:1])
+        sandbox.check_values = False
+        loud_in_process = sandbox.run_tests({"pkg/stats.py": noisy}, CASES[:1])
+    assert loud.verdicts[0].checked == "out-of-process"
+    assert loud.verdicts[0].outcome == loud_in_process.verdicts[0].outcome == "failed"
+    assert "DeprecationWarning: old" in loud.verdicts[0].message
+    assert calm.all_passed

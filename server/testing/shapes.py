@@ -71,11 +71,12 @@ class ValueTest:
     cases: tuple[tuple[Step, ...], ...]
     paths: tuple[str, ...] = ()  # the project's pytest ``pythonpath``, relative to the root
     ids: tuple[str, ...] = ()  # pytest's id of each parametrized case ("1-2-3"), for messages
+    warnings: tuple[str, ...] = ()  # the project's ``filterwarnings`` ("error" fails a test)
 
     def request(self) -> dict:
         """What the child needs: the code to run, none of the expectations."""
         return {"id": self.test_id, "setup": self.setup, "file": self.file,
-                "paths": list(self.paths),
+                "paths": list(self.paths), "warnings": list(self.warnings),
                 "cases": [[{"mode": s.mode, "source": s.source} for s in case]
                           for case in self.cases]}
 
@@ -133,9 +134,10 @@ class _Reader:
                     return f"{name} sets {word}"
         return ""
 
-    def pythonpath(self) -> tuple[str, ...]:
-        """The ``pythonpath`` entries of the project's pytest configuration (pytest puts them
-        first on ``sys.path``); NotShaped when it is written in a way not read here."""
+    def ini(self, key: str) -> tuple[str, ...]:
+        """The values of ``key`` in the project's pytest configuration, in pytest's order of
+        files (``pythonpath`` entries split on spaces, ``filterwarnings`` one per line);
+        NotShaped when it is written in a way not read here."""
         import configparser
         import tomllib
 
@@ -143,24 +145,32 @@ class _Reader:
                               ("pyproject.toml", None), ("tox.ini", "pytest"),
                               ("setup.cfg", "tool:pytest")):
             text = self.text(name)
-            if not text or "pythonpath" not in text:
+            if not text or key not in text:
                 continue
             try:
                 if section is None:
                     value = tomllib.loads(text).get("tool", {}).get("pytest", {}).get(
-                        "ini_options", {}).get("pythonpath", [])
+                        "ini_options", {}).get(key, [])
                 else:
-                    parser = configparser.ConfigParser()
+                    parser = configparser.ConfigParser(interpolation=None)
                     parser.read_string(text)
-                    value = parser.get(section, "pythonpath", fallback="").split()
+                    value = parser.get(section, key, fallback="")
             except (ValueError, configparser.Error) as exc:
                 raise NotShaped(f"{name} cannot be read") from exc
-            value = value.split() if isinstance(value, str) else value
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or \
-                    any(v.startswith("/") or ".." in v.split("/") for v in value):
-                raise NotShaped(f"{name} sets a pythonpath not read here")
+            if isinstance(value, str):
+                value = value.split() if key == "pythonpath" else \
+                    [line.strip() for line in value.splitlines() if line.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise NotShaped(f"{name} sets a {key} not read here")
             return tuple(value)
         return ()
+
+    def pythonpath(self) -> tuple[str, ...]:
+        """The ``pythonpath`` entries (pytest puts them first on ``sys.path``)."""
+        paths = self.ini("pythonpath")
+        if any(v.startswith("/") or ".." in v.split("/") for v in paths):
+            raise NotShaped("a pythonpath outside the workspace")
+        return paths
 
     def conftest_trouble(self, rel: str) -> str:
         """Why a conftest on the test's path could change what the test sees ("" if none)."""
@@ -201,7 +211,8 @@ def _recognise(reader: _Reader, test: Any) -> ValueTest:
         cases += more
         ids += [f"{function.name}[{n}]" if len(functions) > 1 else n for n in names] \
             if any(names) else [function.name if len(functions) > 1 else ""] * len(more)
-    return ValueTest(test.id, "module", path, tuple(cases), reader.pythonpath(), tuple(ids))
+    return ValueTest(test.id, "module", path, tuple(cases), reader.pythonpath(), tuple(ids),
+                     reader.ini("filterwarnings"))
 
 
 # -- which functions a test id selects ------------------------------------------------------------
@@ -670,7 +681,8 @@ def _doctest(reader: _Reader, test: Any) -> ValueTest:
                                 f">>> {ex.source.strip()[:80]}")))
     if not steps:
         raise NotShaped("every example is skipped")
-    return ValueTest(test.id, "doctest", path, (tuple(steps),), reader.pythonpath())
+    return ValueTest(test.id, "doctest", path, (tuple(steps),), reader.pythonpath(),
+                     warnings=reader.ini("filterwarnings"))
 
 
 def _doctest_example_shape(ex: doctest.Example) -> None:

@@ -26,6 +26,8 @@ import os
 import signal
 import sys
 import types
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import plancode_values as values  # type: ignore[import-not-found]
@@ -192,6 +194,25 @@ def _setup(index: int, path: str, root: str, paths: list[str]) -> types.ModuleTy
     return None
 
 
+@contextlib.contextmanager
+def _warning_filters(filters: list[str]) -> Iterator[None]:
+    """The warning filters pytest applies around a test: deprecations always shown, then the
+    project's ``filterwarnings`` (an ``error`` filter turns a warning into a failure)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=DeprecationWarning)
+        warnings.filterwarnings("always", category=PendingDeprecationWarning)
+        if filters:
+            try:
+                from _pytest.config import parse_warning_filter
+            except ImportError:
+                parse_warning_filter = None
+            for line in filters:
+                with contextlib.suppress(Exception):  # pytest itself would refuse to start
+                    if parse_warning_filter is not None:
+                        warnings.filterwarnings(*parse_warning_filter(line, escape=False))
+        yield
+
+
 # -- tests ------------------------------------------------------------------------------------
 
 def _run_test(index: int, test: dict, root: str, per_call: float | None) -> None:
@@ -325,10 +346,11 @@ def main() -> None:
         job = request["values"]
         per_call = job.get("per_call")
         for index, test in enumerate(job["tests"]):
-            if test["setup"] == "doctest":
-                _run_doctest(index, test, root, per_call)
-            else:
-                _run_test(index, test, root, per_call)
+            with _warning_filters(list(test.get("warnings", []))):
+                if test["setup"] == "doctest":
+                    _run_doctest(index, test, root, per_call)
+                else:
+                    _run_test(index, test, root, per_call)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     _emit({"event": "finish"})
