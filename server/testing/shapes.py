@@ -675,6 +675,8 @@ def _doctest(reader: _Reader, test: Any) -> ValueTest:
             flags = flags | flag if on else flags & ~flag
         if flags & doctest.SKIP:
             continue  # doctest does not run it either
+        if "getfixture" in ex.source:
+            raise NotShaped("an example that uses a pytest fixture")
         _doctest_example_shape(ex)
         steps.append(Step("doctest", ex.source,
                           Check("doctest", None, (ex.want, ex.exc_msg, flags),
