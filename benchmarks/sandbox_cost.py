@@ -1,14 +1,27 @@
-"""Hardening cost per sandbox run: the sandbox before issue 12 vs now, same machine, same run.
+"""What a sandbox run costs: before and after a change, on small and big workspaces.
 
-The pre-change sandbox (commit 6628987) is checked out into a temporary package and both run
-the same passing candidate against the same small workspace (two pytest tests and a doctest),
-interleaved, in bubblewrap mode and in each one's fallback (old: ``rlimit``; new: the kernel
-fallback). Prints the medians in ms. Run: ``python -m benchmarks.sandbox_cost [ROUNDS]``.
+``python -m benchmarks.sandbox_cost workspaces [ROUNDS]`` (issue 31): the per-run cost of one
+trivial test (a test file the run brings along, ``assert True``, beside the candidate
+``textstats/numbers.py`` of examples/textstats unchanged) on the bare example and on copies padded
+to 150 MB in 3,000 files and 2 GB in 50,000 files (sparse files, made under /tmp), in both
+isolation modes, for the copying sandbox of commit :data:`BEFORE_VIEW` and the current view
+(the test under pytest, and through the out-of-process value runner), and the same pytest
+command with no sandbox at all, interleaved run by run. Prints medians side by side (ms), the
+overhead of the sandbox over the bare command, the once-per-Sandbox set-up (the scan), and
+where the fixed cost of a run goes (interpreter start, pytest start, collection). On a shared
+machine only what was measured in the same round compares.
+
+``python -m benchmarks.sandbox_cost [ROUNDS]``: the hardening of issue 12 (commit
+:data:`BEFORE`) against now, two tests and a doctest on a small workspace.
+
+Old versions are checked out of git into a temporary package, so both run in one process.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -17,23 +30,37 @@ import time
 from pathlib import Path
 
 BEFORE = "6628987"
+BEFORE_VIEW = "a6dd62c"  # the last sandbox that copied the workspace for every run
 FILES = ("sandbox.py", "isolation.py", "types.py", "launcher.py", "pytest_plugin.py")
 MOD = 'def add(a, b):\n    """\n    >>> add(1, 2)\n    3\n    """\n    return a + b\n'
 TESTS = ("from pkg.mod import add\n\ndef test_add():\n    assert add(1, 2) == 3\n\n"
          "def test_zero():\n    assert add(0, 5) == 5\n")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "textstats"
+TRIVIAL = ("tests/test_trivial.py::test_trivial", "pytest", "tests/test_trivial.py",
+           "test_trivial")
+TRIVIAL_TEST = "def test_trivial():\n    assert True\n"
+PADDING = (("bare example", 0, 0), ("150 MB / 3,000 files", 150_000_000, 3_000),
+           ("2 GB / 50,000 files", 2_000_000_000, 50_000))
 
 
-def old_package(root: Path) -> str:
-    pkg = root / "oldsandbox"
+def old_package(root: Path, commit: str = BEFORE, files: tuple[str, ...] = FILES,
+                name: str = "oldsandbox") -> str:
+    """server/testing of ``commit`` as the package ``name`` under ``root`` (on sys.path)."""
+    pkg = root / name
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in FILES:
-        text = subprocess.run(["git", "show", f"{BEFORE}:server/testing/{name}"],
+    if not files:
+        listing = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:server/testing"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        files = tuple(f for f in listing if f.endswith(".py") and f != "__init__.py")
+    for file in files:
+        text = subprocess.run(["git", "show", f"{commit}:server/testing/{file}"],
                               capture_output=True, text=True, check=True).stdout
-        (pkg / name).write_text(text.replace("plancode.testing.", "oldsandbox.")
-                                .replace("from plancode.testing import", "from oldsandbox import"))
-    sys.path.insert(0, str(root))
-    return "oldsandbox"
+        (pkg / file).write_text(text.replace("plancode.testing.", f"{name}.")
+                                .replace("from plancode.testing import", f"from {name} import"))
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return name
 
 
 def main(rounds: int = 9) -> None:
@@ -75,5 +102,125 @@ def main(rounds: int = 9) -> None:
             print(f"| {label} | {modes} | {b:.0f} | {a:.0f} | {a / b:.2f} |")
 
 
+# -- issue 31: per-run cost against workspace size --------------------------------------------
+
+def padded(root: Path, size: int, files: int) -> Path:
+    """examples/textstats plus ``files`` sparse data files of ``size`` bytes in all."""
+    ws = root / f"ws-{files}"
+    shutil.copytree(EXAMPLE, ws, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    each = size // files if files else 0
+    for i in range(files):
+        directory = ws / "data" / f"d{i // 1000:03d}"
+        if i % 1000 == 0:
+            directory.mkdir(parents=True)
+        with open(directory / f"f{i:05d}.bin", "wb") as f:
+            f.truncate(each)
+    return ws
+
+
+def _median_ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:.0f}" if samples else "refused"
+
+
+def _timed(argv: list[str], cwd: Path, env: dict, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def fixed_costs(ws: Path, rounds: int) -> list[tuple[str, list[float]]]:
+    """Where a run's fixed cost goes, without any sandbox: the same interpreter and flags."""
+    (ws / TRIVIAL[2]).write_text(TRIVIAL_TEST)
+    py = sys.executable
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ws)}
+    steps = [("interpreter start (-I -S, the launcher)", [py, "-I", "-S", "-c", "pass"]),
+             ("interpreter start (-s, the runner)", [py, "-s", "-c", "pass"]),
+             ("+ import pytest", [py, "-s", "-c", "import pytest"]),
+             ("+ pytest collects and runs the trivial test",
+              [py, "-s", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ws),
+               TRIVIAL[0]])]
+    if shutil.which("bwrap"):
+        steps.append(("bubblewrap start (nothing bound)",
+                      ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net",
+                       "/bin/true"]))
+    return [(label, _timed(argv, ws, env, rounds)) for label, argv in steps]
+
+
+def _bare_pytest(ws: Path) -> list[str]:
+    """The same pytest run without any sandbox (the plugin autoload off, as in the sandbox)."""
+    return [sys.executable, "-s", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+            str(ws), TRIVIAL[0]]
+
+
+def workspaces(rounds: int = 9) -> None:
+    from plancode.errors import PlancodeError
+    from plancode.testing.sandbox import Sandbox as New
+    from plancode.testing.types import TestCase
+
+    candidate = {"textstats/numbers.py": (EXAMPLE / "textstats" / "numbers.py").read_text(),
+                 TRIVIAL[2]: TRIVIAL_TEST}
+    with tempfile.TemporaryDirectory(prefix="plcbench-") as d:
+        root = Path(d)
+        mod = importlib.import_module(old_package(root, BEFORE_VIEW, (), "copysandbox")
+                                      + ".sandbox")
+        Old = mod.Sandbox
+        OldCase = importlib.import_module("copysandbox.types").TestCase
+        spaces = [(label, padded(root, size, files)) for label, size, files in PADDING]
+        print(f"rounds: {rounds}, interleaved; one trivial test per run; before = copy per run "
+              f"({BEFORE_VIEW}), after = read-only view (pytest: the test under pytest and "
+              "the plugin; values: the out-of-process value runner); bare = the same pytest "
+              f"command with no sandbox; load average at start: {os.getloadavg()[0]:.2f}")
+        print("| workspace | isolation | before | after, pytest | after, values | "
+              "bare pytest | after, pytest - bare | Sandbox set-up (once) |")
+        print("|---|---|---|---|---|---|---|---|")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        for label, ws in spaces:
+            (ws / TRIVIAL[2]).write_text(TRIVIAL_TEST)  # for the bare run only
+            env["PYTHONPATH"] = str(ws)
+            for mode in ("bwrap", "landlock"):
+                times: dict[str, list[float]] = {k: [] for k in ("before", "pytest", "values",
+                                                                  "bare")}
+                try:
+                    old_box = Old(ws, isolation=mode)
+                except PlancodeError:  # above its 200 MB limit
+                    old_box = None
+                t = time.perf_counter()
+                new_box = New(ws, isolation=mode)
+                setup = time.perf_counter() - t
+                plain = New(ws, isolation=mode)
+                plain.check_values = False
+                for _ in range(rounds):
+                    for name, box, case in (("before", old_box, OldCase),
+                                            ("pytest", plain, TestCase),
+                                            ("values", new_box, TestCase)):
+                        if box is None:
+                            continue
+                        t = time.perf_counter()
+                        result = box.run_tests(candidate, [case(*TRIVIAL)])
+                        times[name].append(time.perf_counter() - t)
+                        assert result.all_passed, (name, label, mode, result.output_tail)
+                    times["bare"] += _timed(_bare_pytest(ws), ws, env, 1)
+                for box in (old_box, new_box, plain):
+                    if box is not None:
+                        box.close()
+                overhead = [a - b for a, b in zip(times["pytest"], times["bare"], strict=True)]
+                print(f"| {label} | {mode} | {_median_ms(times['before'])} | "
+                      f"{_median_ms(times['pytest'])} | {_median_ms(times['values'])} | "
+                      f"{_median_ms(times['bare'])} | {_median_ms(overhead)} | "
+                      f"{setup * 1000:.0f} |", flush=True)
+        print("\nfixed cost of a run without a sandbox (bare example; medians, ms):")
+        for label, samples in fixed_costs(spaces[0][1], rounds):
+            print(f"- {label}: {_median_ms(samples)}")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)
+    if len(sys.argv) > 1 and sys.argv[1] == "workspaces":
+        workspaces(int(sys.argv[2]) if len(sys.argv) > 2 else 9)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)

@@ -47,6 +47,8 @@ def test_write_workspace():
         "rename package": lambda: os.rename(here / "pkg", here / "pkg2"),
         "mkdir in a package": lambda: os.mkdir(here / "pkg/newdir"),
         "pycache": lambda: (here / "pkg/__pycache__").mkdir(),
+        "pyc at the top": lambda: (here / "__pycache__/conftest.cpython-311.pyc").write_bytes(b""),
+        "replace the top __pycache__": lambda: os.rename(here / "__pycache__", here / "old"),
         "symlink in tests": lambda: os.symlink("/etc/passwd", here / "tests/link"),
     }
     for name, attempt in attempts.items():

@@ -253,10 +253,12 @@ def runner_env(interp: Interpreter, seen: Layout, *, private_tmp: bool,
         "TMPDIR": "/tmp" if private_tmp else f"{seen.out}/tmp",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
+        # Bytecode is read from the usual __pycache__ directories and never written. The run
+        # cannot plant a .pyc: the workspace view is read-only, and at its writable top
+        # __pycache__ is a read-only empty directory (view.mounts). (It used to point
+        # PYTHONPYCACHEPREFIX at a directory that does not exist, which made every run compile
+        # pytest and the standard library from source: about 4 s of a 5 s run here.)
         "PYTHONDONTWRITEBYTECODE": "1",
-        # compiled files come from (and would go to) a directory that does not exist: a .pyc
-        # the candidate plants next to a test file is never read
-        "PYTHONPYCACHEPREFIX": f"{seen.lib}/no-pycache",
         "PYTHONNOUSERSITE": "1",
         "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MB of address space per arena
         "PYTHONPATH": f"{seen.lib}:{seen.ws}",

@@ -253,7 +253,11 @@ def mounts(found: Scan, masks: MaskSources, placed: dict[str, str], top_mb: int)
         ops.append({"op": "tmpfs", "dst": rel, "writable": True, "mb": top_mb} if rel == ""
                    else {"op": "tmpfs", "dst": rel})
         directory = ws / rel
-        for name in sorted(os.listdir(directory)):
+        names = sorted(os.listdir(directory))
+        if rel == "" and "__pycache__" not in names:  # no bytecode planted at the top
+            ops += [{"op": "dir", "dst": "__pycache__"},
+                    {"op": "bind", "src": masks.empty_dir, "dst": "__pycache__"}]
+        for name in names:
             src = directory / name
             dst = f"{rel}/{name}" if rel else name
             try:
@@ -282,7 +286,7 @@ def write_into_copy(base: Path, files: dict[str, str]) -> Callable[[], None]:
     """The last resort (no mount namespace): write one run's files into the Sandbox's single
     copy of the workspace, never through a symlink out of it; return what puts the copy back
     as it was (the run itself cannot change it: Landlock lets it only read there)."""
-    saved: list[tuple[Path, bytes | None]] = []
+    saved: list[tuple[Path, bytes | None, int]] = []
     made: list[Path] = []
     base_real = base.resolve()
     for rel, text in files.items():
@@ -294,19 +298,21 @@ def write_into_copy(base: Path, files: dict[str, str]) -> Callable[[], None]:
             raise PlancodeError(
                 f"cannot write {rel} into the sandbox: a symlink in the workspace leads "
                 "out of it", "replace that symlink in your workspace by a real directory")
-        old = target.read_bytes() if target.is_file() and not target.is_symlink() else None
-        saved.append((target, old))
+        plain = target.is_file() and not target.is_symlink()
+        old = target.read_bytes() if plain else None
+        saved.append((target, old, target.stat().st_mode & 0o7777 if plain else 0))
         if target.is_symlink():
             target.unlink()
         target.write_text(text, encoding="utf-8", newline="")
         target.chmod(0o644)
 
     def undo() -> None:
-        for target, old in reversed(saved):
+        for target, old, mode in reversed(saved):
             if old is None:
                 target.unlink(missing_ok=True)
             else:
                 target.write_bytes(old)
+                target.chmod(mode)
         for directory in reversed(made):
             with contextlib.suppress(OSError):
                 directory.rmdir()
