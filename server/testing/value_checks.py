@@ -22,7 +22,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from plancode.testing import values
 from plancode.testing.shapes import Check, ValueTest
@@ -31,7 +31,20 @@ from plancode.testing.verdicts import RunEnd, describe_exit, read_signed
 
 if TYPE_CHECKING:
     from plancode.engine.types import CancelToken
-    from plancode.testing.sandbox import Sandbox
+
+
+class ValueRunner(Protocol):
+    """What runs the calls: :class:`plancode.testing.sandbox.Sandbox` (named by its methods,
+    so this module, which the sandbox imports, does not import it back)."""
+
+    @property
+    def isolation(self) -> str: ...
+
+    @property
+    def isolation_detail(self) -> str: ...
+
+    def run_values(self, files: dict[str, str], request: dict,
+                   cancel: CancelToken | None = None) -> tuple[RunEnd, bytes, bytes]: ...
 
 OUT_OF_PROCESS = "out-of-process"
 IN_PROCESS = "in-process"
@@ -57,7 +70,7 @@ def request(tests: list[ValueTest], per_call: float | None = None) -> dict:
     return {"values": {"tests": [t.request() for t in tests], "per_call": per_call}}
 
 
-def run(sandbox: Sandbox, files: dict[str, str], cases: list[TestCase],
+def run(sandbox: ValueRunner, files: dict[str, str], cases: list[TestCase],
         shaped: dict[str, ValueTest], cancel: CancelToken | None) -> RunResult:
     """Check ``cases`` (all value-shaped) out of process: one sandboxed value run."""
     start = time.monotonic()
