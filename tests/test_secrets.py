@@ -66,7 +66,8 @@ def test_well_known_secret_names_stay_out(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["settings.py", "config.toml", "environment.yml", "keys.py",
-                                  "README.md", "test_secret_sauce.py"])
+                                  "README.md", "test_secret_sauce.py", "credentials.py",
+                                  "test_credentials.py", "secrets.py"])
 def test_ordinary_names_stay_in(name: str) -> None:
     assert not CopyRules().secret(name)
 

@@ -46,6 +46,11 @@ class CopyRules:
         self.patterns = tuple(SECRET_PATTERNS) + tuple(p for p in extra_patterns if p)
 
     def secret(self, name: str) -> bool:
+        """Whether ``name`` looks like a secret store. Python source never does: the broad
+        name patterns (``*credentials*``, ``secrets.*``) would otherwise hide a project's own
+        ``auth/credentials.py`` or ``test_credentials.py`` and break its tests."""
+        if name.endswith((".py", ".pyi")):
+            return False
         return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
     def ignored(self, root: Path, directory: str, name: str) -> bool:
