@@ -9,6 +9,8 @@ point so the server's CLI never imports the trainer (or torch) itself.
                                                    scored by the teacher (llama.cpp only)
     plancode onpolicy --config FILE.toml           the student's LoRA trained on them towards
                                                    the teacher (reverse KL, resumable)
+    plancode gate --config FILE.toml [--checkpoint DIR]   a checkpoint against its base on
+                                                   fixed slices: refused when it forgot
 
 Registering imports nothing heavy; a command that needs ``plancode[train]`` says so.
 """
@@ -90,6 +92,24 @@ def _onpolicy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    """The gates against forgetting (``plancode.trainer.stages.gate``); exit status 1 when a
+    checkpoint is refused."""
+    from plancode.trainer.stages.gate import default_checkpoints, gate_checkpoint
+
+    cfg = _load(args)
+    checkpoints = [Path(c) for c in args.checkpoint] or default_checkpoints(cfg)
+    reports = [gate_checkpoint(cfg, c, progress=not args.quiet) for c in checkpoints]
+    if args.json:
+        print(json.dumps(reports, indent=1))
+    else:
+        from plancode.trainer.gates import log_line
+
+        for r in reports:
+            print(log_line(r))
+    return 0 if all(r["accepted"] for r in reports) else 1
+
+
 def _mine(args: argparse.Namespace) -> int:
     from plancode.trainer.mine import mine
 
@@ -160,6 +180,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     p.set_defaults(func=_onpolicy)
+
+    p = sub.add_parser("gate", help="gates against forgetting: a checkpoint of the on-policy "
+                       "student against its base on fixed HumanEval and held-out slices",
+                       description="Export the checkpoint's adapter to GGUF, score base and "
+                       "checkpoint in direct mode through llama.cpp ([gate]), compare them "
+                       "problem by problem; write gate.json beside it. Exit status 1 when one "
+                       "is refused (the export never ships it).")
+    p.add_argument("--config", required=True, help="the run's TOML config")
+    p.add_argument("--checkpoint", action="append", default=[],
+                   help="an adapter or checkpoint folder (repeatable; default: onpolicy/adapter,"
+                   " else every kept checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_gate)
 
     p = sub.add_parser("mine", help="mine training problems (documented, tested functions) "
                        "from a codebase")

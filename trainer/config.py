@@ -37,6 +37,9 @@
     [onpolicy]                         # OnPolicyConfig (``plancode onpolicy``)
     objective = "topk"                 # reverse KL to the teacher on its best tokens
 
+    [gate]                             # GateConfig (``plancode gate``: against forgetting)
+    max_lost = 1
+
 Unknown keys are errors that name the key and list the valid ones: a typo must not silently
 train with a default.
 
@@ -270,8 +273,19 @@ class ExportConfig:
     agreement_sequences: int = 16  # held-out sequences compared
     max_positions: int = 512  # per sequence
     name: str = "plancode-student"
+    # which run's LoRA is exported: "train" (the SFT stage's train/adapter) or "onpolicy"
+    # (onpolicy/adapter, exported only once ``plancode gate`` accepted it, see GateConfig)
+    adapter_from: str = "train"
 
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = ()
+    ADDED: ClassVar[dict[str, object]] = {"adapter_from": "train"}
+    ADAPTERS: ClassVar[tuple[str, ...]] = ("train", "onpolicy")
+
+    def validate(self) -> None:
+        if self.adapter_from not in self.ADAPTERS:
+            raise PlancodeError(f"export.adapter_from = {self.adapter_from!r} is not one of "
+                                f"{', '.join(self.ADAPTERS)}",
+                                "'train' exports train/adapter, 'onpolicy' onpolicy/adapter")
 
 
 @dataclass
@@ -435,6 +449,45 @@ class OnPolicyConfig:
                                     "auto picks it for the device")
 
 
+@dataclass
+class GateConfig:
+    """The gates against forgetting (``plancode gate``; ``plancode.trainer.gates``): a
+    checkpoint's adapter, exported to GGUF over the base, answers a fixed HumanEval slice
+    (``humaneval``: task numbers, every 4th of the 164 by default) and the first
+    ``heldout_problems`` held-out mined problems in direct mode through llama.cpp, and is
+    compared problem by problem with the base on the same slices. A checkpoint whose solved
+    count falls more than ``max_lost`` below the base's on either slice is refused: the
+    export never ships it. ``required``: the export of an on-policy adapter needs a gate
+    report that accepted it."""
+
+    humaneval: list[int] = field(default_factory=lambda: list(range(0, 160, 4)))
+    heldout_problems: int = 40  # 0: no held-out slice
+    max_lost: int = 1
+    max_tokens: int = 512
+    prefill_code: bool = True
+    required: bool = True
+    n_threads: int = 0  # llama.cpp threads; 0 = PLANCODE_N_THREADS, else every core
+    n_gpu_layers: int = 0
+    rows_dir: str = ""  # where the rows are cached ("" = <out_dir>/gate)
+
+    SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_threads", "n_gpu_layers", "rows_dir")
+
+    def validate(self) -> None:
+        if self.max_lost < 0 or self.heldout_problems < 0 or self.max_tokens < 1:
+            raise PlancodeError("gate.max_lost and gate.heldout_problems must be >= 0 and "
+                                "gate.max_tokens >= 1", "e.g. max_lost = 1")
+        bad = [t for t in self.humaneval if not 0 <= t < 164]
+        if bad or not self.humaneval:
+            raise PlancodeError(f"gate.humaneval must name HumanEval task numbers 0..163 "
+                                f"(got {bad or 'none'})", "e.g. humaneval = [0, 4, 8]")
+
+    def eval_config(self) -> EvalConfig:
+        """The slice as the HumanEval runner's settings (direct mode, the rows' names)."""
+        return EvalConfig(modes=("direct",), max_tokens=self.max_tokens,
+                          prefill_code=self.prefill_code, n_threads=self.n_threads,
+                          n_gpu_layers=self.n_gpu_layers, tasks=list(self.humaneval))
+
+
 EVAL_COMPARE = ("adapter", "requantized")
 
 
@@ -547,6 +600,7 @@ class DistillConfig:
     eval: EvalSection
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     onpolicy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     base: Path = Path(".")  # the config file's folder: relative paths start here
     # another run's folder: finished stages with the same fingerprint are copied from it
     # instead of being run again (an ablation trains differently on the same plans)
@@ -555,7 +609,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> DistillConfig:
         sections = {"data", "teacher", "verify", "train", "export", "eval", "samples",
-                    "onpolicy", "out_dir", "reuse_from"}
+                    "onpolicy", "gate", "out_dir", "reuse_from"}
         unknown = sorted(set(raw) - sections)
         if unknown:
             raise PlancodeError(f"unknown section(s): {', '.join(unknown)}",
@@ -574,6 +628,7 @@ class DistillConfig:
             eval=_build(EvalSection, raw.get("eval", {}), "eval"),
             samples=_build(SamplesConfig, raw.get("samples", {}), "samples"),
             onpolicy=_build(OnPolicyConfig, raw.get("onpolicy", {}), "onpolicy"),
+            gate=_build(GateConfig, raw.get("gate", {}), "gate"),
             base=base,
             reuse_from=Path(_path(raw["reuse_from"], base)) if raw.get("reuse_from") else None,
         )
@@ -583,6 +638,8 @@ class DistillConfig:
             cfg.eval.docs = _path(cfg.eval.docs, base)
         if cfg.eval.rows_dir:
             cfg.eval.rows_dir = _path(cfg.eval.rows_dir, base)
+        if cfg.gate.rows_dir:
+            cfg.gate.rows_dir = _path(cfg.gate.rows_dir, base)
         cfg.data.validate()
         cfg.teacher.validate()
         cfg.verify.validate()
@@ -590,6 +647,8 @@ class DistillConfig:
         cfg.eval.validate()
         cfg.samples.validate()
         cfg.onpolicy.validate()
+        cfg.export.validate()
+        cfg.gate.validate()
         if not cfg.data.jsonl and not cfg.data.mine:
             raise PlancodeError("[data] names no training data",
                                 "set data.jsonl = [FILES] and/or data.mine = [CODEBASE DIRS]")

@@ -25,6 +25,7 @@ HumanEval is evaluation data only (``plancode.trainer.decontam`` keeps it out of
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import subprocess
@@ -91,12 +92,43 @@ def score(workspace: Path, problem: dict, text: str | None, isolation: str) -> b
     return run.all_passed
 
 
+class _LastFinish:
+    """``engine`` passed through, remembering why its last chat stopped (``finish_reason``:
+    the candidate keeps only its code, and a truncated answer must be told from a wrong one)."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.finish: str | None = None
+
+    def chat(self, *args, **kwargs):
+        gen = self._engine.chat(*args, **kwargs)
+        self.finish = getattr(gen, "finish_reason", None)
+        return gen
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def single(engine, problem: dict, strategy: str, max_tokens: int, prefill: bool = False) -> dict:
+    """One greedy answer in ``strategy``'s mode. Besides the verdict's inputs the row records
+    how the answer ended (issue 32's gates: a "drop" that is really truncation is a harness
+    bug): ``finish`` (the last reply's ``stop``/``length``/``cancelled``), ``truncated``
+    (``length``), ``empty`` (no code block) and ``unparseable`` (code that does not splice or
+    parse). Rows written before these fields lack them: readers use ``row.get``."""
     source = problem["prompt"]
     info = target(problem, source)
     assert info is not None
+    watched = _LastFinish(engine)
     start = time.perf_counter()
-    cand = cands.generate(engine, info.problem, 0, strategy, None,
+    cand = cands.generate(watched, info.problem, 0, strategy, None,
                           SamplingParams(max_tokens=max_tokens), 0.0, None, info.context,
                           prefill)
     seconds = time.perf_counter() - start
@@ -109,7 +141,10 @@ def single(engine, problem: dict, strategy: str, max_tokens: int, prefill: bool 
         fixed = static_repair.check(text)
         text, fixes = (text, []) if fixed.error else (fixed.text, fixed.added)
     return {"text": text, "seconds": seconds, "candidates": 1, "strategy": strategy,
-            "tokens": cand.completion_tokens, "static_fixes": fixes}
+            "tokens": cand.completion_tokens, "static_fixes": fixes,
+            "finish": watched.finish, "truncated": watched.finish == "length",
+            "empty": not cand.code.strip(),
+            "unparseable": bool(cand.code.strip()) and (text is None or not _parses(text))}
 
 
 def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:

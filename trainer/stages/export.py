@@ -16,28 +16,36 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
     """The shipped artefact: the LoRA adapter as a GGUF adapter for the untouched base GGUF
     (its top-1 agreement with the merged PyTorch student measured); with ``export.merge``
     (or ``eval.compare = "requantized"``) also merged F16 + quantized GGUFs, and the base
-    exported and quantized by the same code, so evaluation compares like with like."""
+    exported and quantized by the same code, so evaluation compares like with like.
+
+    ``export.adapter_from`` picks the LoRA: ``"train"`` (the SFT run's ``train/adapter``,
+    the default) or ``"onpolicy"`` (``onpolicy/adapter``, only with a gate report that
+    accepted exactly those weights: ``plancode.trainer.stages.gate.gated_adapter``)."""
 
     from plancode.models.assemble import sha256_file
-    from plancode.trainer.examples import build_examples
     from plancode.trainer.export import agreement, export, merge, torch_reference
     from plancode.trainer.student import load_model, load_tokenizer, resolve_student
 
     stage, done = open_stage(cfg, "export")
     if done is not None:
         return done
-    src = resolve_student(cfg.train.student)
+    gate = None
+    if cfg.export.adapter_from == "onpolicy":  # never a checkpoint the gate refused
+        from plancode.trainer.stages.gate import gated_adapter
+        from plancode.trainer.stages.onpolicy import student_of
+
+        adapter_dir, gate = gated_adapter(cfg)
+        student = student_of(cfg)
+    else:
+        adapter_dir, student = cfg.out_dir / "train" / "adapter", cfg.train.student
+    src = resolve_student(student)
     tokenizer = load_tokenizer(src)
-    adapter_dir = cfg.out_dir / "train" / "adapter"
     model = merge(load_model(src), adapter_dir)
-    train_p, val_p = problems_of(cfg)
-    # held-out prompts; without a validation split, the training problems' verified plans
-    triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
-    examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len,
-                                 cfg.train.prefill_code)
-    seqs = [e.input_ids[: cfg.export.max_positions]
-            for e in examples[: cfg.export.agreement_sequences]]
-    report: dict = {"student": cfg.train.student, "files": {}}
+    seqs = [s[: cfg.export.max_positions]
+            for s in _sequences(cfg, tokenizer)[: cfg.export.agreement_sequences]]
+    report: dict = {"student": student, "adapter_from": cfg.export.adapter_from, "files": {}}
+    if gate is not None:
+        report["gate"] = {k: gate[k] for k in ("accepted", "slices", "adapter_digest")}
     if cfg.export.adapter and src.gguf_path is None:
         if not cfg.export.merge:
             raise PlancodeError("a GGUF adapter needs the student's base GGUF",
@@ -55,7 +63,7 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
                              **agreement(model, src.gguf_path, seqs, reference, lora=path)}
     if cfg.export.merge or cfg.eval.compare == "requantized":
         result = export(model, tokenizer, [list(s) for s in seqs], stage.dir, cfg.export,
-                        src.gguf_path, {"student": cfg.train.student})
+                        src.gguf_path, {"student": student})
         report["files"] = json.loads(result.report_path.read_text())["files"]
         if cfg.eval.compare == "requantized":  # the base through the very same path
             from dataclasses import replace
@@ -63,7 +71,27 @@ def stage_export(cfg: DistillConfig, progress: bool) -> dict:
             base = export(load_model(src), tokenizer, [list(s) for s in seqs],
                           stage.dir / "base", replace(cfg.export, name=cfg.export.name +
                                                       "-base", min_agreement=0.0),
-                          src.gguf_path, {"student": cfg.train.student, "base": True})
+                          src.gguf_path, {"student": student, "base": True})
             report["base_files"] = json.loads(base.report_path.read_text())["files"]
     (stage.dir / "export_report.json").write_text(json.dumps(report, indent=1))
     return stage.finish(report)
+
+
+def _sequences(cfg: DistillConfig, tokenizer) -> list[list[int]]:
+    """Token sequences the export's agreement is measured on. The SFT adapter: held-out
+    prompts (validation plans; without a validation split, the training problems' verified
+    plans). The on-policy adapter (a run with no plans): each problem's direct prompt, as
+    the samples stage gave it, followed by its solution, validation problems first."""
+    from plancode.trainer.examples import build_examples
+
+    train_p, val_p = problems_of(cfg)
+    if cfg.export.adapter_from == "onpolicy":
+        from plancode.trainer.onpolicy import prompt_ids
+
+        return [prompt_ids(tokenizer, p, cfg.samples.prefill_code)
+                + tokenizer(p.solution, add_special_tokens=False)["input_ids"]
+                for p in [*val_p, *train_p][: cfg.export.agreement_sequences]]
+    triples = val_triples(cfg, val_p) or verified_triples(cfg, train_p)
+    examples, _ = build_examples(tokenizer, triples, ("plan", "code"), cfg.train.max_len,
+                                 cfg.train.prefill_code)
+    return [e.input_ids for e in examples]

@@ -105,6 +105,10 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
                                          "prompts": contract_digest(*train_tasks(cfg))}
         return digest_of("train", train, before)
     if name == "export":
+        if cfg.export.adapter_from == "onpolicy":  # the on-policy run's adapter, not train's
+            from plancode.trainer.stages.onpolicy import onpolicy_fingerprint
+
+            before = onpolicy_fingerprint(cfg)
         return digest_of("export", cfg.section("export"), before)
     return digest_of("eval", {k: v for k, v in cfg.section("eval").items()
                                  if k not in ("enabled",)}, before)
