@@ -22,29 +22,19 @@ import sys
 from collections.abc import Callable
 
 from plancode.errors import PlancodeError
-from plancode.prompts import contract_digest
 from plancode.trainer.config import DistillConfig
-from plancode.trainer.stages.samples import samples_fingerprint
 from plancode.trainer.stages.stage import (
     Stage,
-    digest_of,
     is_main_process,
-    model_identity,
+    onpolicy_fingerprint,
+    onpolicy_student,
 )
 
 NAME = "onpolicy"
 
 
-def student_of(cfg: DistillConfig) -> str:
-    return cfg.onpolicy.student or cfg.train.student
-
-
-def onpolicy_fingerprint(cfg: DistillConfig) -> str:
-    settings = cfg.section("onpolicy") | {
-        "student": model_identity(student_of(cfg)),
-        "prompts": contract_digest("direct", *(("prefill",) if cfg.samples.prefill_code
-                                               else ()))}
-    return digest_of(NAME, settings, samples_fingerprint(cfg))
+student_of = onpolicy_student  # the model this stage trains (name kept for its callers)
+__all__ = ["onpolicy_fingerprint", "stage_onpolicy", "student_of"]
 
 
 def _rows(cfg: DistillConfig, stage: Stage) -> list[dict]:

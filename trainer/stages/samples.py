@@ -21,35 +21,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plancode.errors import PlancodeError
-from plancode.prompts import contract_digest
 from plancode.trainer.config import DistillConfig
 from plancode.trainer.jsonl_cache import JsonlCache
 from plancode.trainer.stages.stage import (
     Stage,
-    digest_of,
     is_main_process,
     model_identity,
-    stage_fingerprint,
+    samples_fingerprint,
+    samples_student,
+    samples_teacher,
 )
 
 NAME = "samples"
 
 
-def student_of(cfg: DistillConfig) -> str:
-    return cfg.samples.student or cfg.train.student
-
-
-def teacher_of(cfg: DistillConfig) -> str:
-    return cfg.samples.teacher or cfg.teacher.model
-
-
-def samples_fingerprint(cfg: DistillConfig) -> str:
-    settings = {k: v for k, v in cfg.section("samples").items() if k not in cfg.samples.WORK}
-    settings |= {"student": model_identity(student_of(cfg)),
-                 "teacher": model_identity(teacher_of(cfg)),
-                 "prompts": contract_digest("direct", *(("prefill",)
-                                                        if cfg.samples.prefill_code else ()))}
-    return digest_of(NAME, settings, stage_fingerprint(cfg, "data"))
+student_of = samples_student  # the models this stage asks (names kept for its callers)
+teacher_of = samples_teacher
 
 
 def samples_work(cfg: DistillConfig) -> dict:

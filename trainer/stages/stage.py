@@ -106,12 +106,46 @@ def stage_fingerprint(cfg: DistillConfig, name: str) -> str:
         return digest_of("train", train, before)
     if name == "export":
         if cfg.export.adapter_from == "onpolicy":  # the on-policy run's adapter, not train's
-            from plancode.trainer.stages.onpolicy import onpolicy_fingerprint
-
             before = onpolicy_fingerprint(cfg)
         return digest_of("export", cfg.section("export"), before)
     return digest_of("eval", {k: v for k, v in cfg.section("eval").items()
                                  if k not in ("enabled",)}, before)
+
+
+# -- the stages beside the chain: samples (on-policy data) and onpolicy (its training) --------
+
+def samples_student(cfg: DistillConfig) -> str:
+    return cfg.samples.student or cfg.train.student
+
+
+def samples_teacher(cfg: DistillConfig) -> str:
+    return cfg.samples.teacher or cfg.teacher.model
+
+
+def onpolicy_student(cfg: DistillConfig) -> str:
+    return cfg.onpolicy.student or cfg.train.student
+
+
+def _direct_prompts(cfg: DistillConfig) -> str:
+    return contract_digest("direct", *(("prefill",) if cfg.samples.prefill_code else ()))
+
+
+def samples_fingerprint(cfg: DistillConfig) -> str:
+    """The samples stage: its output-changing settings, both models, the direct prompt, and
+    the data stage it answers."""
+    settings = {k: v for k, v in cfg.section("samples").items() if k not in cfg.samples.WORK}
+    settings |= {"student": model_identity(samples_student(cfg)),
+                 "teacher": model_identity(samples_teacher(cfg)),
+                 "prompts": _direct_prompts(cfg)}
+    return digest_of("samples", settings, stage_fingerprint(cfg, "data"))
+
+
+def onpolicy_fingerprint(cfg: DistillConfig) -> str:
+    """The onpolicy stage: its settings, the student, the prompt, and the samples it learns
+    from (an export of its adapter chains on this instead of the train stage's)."""
+    settings = cfg.section("onpolicy") | {"student": model_identity(onpolicy_student(cfg)),
+                                          "prompts": _direct_prompts(cfg)}
+    return digest_of("onpolicy", settings, samples_fingerprint(cfg))
 
 
 class Stage:
