@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"where to write (default {OUT})")
     parser.add_argument("--partial", action="store_true",
                         help="write even when some set-ups could not run here")
+    parser.add_argument("--table", action="store_true",
+                        help="only rewrite docs/security.md's attack table from the JSON")
     args = parser.parse_args(argv)
+    if args.table:
+        return write_table(json.loads(args.out.read_text()))
     if os.geteuid() != 0:
         print("run as root: the matrix drops from root to an unprivileged user", file=sys.stderr)
         return 2
@@ -44,6 +48,45 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}: {sum(map(len, found.values()))} rows in {len(found)} set-ups; "
           f"verified, harmed or failed: {', '.join(harmed) or 'none'}")
     return 1 if harmed else 0
+
+
+HEADER = "| attack | class | isolation | server as | harm | verdict |"
+
+
+def verdict(row: dict) -> str:
+    """What the pipeline concluded: tampering detected, or not verified and how."""
+    if row["verified"]:
+        return "**VERIFIED**"
+    if row["tampered"]:
+        return "tampered"
+    outcomes = "/".join(dict.fromkeys(row["outcomes"])) or "no verdict"
+    names = dict.fromkeys(f.split(":")[0] for f in row["flags"])
+    flags = f" (flag: {', '.join(names)})" if names else ""
+    return f"not verified: {outcomes}{flags}"
+
+
+def harm(row: dict) -> str:
+    found = [name for name in ("changed", "connections", "leftovers", "secret_seen",
+                               "secret_in_prompt") if row.get(name)]
+    return ", ".join(found) or "none"
+
+
+def write_table(found: dict) -> int:
+    """docs/security.md's attack table, one line per attack and set-up, from the JSON."""
+    lines = [HEADER, "|---|---|---|---|---|---|"]
+    for rows in found.values():
+        for r in rows:
+            who = "root (uid 0)" if r["uid"] == 0 else f"user (uid {r['uid']})"
+            lines.append(f"| {r['attack']} | {r['class']} | {r['mode']} | {who} | {harm(r)} | "
+                         f"{verdict(r)} |")
+    doc = OUT.parent / "security.md"
+    text = doc.read_text().splitlines()
+    start = text.index(HEADER)
+    end = next((i for i in range(start + 2, len(text)) if not text[i].startswith("|")),
+               len(text))
+    doc.write_text("\n".join(text[:start] + lines + text[end:]) + "\n")
+    print(f"{doc}: {len(lines) - 2} rows")
+    return 0
 
 
 if __name__ == "__main__":
