@@ -3,13 +3,15 @@
 The drafter's proposals are checked exactly. The engine's lookup loop is checked on what it
 must keep from the plain loop whatever llama.cpp's rounding does: stop strings, max_tokens,
 cancel, the logprob of every token, a consistent KV cache that the next prompt reuses. Output
-equality with the plain loop is checked where it holds by construction (a prompt whose reply
-copies it, on the default model) and otherwise reported as an agreement rate: llama.cpp
-computes a batch of tokens with other kernels than a single token (the logits differ in the
-last bits, on the tiny model by up to ~0.6), so a near-tie can flip (see docs/results.md).
+equality with the plain loop is checked as agreement up to the first flipped near-tie:
+llama.cpp computes a batch of tokens with other kernels than a single token (the logits of the
+same position differ by up to ~0.3-0.6 here, tiny and Qwen models alike), so a near-tie can
+flip; benchmarks/lookup_ab.py reports how often (docs/results.md).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -81,15 +83,17 @@ def repair_messages() -> list[prompts.Message]:
 
 def both(engine: LlamaEngine, messages: list[prompts.Message], params: SamplingParams,
          k: int = 8, **kw):
-    """(plain, lookup) generations of the same prompt, each from a cold cache."""
+    """(plain, lookup) generations of the same prompt, each from a cold cache; the lookup
+    one asks for it as a repair does (``SamplingParams.lookup``)."""
     out = []
+    default = engine.lookup_draft
     for draft in (0, k):
         engine.lookup_draft = draft
         engine.reset_cache()
         try:
-            out.append(engine.chat(messages, params, **kw))
+            out.append(engine.chat(messages, dataclasses.replace(params, lookup=True), **kw))
         finally:
-            engine.lookup_draft = 0
+            engine.lookup_draft = default
     return out
 
 
@@ -147,30 +151,22 @@ def test_lookup_cancel_stops_at_the_next_token(tiny_engine: LlamaEngine) -> None
         if len(seen) == 5:
             cancel.cancel()
 
-    tiny_engine.lookup_draft = 8
     tiny_engine.reset_cache()
-    try:
-        gen = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=200), cancel,
-                               on_text)
-    finally:
-        tiny_engine.lookup_draft = 0
+    gen = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=200, lookup=True),
+                           cancel, on_text)
     # checked before every token, drafted or not: a verified batch does not outrun it
     assert gen.finish_reason == "cancelled" and gen.completion_tokens == 5 == len(seen)
     assert tiny_engine.cached_tokens <= gen.prompt_tokens + 5
 
 
 def test_cache_reuse_after_a_lookup_generation(tiny_engine: LlamaEngine) -> None:
-    tiny_engine.lookup_draft = 8
     tiny_engine.reset_cache()
-    try:
-        first = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=48))
-        assert first.accepted_tokens > 0
-        again = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=48))
-        other = repair_messages()
-        other[-1] = {"role": "user", "content": other[-1]["content"] + " Be brief."}
-        shared = tiny_engine.chat(other, SamplingParams(max_tokens=16))
-    finally:
-        tiny_engine.lookup_draft = 0
+    first = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=48, lookup=True))
+    assert first.accepted_tokens > 0
+    again = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=48, lookup=True))
+    other = repair_messages()
+    other[-1] = {"role": "user", "content": other[-1]["content"] + " Be brief."}
+    shared = tiny_engine.chat(other, SamplingParams(max_tokens=16, lookup=True))
     assert again.evaluated_tokens == 1 and again.text == first.text
     assert shared.reused_tokens > 100 and shared.completion_tokens > 0
     # a cold plain run of the second prompt agrees with the reused lookup run's start
@@ -183,23 +179,22 @@ def test_sampled_and_healed_generations_keep_the_plain_loop(tiny_engine: LlamaEn
     params = SamplingParams(max_tokens=24, temperature=0.8, seed=3)
     plain, look = both(tiny_engine, repair_messages(), params)
     assert look.drafted_tokens == 0 and plain.tokens == look.tokens
-    tiny_engine.lookup_draft = 8
-    try:
-        tokens = tiny_engine.tokenize("def total(values):\n    return")
-        healed = tiny_engine.generate(tokens, SamplingParams(max_tokens=8), heal=b" su")
-    finally:
-        tiny_engine.lookup_draft = 0
+    tokens = tiny_engine.tokenize("def total(values):\n    return")
+    healed = tiny_engine.generate(tokens, SamplingParams(max_tokens=8, lookup=True), heal=b" su")
     assert healed.drafted_tokens == 0 and healed.completion_tokens > 0
+    # a greedy generation that does not ask for it (every one but a repair) never drafts
+    tiny_engine.reset_cache()
+    unasked = tiny_engine.chat(repair_messages(), SamplingParams(max_tokens=24))
+    assert tiny_engine.lookup_draft > 0 and unasked.drafted_tokens == 0
 
 
 @pytest.mark.slow
-def test_default_model_lookup_matches_the_plain_loop(default_engine: LlamaEngine) -> None:
-    """On the default model the repair reply copies the code: most of it is drafted, and the
-    greedy text is the plain loop's (or, where a batch's rounding flips a near-tie, the same
-    for most of its length)."""
-    plain, look = both(default_engine, repair_messages(), SamplingParams(max_tokens=160))
-    assert look.accepted_tokens >= 0.3 * look.completion_tokens
-    shared = agreement(plain.tokens, look.tokens)
-    assert plain.tokens == look.tokens or shared >= 0.5 * len(plain.tokens), (shared,
-                                                                              plain.text,
-                                                                              look.text)
+def test_default_model_lookup_agrees_with_the_plain_loop(default_engine: LlamaEngine) -> None:
+    """On the default model the repair reply copies the code, so part of it is drafted and
+    accepted; the greedy text is the plain loop's up to the first near-tie a batch's rounding
+    flips (benchmarks/lookup_ab.py: 0.5B on 1 thread identical 3 of 3; 1.5B on 2 threads the
+    first flip after 181 and 432 tokens, in the prose after the code)."""
+    plain, look = both(default_engine, repair_messages(), SamplingParams(max_tokens=160), k=15)
+    assert look.accepted_tokens >= 0.1 * look.completion_tokens
+    assert plain.tokens == look.tokens or agreement(plain.tokens, look.tokens) >= 32, (
+        plain.text, look.text)

@@ -41,6 +41,8 @@ from plancode.engine.types import CancelToken, Generation, OnText, SamplingParam
 from plancode.errors import PlancodeError
 from plancode.prompts import FimFormat, Message
 
+# tokens a repair drafts by prompt lookup: a batch of 16 is what pays on 2 cores (lookup.py)
+LOOKUP_DRAFT = 15
 EVAL_CHUNK = 64  # prompt tok/s on 2 cores (0.5B): 193 at 32, 214 at 128, 224 at 512
 MAIN_SEQ, SCRATCH_SEQ = 0, 1  # the cache's sequence, and where inserted text is evaluated
 
@@ -67,13 +69,14 @@ class LlamaEngine:
         lora_path: str | Path | None = None,
         reuse_chunk: int = MIN_CHUNK,
         n_seq_max: int = 2,
-        lookup_draft: int = 0,
+        lookup_draft: int = LOOKUP_DRAFT,
     ) -> None:
         """``reuse_chunk``: the shortest cached run moved to a new position rather than
         re-evaluated (0: keep only the shared prefix). ``n_seq_max``: sequences the context
         holds; moving chunks needs a second one (inserted text is evaluated there).
-        ``lookup_draft``: most tokens a greedy generation drafts by prompt lookup and
-        verifies in one batch (0: off; an attribute, so it can be changed between calls)."""
+        ``lookup_draft``: most tokens a greedy generation that asks for it
+        (``SamplingParams.lookup``) drafts by prompt lookup and verifies in one batch (0: never;
+        an attribute, so benchmarks change it between calls)."""
         self.model_path = Path(model_path)
         # a GGUF LoRA adapter applied over the model at load (a distilled student)
         self.lora_path = Path(lora_path) if lora_path else None
@@ -81,6 +84,7 @@ class LlamaEngine:
         self.eval_chunk = eval_chunk
         self.reuse_chunk = reuse_chunk
         self.lookup_draft = lookup_draft
+        self.lookup_always = False  # draft for every greedy generation, asked or not (A/B)
         # the n-gram lengths a draft is matched on, longest first (lookup.py says why)
         self.lookup_ngram = (DEFAULT_MAX_N, DEFAULT_MIN_N)
         self._lock = threading.RLock()
@@ -562,7 +566,8 @@ class LlamaEngine:
         llm = self._llm
         drafter = (NgramDrafter(llm.input_ids[: llm.n_tokens].tolist(), k=self.lookup_draft,
                                 max_n=self.lookup_ngram[0], min_n=self.lookup_ngram[1])
-                   if self.lookup_draft > 0 and params.greedy and not heal else None)
+                   if self.lookup_draft > 0 and (params.lookup or self.lookup_always)
+                   and params.greedy and not heal else None)
         pending: list[int] = []  # drafted tokens in the cache after the last accepted one
         row = -1  # the logits row of the next pick
         while len(out) < budget:

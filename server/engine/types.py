@@ -25,6 +25,9 @@ class SamplingParams:
     min_p: float = 0.05
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # prompt-lookup decoding for a greedy reply that copies its prompt (a repair rewrites the
+    # failed code): engines that can draft do so; measured in docs/results.md
+    lookup: bool = False
 
     @property
     def greedy(self) -> bool:
