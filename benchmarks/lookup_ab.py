@@ -1,7 +1,7 @@
 """A/B of prompt-lookup decoding against the plain greedy loop, interleaved prompt by prompt.
 
     python -m benchmarks.lookup_ab [--models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b]
-        [--n 8] [--k 8] [--threads 2] [--max-tokens 512]
+        [--n 3] [--k 15] [--ngram 8,6] [--threads 2] [--max-tokens 512]
 
 Two prompt sets from HumanEval, both as the pipeline sends them (``plancode.prompts``):
 
@@ -234,8 +234,8 @@ def main() -> int:
     ap.add_argument("--models", default="qwen2.5-coder-1.5b,qwen2.5-coder-0.5b")
     ap.add_argument("--sets", default="repair,direct")
     ap.add_argument("--skip", type=int, default=0, help="leave out the first SKIP prompts")
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--k", default="8", help="draft lengths to compare with plain, e.g. 4,8")
+    ap.add_argument("--n", type=int, default=3)
+    ap.add_argument("--k", default="15", help="draft lengths to compare with plain, e.g. 7,15")
     ap.add_argument("--ngram", default="", help="MAX_N,MIN_N of the drafter's matches "
                     "(default: plancode.engine.lookup's)")
     ap.add_argument("--threads", type=int, default=2)
