@@ -7,7 +7,6 @@ code reply "decodes" for a while), so the order of events is known."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import os
 import subprocess
@@ -22,12 +21,13 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from plancode import prompts
+from tests.openai_backend import ScriptedBackend, serving
 from tests.test_selection import FIRST_LINE_ONLY, MODULE, RIGHT_A, RIGHT_B, project
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class _Scripted(http.server.BaseHTTPRequestHandler):
+class _Scripted(ScriptedBackend):
     """Plan requests get a plan, test-writing requests no asserts, code requests the next
     reply of ``codes`` after ``delay`` seconds."""
 
@@ -35,43 +35,21 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     delay = 0.0
     lock = threading.Lock()
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # /models
-        self._send("application/json", json.dumps(
-            {"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+    def reply(self, body: str) -> str:
         if prompts.PLAN_REQUEST[:40] in body:
-            text = "1. Add up quantity times price."
-        elif "test cases" in body:
-            text = "No tests."
-        else:
-            with type(self).lock:
-                code = type(self).codes.pop(0) if type(self).codes else RIGHT_A
-            time.sleep(type(self).delay)
-            text = f"```python\n{code}```\n"
-        chunks = [{"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]},
-                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
-        self._send("text/event-stream", b"".join(
-            f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n")
-
-    def _send(self, kind: str, data: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return "1. Add up quantity times price."
+        if "test cases" in body:
+            return "No tests."
+        with type(self).lock:
+            code = type(self).codes.pop(0) if type(self).codes else RIGHT_A
+        time.sleep(type(self).delay)
+        return f"```python\n{code}```\n"
 
 
 @pytest.fixture
 def backend() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with serving(_Scripted) as url:
+        yield url
 
 
 def _shop(tmp_path: Path) -> Path:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import base64
 import codecs
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from plancode.testing.sandbox import Sandbox, run_checks
 from plancode.testing.scrub import REDACTED, scrub
 from plancode.testing.secrets import MAX_FILE_BYTES, known_secrets
 from plancode.testing.types import TestCase
+from tests.openai_backend import ScriptedBackend, serving
 from tests.sandbox_attacks import (
     ATTACKS,
     ENV_SECRET,
@@ -232,43 +231,20 @@ LEAK_BODY = '''def add(a, b):
 '''
 
 
-class _Backend(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-compatible backend that answers every chat request with LEAK_BODY."""
+class _Backend(ScriptedBackend):
+    """An OpenAI-compatible backend that answers every request with LEAK_BODY."""
 
     received: list[str] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # /models
-        self._send("application/json", json.dumps(
-            {"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+    def reply(self, body: str) -> str:
         type(self).received.append(body)
-        text = f"```python\n{LEAK_BODY}```\n"
-        chunks = [{"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]},
-                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
-        if "/completions" in self.path and "/chat/" not in self.path:
-            chunks = [{"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}]
-        self._send("text/event-stream", b"".join(
-            f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n")
-
-    def _send(self, kind: str, data: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return f"```python\n{LEAK_BODY}```\n"
 
 
 @pytest.fixture
 def backend() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with serving(_Backend) as url:
+        yield url
 
 
 def _prompt_text(body: str) -> str:
