@@ -256,3 +256,16 @@ def result(loop: Loop, model: nn.Module, adapter_dir: Path, seconds: float) -> T
                        loop.accelerator.num_processes, str(loop.accelerator.device),
                        str(next(model.parameters()).dtype).removeprefix("torch."),
                        torch.get_num_threads())
+
+
+def save_adapter(loop: Loop, tokenizer, adapter_dir: Path) -> dict | None:
+    """The student's LoRA adapter in peft's format (what the export stage reads) and the
+    tokenizer, from the module's ``student``. Returns the module's whole state dict on the
+    main process (None on the others) for what a trainer keeps beside the adapter."""
+    state = loop.accelerator.get_state_dict(loop.module)
+    if not loop.accelerator.is_main_process:
+        return None
+    student = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    loop.unwrapped().student.save_pretrained(str(adapter_dir), state_dict=student)
+    tokenizer.save_pretrained(str(adapter_dir))
+    return state

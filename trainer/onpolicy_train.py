@@ -72,16 +72,5 @@ def train_onpolicy(model: nn.Module, tokenizer, examples: list[OnPolicyExample],
                        measure=measure, progress=progress, stop_after=stop_after)
     adapter_dir = out_dir / "adapter"
     if job.step >= job.total_steps:
-        _save_adapter(job.accelerator, job.module, tokenizer, adapter_dir)
+        loop.save_adapter(job, tokenizer, adapter_dir)
     return loop.result(job, model, adapter_dir, seconds)
-
-
-def _save_adapter(accelerator, module: nn.Module, tokenizer, adapter_dir: Path) -> None:
-    """The LoRA adapter in peft's format (what the export stage's GGUF writer reads)."""
-    state = accelerator.get_state_dict(module)
-    if not accelerator.is_main_process:
-        return
-    inner = accelerator.unwrap_model(module)
-    student_sd = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
-    inner.student.save_pretrained(str(adapter_dir), state_dict=student_sd)
-    tokenizer.save_pretrained(str(adapter_dir))

@@ -138,18 +138,13 @@ def train(model: nn.Module, tokenizer, train_set: list[Example], val_set: list[E
                        measure=validate, progress=progress, stop_after=stop_after)
     adapter_dir = out_dir / "adapter"
     if stop_after is None or job.step >= job.total_steps:
-        _save_final(job.accelerator, job.module, tokenizer, adapter_dir)
+        _save_final(job, tokenizer, adapter_dir)
     return loop.result(job, model, adapter_dir, seconds)
 
 
-def _save_final(accelerator, module: nn.Module, tokenizer, adapter_dir: Path) -> None:
+def _save_final(job: loop.Loop, tokenizer, adapter_dir: Path) -> None:
     """The LoRA adapter (peft format), the AST head (kept for analysis; export drops it)."""
-    state = accelerator.get_state_dict(module)
-    if not accelerator.is_main_process:
-        return
-    inner = accelerator.unwrap_model(module)
-    student_sd = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
-    inner.student.save_pretrained(str(adapter_dir), state_dict=student_sd)
-    head = {k[len("ast_head."):]: v for k, v in state.items() if k.startswith("ast_head.")}
-    torch.save(head, adapter_dir / "ast_head.pt")
-    tokenizer.save_pretrained(str(adapter_dir))
+    state = loop.save_adapter(job, tokenizer, adapter_dir)
+    if state is not None:
+        head = {k[len("ast_head."):]: v for k, v in state.items() if k.startswith("ast_head.")}
+        torch.save(head, adapter_dir / "ast_head.pt")
