@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterable
@@ -44,14 +45,14 @@ class CopyRules:
 
     def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
         self.patterns = tuple(SECRET_PATTERNS) + tuple(p for p in extra_patterns if p)
+        # one regular expression for all the patterns: a workspace scan asks for every name
+        self._match = re.compile("|".join(fnmatch.translate(p) for p in self.patterns)).match
 
     def secret(self, name: str) -> bool:
         """Whether ``name`` looks like a secret store. Python source never does: the broad
         name patterns (``*credentials*``, ``secrets.*``) would otherwise hide a project's own
         ``auth/credentials.py`` or ``test_credentials.py`` and break its tests."""
-        if name.endswith((".py", ".pyi")):
-            return False
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        return not name.endswith((".py", ".pyi")) and self._match(name) is not None
 
     def ignored(self, root: Path, directory: str, name: str) -> bool:
         if name in IGNORED_ANYWHERE or name.endswith(".egg-info") or self.secret(name):

@@ -29,9 +29,7 @@ private, size-limited ``/tmp``.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,8 +84,6 @@ def scan(workspace: Path, rules: CopyRules, fresh_uid: bool,
     found = Scan(workspace)
     root = str(workspace)
     kept = [os.path.realpath(k) for k in keep]
-    # one regular expression for all the patterns: the scan looks at every name once
-    secret = re.compile("|".join(fnmatch.translate(p) for p in rules.patterns)).match
 
     def holds_kept(path: str) -> bool:
         return any(k == path or k.startswith(path + "/") for k in kept)
@@ -123,7 +119,7 @@ def scan(workspace: Path, rules: CopyRules, fresh_uid: bool,
             except OSError:
                 continue
             is_dir = stat.S_ISDIR(mode)
-            hide = bool(secret(name)) or (is_dir and name in IGNORED_ANYWHERE
+            hide = rules.secret(name) or (is_dir and name in IGNORED_ANYWHERE
                                           and name not in NOT_WALKED)
             if hide and not holds_kept(path):
                 (found.hidden_dirs if is_dir else found.hidden_files).append(rel)
