@@ -22,6 +22,7 @@ from pathlib import Path
 from plancode.pipeline.result import Candidate
 from plancode.pipeline.run import Pipeline
 from plancode.testing.index import pytest_options
+from plancode.trainer import pools
 from plancode.trainer.checker import Checker, target_function
 from plancode.trainer.data import Problem
 from plancode.trainer.mine import is_test_file
@@ -131,9 +132,6 @@ def pool_row(candidates: list[Candidate], chosen: Candidate | None,
     chooser could pick (the ones passing the most user tests; None for the rest)."""
     usable = [c for c in candidates if c.function_code and not c.error and c.run]
     best = max((c.passed for c in usable), default=-1)
-    return [{"index": c.index, "strategy": c.strategy, "code": c.function_code or c.code,
-             "error": c.error, "visible_passed": c.passed, "visible_failed": c.failed,
-             "mean_logprob": round(c.mean_logprob, 4), "tokens": c.completion_tokens,
-             "group": c.group, "checks": c.model_checks_passed, "chosen": c is chosen,
+    return [{**pools.entry(c, chosen),
              "hidden": judged(c.spliced_text) if c in usable and c.passed == best else None}
             for c in candidates]

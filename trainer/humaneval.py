@@ -45,6 +45,7 @@ from plancode.pipeline import candidates as cands
 from plancode.testing.prose_examples import all_examples
 from plancode.testing.sandbox import Sandbox
 from plancode.testing.types import TestCase
+from plancode.trainer import pools
 from plancode.trainer.decontam import load_humaneval
 from plancode.trainer.jsonl_cache import Claims, JsonlCache, shared_work
 
@@ -172,12 +173,7 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
         # where the pipeline's time went (generation, testing, selection, escalation...)
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
         # the whole pool, for judging choosers offline (``pool``: see :func:`_score_pool`)
-        "pool": [{"index": c.index, "strategy": c.strategy, "code": c.function_code or c.code,
-                  "error": c.error, "visible_passed": c.passed, "visible_failed": c.failed,
-                  "mean_logprob": round(c.mean_logprob, 4), "tokens": c.completion_tokens,
-                  "group": c.group, "checks": c.model_checks_passed, "chosen": c is chosen,
-                  "text": c.spliced_text}
-                 for c in result.candidates],
+        "pool": [{**pools.entry(c, chosen), "text": c.spliced_text} for c in result.candidates],
         "agreement": result.agreement.to_json() if result.agreement else None,
     }
 
