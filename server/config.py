@@ -115,8 +115,16 @@ class Settings:
         "'none-i-accept-the-risk' (run model code unconfined when nothing else works)",
         _one_of("auto", "bwrap", "landlock", "rlimit", "none-i-accept-the-risk"))
     sandbox_exclude: str = _setting(
-        "", "comma-separated file-name patterns also kept out of the sandbox's copy of the "
+        "", "comma-separated file-name patterns also masked in the sandbox's view of the "
         "workspace (secret-looking names such as .env*, *.pem, *.key, id_rsa* always are)")
+    sandbox_memory_mb: int = _setting(
+        1024, "memory one test run may use, all its processes and the files it writes "
+        "together (a cgroup where one can be made, else per process; `plancode doctor` says "
+        "which)", _range(64, 65536))
+    sandbox_write_mb: int = _setting(
+        512, "what one test run may write in all (/tmp, /dev/shm and new files in the "
+        "workspace view, on size-limited tmpfs; the workspace itself is never written)",
+        _range(16, 65536))
     plan_comments: bool = _setting(
         True, "put the plan above suggested code as a short comment block")
     inline_max_tokens: int = _setting(

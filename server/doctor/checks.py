@@ -204,7 +204,8 @@ def check_sandbox(ctx: Context) -> Finding:
 
     title = "test sandbox"
     with Sandbox(ctx.workspace, isolation=ctx.settings.isolation,
-                 timeout=ctx.settings.test_timeout) as box:
+                 timeout=ctx.settings.test_timeout, memory_mb=ctx.settings.sandbox_memory_mb,
+                 write_mb=ctx.settings.sandbox_write_mb) as box:
         mode, detail = box.isolation, box.isolation_detail
         memory = box.memory_cap.describe(box.limits.memory_mb, box.limits.max_procs)
     details = {"isolation": mode, "detail": detail, "memory_cap": memory}

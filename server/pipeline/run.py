@@ -196,7 +196,8 @@ class Pipeline:
                             generated.asserts if generated else [], problem=prompt[0])
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
-                          exclude=s.sandbox_exclude.split(","))
+                          exclude=s.sandbox_exclude.split(","),
+                          memory_mb=s.sandbox_memory_mb, write_mb=s.sandbox_write_mb)
         weak = is_weak(tests, info.docstring)
         work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, deadline,
                     progress, timings, prompt, shown, weak,

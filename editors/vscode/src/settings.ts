@@ -27,6 +27,8 @@ export const SERVER_SETTINGS = [
   "testCommand",
   "isolation",
   "sandboxExclude",
+  "sandboxMemoryMb",
+  "sandboxWriteMb",
   "planComments",
   "inlineMaxTokens",
   "inlineBudgetMs",
