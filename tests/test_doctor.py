@@ -95,6 +95,17 @@ def test_doctor_warns_about_the_fallback_sandbox_and_names_bubblewrap(
     assert "no bubblewrap" in sandbox["finding"] and "apt-get install bubblewrap" in sandbox["fix"]
 
 
+def test_the_sandbox_limits_are_the_users_settings(textstats: Path, tiny_model_path: Path
+                                                  ) -> None:
+    """sandbox_memory_mb and sandbox_write_mb reach the sandbox: the doctor reports the caps
+    a run will get."""
+    done = _doctor("--json", "--model", "smollm2-135m", "--workspace", str(textstats),
+                   env={"PLANCODE_SANDBOX_MEMORY_MB": "256", "PLANCODE_SANDBOX_WRITE_MB": "64"})
+    sandbox = {c["id"]: c for c in json.loads(done.stdout)["checks"]}["sandbox"]
+    assert sandbox["details"]["memory_cap"].startswith("256 MB"), sandbox["details"]
+    assert "at most 64 MB in all" in sandbox["finding"], sandbox["finding"]
+
+
 def test_doctor_reports_an_injected_sigill_with_the_rebuild_fix(
     textstats: Path, tiny_model_path: Path
 ) -> None:
