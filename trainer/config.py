@@ -300,6 +300,10 @@ class EvalConfig:
     # ``prefill_code``, on by default there too)
     prefill_code: bool = True
     n_gpu_layers: int = 0
+    # seconds one pipeline answer may take (the server's ``budget``, 60 s by default there
+    # too); a quality run beside other work, whose decoding is several times slower than a
+    # user's, raises it so the budget does not decide the score
+    budget: float = 60.0
     # llama.cpp threads per evaluated model; 0 = PLANCODE_N_THREADS, else every core. Two
     # evaluations side by side on 2 cores must each take 1: llama.cpp's threads spin at their
     # barriers, and 4 of them on 2 cores ran 20-60x slower (418 s for an 88-token answer)

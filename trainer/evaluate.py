@@ -56,7 +56,8 @@ def eval_settings(model: str, cfg: EvalConfig) -> Settings:
                                   "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
                                   "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
                                   "n_threads": cfg.threads(),
-                                  "prefill_code": cfg.prefill_code})
+                                  "prefill_code": cfg.prefill_code,
+                                  "budget": cfg.budget})
 
 
 def evaluate_model(model: ModelSpec, cfg: EvalConfig, chosen: list[dict],
