@@ -92,18 +92,21 @@ class Channel:
 
 def run(argv: list[str], cwd: str, env: dict[str, str], log_path: Path, channel: Channel,
         timeout: float, cancel: CancelToken | None, supervised: bool,
-        info: bool, prefix: list[str] | tuple[str, ...] = ()) -> RunEnd:
+        info: bool, prefix: list[str] | tuple[str, ...] = (),
+        handed: list[int] | None = None) -> RunEnd:
     """Start ``argv`` in its own session, wait for it (draining the results pipe) until it
     exits, times out or is cancelled, then kill whatever is left. ``supervised``: the launcher
     sweeps its descendants on SIGTERM; ``info``: ``argv`` starts with bubblewrap, which is
     given ``--info-fd`` to report its namespace's init (waited for after the kill);
     ``prefix``: a command that execs the rest in the same process (entering the run's memory
-    cgroup before anything else starts)."""
+    cgroup before anything else starts); ``handed``: more fds the runner inherits (a split
+    run's pipe ends), closed here once it started, each entry then set to -1."""
     info_read, info_write = os.pipe() if info else (-1, -1)
     if info:
         argv = [*argv[:1], "--info-fd", str(info_write), *argv[1:]]
     argv = [*prefix, *argv]
-    fds = tuple(fd for fd in (channel.write_fd, channel.key_fd, info_write) if fd >= 0)
+    handed = handed if handed is not None else []
+    fds = tuple(fd for fd in (channel.write_fd, channel.key_fd, info_write, *handed) if fd >= 0)
     try:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=cwd, env={**env, **channel.env()},
@@ -114,6 +117,7 @@ def run(argv: list[str], cwd: str, env: dict[str, str], log_path: Path, channel:
         channel.started()
         if info_write >= 0:
             os.close(info_write)
+        close_handed(handed)
     timed_out = cancelled = False
     deadline = time.monotonic() + timeout
     open_pipe = True
@@ -144,6 +148,16 @@ def run(argv: list[str], cwd: str, env: dict[str, str], log_path: Path, channel:
         if info_read >= 0:
             _wait_namespace_gone(info_read)
     return RunEnd(timed_out, cancelled, returncode, timeout, _tail(log_path), channel.overflow)
+
+
+def close_handed(handed: list[int]) -> None:
+    """Close the fds in ``handed`` that are still open here, marking each closed (-1): a fd
+    number is closed once only, never after another thread got the same number back."""
+    for k, fd in enumerate(handed):
+        if fd >= 0:
+            handed[k] = -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _stop(proc: subprocess.Popen, supervised: bool) -> int | None:

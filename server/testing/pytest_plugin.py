@@ -17,7 +17,14 @@ earlier one (see ``server/testing/verdicts.py``). Events: ``selected`` (node ids
 ``start``, ``report`` (one phase: outcome, duration, one-line message, and whether a skip or
 xfail came from the user's marks), ``collect`` (a file that failed to collect or was skipped),
 ``suspicious`` (the function under test returned an object that claims equality with
-anything), ``tamper`` (the plugin saw the test machinery changed under it) and ``finish``.
+anything), ``tamper`` (the plugin saw the test machinery changed under it), ``fallback`` and
+``proxy-error`` (a split run's call proxy could not check a call out of process, or the
+worker broke the protocol; ``nodeid`` "" when no test was running) and ``finish``.
+
+In a split run (the request holds ``proxy``) this process is the *judge*: it holds the user's
+original file of the function under test and no code of the candidate's; at import time,
+before any conftest or test module, the plugin installs ``plancode_call_proxy``'s import hook,
+which replaces the function by a proxy to the worker process that runs the candidate.
 
 What it guards against, in-process (the host-side checks cover the results channel itself):
 a plugin registered while the tests run that is neither pytest's own nor one of the workspace's
@@ -39,6 +46,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -142,12 +150,95 @@ def _make_channel() -> tuple[Any, Any]:
 own: dict[str, Any] = {}
 own_state: dict[str, tuple[Any, tuple]] = {}
 _emit, _guarded = _make_channel()
+_current = [""]
+_noted: set[tuple[str, str]] = set()  # (kind, nodeid) of the proxy's reports so far
+_items: dict[str, Any] = {}  # nodeid -> selected item (the proxy asks about the running one)
+_unsafe: dict[str, str] = {}  # nodeid -> why its calls may not cross ("" when they may)
+# fixtures whose effect the worker would not share: patches of other modules, captured logs
+# or file descriptors (printed text and warnings are replayed; tmp_path is checked per call)
+_ENV_FIXTURES = ("monkeypatch", "mocker", "caplog", "capfd", "capfdbinary", "capsysbinary")
+_PATCHING = re.compile(r"\b(mock|Mock|MagicMock|patch|monkeypatch|mocker)\b")
+
+
+def _proxy_note(kind: str, message: str, nodeid: str | None = None,
+                _emit: Any = _emit) -> None:
+    """One ``fallback`` or ``proxy-error`` event per test (``nodeid`` "" outside tests)."""
+    nodeid = _current[0] if nodeid is None else nodeid
+    if (kind, nodeid) not in _noted:
+        _noted.add((kind, nodeid))
+        _emit({"event": kind, "nodeid": nodeid, "message": one_line(message)})
+
+
+def _install_proxy() -> Any:
+    """The call proxy of a split run (``plancode_call_proxy``), installed now: before any
+    conftest, test module or module of the user's is imported. None when not a split run."""
+    request = os.environ.get("PLANCODE_REQUEST")
+    if not request:
+        return None
+    try:
+        with open(request, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    config = data.get("proxy") if isinstance(data, dict) else None
+    if not config:
+        return None
+    import plancode_call_proxy
+
+    proxy = plancode_call_proxy.install(config, lambda kind, message: _proxy_note(kind, message))
+    proxy.unsafe = _unsafe_now
+    return proxy
+
+
+def _unsafe_now() -> str:
+    """Why calls of the running test may not cross to the worker ("" when they may)."""
+    nodeid = _current[0]
+    item = _items.get(nodeid)
+    if item is None:
+        return ""
+    if nodeid not in _unsafe:
+        try:
+            _unsafe[nodeid] = _unsafe_reason(item)
+        except Exception as exc:  # noqa: BLE001 - unreadable: better in process
+            _unsafe[nodeid] = f"the test cannot be read ({type(exc).__name__})"
+    return _unsafe[nodeid]
+
+
+def _unsafe_reason(item: Any) -> str:
+    """A fixture or a patch in the test, its class or its fixtures that changes what the
+    function sees in this process only."""
+    names = set(getattr(item, "fixturenames", None) or ())
+    for name in _ENV_FIXTURES:
+        if name in names:
+            return f"the test uses the {name} fixture, which the worker does not share"
+    import inspect
+
+    sources = [getattr(item, "obj", None), getattr(getattr(item, "parent", None), "obj", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (getattr(info, "name2fixturedefs", None) or {}).values():
+        for fixturedef in defs:
+            func = getattr(fixturedef, "func", None)
+            if not str(getattr(func, "__module__", "")).startswith(("_pytest", "pytest")):
+                sources.append(func)
+    for obj in sources:
+        if obj is None or isinstance(obj, type(sys)):
+            continue
+        try:
+            text = inspect.getsource(inspect.unwrap(obj))
+        except (OSError, TypeError, ValueError):
+            continue
+        found = _PATCHING.search(text)
+        if found:
+            return f"the test or its set-up uses {found.group(1)}, which the worker does not see"
+    return ""
+
+
+_proxy: Any = None  # the split run's call proxy (set at the end of this module)
 _requested: list[str] = []
 _target: dict[str, str] = {}
 _conftests: set[str] = set()
 _allowed: set[int] | None = None  # ids of the plugins registered when the session started
 _seen: dict[tuple[str, str], str] = {}  # (nodeid, when) -> outcome seen in makereport
-_current = [""]
 _suspicious: dict[str, str] = {}
 _subtests: dict[str, _SubtestCounts] = {}  # nodeid -> what its subtests did so far
 _tampered = [False]
@@ -350,7 +441,7 @@ def _check_doctests(items: list[pytest.Item]) -> None:
 def _watch_target(items: list[pytest.Item]) -> None:
     """Wrap the function under test wherever the collected tests can reach it."""
     file, qualname = _target.get("file"), _target.get("qualname")
-    if not file or not qualname:
+    if not file or not qualname or _proxy is not None:  # a judge's target is the proxy
         return
     path = os.path.realpath(file)
     module = next((m for m in list(sys.modules.values())
@@ -691,6 +782,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     with contextlib.suppress(Exception):  # the check is a bonus, never a reason to fail
         _watch_target(items)
     _snapshot(items)
+    _items.update((i.nodeid, i) for i in items)
     _emit({"event": "selected", "nodeids": [i.nodeid for i in items]})
 
 
@@ -729,11 +821,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo,
         or (users and _marked_in_source(item.nodeid, "skip") and _skip_by_mark(item)))
     report.plancode_xfail_by_mark = users and _marked_in_source(item.nodeid, "xfail") and \
         item.stash.get(_pytest.skipping.xfailed_key, None) is not None
+    if _proxy is not None and call.excinfo is not None:
+        _note_proxy_exception(item.nodeid, call.excinfo.value)
     _seen[(item.nodeid, call.when)] = report.outcome
     _check(item.config)
 
 
 _evaluate_skip_marks = _pytest.skipping.evaluate_skip_marks
+
+
+def _note_proxy_exception(nodeid: str, exc: BaseException) -> None:
+    """A test that failed on the proxy's own exception (raised now, or cached by a fixture
+    that called the function earlier): the same report for it."""
+    module = sys.modules.get("plancode_call_proxy")
+    for kind, name in (("fallback", "ProxyFallback"), ("proxy-error", "ProxyError")):
+        klass = getattr(module, name, None)
+        if isinstance(klass, type) and isinstance(exc, klass):
+            _proxy_note(kind, str(exc), nodeid)
 
 
 def _skip_by_mark(item: pytest.Item) -> bool:
@@ -817,7 +921,13 @@ def pytest_runtest_logreport(report: pytest.TestReport, _emit: Any = _emit,
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int, _emit: Any = _emit,
                          _check: Any = _check_integrity) -> None:
     _check(session.config)
+    if _proxy is not None:  # a module of the target's file that escaped the import hook
+        why = _proxy.unpatched()
+        if why:
+            _proxy_note("fallback", f"plancode: cannot check these tests out of process: {why}",
+                        "")
     _emit({"event": "finish", "exitstatus": int(exitstatus)})
 
 
+_proxy = _install_proxy()
 _remember_own()

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plancode.errors import PlancodeError
-from plancode.testing import cgroups, copying, process, shapes, value_checks, view
+from plancode.testing import cgroups, copying, process, shapes, split_run, value_checks, view
 from plancode.testing import isolation as iso
 from plancode.testing.copying import MAX_COPY_MB, CopyRules
 from plancode.testing.isolation import NONE_OPT_IN, BwrapVariant, Confinement, Interpreter, Limits
 from plancode.testing.types import RunResult, TestCase, TestVerdict
 from plancode.testing.verdicts import (
+    Events,
     RunEnd,
     build_verdicts,
     describe_exit,
@@ -83,6 +84,11 @@ class Sandbox:
         # check value-shaped tests out of process (shapes.py); False: every test runs under
         # pytest and the plugin, in process (the attack suite and benchmarks compare both)
         self.check_values = True
+        # run the other tests as a split run where the function under test allows it
+        # (split_run.py: pytest in a judge process that calls the candidate's function in a
+        # worker process); False, or check_values False: under pytest and the plugin in the
+        # candidate's process
+        self.split_calls = True
         self.interpreter: Interpreter = iso.choose_interpreter(self.workspace, python,
                                                                sys.executable)
         self._server_python = (os.path.realpath(self.interpreter.executable)
@@ -116,6 +122,8 @@ class Sandbox:
         shutil.copyfile(here / "pytest_plugin.py", self._lib / "plancode_pytest_plugin.py")
         shutil.copyfile(here / "values.py", self._lib / "plancode_values.py")
         shutil.copyfile(here / "value_runner.py", self._lib / "plancode_value_runner.py")
+        shutil.copyfile(here / "call_proxy.py", self._lib / "plancode_call_proxy.py")
+        shutil.copyfile(here / "call_worker.py", self._lib / "plancode_call_worker.py")
         for path in self._lib.iterdir():
             path.chmod(0o444)
         self._lib.chmod(0o555)
@@ -210,6 +218,10 @@ class Sandbox:
                 f"directory, {self.limits.max_file_mb} MB per file, no total cap. "
                 f"Memory: {memory}.")
 
+    def sees_original(self, rel: str) -> bool:
+        """Whether runs see the workspace's own file ``rel`` (not masked, not missing)."""
+        return hasattr(self, "_scan") and view.visible(self._scan, {}, rel)
+
     @property
     def drops_uid(self) -> bool:
         """Whether each run gets a fresh uid (only when the server is root)."""
@@ -221,10 +233,13 @@ class Sandbox:
                   cancel: CancelToken | None = None,
                   target: tuple[str, str] | None = None) -> RunResult:
         """Run ``tests`` against ``files`` laid over the workspace; one verdict per test, in
-        order. Tests whose shape allows it (``shapes.py``) are checked *out of process*: the
-        sandboxed child only runs the calls and sends the values back, and the server compares
-        them (``value_checks.py``). The rest run under pytest with plancode's plugin, in the
-        candidate's process; each verdict's ``checked`` says which."""
+        order. Every verdict it can is decided *out of process*, where the candidate's code
+        cannot reach: tests whose shape allows it (``shapes.py``) by the server, from the
+        values the sandboxed calls returned (``value_checks.py``); the rest, when the function
+        under test is a module-level function, by pytest in a judge process that sends each
+        call to the candidate's process (``split_run.py``). What is left (and a call that
+        cannot cross, e.g. a generator returned) runs under pytest with plancode's plugin in
+        the candidate's process; each verdict's ``checked`` says which."""
         if not tests:
             return RunResult([], self.isolation, self.isolation_detail, seconds=0.0)
         shaped = shapes.recognise(self.workspace, files, tests).tests if self.check_values \
@@ -235,7 +250,10 @@ class Sandbox:
             parts.append(value_checks.run(self, files, [t for t in tests if t.id in shaped],
                                           shaped, cancel))
         if rest and not (cancel is not None and cancel.cancelled):
-            parts.append(self._run_plugin_tests(files, rest, cancel, target))
+            split = self.check_values and self.split_calls and \
+                not split_run.unsuitable(self, target)
+            parts.append(split_run.run(self, files, rest, target, cancel) if split and target
+                         else self._run_plugin_tests(files, rest, cancel, target))
         return value_checks.combine(parts, tests, self.isolation, self.isolation_detail)
 
     def run_values(self, files: dict[str, str], request: dict,
@@ -250,6 +268,18 @@ class Sandbox:
             end = self._run_argv(host, uid, argv, [], channel, cancel)
             return end, bytes(channel.data), channel.key
 
+    def run_worker(self, files: dict[str, str], job: dict, handed: list[int],
+                   cancel: CancelToken | None = None) -> RunEnd:
+        """Run a split run's worker (``call_worker.py``) on ``job`` with ``files`` laid over
+        the workspace; ``handed``: its ends of the two pipes (request read, response write),
+        closed here once it started. How it ended; what it said went to its judge."""
+        with self._run_space(files) as (host, uid, channel):
+            self._write_request(host, uid, [], None, [], extra={"worker": job})
+            self._hand_over(host, uid, [])
+            argv = [self.interpreter.path, "-m", "plancode_call_worker"]
+            return self._run_argv(host, uid, argv, [], channel, cancel, handed,
+                                  {"PLANCODE_WORKER_FDS": ",".join(map(str, handed))})
+
     def _run_plugin_tests(self, files: dict[str, str], tests: list[TestCase],
                           cancel: CancelToken | None = None,
                           target: tuple[str, str] | None = None) -> RunResult:
@@ -257,10 +287,18 @@ class Sandbox:
         one verdict per test in the same order. ``target``: (workspace-relative file,
         qualified name) of the function under test, whose return values are checked for
         objects that claim equality with anything."""
+        return self.run_pytest(files, tests, cancel, target)[0]
+
+    def run_pytest(self, files: dict[str, str], tests: list[TestCase],
+                   cancel: CancelToken | None = None, target: tuple[str, str] | None = None,
+                   proxy: dict | None = None, handed: list[int] | None = None
+                   ) -> tuple[RunResult, Events]:
+        """:meth:`_run_plugin_tests`, and the plugin's events. ``proxy``: a split run's judge
+        (the call proxy's settings, ``split_run.py``), with its pipe ends ``handed``."""
         start = time.monotonic()
         info = self.isolation, self.isolation_detail
         if not tests:
-            return RunResult([], *info, seconds=0.0)
+            return RunResult([], *info, seconds=0.0), Events()
         with self._run_space(files) as (host, uid, channel):
             missing = {f for f in map(test_file, tests) if not self._sees_file(host, f)}
             args = list(dict.fromkeys(f for f in map(test_file, tests) if f not in missing))
@@ -268,11 +306,13 @@ class Sandbox:
             args.sort(key=lambda f: not any(t.kind != "doctest" and test_file(t) == f
                                             for t in tests))
             protect: list[str] = []  # the whole view is read-only
-            self._write_request(host, uid, tests, target, protect)
+            self._write_request(host, uid, tests, target, protect,
+                                {"proxy": proxy} if proxy is not None else None)
             self._hand_over(host, uid, protect)
             if args:
-                end = self._execute(host, uid, tests, args, protect, channel, cancel)
+                end = self._execute(host, uid, tests, args, protect, channel, cancel, handed)
             else:
+                process.close_handed(handed or [])
                 end = RunEnd(False, False, 0, self.timeout, "")
             events = parse_events(bytes(channel.data), channel.key, channel.overflow)
             if not args:
@@ -286,7 +326,7 @@ class Sandbox:
                              extra={"returncode": end.returncode,
                                     "pytest_exitstatus": events.exitstatus},
                              runner_ok=runner_ok, tampered=events.tampered,
-                             flags=flags_of(events))
+                             flags=flags_of(events)), events
 
     @contextmanager
     def _run_space(self, files: dict[str, str]
@@ -404,6 +444,9 @@ class Sandbox:
                    "conftests": [inside(p) for p in self._conftests(host)],
                    "target": ({"file": f"{seen.ws}/{target[0]}", "qualname": target[1]}
                               if target else None), **(extra or {})}
+        if request.get("proxy") is not None and target:  # the target, as the judge sees it
+            request["proxy"] = {**request["proxy"], "file": f"{seen.ws}/{target[0]}",
+                                "real": str(self.workspace / target[0])}
         ctl = Path(host.ctl)
         (ctl / "request.json").write_text(json.dumps(request), encoding="utf-8")
         (ctl / "request.json").chmod(0o444)
@@ -422,24 +465,27 @@ class Sandbox:
 
     def _execute(self, host: iso.Layout, uid: int | None, tests: list[TestCase],
                  file_args: list[str], protect: list[str], channel: process.Channel,
-                 cancel: CancelToken | None) -> RunEnd:
+                 cancel: CancelToken | None, handed: list[int] | None = None) -> RunEnd:
         seen = iso.inside_layout() if self._variant is not None else host
         pytest_argv = [self.interpreter.path, "-s", "-m", "pytest", "-q", "--tb=short",
                        "-p", "no:cacheprovider", "-p", "plancode_pytest_plugin",
                        "--rootdir", seen.ws]
         if any(t.kind == "doctest" for t in tests):
             pytest_argv.append("--doctest-modules")
-        return self._run_argv(host, uid, pytest_argv + file_args, protect, channel, cancel)
+        return self._run_argv(host, uid, pytest_argv + file_args, protect, channel, cancel,
+                              handed)
 
     def _run_argv(self, host: iso.Layout, uid: int | None, runner_argv: list[str],
                   protect: list[str], channel: process.Channel,
-                  cancel: CancelToken | None) -> RunEnd:
+                  cancel: CancelToken | None, handed: list[int] | None = None,
+                  more_env: dict[str, str] | None = None) -> RunEnd:
         bwrap = self._variant is not None
         seen = iso.inside_layout() if bwrap else host
         confinement = self._confinement
         private_tmp = bwrap or (confinement is not None and confinement.namespaces)
         env = iso.runner_env(self.interpreter, seen, private_tmp=private_tmp,
                              server_python=self._server_python)
+        env.update(more_env or {})
         iso.add_src_to_pythonpath(env, seen, Path(host.source or host.ws))
         tmp_mb = self.limits.write_mb
         config: dict = {"argv": runner_argv,
@@ -457,7 +503,7 @@ class Sandbox:
         with self.memory_cap.join(self.limits.memory_mb) as joined:
             end = process.run(argv, host.ws, env, Path(host.ctl) / "output.log", channel,
                               self.timeout, cancel, supervised=not bwrap, info=bwrap,
-                              prefix=joined.prefix)
+                              prefix=joined.prefix, handed=handed)
         if joined.oom_kills:
             note = (f"\nplancode sandbox: the run reached its memory cap of "
                     f"{self.limits.memory_mb} MB; the kernel killed {joined.oom_kills} of its "

@@ -108,6 +108,12 @@ def recognise(workspace: Path, files: dict[str, str], tests: list[Any]) -> Shape
     return found
 
 
+def project_pythonpath(workspace: Path, files: dict[str, str]) -> tuple[str, ...]:
+    """The project's pytest ``pythonpath`` entries, relative to the root (NotShaped when
+    they cannot be read here or lead out of the workspace)."""
+    return _Reader(Path(workspace), files).pythonpath()
+
+
 class _Reader:
     """Sources of the run's files, cached, and the project's pytest set-up."""
 

@@ -55,10 +55,18 @@ def type_name(value: Any) -> str:
 
 # -- the child's side ---------------------------------------------------------------------------
 
-def encode(value: Any) -> list:
-    """The data-only form of ``value`` (JSON-ready lists); raises :class:`NotPlain`."""
+# the types a value must have, exactly, to cross the call proxy (``call_proxy.py``): there a
+# subclass (a namedtuple, an IntEnum) would reach the other side as its base type and lose its
+# attributes, so it is "not plain" and the test is rerun in process instead
+EXACT = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple,
+                   dict, set, frozenset})
+
+
+def encode(value: Any, exact: bool = False) -> list:
+    """The data-only form of ``value`` (JSON-ready lists); raises :class:`NotPlain`. With
+    ``exact``, every part must be of one of the :data:`EXACT` types itself (no subclass)."""
     budget = [MAX_NODES, MAX_CHARS]
-    return _encode(value, 0, budget)
+    return _encode(value, 0, budget, exact)
 
 
 def _charge(budget: list[int], nodes: int, chars: int) -> None:
@@ -68,11 +76,13 @@ def _charge(budget: list[int], nodes: int, chars: int) -> None:
         raise NotPlain("a value too large to check")
 
 
-def _encode(value: Any, depth: int, budget: list[int]) -> list:
+def _encode(value: Any, depth: int, budget: list[int], exact: bool = False) -> list:
     if depth > MAX_DEPTH:
         raise NotPlain("a value nested too deeply to check")
     _charge(budget, 1, 0)
     kind = type(value)
+    if exact and kind not in EXACT:
+        raise NotPlain(type_name(value))
     if value is None:
         return ["none"]
     if kind is bool:
@@ -101,8 +111,8 @@ def _encode(value: Any, depth: int, budget: list[int]) -> list:
         return ["bytearray" if array else "bytes", raw.hex()]
     if issubclass(kind, dict):
         pairs = list(dict.items(value))
-        return ["dict", [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)]
-                         for k, v in pairs]]
+        return ["dict", [[_encode(k, depth + 1, budget, exact),
+                          _encode(v, depth + 1, budget, exact)] for k, v in pairs]]
     for base, tag in _CONTAINERS.items():
         if issubclass(kind, base):
             if base is list:
@@ -112,7 +122,7 @@ def _encode(value: Any, depth: int, budget: list[int]) -> list:
             else:
                 items = list(base.__iter__(value))
             _charge(budget, len(items), 0)
-            return [tag, [_encode(item, depth + 1, budget) for item in items]]
+            return [tag, [_encode(item, depth + 1, budget, exact) for item in items]]
     if getattr(kind, "__module__", "") == "numpy" and getattr(value, "ndim", None) == 0 \
             and hasattr(value, "item"):
         return _encode(value.item(), depth + 1, budget)

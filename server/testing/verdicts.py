@@ -82,6 +82,10 @@ class Events:
     exitstatus: int | None = None
     tampered: str = ""
     lines: int = 0
+    # a split run's judge (call_proxy.py): per node id ("" = outside any test), why its calls
+    # could not be checked out of process (rerun in process), or how the worker broke them
+    fallback: dict[str, str] = field(default_factory=dict)
+    proxy_errors: dict[str, str] = field(default_factory=dict)
 
     def tamper(self, reason: str) -> None:
         if not self.tampered:
@@ -167,6 +171,12 @@ def _apply(events: Events, event: Any) -> None:
             raise ValueError(f"a collect event with outcome {outcome!r}")
         events.collect.append({"nodeid": _str(event, "nodeid"), "outcome": outcome,
                                "message": _str(event, "message")})
+    elif kind in ("fallback", "proxy-error"):
+        nodeid = _str(event, "nodeid")
+        if nodeid and nodeid not in events.nodes:
+            raise ValueError(f"a {kind} event for a test that was not selected: {nodeid}")
+        found = events.fallback if kind == "fallback" else events.proxy_errors
+        found.setdefault(nodeid, _str(event, "message") or kind)
     elif kind == "tamper":
         events.tamper(_str(event, "message") or "the plugin saw tampering")
     elif kind == "finish":
