@@ -2,8 +2,11 @@
 
     python -m benchmarks.choosers --rows DIR/*.jsonl [--mode weak] [--model qwen2.5-coder-0.5b]
                                   [--scores benchmarks/results/reviewer-scores.jsonl]
+    python -m benchmarks.choosers --rows benchmarks/results/heldout-pools/heldout-*.jsonl \
+                                  --mode select
 
-The HumanEval runner's ``--pools`` keeps every pipeline answer's whole pool in its row: each
+The HumanEval runner's ``--pools`` and the held-out pipeline rows (``configs/heldout-pools.toml``)
+keep every pipeline answer's whole pool in its row: each
 candidate's code, log-probability, visible-test result, behaviour group, the model-written
 checks its group passed, and whether it passes the hidden tests (scored after the clock
 stopped). Here every chooser picks from the same *eligible* candidates (those passing the most
@@ -27,6 +30,7 @@ in ``--scores`` by candidate code, so the study resumes and reruns cost nothing.
 from __future__ import annotations
 
 import argparse
+import ast
 import glob
 import hashlib
 import json
@@ -105,17 +109,14 @@ def _key(task: str, code: str) -> str:
 
 def add_scores(rows: list[dict], model: str, path: Path) -> None:
     """Fill each eligible candidate's ``reviewer`` score, from ``path`` or the model."""
-    from plancode.trainer import humaneval
-
     known = {}
     if path.exists():
         known = {r["key"]: r["score"] for r in map(json.loads, path.read_text().splitlines())}
-    problems = {p["task_id"]: p for p in humaneval.problems(0, 164)}
     engine = None
     with path.open("a") as out:
         for row in rows:
-            todo = [c for c in eligible(row["pool"])
-                    if _key(row["task_id"], c["code"]) not in known]
+            task = _task(row)
+            todo = [c for c in eligible(row["pool"]) if _key(task, c["code"]) not in known]
             if todo and engine is None:
                 from plancode.config import Settings
                 from plancode.engine.factory import load_engine
@@ -124,17 +125,33 @@ def add_scores(rows: list[dict], model: str, path: Path) -> None:
             if todo:
                 from plancode.pipeline.review import scores
 
-                problem = problems[row["task_id"]]
-                info = humaneval.target(problem, problem["prompt"])
-                doc = eval(info.docstring) if info and info.docstring else ""  # noqa: S307
+                doc = docstring(row["pool"])
                 for c, s in zip(todo, scores(engine, [c["code"] for c in todo], doc),
                                 strict=True):
-                    known[_key(row["task_id"], c["code"])] = s
-                    out.write(json.dumps({"key": _key(row["task_id"], c["code"]),
-                                          "score": s}) + "\n")
+                    known[_key(task, c["code"])] = s
+                    out.write(json.dumps({"key": _key(task, c["code"]), "score": s}) + "\n")
                 out.flush()
             for c in row["pool"]:
-                c["reviewer"] = known.get(_key(row["task_id"], c["code"]))
+                c["reviewer"] = known.get(_key(task, c["code"]))
+
+
+def _task(row: dict) -> str:
+    """A row's problem: HumanEval's ``task_id``, the held-out set's ``id``."""
+    return row.get("task_id") or row["id"]
+
+
+def docstring(pool: list[dict]) -> str:
+    """The user's docstring, as every candidate keeps it (only the body is the model's)."""
+    for c in pool:
+        try:
+            tree = ast.parse(c["code"] or "")
+        except SyntaxError:
+            continue
+        func = next((n for n in tree.body
+                     if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+        if func is not None and ast.get_docstring(func, clean=False):
+            return ast.get_docstring(func, clean=False) or ""
+    return ""
 
 
 def table(rows: list[dict]) -> dict[str, int]:
