@@ -122,6 +122,27 @@ def test_writing_messages(problem: str, name: str) -> list[Message]:
     )
 
 
+def prose_check_messages(problem: str, name: str) -> list[Message]:
+    """Ask for checks of what ``name``'s docstring states in prose (issue 30, item 2):
+    inputs it names, rules about the result rather than exact values, and the errors it says
+    are raised (``pipeline/prose_checks.py`` sorts the lines into kinds)."""
+    return _chat(
+        f"Here is a Python function to test:\n{_problem_block(problem)}\n\n"
+        f"Write up to 8 checks of `{name}` that follow from what the docstring says, one "
+        "Python line each:\n"
+        f"- for an input the docstring mentions: the bare call `{name}(...)`, which must not "
+        "raise an error;\n"
+        "- for a rule the docstring states about the result (its order, rounding, type, "
+        "which characters it may hold, what an empty or edge-case input gives): an assert "
+        f"on a property of the result, e.g. `assert {name}(...) == sorted({name}(...))` or "
+        f"`assert all(c.islower() for c in {name}(...))`;\n"
+        "- for an input the docstring says must raise an error: "
+        f"`with pytest.raises(ValueError): {name}(...)`.\n"
+        "Use only rules the docstring states. Reply with one ```python code block containing "
+        "only those lines."
+    )
+
+
 def parse_asserts(reply: str, name: str) -> list[str]:
     """The one-line ``assert`` (or ``with pytest.raises(E): call``) statements of a reply that
     call ``name``, deduplicated."""
