@@ -21,6 +21,10 @@ visible tests, as the pipeline's ``clustering.pool_of``), so the table isolates 
 * ``checks+reviewer`` the group passing most model-written checks, then reviewer score;
 * ``group-reviewer`` the group whose members hold the most reviewer probability mass
   (log-sum-exp of their scores: agreement and the docstring's likelihood at once);
+* ``prose+size``    the group passing most checks written from the docstring's prose
+  (``pipeline.prose_checks``; filled by ``benchmarks/prose_checks.py``, else 0 for all),
+  then group size, then direct greedy;
+* ``checks+prose+size`` the pipeline's order with prose checks between checks and size;
 * ``oracle``        right whenever any eligible candidate is (the ceiling).
 
 Reviewer scores cost one forward pass per candidate on the configured model; they are cached
@@ -63,6 +67,10 @@ def _rev(c: dict) -> float:
     return c["reviewer"] if c.get("reviewer") is not None else -math.inf
 
 
+def _prose(c: dict) -> int:
+    return c.get("prose") or 0
+
+
 def _logsumexp(xs: list[float]) -> float:
     finite = [x for x in xs if x != -math.inf]
     if not finite:
@@ -100,6 +108,13 @@ CHOOSERS: dict[str, Chooser] = {
     "size+reviewer": _by_group(lambda g: (len(g), max(map(_rev, g))), _rev),
     "checks+reviewer": _by_group(lambda g: (g[0]["checks"] or 0, max(map(_rev, g))), _rev),
     "group-reviewer": _by_group(lambda g: (_logsumexp([_rev(c) for c in g]),), _rev),
+    # prose checks (benchmarks/prose_checks.py fills each candidate's ``prose``: how many of
+    # the checks written from the docstring's prose it passes)
+    "prose+size": _by_group(lambda g: (max(map(_prose, g)), len(g), any(map(_is_direct, g))),
+                            lambda c: (_prose(c), _is_direct(c), c["mean_logprob"])),
+    "checks+prose+size": _by_group(
+        lambda g: (g[0]["checks"] or 0, max(map(_prose, g)), len(g), any(map(_is_direct, g))),
+        lambda c: (_prose(c), _is_direct(c), c["mean_logprob"])),
 }
 
 
