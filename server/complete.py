@@ -78,7 +78,17 @@ HEADLINES = {
     "failing": "NOT VERIFIED: best candidate still fails some of your tests",
     "unverified": "UNVERIFIED: no tests of yours found; ranked on model-written tests",
 }
-"""The headline per status: "verified" only where the user's tests are strong enough."""
+"""The headline per status: "verified" only where the user's tests are strong enough and
+were all checked out of the candidate's process."""
+IN_PROCESS_HEADLINE = ("PASSES YOUR TESTS (checked in-process, in the candidate's own process: "
+                       "not called verified)")
+
+
+def headline(r: PipelineResult) -> str:
+    """The CLI's headline for ``r``: its status, and why passing tests is not verified."""
+    if r.status == "passes-tests" and r.not_verified_because == "in-process":
+        return IN_PROCESS_HEADLINE
+    return HEADLINES[r.status]
 
 
 def run_complete(target: str, settings: Settings, as_json: bool = False,
@@ -124,7 +134,7 @@ def print_human(r: PipelineResult, written: bool, path: Path) -> None:
         print(f"no usable candidate for {r.function}: "
               + "; ".join(f"#{x.index + 1} {x.strategy}: {x.error}" for x in r.candidates))
         return
-    print(f"== {r.function}: {HEADLINES[r.status]} ==")
+    print(f"== {r.function}: {headline(r)} ==")
     if r.strength:
         print(f"evidence: {r.strength}")
     if r.change:

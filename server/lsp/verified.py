@@ -20,7 +20,9 @@ def plan_comment(result: PipelineResult, indent: str) -> str:
     c = result.chosen
     assert c is not None
     total = len(c.run.verdicts) if c.run else 0
-    head = f"{indent}# plancode: {result.status}, {c.passed}/{total} tests pass ({c.strategy})"
+    checked = ", checked in-process" if result.not_verified_because == "in-process" else ""
+    head = (f"{indent}# plancode: {result.status}, {c.passed}/{total} tests pass{checked} "
+            f"({c.strategy})")
     steps = [f"{indent}# {s[:96]}" for s in c.plan.splitlines()[:8]] if c.plan else []
     return "\n".join([head, *steps]) + "\n"
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from plancode.analysis.facts import FunctionFacts
 from plancode.engine.types import CancelToken, Engine, SamplingParams
 from plancode.pipeline import clustering, probe_inputs
-from plancode.pipeline.agreement import Agreement, is_weak, user_checks
+from plancode.pipeline.agreement import Agreement
 from plancode.pipeline.generated_tests import write_tests
 from plancode.pipeline.kinds import TestsSource
 from plancode.pipeline.probes import probe_all
@@ -76,8 +76,7 @@ def choose(
     the probes."""
     start = time.perf_counter()
     info = ctx.facts.info
-    agreement = Agreement(user_checks(ctx.tests, info.docstring),
-                          is_weak(ctx.tests, info.docstring))
+    agreement = Agreement.of(ctx.tests, info.docstring)
     fallback = best_by_tests(candidates, ctx.tests_source)
     if ctx.tests_source == "generated":  # model-written tests do not filter: all compete
         pool = [c for c in candidates if c.function_code and not c.error and c.spliced_text]

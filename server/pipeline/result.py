@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from plancode.pipeline.agreement import Agreement
+from plancode.pipeline.agreement import Agreement, decided, strong_out_of_process
 from plancode.pipeline.kinds import TestsSource
 from plancode.testing.scrub import scrub
 from plancode.testing.types import NEUTRAL, RunResult, TestCase
@@ -133,12 +133,23 @@ class PipelineResult:
 
     @property
     def strength(self) -> str:
-        """One line: "passes your 1 test; 4 of 5 candidates agree on 12 generated inputs"."""
+        """One line: "passes your 1 test; 4 of 5 candidates agree on 12 generated inputs"
+        ("passes your 5 tests (checked in-process); ..." when some were decided in the
+        candidate's process)."""
         if self.agreement is None or self.chosen is None:
             return ""
         own = [t for t in self.tests if t.kind != "generated"]
         return self.agreement.summary(self.tests_source, min(self.chosen.passed, len(own)),
-                                      len(own))
+                                      len(own), in_process=self.decided[1] > 0)
+
+    @property
+    def decided(self) -> tuple[int, int]:
+        """(out of process, in process): the user's checks the choice passed, by where their
+        verdicts were decided (``agreement.decided``)."""
+        if self.chosen is None or self.chosen.run is None:
+            return 0, 0
+        return decided(self.chosen.run.verdicts,
+                       self.agreement.examples if self.agreement else 0)
 
     @property
     def checked(self) -> str:
@@ -149,11 +160,26 @@ class PipelineResult:
 
     @property
     def verified(self) -> bool:
-        """Strong evidence: the choice passes every one of the user's tests and they hold
-        enough checks (``agreement.STRONG_CHECKS``). Passing one or two visible tests is not
-        called verified (on a held-out project 4 of 5 such answers were wrong): that status is
-        ``passes-tests``, and the strength line says how many tests it rests on."""
-        return self.passes_user_tests and not self.weak_evidence
+        """Strong evidence: the choice passes every one of the user's tests, they hold enough
+        checks (``agreement.STRONG_CHECKS``), and every one of those verdicts was decided out
+        of process, where the candidate's code cannot reach (``agreement.strong_out_of_process``).
+        Passing one or two visible tests is not called verified (on a held-out project 4 of 5
+        such answers were wrong), nor is passing tests checked in the candidate's own process
+        (code written against plancode's plugin can forge those): that status is
+        ``passes-tests``, and the strength line says how many tests it rests on and whether
+        they were checked in-process (:attr:`not_verified_because`)."""
+        return (self.passes_user_tests and not self.weak_evidence and self.chosen is not None
+                and self.chosen.run is not None and strong_out_of_process(
+                    self.chosen.run.verdicts, self.agreement.examples if self.agreement else 0))
+
+    @property
+    def not_verified_because(self) -> str:
+        """Why a choice that passes every one of the user's tests is not called verified:
+        ``few-tests`` (fewer checks than it takes) or ``in-process`` (some were decided in the
+        candidate's own process); "" when it is verified or does not pass them."""
+        if not self.passes_user_tests or self.verified:
+            return ""
+        return "in-process" if self.decided[1] and not self.weak_evidence else "few-tests"
 
     @property
     def status(self) -> str:
@@ -202,6 +228,9 @@ class PipelineResult:
             "isolation": self.isolation,
             "isolation_detail": self.isolation_detail,
             "checked": self.checked,
+            "checks_out_of_process": self.decided[0],
+            "checks_in_process": self.decided[1],
+            "not_verified_because": self.not_verified_because,
             "stopped_early": self.stopped_early,
             "discovery": self.discovery,
             "root": self.root,

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from plancode.testing import process, shapes, view
-from plancode.testing.types import NEUTRAL, RunResult, TestCase, TestVerdict
-from plancode.testing.value_checks import OUT_OF_PROCESS, combine
+from plancode.testing.types import NEUTRAL, OUT_OF_PROCESS, RunResult, TestCase, TestVerdict
+from plancode.testing.value_checks import combine
 from plancode.testing.verdicts import Events, RunEnd, matches
 
 if TYPE_CHECKING:

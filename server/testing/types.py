@@ -9,6 +9,10 @@ OUTCOMES = ("passed", "failed", "error", "timeout", "skipped", "xfail", "skip-ra
 # Outcomes that count neither for nor against a candidate: tests the user marked skip or xfail.
 # A skip or xfail *raised while the test ran* is "skip-raised" and counts against it.
 NEUTRAL = frozenset({"skipped", "xfail"})
+# where a verdict was decided (TestVerdict.checked): where the candidate's code cannot reach
+# (the server compared values, or a split run's judge decided), or in the candidate's process
+OUT_OF_PROCESS = "out-of-process"
+IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from plancode.testing import values
 from plancode.testing.shapes import Check, ValueTest
-from plancode.testing.types import RunResult, TestCase, TestVerdict
+from plancode.testing.types import IN_PROCESS, OUT_OF_PROCESS, RunResult, TestCase, TestVerdict
 from plancode.testing.verdicts import RunEnd, describe_exit, read_signed
 
 if TYPE_CHECKING:
@@ -46,8 +46,6 @@ class ValueRunner(Protocol):
     def run_values(self, files: dict[str, str], request: dict,
                    cancel: CancelToken | None = None) -> tuple[RunEnd, bytes, bytes]: ...
 
-OUT_OF_PROCESS = "out-of-process"
-IN_PROCESS = "in-process"
 # pytest names its outcome exceptions' module "builtins" (tidier tracebacks)
 _SKIPS = {"_pytest.outcomes.Skipped": "skip", "builtins.Skipped": "skip",
           "_pytest.outcomes.XFailed": "xfail", "builtins.XFailed": "xfail",

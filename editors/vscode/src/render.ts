@@ -48,6 +48,8 @@ export interface PipelineResult {
   strength?: string;
   /** The chosen code passes every one of the user's tests (`verified` or `passes-tests`). */
   passes_user_tests?: boolean;
+  /** Why passing the user's tests is not called verified: "few-tests", "in-process" or "". */
+  not_verified_because?: string;
   /** False on an answer offered while the search goes on (`plancode/answer`). */
   final?: boolean;
   budget?: number;
@@ -76,6 +78,14 @@ const STATUS_TEXT: Record<string, string> = {
   unverified: "Unverified: no tests of yours were found; ranked on tests the model wrote",
   "no-candidate": "No usable candidate",
 };
+
+/** The status in words; `passes-tests` says why it is not called verified. */
+export function statusText(result: PipelineResult): string {
+  if (result.status === "passes-tests" && result.not_verified_because === "in-process") {
+    return "Passes your tests — checked in-process (in the candidate's own process), so not called verified";
+  }
+  return STATUS_TEXT[result.status] ?? result.status;
+}
 
 function outcome(text: string): string {
   return text === "passed" ? "passed" : `**${cell(text)}**`;
@@ -160,7 +170,7 @@ export function renderMarkdown(result: PipelineResult): string {
   const out: string[] = [];
   out.push(`# plancode: \`${result.function}\``);
   out.push("");
-  out.push(`**${STATUS_TEXT[result.status] ?? result.status}**` +
+  out.push(`**${statusText(result)}**` +
     (result.final === false ? " — first answer, still checking alternatives" :
       result.applied === true ? " — applied to the file" : result.applied === false &&
         result.chosen ? " — not applied" : ""));

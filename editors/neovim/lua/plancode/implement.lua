@@ -24,8 +24,11 @@ local function notify(msg, level)
   vim.notify('plancode: ' .. msg, level or vim.log.levels.INFO)
 end
 
---- The status in honest words: 'passes-tests' is not called verified.
+--- The status in honest words: 'passes-tests' is not called verified, and says why.
 local function status_text(r)
+  if r.status == 'passes-tests' and r.not_verified_because == 'in-process' then
+    return 'passes your tests (checked in-process: not called verified)'
+  end
   if r.status == 'passes-tests' then
     return 'passes your tests (too few to call it verified)'
   end

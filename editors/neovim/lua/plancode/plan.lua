@@ -32,7 +32,9 @@ function M.lines(r)
     out[#out + 1] = ('chosen: candidate %s (%s), %d passed, %d failed'):format(
       str(c.index, '?'), str(c.strategy, '?'), c.tests_passed or 0, c.tests_failed or 0)
   end
-  if r.status == 'passes-tests' then
+  if r.status == 'passes-tests' and r.not_verified_because == 'in-process' then
+    out[#out + 1] = 'passes your tests, but some were checked in-process (in the candidate\'s own process): not called verified'
+  elseif r.status == 'passes-tests' then
     out[#out + 1] = 'passes your tests, but they are too few to call it verified'
   end
   if type(r.strength) == 'string' and r.strength ~= '' then

@@ -97,6 +97,15 @@ test("passes-tests is rendered honestly, with the strength", () => {
   assert.match(md, /- Evidence: passes your 1 test; 4 of 5 candidates agree/);
 });
 
+test("passes-tests checked in-process says so", () => {
+  const md = renderMarkdown({
+    ...offered(), final: true, applied: true, not_verified_because: "in-process",
+    strength: "passes your 5 tests (checked in-process)",
+  });
+  assert.match(md, /\*\*Passes your tests — checked in-process \(in the candidate's own process\), so not called verified\*\*/);
+  assert.match(md, /- Evidence: passes your 5 tests \(checked in-process\)/);
+});
+
 test("an offered answer says the search goes on", () => {
   assert.match(renderMarkdown(offered()), /first answer, still checking alternatives/);
 });
