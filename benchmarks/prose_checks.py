@@ -172,13 +172,8 @@ def study_row(row: dict, problem: Problem, checks: dict[str, list[pc.Check]], sa
     cands = choosers.eligible(row["pool"])
     flat = [c for w in checks for c in checks[w]]
     static_drop = [pc.contradicts(c, problem.visible) for c in flat]
-    oracle_drop = [False] * len(flat)
-    oracle = pc.oracle_text(problem.facts.name, problem.visible)
-    if oracle is not None and flat:
-        run = probes.probe_all(sandbox, problem.rel, problem.module, [oracle], [],
-                               pc.oracle_checks(flat))
-        if not run.error and not run.behaviours[0].error:
-            oracle_drop = [not ok for ok in run.behaviours[0].checks]
+    oracle_drop = pc.refuted(sandbox, problem.rel, problem.module, problem.facts.name, flat,
+                             problem.visible)
     texts = {c["code"]: problem.text(c["code"]) for c in cands}
     unique = [t for t in dict.fromkeys(texts.values()) if t is not None]
     results: dict[str, tuple[bool, ...]] = {}
@@ -263,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-model", action="store_true", help="cached replies only")
     ap.add_argument("--generate-only", action="store_true",
                     help="only fill the model replies' cache")
+    ap.add_argument("--min-distinct", type=int, default=1,
+                    help="only pools with this many distinct eligible candidates")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--json", type=Path, default=RESULTS / "prose-checks.json")
     ap.add_argument("--plot", type=Path)
@@ -275,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = load_rows(mode, ROWS[mode])
             # pools whose eligible candidates differ first: they are where checks can matter
             rows.sort(key=lambda r: -len({c["code"] for c in choosers.eligible(r["pool"])}))
+            rows = [r for r in rows if len({c["code"] for c in choosers.eligible(r["pool"])})
+                    >= args.min_distinct]
             studied: dict[str, dict] = {}
             boxes: dict[Path, object] = {}
             skipped = []

@@ -192,14 +192,10 @@ def test_checks_run_through_the_probes_with_the_tiny_model(calc_workspace: Path,
                       " reverse=True)", "clamp_all")
     assert bad is not None and not pc.contradicts(bad, visible)  # not the same value: static
     checks = [*static, *pc.without_contradictions(made, visible), bad]
-    oracle = pc.oracle_text("clamp_all", visible)
-    assert oracle is not None
+    assert pc.oracle_text("clamp_all", []) is None
     with Sandbox(calc_workspace) as sandbox:
-        on_oracle = probes.probe_all(sandbox, "calc.py", "calc", [oracle], [],
-                                     pc.oracle_checks(checks))
-        assert not on_oracle.error
-        refuted = [c for c, ok in zip(checks, on_oracle.behaviours[0].checks, strict=True)
-                   if not ok]
+        flags = pc.refuted(sandbox, "calc.py", "calc", "clamp_all", checks, visible)
+        refuted = [c for c, no in zip(checks, flags, strict=True) if no]
         assert bad in refuted and not any(c.writer == pc.STATIC for c in refuted)
         kept = [c for c in checks if c not in refuted]
         texts = [CALC.replace('    """\n    ...\n', '    """\n' + RIGHT.split(":\n", 1)[1]),
@@ -213,3 +209,27 @@ def test_checks_run_through_the_probes_with_the_tiny_model(calc_workspace: Path,
     failed = {kept[k].detail for k in static_kept if not wrong.checks[k]}
     assert {"ordering", "doctest-or-prose"} <= failed
     assert sum(right.checks) > sum(wrong.checks)
+
+
+class _Scripted:
+    """An engine that answers every chat with one reply (what the model wrote)."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked: list = []
+
+    def chat(self, messages, params, cancel=None):  # noqa: ANN001, ANN201
+        self.asked.append(messages)
+        return type("Gen", (), {"text": self.reply})()
+
+
+def test_make_adds_the_models_checks_and_drops_contradicting_ones() -> None:
+    facts = _facts(FACTORIAL, "factorial")
+    visible = pc.visible_of([("factorial(3)", "6")])
+    engine = _Scripted("```python\nassert factorial(3) == 9\nassert factorial(0) == 1\n"
+                       "with pytest.raises(ValueError): factorial(3)\n```")
+    checks = pc.make(facts, visible, engine, SamplingParams(), "m")  # type: ignore[arg-type]
+    assert engine.asked == [pc.prompts.prose_check_messages(facts.info.problem, "factorial")]
+    model = [c.statement for c in checks if c.writer == "m"]
+    assert model == ["assert factorial(0) == 1"]
+    assert [c for c in checks if c.writer == pc.STATIC] == pc.static_checks(facts, visible)

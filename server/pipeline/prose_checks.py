@@ -37,7 +37,8 @@ from plancode import prompts
 from plancode.analysis.facts import FunctionFacts
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Engine, SamplingParams
-from plancode.pipeline import escalate
+from plancode.pipeline import escalate, probes
+from plancode.testing.sandbox import Sandbox
 
 KINDS = ("no-raise", "raises", "rule", "value")
 STATIC = "static"
@@ -500,3 +501,30 @@ def oracle_checks(checks: list[Check]) -> list[str]:
     """The checks as run on the oracle: a call it does not know passes (no evidence)."""
     return [f"try:\n{textwrap.indent(c.statement, '    ')}\nexcept {ORACLE_UNKNOWN}:\n    pass"
             for c in checks]
+
+
+def make(facts: FunctionFacts, visible: list[Visible], engine: Engine | None = None,
+         base: SamplingParams | None = None, writer: str = "",
+         cancel: CancelToken | None = None) -> list[Check]:
+    """Static checks, then ``engine``'s (the model ``writer``) when one is given, without
+    those that contradict a visible test by their call and outcome."""
+    checks = static_checks(facts, visible)
+    if engine is not None and base is not None:
+        checks += model_checks(engine, facts.info.problem, facts.name, base, writer, cancel)[0]
+    return without_contradictions(checks, visible)
+
+
+def refuted(sandbox: Sandbox, rel: str, module: str, name: str, checks: list[Check],
+            visible: list[Visible], cancel: CancelToken | None = None,
+            extra_files: dict[str, str] | None = None) -> list[bool]:
+    """Per check, whether the oracle module (the visible tests' answers and nothing else)
+    fails it: a rule the visible tests refute. All False when there is no oracle or its
+    probe failed (no evidence either way)."""
+    oracle = oracle_text(name, visible)
+    if oracle is None or not checks:
+        return [False] * len(checks)
+    run = probes.probe_all(sandbox, rel, module, [oracle], [], oracle_checks(checks), cancel,
+                           extra_files)
+    if run.error or run.behaviours[0].error:
+        return [False] * len(checks)
+    return [not ok for ok in run.behaviours[0].checks]
