@@ -199,7 +199,8 @@ def study_row(row: dict, problem: Problem, checks: dict[str, list[pc.Check]], sa
 def kind_stats(studied: list[dict], writer: str, key: str = "kind") -> dict[str, dict]:
     out: dict[str, dict] = defaultdict(lambda: {"made": 0, "dropped": 0, "kept": 0,
                                                 "on_multi": 0, "separates": 0, "wrong": 0,
-                                                "useful": 0, "pools": set()})
+                                                "useful": 0, "pools": set(),
+                                                "pools_separated": set()})
     for s in studied:
         for c in s["checks"]:
             if c["writer"] != writer:
@@ -219,9 +220,12 @@ def kind_stats(studied: list[dict], writer: str, key: str = "kind") -> dict[str,
                     st["on_multi"] += 1
                     separates = len(set(p)) > 1
                     st["separates"] += separates
+                    if separates:
+                        st["pools_separated"].add(s["task"])
                     st["useful"] += separates and not wrong and any(
                         not hh and not pp for pp, hh in zip(p, h, strict=True))
-    return {k: {**v, "pools": len(v["pools"])} for k, v in out.items()}
+    return {k: {**v, "pools": len(v["pools"]), "pools_separated": len(v["pools_separated"])}
+            for k, v in out.items()}
 
 
 def chooser_stats(rows: list[dict], studied: dict[str, dict], writers: list[str]) -> dict:
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only fill the model replies' cache")
     ap.add_argument("--min-distinct", type=int, default=1,
                     help="only pools with this many distinct eligible candidates")
+    ap.add_argument("--max-distinct", type=int, default=10**6,
+                    help="only pools with at most this many distinct eligible candidates")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--json", type=Path, default=RESULTS / "prose-checks.json")
     ap.add_argument("--plot", type=Path)
@@ -273,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             # pools whose eligible candidates differ first: they are where checks can matter
             rows.sort(key=lambda r: -len({c["code"] for c in choosers.eligible(r["pool"])}))
             rows = [r for r in rows if len({c["code"] for c in choosers.eligible(r["pool"])})
-                    >= args.min_distinct]
+                    in range(args.min_distinct, args.max_distinct + 1)]
             studied: dict[str, dict] = {}
             boxes: dict[Path, object] = {}
-            skipped = []
+            skipped: list[str] = []  # no function to probe (a method, no source)
+            missing: list[str] = []  # a writer's reply is not cached (--no-model)
             for row in rows:
                 problem = (humaneval_problem(row, Path(empty)) if mode == "weak"
                            else heldout_problem(row))
@@ -285,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 checks = checks_for(problem, writers, replies)
                 if args.generate_only:
+                    continue
+                if set(checks) != set(writers):  # compare writers on the same pools only
+                    missing.append(problem.task)
                     continue
                 if problem.workspace not in boxes:
                     from plancode.testing.sandbox import Sandbox
@@ -300,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             combos = [w for w in writers] + [f"static+{w}" for w in writers if w != "static"]
             report["modes"][mode] = {
                 "pools": len(rows), "studied": len(done), "skipped": skipped,
+                "missing": missing,
                 "contested": sum(s["contested"] for s in done),
                 "by_kind": {w: kind_stats(done, w) for w in writers},
                 "by_detail": {w: kind_stats(done, w, "detail") for w in writers},
-                "choosers": chooser_stats(rows, studied, combos),
+                "choosers": chooser_stats([r for r in rows if choosers._task(r) in studied],
+                                          studied, combos),
                 "checks": done}
             print_mode(mode, report["modes"][mode])
     if args.generate_only:
