@@ -190,6 +190,7 @@ def study_row(row: dict, problem: Problem, checks: dict[str, list[pc.Check]], sa
                           "oracle" if oracle_drop[k] else "",
                           "passes": passes, "hidden": [bool(c["hidden"]) for c in cands]})
     return {"task": problem.task, "mode": row["mode"], "eligible": len(cands),
+            "writers": list(checks),
             "contested": len({bool(c["hidden"]) for c in cands}) > 1,
             "checks": per_check}
 
@@ -197,6 +198,7 @@ def study_row(row: dict, problem: Problem, checks: dict[str, list[pc.Check]], sa
 # -- the numbers -----------------------------------------------------------------------------
 
 def kind_stats(studied: list[dict], writer: str, key: str = "kind") -> dict[str, dict]:
+    """Per kind (or detail) of ``writer``'s checks, over the pools it wrote checks for."""
     out: dict[str, dict] = defaultdict(lambda: {"made": 0, "dropped": 0, "kept": 0,
                                                 "on_multi": 0, "separates": 0, "wrong": 0,
                                                 "useful": 0, "pools": set(),
@@ -233,9 +235,11 @@ def chooser_stats(rows: list[dict], studied: dict[str, dict], writers: list[str]
     out = {}
     for combo in writers:
         names = combo.split("+")
+        # each writer set on the pools every writer in it has checked
+        on = [r for r in rows if set(names) <= set(studied[choosers._task(r)]["writers"])]
         right = {"pipeline": 0, "prose+size": 0, "checks+prose+size": 0, "size": 0, "oracle": 0}
         contested = dict.fromkeys(right, 0)
-        for row in rows:
+        for row in on:
             cands = choosers.eligible(row["pool"])
             s = studied.get(choosers._task(row))
             for k, c in enumerate(cands):
@@ -251,7 +255,7 @@ def chooser_stats(rows: list[dict], studied: dict[str, dict], writers: list[str]
                     ok = bool(pick and pick["hidden"])
                 right[name] += ok
                 contested[name] += ok and is_contested
-        out[combo] = {"right": right, "right_on_contested": contested}
+        out[combo] = {"pools": len(on), "right": right, "right_on_contested": contested}
     return out
 
 
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             studied: dict[str, dict] = {}
             boxes: dict[Path, object] = {}
             skipped: list[str] = []  # no function to probe (a method, no source)
-            missing: list[str] = []  # a writer's reply is not cached (--no-model)
+            missing: list[str] = []  # some writer's reply is not cached (--no-model)
             for row in rows:
                 problem = (humaneval_problem(row, Path(empty)) if mode == "weak"
                            else heldout_problem(row))
@@ -293,9 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                 checks = checks_for(problem, writers, replies)
                 if args.generate_only:
                     continue
-                if set(checks) != set(writers):  # compare writers on the same pools only
+                if set(checks) != set(writers):  # a writer's reply is not cached yet
                     missing.append(problem.task)
-                    continue
                 if problem.workspace not in boxes:
                     from plancode.testing.sandbox import Sandbox
 
@@ -312,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pools": len(rows), "studied": len(done), "skipped": skipped,
                 "missing": missing,
                 "contested": sum(s["contested"] for s in done),
+                "pools_per_writer": {w: sum(w in s["writers"] for s in done) for w in writers},
                 "by_kind": {w: kind_stats(done, w) for w in writers},
                 "by_detail": {w: kind_stats(done, w, "detail") for w in writers},
                 "choosers": chooser_stats([r for r in rows if choosers._task(r) in studied],
@@ -327,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_mode(mode: str, m: dict) -> None:
-    print(f"\n{mode}: {m['studied']} of {m['pools']} pools studied ({m['contested']} contested)")
+    print(f"\n{mode}: {m['studied']} of {m['pools']} pools studied ({m['contested']} contested);"
+          f" pools per writer: {m['pools_per_writer']}")
     print(f"  {'writer':20s} {'kind':9s} {'made':>5s} {'drop':>5s} {'multi':>5s} "
           f"{'separ':>5s} {'wrong':>5s} {'useful':>6s}")
     for writer, kinds in m["by_kind"].items():
@@ -341,7 +346,7 @@ def print_mode(mode: str, m: dict) -> None:
     for combo, st in m["choosers"].items():
         cells = "  ".join(f"{k} {v}/{st['right_on_contested'][k]}"
                           for k, v in st["right"].items())
-        print(f"    {combo:38s} {cells}")
+        print(f"    {combo:30s} {st['pools']:3d} pools  {cells}")
 
 
 def plot(report: dict, path: Path) -> None:
