@@ -233,3 +233,14 @@ def test_make_adds_the_models_checks_and_drops_contradicting_ones() -> None:
     model = [c.statement for c in checks if c.writer == "m"]
     assert model == ["assert factorial(0) == 1"]
     assert [c for c in checks if c.writer == pc.STATIC] == pc.static_checks(facts, visible)
+
+
+def test_the_larger_model_writes_the_checks_when_there_is_one() -> None:
+    from plancode.config import Settings
+
+    base = Settings.from_mapping({"model": "qwen2.5-coder-0.5b"})
+    assert pc.writer_model(Settings.from_mapping({"escalate_model": "qwen2.5-coder-1.5b"},
+                                                 base)) == "qwen2.5-coder-1.5b"
+    # conftest: the 1.5B is not in the store here, so ``auto`` keeps the main model
+    assert pc.writer_model(Settings.from_mapping({"escalate_model": "auto"}, base)) == \
+        "qwen2.5-coder-0.5b"
