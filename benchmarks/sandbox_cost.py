@@ -14,6 +14,13 @@ machine only what was measured in the same round compares.
 ``python -m benchmarks.sandbox_cost [ROUNDS]``: the hardening of issue 12 (commit
 :data:`BEFORE`) against now, two tests and a doctest on a small workspace.
 
+``python -m benchmarks.sandbox_cost split [ROUNDS]`` (issue 31): a test that is not
+value-shaped (it takes a fixture) run the old way, under pytest and the plugin in the
+candidate's process, and as a split run (a judge with the user's file, a worker with the
+candidate's, calls over a pipe), interleaved, in both isolation modes; once with one call and
+once with 1,000 calls in a loop, so the per-call cost of the proxy shows apart from the second
+process's start.
+
 Old versions are checked out of git into a temporary package, so both run in one process.
 """
 
@@ -219,8 +226,60 @@ def workspaces(rounds: int = 9) -> None:
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
+# -- issue 31: the split run against the plugin run -------------------------------------------
+
+SPLIT_TESTS = ("import pytest\n\nfrom pkg.mod import add\n\n\n@pytest.fixture\ndef pair():\n"
+               "    return (1, 2)\n\n\ndef test_one(pair):\n    assert add(*pair) == 3\n\n\n"
+               "def test_many(pair):\n    for k in range(1000):\n"
+               "        assert add(k, pair[0]) == k + 1\n")
+STUB = 'def add(a, b):\n    """Add two numbers."""\n    raise NotImplementedError\n'
+RIGHT = 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n'
+
+
+def split(rounds: int = 9) -> None:
+    from plancode.testing.sandbox import Sandbox
+    from plancode.testing.types import TestCase
+
+    with tempfile.TemporaryDirectory(prefix="plcsplit-") as d:
+        ws = Path(d) / "ws"
+        (ws / "pkg").mkdir(parents=True)
+        (ws / "tests").mkdir()
+        (ws / "pkg" / "__init__.py").write_text("")
+        (ws / "pkg" / "mod.py").write_text(STUB)
+        (ws / "tests" / "test_mod.py").write_text(SPLIT_TESTS)
+        (ws / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
+        cases = {name: [TestCase(f"tests/test_mod.py::{name}", "pytest", "tests/test_mod.py",
+                                 name)] for name in ("test_one", "test_many")}
+        print(f"rounds: {rounds}, interleaved; load average at start: "
+              f"{os.getloadavg()[0]:.2f}; medians in ms")
+        print("| isolation | test | plugin (in process) | split run | split - plugin |")
+        print("|---|---|---|---|---|")
+        for mode in ("bwrap", "landlock"):
+            with Sandbox(ws, isolation=mode, timeout=60.0) as box:
+                times: dict[tuple[str, str], list[float]] = {}
+                for _ in range(rounds):
+                    for name, tests in cases.items():
+                        for way in ("plugin", "split"):
+                            box.split_calls = way == "split"
+                            t = time.perf_counter()
+                            result = box.run_tests({"pkg/mod.py": RIGHT}, tests,
+                                                   target=("pkg/mod.py", "add"))
+                            times.setdefault((name, way), []).append(time.perf_counter() - t)
+                            want = "out-of-process" if way == "split" else "in-process"
+                            assert result.all_passed and result.checked == want, \
+                                (mode, name, way, result.output_tail)
+            for name in cases:
+                a, b = times[(name, "plugin")], times[(name, "split")]
+                diff = [y - x for x, y in zip(a, b, strict=True)]
+                print(f"| {mode} | {name} | {_median_ms(a)} | {_median_ms(b)} | "
+                      f"{_median_ms(diff)} |", flush=True)
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "workspaces":
         workspaces(int(sys.argv[2]) if len(sys.argv) > 2 else 9)
+    elif len(sys.argv) > 1 and sys.argv[1] == "split":
+        split(int(sys.argv[2]) if len(sys.argv) > 2 else 9)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)

@@ -44,21 +44,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.write_text(json.dumps(found, indent=1))
     harmed = [f"{key}/{r['attack']}" for key, rows in found.items() for r in rows
-              if r["verified"] or r["secret_in_prompt"] or r["changed"] or r["error"]]
+              if r["verified"] or r["in_process"]["verified"] or r["secret_in_prompt"]
+              or r["changed"] or r["error"]]
     print(f"wrote {args.out}: {sum(map(len, found.values()))} rows in {len(found)} set-ups; "
           f"verified, harmed or failed: {', '.join(harmed) or 'none'}")
     return 1 if harmed else 0
 
 
-HEADER = "| attack | class | isolation | server as | harm | verdict |"
+HEADER = ("| attack | class | isolation | server as | harm | verdict (split run) | "
+          "verdict (in the candidate's process) |")
+OLD_HEADERS = ("| attack | class | isolation | server as | harm | verdict |",)
 
 
 def verdict(row: dict) -> str:
-    """What the pipeline concluded: tampering detected, or not verified and how."""
+    """What the pipeline concluded: tampering detected, or not verified and how (and when
+    every test passed but some in process: "passes-tests")."""
     if row["verified"]:
         return "**VERIFIED**"
     if row["tampered"]:
         return "tampered"
+    if row.get("all_passed"):
+        return "passes-tests (checked in-process)"
     outcomes = "/".join(dict.fromkeys(row["outcomes"])) or "no verdict"
     names = dict.fromkeys(f.split(":")[0] for f in row["flags"])
     flags = f" (flag: {', '.join(names)})" if names else ""
@@ -73,15 +79,15 @@ def harm(row: dict) -> str:
 
 def write_table(found: dict) -> int:
     """docs/security.md's attack table, one line per attack and set-up, from the JSON."""
-    lines = [HEADER, "|---|---|---|---|---|---|"]
+    lines = [HEADER, "|---|---|---|---|---|---|---|"]
     for rows in found.values():
         for r in rows:
             who = "root (uid 0)" if r["uid"] == 0 else f"user (uid {r['uid']})"
             lines.append(f"| {r['attack']} | {r['class']} | {r['mode']} | {who} | {harm(r)} | "
-                         f"{verdict(r)} |")
+                         f"{verdict(r)} | {verdict(r['in_process'])} |")
     doc = OUT.parent / "security.md"
     text = doc.read_text().splitlines()
-    start = text.index(HEADER)
+    start = next(i for i, line in enumerate(text) if line in (HEADER, *OLD_HEADERS))
     end = next((i for i in range(start + 2, len(text)) if not text[i].startswith("|")),
                len(text))
     doc.write_text("\n".join(text[:start] + lines + text[end:]) + "\n")

@@ -76,6 +76,59 @@ def leak_forms(value: str) -> list[str]:
     return [form for group in space["_forms"](value) for form in group]
 
 
+# takes the plugin's signer, fd and counter out of _emit.__closure__ and writes a complete,
+# consistent, signed stream of passes (where the plugin shares the candidate's process)
+CLOSURE_FORGE = '''
+import json as _json, os as _os, sys as _sys
+def _forge_signed():
+    plugin = _sys.modules.get("plancode_pytest_plugin")
+    if plugin is None:
+        return
+    cells = [c.cell_contents for c in plugin._emit.__closure__]
+    signer = next(c for c in cells if hasattr(c, "copy") and hasattr(c, "hexdigest"))
+    fd = next(c for c in cells if type(c) is int and c > 2)
+    seq = next(c for c in cells if type(c) is list and len(c) == 1 and type(c[0]) is int)
+    ids = _json.load(open(_os.environ["PLANCODE_REQUEST"]))["tests"]
+    events = [{"event": "selected", "nodeids": ids}]
+    for i in ids:
+        events.append({"event": "start", "nodeid": i})
+        for when in ("setup", "call", "teardown"):
+            events.append({"event": "report", "nodeid": i, "when": when, "outcome": "passed",
+                           "duration": 0.0, "wasxfail": False, "skip_by_mark": False,
+                           "xfail_by_mark": False, "message": ""})
+    events.append({"event": "finish", "exitstatus": 0})
+    for event in events:
+        body = f"{seq[0]} {_json.dumps(event)}"
+        seq[0] += 1
+        mac = signer.copy()
+        mac.update(body.encode())
+        _os.write(fd, f"{mac.hexdigest()} {body}\\n".encode())
+    _os._exit(0)
+_forge_signed()
+'''
+
+# what a candidate in a split run's worker can reach: the pipe to its judge (the fd numbers are
+# in its environment) and the frames of the worker serving the call
+WORKER = '''
+import json as _json, os as _os, sys as _sys
+def _answer_fd():
+    fds = _os.environ.get("PLANCODE_WORKER_FDS")
+    return int(fds.split(",")[1]) if fds else -1
+def _seq():
+    frame = _sys._getframe(1)
+    while frame is not None:
+        request = frame.f_locals.get("request")
+        if isinstance(request, dict) and "seq" in request:
+            return request["seq"]
+        frame = frame.f_back
+    return 0
+def _answer(seq, result):
+    body = {"seq": seq, "result": result, "out": "", "err": "", "changed": [], "warnings": []}
+    return (_json.dumps(body) + "\\n").encode()
+def _passing(a, b):  # what a right add would answer
+    return ["value", ["int", hex(a + b)]]
+'''
+
 ATTACKS: dict[str, tuple[str, str]] = {
     # name: (class, candidate module text)
     "forge-then-exit": ("1 forged results", FORGE + "_forge()\n_os._exit(0)\n" + WRONG),
@@ -286,34 +339,7 @@ if _plugin is not None:
                 _real(event)
             _hook.__defaults__ = tuple(_fake if d is _plugin._emit else d for d in _defaults)
 ''' + WRONG),
-    "closure-forge": ("12 in-process forgery", '''
-import json as _json, os as _os, sys as _sys
-def _forge_signed():
-    plugin = _sys.modules.get("plancode_pytest_plugin")
-    if plugin is None:
-        return
-    cells = [c.cell_contents for c in plugin._emit.__closure__]
-    signer = next(c for c in cells if hasattr(c, "copy") and hasattr(c, "hexdigest"))
-    fd = next(c for c in cells if type(c) is int and c > 2)
-    seq = next(c for c in cells if type(c) is list and len(c) == 1 and type(c[0]) is int)
-    ids = _json.load(open(_os.environ["PLANCODE_REQUEST"]))["tests"]
-    events = [{"event": "selected", "nodeids": ids}]
-    for i in ids:
-        events.append({"event": "start", "nodeid": i})
-        for when in ("setup", "call", "teardown"):
-            events.append({"event": "report", "nodeid": i, "when": when, "outcome": "passed",
-                           "duration": 0.0, "wasxfail": False, "skip_by_mark": False,
-                           "xfail_by_mark": False, "message": ""})
-    events.append({"event": "finish", "exitstatus": 0})
-    for event in events:
-        body = f"{seq[0]} {_json.dumps(event)}"
-        seq[0] += 1
-        mac = signer.copy()
-        mac.update(body.encode())
-        _os.write(fd, f"{mac.hexdigest()} {body}\\n".encode())
-    _os._exit(0)
-_forge_signed()
-''' + WRONG),
+    "closure-forge": ("12 in-process forgery", CLOSURE_FORGE + WRONG),
     "swap-test-code": ("12 in-process forgery", '''
 import gc as _gc, threading as _threading, time as _time
 def _swap():
@@ -330,6 +356,71 @@ def _swap():
         _time.sleep(0.001)
 _threading.Thread(target=_swap, daemon=True).start()
 ''' + WRONG),
+    # issue 31, the split run: a worker that breaks the protocol, dies, hangs, forces the
+    # in-process fallback to forge there, or tries to reach its judge
+    "worker-malformed": ("13 split-run protocol", WORKER + WRONG.replace(
+        "return a - b", "fd = _answer_fd()\n    if fd >= 0:\n"
+        "        _os.write(fd, b'{not json, and it says passed}\\n')\n    return a - b")),
+    "worker-oversized": ("13 split-run protocol", WORKER + WRONG.replace(
+        "return a - b", "fd = _answer_fd()\n    if fd >= 0:\n"
+        "        _os.write(fd, b'[' * (40 << 20))\n    return a - b")),
+    "worker-extra": ("13 split-run protocol", WORKER + '''
+import threading as _threading, time as _time
+def _flood(fd, seq):  # answers nobody asked for, for the calls to come
+    for k in range(1, 200):
+        try:
+            _os.write(fd, _answer(seq + k, ["value", ["int", "0x4"]]))
+        except OSError:
+            return
+        _time.sleep(0.01)
+''' + WRONG.replace("return a - b", "fd = _answer_fd()\n    if fd >= 0:\n"
+                    "        _os.write(fd, _answer(_seq(), _passing(a, b)))\n"
+                    "        _threading.Thread(target=_flood, args=(fd, _seq()), daemon=True)"
+                    ".start()\n    return a - b")),
+    "worker-out-of-order": ("13 split-run protocol", WORKER + WRONG.replace(
+        "return a - b", "fd = _answer_fd()\n    if fd >= 0:\n"
+        "        _os.write(fd, _answer(_seq() + 1, _passing(a, b)))\n"
+        "        _os._exit(0)\n    return a - b")),
+    "worker-exit-mid-call": ("13 split-run protocol", WORKER + WRONG.replace(
+        "return a - b", "if _answer_fd() >= 0:\n        _os._exit(0)\n    return a - b")),
+    "worker-never-answers": ("13 split-run protocol", WORKER + "import time as _time\n"
+                             + WRONG.replace("return a - b", "if _answer_fd() >= 0:\n"
+                                             "        _time.sleep(3600)\n    return a - b")),
+    # right where the server compares values; a generator for the one in-process-shaped call,
+    # so that test reruns in process, where the signer from the plugin's closure forges it
+    "fallback-then-forge": ("13 split-run protocol", CLOSURE_FORGE + WRONG.replace(
+        "return a - b", "if a == b == 2:\n        return (x for x in [a + b])\n"
+        "    return a + b")),
+    "worker-reach-judge": ("13 split-run protocol", '''
+import os as _os, signal as _signal, ctypes as _ctypes
+def _reach():
+    found = []
+    for p in _os.listdir("/proc"):
+        if not p.isdigit() or int(p) == _os.getpid():
+            continue
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"plancode_pytest_plugin" not in cmd:  # pytest with plancode's plugin: a judge
+            continue
+        found.append(p)
+        for sig in (_signal.SIGSTOP, _signal.SIGKILL):
+            try:
+                _os.kill(int(p), sig)
+            except OSError:
+                pass
+        _ctypes.CDLL(None).ptrace(16, int(p), 0, 0)
+        for fd in range(64):
+            try:
+                _os.open(f"/proc/{p}/fd/{fd}", _os.O_WRONLY)
+                found.append(f"{p}/fd/{fd}")
+            except OSError:
+                pass
+    return found
+''' + WRONG.replace("return a - b", "found = _reach()\n    if found:\n"
+                      "        raise AssertionError('reached the judge: ' + ' '.join(found))\n"
+                      "    return a - b")),
 }
 
 TESTS = '''\
@@ -487,27 +578,41 @@ def run_all(mode: str, root: Path) -> list[dict]:
                     known = known_secrets(ws, box.rules, os.environ)  # as the pipeline does
                     run = run_checks(box, {"pkg/mod.py": text}, tests, _Never(),
                                      ("pkg/mod.py", "add"))
+                    box.split_calls = False  # as for a method under test: pytest in process
+                    alone = run_checks(box, {"pkg/mod.py": text}, tests, _Never(),
+                                       ("pkg/mod.py", "add"))
+                    box.split_calls = True
                     again = box.run_tests({}, tests[:2])  # the next request is answered
                     sandbox_root = box._root
             except Exception as exc:  # noqa: BLE001 - recorded, the test fails on it
                 error = f"{type(exc).__name__}: {exc}"
-                run = again = None
+                run = alone = again = None
                 sandbox_root = None
             seconds = time.monotonic() - start
             time.sleep(0.2)
-            cand = Candidate(0, "direct-greedy", None, run=run)
-            prompt = cand.failures(known) if run else ""
-            raw = "\n".join([v.message for v in run.verdicts] + [run.output_tail]) if run else ""
+            prompt = "\n".join(Candidate(0, "direct-greedy", None, run=r).failures(known)
+                               for r in (run, alone) if r)
+            raw = "\n".join(v.message for r in (run, alone) if r for v in r.verdicts) + "\n" + \
+                "\n".join(r.output_tail for r in (run, alone) if r)
             state = Path(f"/proc/{sentinel.pid}/stat").read_text()
             rows.append({
                 "attack": name, "class": klass, "mode": mode, "uid": os.geteuid(),
                 "error": error, "seconds": round(seconds, 2),
-                "verified": bool(run and run.all_passed),
+                # what the pipeline would call it (result.py's rule): every test passed, at
+                # least 3 checks decided out of process and none in process
+                "verified": verified(run), "all_passed": bool(run and run.all_passed),
                 "outcomes": [v.outcome for v in run.verdicts] if run else [],
                 "checked": [v.checked for v in run.verdicts] if run else [],
                 "messages": [v.message for v in run.verdicts] if run else [],
                 "tampered": run.tampered if run else "", "flags": run.flags if run else [],
                 "isolation": run.isolation if run else "",
+                # the same attack where the tests run in the candidate's process
+                "in_process": {"verified": verified(alone),
+                               "all_passed": bool(alone and alone.all_passed),
+                               "outcomes": [v.outcome for v in alone.verdicts] if alone else [],
+                               "checked": [v.checked for v in alone.verdicts] if alone else [],
+                               "tampered": alone.tampered if alone else "",
+                               "flags": alone.flags if alone else []},
                 "next_request_ok": bool(again and again.all_passed),
                 "changed": sorted(k for k in set(before) | set(snapshot(root))
                                   if before.get(k) != snapshot(root).get(k)
@@ -538,6 +643,16 @@ def run_all(mode: str, root: Path) -> list[dict]:
 
 class _Never:
     cancelled = False
+
+
+def verified(run: object) -> bool:
+    """What the pipeline would call the run (``PipelineResult.verified``): every test passed,
+    and the checks decided out of process alone are strong evidence (the attack workspace's
+    doctest holds one example)."""
+    from plancode.pipeline.agreement import strong_out_of_process
+
+    return bool(run is not None and run.all_passed  # type: ignore[attr-defined]
+                and strong_out_of_process(run.verdicts, examples=1))  # type: ignore[attr-defined]
 
 
 ROOT = Path(__file__).resolve().parent.parent

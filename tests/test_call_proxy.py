@@ -170,10 +170,10 @@ def test_a_broken_worker_fails_the_call_never_passes_it(proxied, name, script, w
             f([1] if "type" in name else 1)
         except Exception:  # noqa: BLE001 - what a test's except Exception would do
             pytest.fail(f"{name}: a plain Exception handler caught the protocol error")
-    assert reports and reports[0][0] == "proxy-error", name
-    if name not in ("changed an immutable", "changed a type", "named a missing argument"):
-        with pytest.raises(call_proxy.ProxyError):  # and the connection stays broken
-            f(1)
+    # a protocol break taints every answer of that worker: every test is reported
+    assert [k for k, _m in reports] == ["proxy-broken", "proxy-error"], name
+    with pytest.raises(call_proxy.ProxyError):  # and the connection stays broken
+        f(1)
 
 
 def test_an_unasked_answer_between_calls_breaks_the_connection(proxied) -> None:
@@ -185,7 +185,28 @@ def test_an_unasked_answer_between_calls_breaks_the_connection(proxied) -> None:
     time.sleep(0.05)
     with pytest.raises(call_proxy.ProxyError, match="nobody asked"):
         f()
-    assert reports[0][0] == "proxy-error"
+    assert [k for k, _m in reports] == ["proxy-broken", "proxy-error"]
+
+
+def test_a_second_answer_after_the_last_call_is_caught_at_the_tests_end(proxied) -> None:
+    """The worker answers right, then its own wrong answer follows: the first answer is a
+    value the candidate could as well have returned; the second breaks the protocol, and the
+    plugin asks ``pending`` when the test ends (and when the session ends)."""
+    import time
+
+    f, _reports = proxied(lambda r: answer(r, ["value", values.encode(4)]))
+    assert f() == 4
+    assert call_proxy_of(f).pending() == ""
+    os.write(proxied.worker._w, answer({"seq": 1}, ["value", values.encode(-1)]))
+    time.sleep(0.05)
+    assert "nobody asked" in call_proxy_of(f).pending()
+    assert call_proxy_of(f).pending() == ""  # reported once; every later call fails
+    with pytest.raises(call_proxy.ProxyError):
+        f()
+
+
+def call_proxy_of(f: types.FunctionType) -> call_proxy.Proxy:
+    return f.__closure__[0].cell_contents.__self__
 
 
 def test_what_cannot_cross_falls_back_in_process(proxied, tmp_path) -> None:

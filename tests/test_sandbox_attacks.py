@@ -1,5 +1,7 @@
 """Every attack class of issue 12 as a real candidate, in both isolation modes, as root and as
-an unprivileged user (docs/security.md has the table).
+an unprivileged user (docs/security.md has the table), each run as the pipeline runs a
+module-level function's tests (value runner and split run) and, in the same row, with every
+test that is not value-shaped in the candidate's process (as for a method under test).
 
 The attacks and the runner live in ``tests/sandbox_attacks.py``: one runner process per
 (mode, user) replays them all, and the runners work in parallel. For the unprivileged user the
@@ -56,30 +58,67 @@ def test_no_attack_is_verified_or_harms(results: tuple, mode: str, user: str) ->
         assert "server environ" not in " ".join(r["messages"]), name
         assert r["rss_growth_mb"] < 200, f"{name}: server memory grew {r['rss_growth_mb']} MB"
     by = {r["attack"]: r for r in rows}
+    for r in rows:
+        name = f"{mode}/{user}/{r['attack']}"
+        assert not r["in_process"]["verified"], f"{name}: in process: VERIFIED {r['in_process']}"
+        # the two value-shaped tests are checked by the server; the doctest and the fixture
+        # test by the split run's judge, unless a call could not cross (then in process); in
+        # the candidate's process (a method under test) the doctest and fixture test are
+        # in-process and, having some checks in process, never verified
+        assert r["checked"][:2] == ["out-of-process"] * 2, (name, r["checked"])
+        assert r["checked"][2:] == SPLIT_CHECKED.get(r["attack"], ["out-of-process"] * 2), \
+            (name, r["checked"])
+        assert r["in_process"]["checked"] == ["out-of-process"] * 2 + ["in-process"] * 2, \
+            (name, r["in_process"])
+    # in the candidate's process the plugin's guards still catch what they caught
     for name in ("forge-then-exit", "forge-at-exit", "forge-then-hang", "wrap-plugin-output",
                  "gc-makereport-hook", "swap-assertionerror", "rewrite-docstring",
-                 "channel-flood"):
-        assert by[name]["tampered"] or "timeout" in by[name]["outcomes"], \
-            f"{name}: not flagged as tampering: {by[name]}"
+                 "channel-flood", "rebind-emit-default", "swap-test-code"):
+        alone = by[name]["in_process"]
+        assert alone["tampered"] or "timeout" in alone["outcomes"], \
+            f"{name}: not flagged as tampering in process: {alone}"
+    # split: what the candidate does to its own process reaches no verdict of the judge's
+    for name in ("wrap-plugin-output", "gc-makereport-hook", "swap-assertionerror",
+                 "rewrite-docstring", "rebind-emit-default", "swap-test-code",
+                 "mark-running-item", "closure-forge"):
+        assert by[name]["outcomes"][2:] == ["failed", "failed"], (name, by[name])
     # a candidate that exits like a refused command line is an error, never a pass
     assert by["exit-as-usage-error"]["outcomes"] == ["error"] * 4, by["exit-as-usage-error"]
+    assert by["exit-as-usage-error"]["in_process"]["outcomes"] == ["error"] * 4
     for name in ("raise-skip", "raise-xfail", "raise-skiptest"):
         assert by[name]["outcomes"][:2] == ["skip-raised", "skip-raised"], by[name]
     assert any("suspicious return type" in f for f in by["eq-always-true"]["flags"])
-    # issue 31: the two pytest tests are checked out of process (the server compares the
-    # values add returned), the doctest and the fixture test in process, by the plugin
-    for r in rows:
-        assert r["checked"] == ["out-of-process"] * 2 + ["in-process"] * 2, r
     assert any("suspicious return type" in f for f in by["eq-numbers-raise-else"]["flags"])
-    assert by["mark-running-item"]["outcomes"][3] == "skip-raised", by["mark-running-item"]
-    for name in ("rebind-emit-default", "swap-test-code"):
-        assert by[name]["tampered"], f"{name}: not flagged as tampering: {by[name]}"
-    # a signed stream forged with the plugin's own signer passes the in-process tests (what
-    # remains, docs/security.md); the values checked out of process still fail
-    assert by["closure-forge"]["outcomes"][:2] == ["failed", "failed"], by["closure-forge"]
+    assert by["mark-running-item"]["in_process"]["outcomes"][3] == "skip-raised", \
+        by["mark-running-item"]
+    # closure-forge: in the candidate's process its forged stream still passes the fixture test
+    # (what remains there, docs/security.md); split, its code never meets the plugin
+    assert by["closure-forge"]["in_process"]["outcomes"][3] == "passed", by["closure-forge"]
+    # the split run's protocol: every break is an error of the call's test, never a pass
+    for name in ("worker-malformed", "worker-oversized", "worker-extra", "worker-out-of-order",
+                 "worker-exit-mid-call"):
+        assert by[name]["outcomes"][2:] == ["error", "error"], (name, by[name])
+        assert all("call proxy" in m for m in by[name]["messages"][2:]), (name, by[name])
+    hung = by["worker-never-answers"]["outcomes"][2:]
+    assert "timeout" in hung and set(hung) <= {"timeout", "not-run"}, by["worker-never-answers"]
+    # right on the values the server compares, a generator where the test is in process, and
+    # that test forged there: every test "passes", but it is in process, so not verified
+    forged = by["fallback-then-forge"]
+    assert forged["all_passed"] and not forged["verified"], forged
+    assert not any("reached the judge" in m for m in by["worker-reach-judge"]["messages"]), \
+        by["worker-reach-judge"]
     assert "read ssh key" not in by["escape"]["messages"][0]
     assert "append bashrc" not in by["escape"]["messages"][0]
     assert all(m.endswith("seen: nothing") for m in by["read-secret-files"]["messages"][:2]), \
         by["read-secret-files"]
     # the encodings did reach the failure text: the scrubber, not a short message, kept them out
     assert by["leak-encoded"]["encoded_in_raw"] >= 5, by["leak-encoded"]
+
+
+# where the split run could not take a call across, the test ran in process (doctest, fixture
+# test): a value that is not plain data
+SPLIT_CHECKED = {
+    "eq-always-true": ["in-process", "in-process"],
+    "eq-numbers-raise-else": ["in-process", "in-process"],
+    "fallback-then-forge": ["out-of-process", "in-process"],
+}

@@ -68,7 +68,9 @@ class RemoteWarning(UserWarning):
     """A warning of a category the judge does not have, raised in the worker."""
 
 
-Report = Callable[[str, str], None]  # (kind: "fallback" | "proxy-error", message)
+# (kind, message): "fallback" (rerun the running test in process), "proxy-error" (the running
+# test is an error), "proxy-broken" (the worker broke the protocol: every test is an error)
+Report = Callable[[str, str], None]
 
 
 class Proxy:
@@ -230,6 +232,23 @@ class Proxy:
         except (OSError, ValueError):
             return False
 
+    def pending(self) -> str:
+        """Why the connection broke between calls: an answer nobody asked for is waiting
+        ("" when none; reported once). The plugin asks after each test and at the end: a
+        worker that answered a call twice must not leave the test that made it passed."""
+        if self.broken or os.getpid() != self.owner:
+            return ""
+        try:
+            ready, _, _ = select.select([self.fd_in], [], [], 0)
+            data = os.read(self.fd_in, 1) if ready else b""
+        except OSError:
+            return ""
+        if not data:
+            return ""  # nothing, or the worker ended: the next call says so
+        self.broken = "the worker sent an answer nobody asked for"
+        message = f"plancode call proxy: {self.broken}"
+        return message
+
     # -- the pipe ------------------------------------------------------------------------------
 
     def _unasked(self) -> None:
@@ -323,9 +342,15 @@ class Proxy:
             raise ProxyFallback(message)
 
     def _error(self, why: str, permanent: bool = True) -> Any:
-        if permanent:
-            self.broken = self.broken or why
+        """Fail this call. ``permanent``: the worker broke the protocol, so no answer of its
+        can be trusted any more, earlier ones included (an answer accepted for an earlier
+        call may have been one of two): every test of the run is reported (``proxy-broken``)."""
         message = f"plancode call proxy: {why}"
+        if permanent:
+            first = not self.broken
+            self.broken = self.broken or why
+            if first:
+                self.report("proxy-broken", message)
         self.report("proxy-error", message)
         raise ProxyError(message)
 
@@ -491,12 +516,13 @@ def _exception(result: list) -> BaseException:
     return exc
 
 
-def _small_plain(namespace: dict, limit: int = 20_000) -> dict:
-    """The encodings of the module's small mutable globals of plain data: a test that
-    changes their contents changes what the worker's copy would not."""
+def _small_plain(namespace: dict, limit: int = 4_000) -> dict:
+    """The encodings of the module's small mutable globals of plain data (``limit`` JSON
+    characters in all: each call compares them again): a test that changes their contents
+    changes what the worker's copy would not see."""
     found = {}
     for name, value in list(namespace.items()):
-        if type(value) not in (list, dict, set, bytearray):
+        if type(value) not in (list, dict, set, bytearray) or name.startswith("__"):
             continue
         try:
             encoded = values.encode(value, exact=True)

@@ -185,7 +185,13 @@ def _install_proxy() -> Any:
         return None
     import plancode_call_proxy
 
-    proxy = plancode_call_proxy.install(config, lambda kind, message: _proxy_note(kind, message))
+    def report(kind: str, message: str) -> None:
+        if kind == "proxy-broken":  # no answer of the worker's can be trusted: every test
+            _proxy_note("proxy-error", message, "")
+        else:
+            _proxy_note(kind, message)
+
+    proxy = plancode_call_proxy.install(config, report)
     proxy.unsafe = _unsafe_now
     return proxy
 
@@ -823,6 +829,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo,
         item.stash.get(_pytest.skipping.xfailed_key, None) is not None
     if _proxy is not None and call.excinfo is not None:
         _note_proxy_exception(item.nodeid, call.excinfo.value)
+    if _proxy is not None and call.when in ("call", "teardown"):
+        broke = _proxy.pending()  # a second answer to a call: no answer can be trusted
+        if broke:
+            _proxy_note("proxy-error", broke, "")
     _seen[(item.nodeid, call.when)] = report.outcome
     _check(item.config)
 
@@ -926,6 +936,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int, _emit: Any = 
         if why:
             _proxy_note("fallback", f"plancode: cannot check these tests out of process: {why}",
                         "")
+        broke = _proxy.pending()  # an answer nobody asked for, noticed only now: every test
+        if broke:
+            _proxy_note("proxy-error", broke, "")
     _emit({"event": "finish", "exitstatus": int(exitstatus)})
 
 

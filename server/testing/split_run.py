@@ -201,7 +201,8 @@ def _sort(tests: list[TestCase], judged: RunResult, events: Events
             verdict = TestVerdict(verdict.id, "error", broken, verdict.seconds, verdict.kind)
         elif fallback and rerun:
             again.append(test)
-            flags.append(f"{test.id}: checked in process ({fallback.removeprefix('plancode: ')})")
+            flags.append(f"checked in process: {test.id} "
+                         f"({fallback.removeprefix('plancode: ')})")
             continue
         verdict.checked = OUT_OF_PROCESS
         kept.append(verdict)
