@@ -277,3 +277,36 @@ def test_plain():
         run = sandbox.run_tests({"pkg/shop.py": right}, cases, target=("pkg/shop.py", "read"))
     assert run.all_passed, [(v.id, v.outcome, v.message) for v in run.verdicts]
     assert [v.checked for v in run.verdicts] == ["in-process", "in-process", "out-of-process"]
+
+
+def test_every_client_says_checked_in_process() -> None:
+    """The one rule (result.py, agreement.py) and its words in the CLI, --json and the LSP:
+    strong tests all decided out of process are verified; the same with one decided in the
+    candidate's process is passes-tests, "checked in-process"."""
+    from plancode.complete import headline
+    from plancode.lsp.verified import plan_comment
+    from plancode.testing.types import RunResult, TestVerdict
+
+    def result(checked: list[str]) -> PipelineResult:
+        verdicts = [TestVerdict(c.id, "passed", kind=c.kind, checked=how)
+                    for c, how in zip(CASES, checked, strict=False)]
+        run = RunResult(verdicts, "bwrap", "", 1.0, runner_ok=True)
+        chosen = Candidate(0, "direct-greedy", None, run=run)
+        tests = CASES[:len(checked)]
+        return PipelineResult("pkg/shop.py", "total", 5, tests, "user", [chosen], chosen,
+                              "bwrap", "", False, agreement=Agreement.of(tests, None))
+
+    strong = result(["out-of-process"] * 4)
+    assert strong.status == "verified" and strong.not_verified_because == ""
+    assert headline(strong).startswith("VERIFIED")
+    mixed = result(["out-of-process"] * 3 + ["in-process"])
+    assert mixed.status == "passes-tests" and mixed.not_verified_because == "in-process"
+    assert "checked in-process" in headline(mixed)
+    assert mixed.strength.startswith("passes your 4 tests (checked in-process)")
+    assert "checked in-process" in plan_comment(mixed, "    ")
+    data = mixed.to_json()
+    assert (data["checks_out_of_process"], data["checks_in_process"]) == (3, 1)
+    assert data["not_verified_because"] == "in-process" and not data["verified"]
+    few = result(["out-of-process"] * 2)
+    assert few.status == "passes-tests" and few.not_verified_because == "few-tests"
+    assert "too few" in headline(few) and "checked in-process" not in few.strength
