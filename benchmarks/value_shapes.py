@@ -104,12 +104,14 @@ def decided(found: list[tuple], limit: int) -> dict:
         for flag in now.flags:
             if flag.startswith("checked in process: "):
                 why[_fallback_reason(flag)] += 1
-    return {"groups": runs, **counts, "fallback_why": dict(why.most_common(10)),
+    return {"groups": runs, **counts, "fell_back": sum(why.values()),
+            "fallback_why": dict(why.most_common(10)),
             "differ": len(differ), "differences": differ}
 
 
 def _fallback_reason(flag: str) -> str:
-    text = flag.split(" (", 1)[1] if " (" in flag else flag
+    """"checked in process: TEST (why)" -> why, without its specifics past the type name."""
+    text = flag.split(" (", 1)[1].removesuffix(")") if " (" in flag else flag
     text = text.removeprefix("cannot check this call out of process: ")
     for cut in ("returned ", "argument is not plain data (", "uses the ", "changed ",
                 "names "):
@@ -313,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             d = r["decided"]
             print(f"    run on {d['groups']} groups: {d.get('out-of-process', 0)} of "
                   f"{d.get('tests', 0)} decided out of process, {d.get('in-process', 0)} in "
-                  f"process; {d['differ']} outcomes differ from the all-in-process run")
+                  f"process ({d['fell_back']} fell back from a split run); {d['differ']} "
+                  "outcomes differ from the all-in-process run")
             for reason, n in d["fallback_why"].items():
                 print(f"      {n:4}  fell back: {reason}")
             for line in d["differences"][:15]:
