@@ -310,3 +310,35 @@ def test_every_client_says_checked_in_process() -> None:
     few = result(["out-of-process"] * 2)
     assert few.status == "passes-tests" and few.not_verified_because == "few-tests"
     assert "too few" in headline(few) and "checked in-process" not in few.strength
+
+
+def test_a_test_that_forks_falls_back(tmp_path: Path, mode: str) -> None:
+    """multiprocessing's children would call the proxy away from the judge: the judge reports
+    the test before the fork, and it reruns in process (where it passes)."""
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "tests").mkdir()
+    (ws / "pkg" / "__init__.py").write_text("")
+    (ws / "pkg" / "mod.py").write_text("def sq(x):\n    raise NotImplementedError\n")
+    (ws / "tests" / "test_mod.py").write_text('''\
+import multiprocessing
+
+from pkg.mod import sq
+
+
+def test_pool():
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(sq, [1, 2, 3]) == [1, 4, 9]
+
+
+def test_plain(tmp_path):
+    assert sq(3) == 9
+''')
+    cases = [TestCase(f"tests/test_mod.py::{n}", "pytest", "tests/test_mod.py", n)
+             for n in ("test_pool", "test_plain")]
+    with Sandbox(ws, isolation=mode, timeout=30.0) as sandbox:
+        run = sandbox.run_tests({"pkg/mod.py": "def sq(x):\n    return x * x\n"}, cases,
+                                target=("pkg/mod.py", "sq"))
+    assert run.all_passed, [(v.id, v.outcome, v.message) for v in run.verdicts]
+    assert [v.checked for v in run.verdicts] == ["in-process", "out-of-process"]
+    assert any("forks a process" in f for f in run.flags), run.flags

@@ -153,8 +153,9 @@ class Proxy:
         return self._result(response["result"], args, kwargs)
 
     def _exchange(self, args: tuple, kwargs: dict) -> dict:
-        if os.getpid() != self.owner:
-            raise ProxyFallback("plancode: the function was called from a forked process")
+        if os.getpid() != self.owner:  # the parent reported the fork (install): the test is
+            # rerun in process whatever happens here; an Exception lets a pool report it back
+            raise RuntimeError("plancode: the function was called from a forked process")
         if self.broken:
             self._error(self.broken)
         why = self.unsafe() or self.drift()
@@ -576,6 +577,11 @@ def install(config: dict, report: Report) -> Proxy:
     """Put the import hook first on ``sys.meta_path`` (and patch the target's module if it
     is loaded already); the proxy it installs."""
     proxy = Proxy(config, report)
+    # a test that forks (multiprocessing) would call the proxy from a child, which cannot
+    # use the pipe or report: the parent reports the running test before the fork instead
+    os.register_at_fork(before=lambda: proxy._fallback(
+        "the test forks a process, which would call the function away from the judge",
+        now=False) if proxy.installed else None)
     for module in list(sys.modules.values()):
         if proxy.matches(getattr(module, "__file__", None)):
             proxy.patch(module)
