@@ -13,8 +13,9 @@ module that answers only the visible calls), and runs every check on every *elig
 candidate (``choosers.eligible``) in the sandbox through ``probes.probe_all``. Per writer and
 kind it reports how many checks were made and dropped, how often a check **separates** the
 eligible candidates (some pass, some fail), how often it is **wrong** (a candidate that passes
-the hidden tests fails it) and how often it is **useful** (it separates, every hidden-right
-candidate passes it and some hidden-wrong one fails); and, per writer, how many pools the
+the hidden tests fails it) and how often it is **useful** (it separates, the pool holds a
+hidden-right candidate, every hidden-right one passes it and some hidden-wrong one fails);
+and, per writer, how many pools the
 ``prose+size`` chooser (``choosers.py``) picks right against today's ``pipeline`` chooser.
 """
 
@@ -224,7 +225,7 @@ def kind_stats(studied: list[dict], writer: str, key: str = "kind") -> dict[str,
                     st["separates"] += separates
                     if separates:
                         st["pools_separated"].add(s["task"])
-                    st["useful"] += separates and not wrong and any(
+                    st["useful"] += separates and not wrong and any(h) and any(
                         not hh and not pp for pp, hh in zip(p, h, strict=True))
     return {k: {**v, "pools": len(v["pools"]), "pools_separated": len(v["pools_separated"])}
             for k, v in out.items()}
