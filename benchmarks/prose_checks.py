@@ -318,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 "contested": sum(s["contested"] for s in done),
                 "pools_per_writer": {w: sum(w in s["writers"] for s in done) for w in writers},
                 "by_kind": {w: kind_stats(done, w) for w in writers},
+                # the same, on the pools every writer wrote checks for
+                "common_pools": len(common := [s for s in done
+                                               if set(writers) <= set(s["writers"])]),
+                "by_kind_common": {w: kind_stats(common, w) for w in writers},
                 "by_detail": {w: kind_stats(done, w, "detail") for w in writers},
                 "choosers": chooser_stats([r for r in rows if choosers._task(r) in studied],
                                           studied, combos),
@@ -343,6 +347,13 @@ def print_mode(mode: str, m: dict) -> None:
                 print(f"  {writer:20s} {kind:9s} {st['made']:5d} {st['dropped']:5d} "
                       f"{st['on_multi']:5d} {st['separates']:5d} {st['wrong']:5d} "
                       f"{st['useful']:6d}")
+    print(f"  on the {m['common_pools']} pools every writer checked:")
+    for writer, kinds in m["by_kind_common"].items():
+        st = kinds.get("all")
+        if st:
+            print(f"  {writer:20s} {'all':9s} {st['made']:5d} {st['dropped']:5d} "
+                  f"{st['on_multi']:5d} {st['separates']:5d} {st['wrong']:5d} "
+                  f"{st['useful']:6d}")
     print("  choosers (right / right on contested pools):")
     for combo, st in m["choosers"].items():
         cells = "  ".join(f"{k} {v}/{st['right_on_contested'][k]}"
