@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 # "rlimit" is the old name of the fallback; it now means the kernel fallback.
 ISOLATIONS = ("auto", "bwrap", "landlock", "rlimit", NONE_OPT_IN)
+WORKER_GRACE_S = 5.0  # a split run's worker outlives its judge's deadline by this, at most
 
 
 class Sandbox:
@@ -277,8 +278,12 @@ class Sandbox:
             self._write_request(host, uid, [], None, [], extra={"worker": job})
             self._hand_over(host, uid, [])
             argv = [self.interpreter.path, "-m", "plancode_call_worker"]
+            # the judge's timeout ends the run (the worker is stopped with it); the worker's
+            # own deadline is later, so a hung call reads as the judge's timeout, not as a
+            # worker that died mid-call
             return self._run_argv(host, uid, argv, [], channel, cancel, handed,
-                                  {"PLANCODE_WORKER_FDS": ",".join(map(str, handed))})
+                                  {"PLANCODE_WORKER_FDS": ",".join(map(str, handed))},
+                                  timeout=self.timeout + WORKER_GRACE_S)
 
     def _run_plugin_tests(self, files: dict[str, str], tests: list[TestCase],
                           cancel: CancelToken | None = None,
@@ -478,7 +483,8 @@ class Sandbox:
     def _run_argv(self, host: iso.Layout, uid: int | None, runner_argv: list[str],
                   protect: list[str], channel: process.Channel,
                   cancel: CancelToken | None, handed: list[int] | None = None,
-                  more_env: dict[str, str] | None = None) -> RunEnd:
+                  more_env: dict[str, str] | None = None,
+                  timeout: float | None = None) -> RunEnd:
         bwrap = self._variant is not None
         seen = iso.inside_layout() if bwrap else host
         confinement = self._confinement
@@ -502,8 +508,8 @@ class Sandbox:
                                     self.workspace, tmp_mb, protect), *argv]
         with self.memory_cap.join(self.limits.memory_mb) as joined:
             end = process.run(argv, host.ws, env, Path(host.ctl) / "output.log", channel,
-                              self.timeout, cancel, supervised=not bwrap, info=bwrap,
-                              prefix=joined.prefix, handed=handed)
+                              timeout or self.timeout, cancel, supervised=not bwrap,
+                              info=bwrap, prefix=joined.prefix, handed=handed)
         if joined.oom_kills:
             note = (f"\nplancode sandbox: the run reached its memory cap of "
                     f"{self.limits.memory_mb} MB; the kernel killed {joined.oom_kills} of its "
