@@ -45,7 +45,8 @@ test: $(STAMP) llama
 # bubblewrap rows skip, everything else runs under the kernel fallback; the 0.5B model's
 # slow tests already ran in `make test`)
 NOBWRAP_TESTS = tests/test_sandbox.py tests/test_sandbox_attacks.py tests/test_secrets.py \
-                tests/test_pipeline.py tests/test_cli.py
+                tests/test_pipeline.py tests/test_cli.py tests/test_split_run.py \
+                tests/test_call_proxy.py tests/test_view_attacks.py
 test-nobwrap: $(STAMP) llama
 	.ci/without-bwrap $(BIN)/python -m pytest -q -m "not slow" $(NOBWRAP_TESTS)
 
