@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from plancode.testing import values
+from plancode.testing import pytest_import, values
 
-sys.modules.setdefault("plancode_values", values)  # what the sandbox copies beside it
+# what the sandbox copies beside them
+sys.modules.setdefault("plancode_values", values)
+sys.modules.setdefault("plancode_pytest_import", pytest_import)
 from plancode.testing import call_proxy, call_worker  # noqa: E402
 
 Script = Callable[[dict], bytes]  # request -> raw bytes the fake worker writes

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import io
 import json
 import os
@@ -37,6 +36,7 @@ import sys
 import warnings
 from typing import Any
 
+import plancode_pytest_import as pytest_import  # type: ignore[import-not-found]
 import plancode_values as values  # type: ignore[import-not-found]
 
 MAX_MESSAGE = 500
@@ -109,41 +109,6 @@ def _raised(exc: BaseException) -> list:
 
 # -- importing the target as pytest's prepend mode would ---------------------------------------
 
-def _basedir_and_name(path: str) -> tuple[str, str]:
-    directory, name = os.path.split(os.path.abspath(path))
-    parts = [os.path.splitext(name)[0]]
-    while os.path.isfile(os.path.join(directory, "__init__.py")):
-        directory, package = os.path.split(directory)
-        parts.insert(0, package)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return directory, ".".join(parts)
-
-
-def _conftests(path: str, root: str) -> None:
-    """The conftest files from the root down to the module's folder (they may set up
-    ``sys.path``), imported under names of their own."""
-    folder = os.path.dirname(os.path.abspath(path))
-    chain = []
-    while True:
-        chain.insert(0, folder)
-        if os.path.samefile(folder, root) or os.path.dirname(folder) == folder:
-            break
-        folder = os.path.dirname(folder)
-    for k, directory in enumerate(chain):
-        conftest = os.path.join(directory, "conftest.py")
-        if not os.path.isfile(conftest):
-            continue
-        basedir, name = _basedir_and_name(conftest)
-        if basedir not in sys.path:
-            sys.path.insert(0, basedir)
-        spec = importlib.util.spec_from_file_location(f"{name}__plancode{k}", conftest)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-
-
 def load(job: dict, root: str) -> tuple[Any, str]:
     """(the function, "") or (None, why it cannot be called)."""
     path = os.path.join(root, job["file"])
@@ -151,7 +116,7 @@ def load(job: dict, root: str) -> tuple[Any, str]:
         full = os.path.normpath(os.path.join(root, entry))
         if full not in sys.path:
             sys.path.insert(0, full)
-    basedir, name = _basedir_and_name(path)
+    basedir, name = pytest_import.basedir_and_name(path)
     if basedir not in sys.path:
         sys.path.insert(0, basedir)
     name = job.get("module") or name
@@ -160,7 +125,7 @@ def load(job: dict, root: str) -> tuple[Any, str]:
             module = importlib.import_module(name)
         except ImportError:  # a conftest may be what puts its imports on sys.path
             sys.modules.pop(name, None)
-            _conftests(path, root)
+            pytest_import.conftests(path, root, set())
             module = importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - SystemExit too: the module is unusable
         return None, (f"the candidate's module raised {type(exc).__name__} while importing: "

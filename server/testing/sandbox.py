@@ -122,6 +122,7 @@ class Sandbox:
         shutil.copyfile(here / "launcher.py", self._lib / "plancode_launch.py")
         shutil.copyfile(here / "pytest_plugin.py", self._lib / "plancode_pytest_plugin.py")
         shutil.copyfile(here / "values.py", self._lib / "plancode_values.py")
+        shutil.copyfile(here / "pytest_import.py", self._lib / "plancode_pytest_import.py")
         shutil.copyfile(here / "value_runner.py", self._lib / "plancode_value_runner.py")
         shutil.copyfile(here / "call_proxy.py", self._lib / "plancode_call_proxy.py")
         shutil.copyfile(here / "call_worker.py", self._lib / "plancode_call_worker.py")

@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import plancode_pytest_import as pytest_import  # type: ignore[import-not-found]
 import plancode_values as values  # type: ignore[import-not-found]
 
 MAX_MESSAGE = 500
@@ -132,47 +133,11 @@ def _timed(per_call: float | None, fn: Any) -> tuple[bool, Any]:
 
 # -- importing the way pytest does (rootdir, prepend import mode) -----------------------------
 
-def _basedir_and_name(path: str) -> tuple[str, str]:
-    directory, name = os.path.split(os.path.abspath(path))
-    parts = [os.path.splitext(name)[0]]
-    while os.path.isfile(os.path.join(directory, "__init__.py")):
-        directory, package = os.path.split(directory)
-        parts.insert(0, package)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return directory, ".".join(parts)
-
-
 def _import(path: str) -> types.ModuleType:
-    basedir, name = _basedir_and_name(path)
+    basedir, name = pytest_import.basedir_and_name(path)
     if basedir not in sys.path:
         sys.path.insert(0, basedir)
     return importlib.import_module(name)
-
-
-def _conftests(path: str, root: str) -> None:
-    """Import the conftest files from the root down to the test's folder (they may set up
-    ``sys.path``), as pytest does before it imports a test module."""
-    folder = os.path.dirname(os.path.abspath(path))
-    chain = []
-    while True:
-        chain.insert(0, folder)
-        if os.path.samefile(folder, root) or os.path.dirname(folder) == folder:
-            break
-        folder = os.path.dirname(folder)
-    for k, directory in enumerate(chain):
-        conftest = os.path.join(directory, "conftest.py")
-        if not os.path.isfile(conftest) or conftest in _loaded:
-            continue
-        _loaded.add(conftest)
-        basedir, name = _basedir_and_name(conftest)
-        if basedir not in sys.path:
-            sys.path.insert(0, basedir)
-        spec = importlib.util.spec_from_file_location(f"{name}__plancode{k}", conftest)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
 
 
 _loaded: set[str] = set()
@@ -186,7 +151,8 @@ def _setup(index: int, path: str, root: str, paths: list[str]) -> types.ModuleTy
         full = os.path.normpath(os.path.join(root, entry))
         if full not in sys.path:
             sys.path.insert(0, full)
-    finished, outcome = _timed(None, lambda: (_conftests(path, root), _import(path))[1])
+    finished, outcome = _timed(
+        None, lambda: (pytest_import.conftests(path, root, _loaded), _import(path))[1])
     if finished and outcome[0]:
         return outcome[1]
     _emit({"event": "setup", "test": index,
