@@ -34,15 +34,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from plancode.engine.types import CancelToken
 from plancode.testing import process, shapes, view
 from plancode.testing.types import NEUTRAL, OUT_OF_PROCESS, RunResult, TestCase, TestVerdict
 from plancode.testing.value_checks import combine
 from plancode.testing.verdicts import Events, RunEnd, matches
-
-if TYPE_CHECKING:
-    from plancode.engine.types import CancelToken
 
 
 class SplitRunner(Protocol):
@@ -118,21 +116,6 @@ def module_name(workspace: Path, rel: str) -> str:
     return ".".join(parts)
 
 
-class _Stop:
-    """Cancelled when the request is, or when the judge is done (the worker is then killed)."""
-
-    def __init__(self, parent: CancelToken | None) -> None:
-        self._event = threading.Event()
-        self._parent = parent
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
-
-
 def run(sandbox: SplitRunner, files: dict[str, str], tests: list[TestCase],
         target: tuple[str, str], cancel: CancelToken | None) -> RunResult:
     """Run ``tests`` as a split run (see the module docstring); the tests whose calls could
@@ -149,7 +132,8 @@ def run(sandbox: SplitRunner, files: dict[str, str], tests: list[TestCase],
     request_read, request_write = os.pipe()
     answer_read, answer_write = os.pipe()
     worker_fds, judge_fds = [request_read, answer_write], [request_write, answer_read]
-    done = _Stop(cancel)
+    # cancelled when the request is, or when the judge is done (the worker is then killed)
+    done = CancelToken(cancel)
     ended: dict = {}
 
     def work() -> None:
