@@ -133,7 +133,7 @@ def _row(name: str, found: list[tuple[Path, dict[str, str], list[TestCase]]],
     for k, (root, files, tests) in enumerate(found):
         result = shapes.recognise(root, files, tests)
         target = targets[k] if targets else None
-        unsplittable = _unsplittable(root, target) if targets else "no function named"
+        unsplittable = split_run.not_splittable(root, target) if targets else "no function named"
         for test in tests:
             total += 1
             kinds[test.kind] += 1
@@ -156,20 +156,6 @@ def _row(name: str, found: list[tuple[Path, dict[str, str], list[TestCase]]],
             why_not_split=dict(split_why.most_common(5)),
             targets=targets)
     return row
-
-
-def _unsplittable(root: Path, target: tuple[str, str] | None) -> str:
-    """Why a split run cannot judge the function's other tests, statically ("" if it can)."""
-    if target is None:
-        return "no function named"
-    rel, qualname = target
-    if "." in qualname:
-        return "a method"
-    path = root / rel
-    if not path.is_file():
-        return "its file is missing"
-    stat = path.stat()
-    return split_run._defines(str(path), stat.st_mtime_ns, stat.st_size, qualname)
 
 
 def _reason(text: str) -> str:

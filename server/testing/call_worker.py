@@ -39,7 +39,6 @@ from typing import Any
 import plancode_pytest_import as pytest_import  # type: ignore[import-not-found]
 import plancode_values as values  # type: ignore[import-not-found]
 
-MAX_MESSAGE = 500
 MAX_TEXT = 1_000_000  # characters printed per call, per stream (more: not carried)
 MAX_WARNINGS = 100
 
@@ -84,27 +83,14 @@ class _Bytes(io.RawIOBase):
         return len(raw)
 
 
-def _text(value: Any) -> str:
-    try:
-        text = str(value)
-    except BaseException:  # noqa: BLE001 - a broken __str__ says nothing
-        return "<unprintable>"
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
-
-
-def _names(kind: type) -> list[str]:
-    return [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}"
-            for c in kind.__mro__][:20]
-
-
 def _raised(exc: BaseException) -> list:
-    kind = type(exc)
+    """:func:`values.raised` plus the exception's arguments where they are plain data (the
+    proxy rebuilds the exception with them)."""
     try:
         args = values.encode(tuple(BaseException.__getattribute__(exc, "args")), exact=True)
     except BaseException:  # noqa: BLE001 - arguments that are not plain data stay here
         args = None
-    return ["raised", str(getattr(kind, "__module__", "?")), str(kind.__qualname__),
-            _text(exc), _names(kind), args]
+    return [*values.raised(exc), args]
 
 
 # -- importing the target as pytest's prepend mode would ---------------------------------------
@@ -129,7 +115,7 @@ def load(job: dict, root: str) -> tuple[Any, str]:
             module = importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - SystemExit too: the module is unusable
         return None, (f"the candidate's module raised {type(exc).__name__} while importing: "
-                      f"{_text(exc)}")
+                      f"{values.text(exc)}")
     if os.path.realpath(getattr(module, "__file__", None) or "") != os.path.realpath(path):
         return None, f"{name} was imported from another file than {job['file']}"
     function = getattr(module, job["qualname"], None)
@@ -197,7 +183,7 @@ def serve(function: Any, request: dict) -> dict:
     for w in caught[:MAX_WARNINGS]:
         kind = w.category if isinstance(w.category, type) else Warning
         shown.append([str(getattr(kind, "__module__", "?")), str(kind.__qualname__),
-                      _names(kind), _text(w.message)])
+                      values.class_names(kind), values.text(w.message)])
     return {"seq": request["seq"], "result": result, "out": out.text(), "err": err.text(),
             "changed": changed, "warnings": shown}
 

@@ -70,17 +70,24 @@ class SplitRunner(Protocol):
 
 
 def unsuitable(sandbox: SplitRunner, target: tuple[str, str] | None) -> str:
-    """Why the tests of ``target`` cannot be split ("" when they can)."""
+    """Why the tests of ``target`` cannot be split here ("" when they can)."""
+    if not sandbox.uses_view:
+        return "runs share the workspace's one copy here (no mount namespace)"
+    if target is not None and (not target[0].endswith(".py")
+                               or not sandbox.sees_original(target[0])):
+        return f"{target[0]} is not a Python file the tests can see"
+    return not_splittable(sandbox.workspace, target)
+
+
+def not_splittable(workspace: Path, target: tuple[str, str] | None) -> str:
+    """Why the tests of ``target`` cannot be split on any sandbox ("" when they can): the
+    judge runs the user's own file, which must define it as a module-level function."""
     if target is None:
         return "no function under test was named"
     rel, qualname = target
     if "." in qualname:
         return "the function under test is not a module-level function"
-    if not sandbox.uses_view:
-        return "runs share the workspace's one copy here (no mount namespace)"
-    if not rel.endswith(".py") or not sandbox.sees_original(rel):
-        return f"{rel} is not a Python file the tests can see"
-    path = sandbox.workspace / rel
+    path = workspace / rel
     try:
         stat = path.stat()
     except OSError:

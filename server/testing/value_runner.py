@@ -33,7 +33,6 @@ from typing import Any
 import plancode_pytest_import as pytest_import  # type: ignore[import-not-found]
 import plancode_values as values  # type: ignore[import-not-found]
 
-MAX_MESSAGE = 500
 MAX_TEXT = 20_000  # printed text kept per doctest example
 
 
@@ -81,22 +80,6 @@ class _Slow(BaseException):
 
 def _alarm(*_: Any) -> None:
     raise _Slow()
-
-
-def _text(value: Any) -> str:
-    try:
-        text = str(value)
-    except BaseException:  # noqa: BLE001 - a broken __str__ says nothing
-        return "<unprintable>"
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
-
-
-def _raised(exc: BaseException) -> list:
-    kind = type(exc)
-    mro = [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}"
-           for c in kind.__mro__][:20]
-    return ["raised", str(getattr(kind, "__module__", "?")), str(kind.__qualname__),
-            _text(exc), mro]
 
 
 def _value(value: Any, probe: bool = False) -> list:
@@ -156,7 +139,7 @@ def _setup(index: int, path: str, root: str, paths: list[str]) -> types.ModuleTy
     if finished and outcome[0]:
         return outcome[1]
     _emit({"event": "setup", "test": index,
-           "result": _raised(outcome[1]) if finished else ["timeout"]})
+           "result": values.raised(outcome[1]) if finished else ["timeout"]})
     return None
 
 
@@ -202,14 +185,14 @@ def _step(namespace: dict, step: dict, filename: str, per_call: float | None,
     try:
         code = compile(step["source"], filename, mode)
     except (SyntaxError, ValueError) as exc:
-        return _raised(exc)
+        return values.raised(exc)
     finished, outcome = _timed(per_call, lambda: (eval if mode == "eval" else exec)(
         code, namespace))
     if not finished:
         return ["timeout"]
     ok, result = outcome
     if not ok:
-        return _raised(result)
+        return values.raised(result)
     return ["ok"] if mode == "exec" else _value(result, probe)
 
 
@@ -253,7 +236,7 @@ def _doctest_example(globs: dict, source: str, test_id: str, number: int,
     try:
         code = compile(source, f"<doctest {test_id}[{number}]>", "single")
     except (SyntaxError, ValueError) as exc:
-        return ["doctest", [], _raised(exc)]
+        return ["doctest", [], values.raised(exc)]
     saved = sys.stdout, sys.displayhook
     sys.stdout, sys.displayhook = capture, display
     try:
@@ -263,7 +246,7 @@ def _doctest_example(globs: dict, source: str, test_id: str, number: int,
     if not finished:
         return ["timeout"]
     ok, result = outcome
-    return ["doctest", chunks, None if ok else _raised(result)]
+    return ["doctest", chunks, None if ok else values.raised(result)]
 
 
 def _run_doctest(index: int, test: dict, root: str, per_call: float | None) -> None:

@@ -39,6 +39,33 @@ class NotPlain(Exception):
     """The value is not plain data (its message names the type), or is too large to send."""
 
 
+MAX_MESSAGE = 500  # characters of an exception's or a warning's text sent back
+
+
+def text(value: Any) -> str:
+    """``str(value)`` cut to :data:`MAX_MESSAGE`, or ``<unprintable>`` when its ``__str__``
+    raises (the candidate's objects are not trusted to print)."""
+    try:
+        shown = str(value)
+    except BaseException:  # noqa: BLE001 - a broken __str__ says nothing
+        return "<unprintable>"
+    return shown if len(shown) <= MAX_MESSAGE else shown[:MAX_MESSAGE - 1] + "…"
+
+
+def class_names(kind: type) -> list[str]:
+    """``module.qualname`` of ``kind`` and its bases, nearest first (at most 20): what the
+    server matches an expected exception class against."""
+    return [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}"
+            for c in kind.__mro__][:20]
+
+
+def raised(exc: BaseException) -> list:
+    """An exception as the children send it: ``["raised", module, qualname, text, mro]``."""
+    kind = type(exc)
+    return ["raised", str(getattr(kind, "__module__", "?")), str(kind.__qualname__),
+            text(exc), class_names(kind)]
+
+
 def sign_line(key: bytes, seq: int, payload: str) -> str:
     """One authenticated line of a results channel: ``HMAC SEQ PAYLOAD``."""
     body = f"{seq} {payload}"
