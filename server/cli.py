@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1 = all)")
     p.add_argument("--seed", type=int, help="random seed for sampled candidates")
     p.add_argument("--budget", type=float,
-                   help="seconds the whole run may take (default 60); at the budget the best "
+                   help="seconds the whole run may take (default 55); at the budget the best "
                    "answer so far is printed and says so")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--stream", action="store_true",

@@ -84,10 +84,11 @@ class Settings:
         "running llama-server or vLLM, e.g. qwen2.5-coder-7b@http://gpu-box:8080/v1), or '' "
         "(never)", _model_or_endpoint)
     budget: float = _setting(
-        60.0, "seconds a whole `plancode complete` run may take: at the budget the best "
+        55.0, "seconds a whole `plancode complete` run may take: at the budget the best "
         "answer so far is returned and says so (decoding, tests, escalation and repair stop "
-        "within about a second); 60 s: on 2 cores a direct answer takes ~5 s and a verified "
-        "one ~10-40 s, and the larger model's escalation alone can take a minute",
+        "within about a second); 55 s: on 2 cores a direct answer takes ~5 s and a verified "
+        "one ~10-40 s, and with the model's load and that second the whole command ends "
+        "within a minute",
         _range(5.0, 3600.0))
     editor_budget: float = _setting(
         30.0, "the same for an implement run started in the editor, where the first answer "
