@@ -354,3 +354,28 @@ def test_escalation_model_choice() -> None:
     remote = Settings.from_mapping({"escalate_model": "auto", "backend": "openai",
                                     "remote_url": "http://127.0.0.1:1/v1"})
     assert model_of(remote) == "", "auto never escalates a remote backend"
+
+
+def test_batched_samples_are_tested_before_the_plan_is_made(tmp_path) -> None:
+    """With weak tests the sampled direct answers come out of one batch together: each is
+    tested at once, so a sample that passes is shown while the slower plan candidate is still
+    being made, and the pool still reads in plan order."""
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 0\n"
+    # plan: greedy, sample, greedy plan, sample, + one sample (widened); call order: greedy,
+    # then the batch's samples (1, 3, 4), then the plan's code (2)
+    engine = ScriptedEngine([wrong, wrong, RIGHT_A, RIGHT_B, RIGHT_A], delay=0.3)
+    settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 4,
+                                      "repair_rounds": 0})
+    events: list[tuple[str, object]] = []
+    first: list[int] = []
+    result = Pipeline(engine, settings).run(
+        file, 3, progress=lambda event, data: events.append((event, data.get("candidate"))),
+        on_update=lambda update: first.append(update.chosen.index))
+    assert [c.index for c in result.candidates] == list(range(5))
+    assert [c.strategy for c in result.candidates][:3] == ["direct-greedy", "direct-sampled",
+                                                           "plan-greedy"]
+    plan_made = events.index(("generating", 2))
+    assert all(events.index(("testing", k)) < plan_made for k in (1, 3, 4)), \
+        "the whole batch is under test before the plan is made"
+    assert first and first[0] == 3, "the first answer shown is the batch's passing sample"

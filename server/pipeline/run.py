@@ -319,21 +319,21 @@ class Pipeline:
                         work.tests_source == "user", gen_cancel if early_exit else None,
                         work.cancel, work.on_pass)
         done: list[Candidate] = []
-        batched: dict[int, Candidate] = {}
         work.timings["generation"] = 0.0  # every candidate's decoding, a cancelled one's too
         try:
             for k, (strategy, seed) in enumerate(plan):
                 if (early_exit and runs.solved.is_set()) or work.cancelled():
                     break
-                if batch and k == 1:  # the greedy answer is out and testing: now the batch
-                    batched = self._batched(work, plan)
-                cand = batched.pop(k, None)
-                if cand is None:
-                    work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
-                                                     "strategy": strategy})
-                    cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
-                                          work.base, s.temperature, gen_cancel, work.prompt[1],
-                                          s.prefill_code, work.cap)
+                # the greedy answer is out and testing: now the batch
+                if batch and k == 1 and not self._test_batch(work, runs, plan, done):
+                    break
+                if any(c.index == k for c in done):
+                    continue  # made in the batch
+                work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
+                                                 "strategy": strategy})
+                cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
+                                      work.base, s.temperature, gen_cancel, work.prompt[1],
+                                      s.prefill_code, work.cap)
                 work.timings["generation"] += cand.generate_seconds
                 if cand.error == "cancelled":
                     break  # a candidate passed (or the request was cancelled) meanwhile
@@ -341,6 +341,7 @@ class Pipeline:
                     work.cap = code_cap(cand.code)
                     work.timings.setdefault("direct", work.elapsed())
                 self._test(work, runs, cand, done)
+            done.sort(key=lambda c: c.index)  # the pool in plan order, however it was made
             runs.wait_all()
             failing = work.tests_source == "user" and bool(done)
             if (failing and not runs.solved.is_set() and s.parallel_candidates > 1
@@ -356,11 +357,24 @@ class Pipeline:
         work.timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, early_exit and runs.solved.is_set() and len(done) < len(plan)
 
+    def _test_batch(self, work: Work, runs: TestRuns, plan: list[tuple[Strategy, int | None]],
+                    done: list[Candidate]) -> bool:
+        """Decode the plan's sampled direct candidates in one batch and start the tests of
+        all of them at once, before the slower plan candidates are made: a sample that
+        passes is shown without waiting for a plan (HumanEval `weak`: 11 of the 82 first
+        answers were samples queued behind the greedy plan). False when it was cancelled."""
+        for cand in self._batched(work, plan):
+            work.timings["generation"] += cand.generate_seconds
+            if cand.error == "cancelled":
+                return False
+            self._test(work, runs, cand, done)
+        return True
+
     def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]]
-                 ) -> dict[int, Candidate]:
-        """The plan's sampled direct candidates, decoded together in one llama.cpp batch. The
-        direct greedy answer itself is decoded by the engine as in every other mode, so it is
-        exactly the answer direct generation gives."""
+                 ) -> list[Candidate]:
+        """The plan's sampled direct candidates, decoded together in one llama.cpp batch, in
+        plan order. The direct greedy answer itself is decoded by the engine as in every
+        other mode, so it is exactly the answer direct generation gives."""
         specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
                  if st == cands.DIRECT_SAMPLED]
         work.progress(Event.GENERATING, {
@@ -369,7 +383,7 @@ class Pipeline:
         made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            self.settings.temperature, work.cancel,
                                            work.prompt[1], self.settings.prefill_code)
-        return {c.index: c for c in made}
+        return sorted(made, key=lambda c: c.index)
 
     def _diversify(self, work: Work, runs: TestRuns, done: list[Candidate],
                    plan: list[tuple[Strategy, int | None]]) -> None:
