@@ -14,8 +14,10 @@ def _pyplot():
     return plt
 
 
-def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: str) -> Path:
-    """Training loss and each term per optimizer step, validation total as points."""
+def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: str,
+               points: str = "validation total") -> Path:
+    """Training loss and each term per optimizer step, ``val_history``'s totals as points
+    labelled ``points``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in history]
@@ -26,7 +28,7 @@ def loss_curve(history: list[dict], val_history: list[dict], path: Path, title: 
                     label=f"train {key}")
     if val_history:
         ax.plot([r["step"] for r in val_history], [r.get("total") for r in val_history], "o-",
-                label="validation total")
+                label=points)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title)

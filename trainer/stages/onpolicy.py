@@ -114,7 +114,8 @@ def stage_onpolicy(cfg: DistillConfig, progress: bool = True, stop_after: int | 
         anchor = [{"step": r["step"], "total": r["anchor_teacher_kl"]}
                   for r in result.val_history]
         loss_curve(history, anchor, stage.dir / "loss.png",
-                   f"on-policy reverse KL ({student_of(cfg)}; points: anchor rows)")
+                   f"on-policy reverse KL ({student_of(cfg)})",
+                   points=f"KL to the teacher on {len(anchors)} fixed training rows")
     if not (result.adapter_dir / "adapter_config.json").exists():
         return report  # stopped early (stop_after): resumes from its checkpoint
     return stage.finish(report)
