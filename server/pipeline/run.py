@@ -373,17 +373,17 @@ class Pipeline:
     def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]]
                  ) -> list[Candidate]:
         """The plan's sampled direct candidates, decoded together in one llama.cpp batch, in
-        plan order. The direct greedy answer itself is decoded by the engine as in every
-        other mode, so it is exactly the answer direct generation gives."""
+        plan order (``generate_direct_batch`` keeps its specs' order). The direct greedy
+        answer itself is decoded by the engine as in every other mode, so it is exactly the
+        answer direct generation gives."""
         specs = [(k, st, seed) for k, (st, seed) in enumerate(plan)
                  if st == cands.DIRECT_SAMPLED]
         work.progress(Event.GENERATING, {
             "candidate": 0, "of": len(plan),
             "strategy": f"{len(specs)} sampled candidates in one batch"})
-        made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
+        return cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            self.settings.temperature, work.cancel,
                                            work.prompt[1], self.settings.prefill_code)
-        return sorted(made, key=lambda c: c.index)
 
     def _diversify(self, work: Work, runs: TestRuns, done: list[Candidate],
                    plan: list[tuple[Strategy, int | None]]) -> None:
