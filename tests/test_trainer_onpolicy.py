@@ -100,20 +100,19 @@ def _rows(tokenizer, student, teacher, problems: list[Problem]) -> list[dict]:
                          "prompt_sha": tokens_digest(prompt), "finish": "stop",
                          "tokens": answer, "text": tokenizer.decode(answer),
                          **_teacher_scores(teacher, ids, len(prompt)),
-                         "passed": k == 0, "outcome": "passed" if k == 0 else "failed"})
+                         "passed": k == 0, "outcome": "passed" if k == 0 else "failed",
+                         "tests": 2, "tests_passed": 2 if k == 0 else 0})
     bad = dict(rows[0], key="bad#direct#0", prompt_sha="0" * 16)  # another prompt
     return [*rows, bad]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer, tiny_qwen_student) -> dict:
-    """A run folder with its data stage and the synthetic samples rows."""
+def make_setup(tmp: Path, qwen_tokenizer, tiny_qwen_student: Path) -> dict:
+    """A run folder in ``tmp`` with its data stage and the synthetic samples rows."""
     from transformers import AutoModelForCausalLM
 
     from plancode.trainer.stages.data import problems_of, stage_data
 
     torch.set_num_threads(1)  # as the config's threads: two lose to one on a busy machine
-    tmp = tmp_path_factory.mktemp("onpolicy")
     (tmp / "problems.jsonl").write_text("\n".join(FIXTURES.read_text().splitlines()[:3]) + "\n")
     (tmp / "onpolicy.toml").write_text(_config_text(tiny_qwen_student))
     cfg = DistillConfig.load(tmp / "onpolicy.toml")
@@ -129,6 +128,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer, tiny_qwen_st
                                      cfg.onpolicy)
     return {"tmp": tmp, "cfg": cfg, "rows": rows, "examples": examples, "stats": stats,
             "tokenizer": qwen_tokenizer, "student_dir": tiny_qwen_student}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer, tiny_qwen_student) -> dict:
+    return make_setup(tmp_path_factory.mktemp("onpolicy"), qwen_tokenizer, tiny_qwen_student)
 
 
 def test_config_loads_without_torch(tmp_path: Path) -> None:
@@ -165,6 +169,14 @@ assert 'torch' not in sys.modules
 
     with pytest.raises(PlancodeError, match="onpolicy.objective"):
         DistillConfig.load(bad)
+    # a variant's folder sits beside onpolicy/ under out_dir, never elsewhere
+    bad.write_text((tmp_path / "c.toml").read_text() + 'folder = "../elsewhere"\n')
+    with pytest.raises(PlancodeError, match="plain folder name"):
+        DistillConfig.load(bad)
+    variant = tmp_path / "variant.toml"
+    variant.write_text((tmp_path / "c.toml").read_text() + 'folder = "onpolicy-rft"\n')
+    cfg = DistillConfig.load(variant)
+    assert cfg.onpolicy_dir == cfg.out_dir / "onpolicy-rft"
 
 
 def test_prompt_is_the_one_the_student_answered(qwen_tokenizer, default_model_path) -> None:

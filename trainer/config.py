@@ -383,7 +383,7 @@ class SamplesConfig:
                                 "(0, 1]", "e.g. score_top_k = 8, score_top_mass = 0.95")
 
 
-ONPOLICY_LOSSES = ("topk", "sampled")
+ONPOLICY_LOSSES = ("topk", "sampled", "dpo")
 
 
 @dataclass
@@ -402,9 +402,12 @@ class OnPolicyConfig:
     """
 
     student: str = ""  # "" = train.student (a GGUF dequantized by transformers, or HF weights)
+    folder: str = "onpolicy"  # the run's folder under out_dir: variants share data and samples
     objective: str = "topk"  # topk | sampled (the field "loss" names a table elsewhere)
     alpha: float = 1.0  # extra weight of structural code tokens (plancode.trainer.structure)
     sft_weight: float = 0.0  # weight of cross-entropy on the passing answers (0 = off)
+    dpo_beta: float = 0.1  # objective "dpo": how strongly the log-ratio is pushed
+    dpo_pairs: int = 2  # objective "dpo": pairs a prompt at most
     max_rows: int = 0  # train on the first N rows of the samples file (0 = all present)
     max_len: int = 1024  # prompt + answer tokens; longer rows are left out and counted
     lora_r: int = 16
@@ -430,9 +433,13 @@ class OnPolicyConfig:
 
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = (
         "anchor_every", "save_every", "save_every_minutes", "keep_checkpoints", "threads",
-        "bf16", "gradient_checkpointing")
+        "bf16", "gradient_checkpointing", "folder")
 
     def validate(self) -> None:
+        if not self.folder or Path(self.folder).name != self.folder or \
+                self.folder.startswith("."):
+            raise PlancodeError(f"onpolicy.folder = {self.folder!r} is not a plain folder name",
+                                "e.g. folder = 'onpolicy-rft' (it goes under out_dir)")
         if self.objective not in ONPOLICY_LOSSES:
             raise PlancodeError(f"onpolicy.objective = {self.objective!r} is not one of "
                                 f"{', '.join(ONPOLICY_LOSSES)}",
@@ -443,6 +450,9 @@ class OnPolicyConfig:
             raise PlancodeError("onpolicy.alpha, sft_weight, max_rows, anchor_prompts, "
                                 "anchor_every, save_every, save_every_minutes and threads "
                                 "must be >= 0", "use 0 to switch one off")
+        if self.dpo_beta <= 0 or self.dpo_pairs < 1:
+            raise PlancodeError("onpolicy.dpo_beta must be > 0 and dpo_pairs >= 1",
+                                "e.g. dpo_beta = 0.1, dpo_pairs = 2")
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or \
                 self.keep_checkpoints < 1:
             raise PlancodeError("onpolicy.lora_r, batch_size, grad_accum and keep_checkpoints "
@@ -661,6 +671,11 @@ class DistillConfig:
     @classmethod
     def load(cls, path: Path) -> DistillConfig:
         return cls.from_dict(_read_toml(path), path.resolve().parent)
+
+    @property
+    def onpolicy_dir(self) -> Path:
+        """The on-policy run's folder (adapter, checkpoints, report, gate log)."""
+        return self.out_dir / self.onpolicy.folder
 
     def section(self, name: str) -> dict:
         """A section's output-changing settings as plain data (stage fingerprints hash this)."""

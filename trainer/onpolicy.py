@@ -65,6 +65,7 @@ class OnPolicyExample:
     teacher_lp: list[float]  # the teacher's log-probability of each answer token
     weights: list[float]  # 1 + alpha on structural code tokens, 1 elsewhere
     passed: bool
+    tests_passed: int = 0  # how many of its package's tests it passed (DPO's pairs)
 
     @property
     def answer(self) -> list[int]:
@@ -200,7 +201,8 @@ def build_examples(tokenizer, rows: Iterable[dict], problems: dict[str, Problem]
         out.append(OnPolicyExample(row["key"], problem.id, ids + tokens, len(ids),
                                    [list(t) for t in row["teacher_top"]],
                                    [list(t) for t in row["teacher_top_lp"]],
-                                   list(row["teacher_lp"]), weights, bool(row.get("passed"))))
+                                   list(row["teacher_lp"]), weights, bool(row.get("passed")),
+                                   int(row.get("tests_passed") or 0)))
     return out, stats
 
 

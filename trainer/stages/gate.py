@@ -89,7 +89,7 @@ def gated_adapter(cfg: DistillConfig) -> tuple[Path, dict | None]:
     """The on-policy adapter the export may ship and its gate report: refused when the gate
     refused it, when its report is for other weights, and (``gate.required``) when it was
     never gated."""
-    adapter_dir = cfg.out_dir / "onpolicy" / "adapter"
+    adapter_dir = cfg.onpolicy_dir / "adapter"
     if not (adapter_dir / "adapter_config.json").is_file():
         raise PlancodeError(f"no on-policy adapter in {adapter_dir}",
                             "run plancode onpolicy --config FILE to the end first")
@@ -220,7 +220,7 @@ def gate_checkpoint(cfg: DistillConfig, checkpoint: Path, progress: bool = True,
     (checkpoint / gates.REPORT).write_text(json.dumps(report, indent=1))
     line = gates.log_line(report)
     log(line)
-    run_log = cfg.out_dir / "onpolicy" / "gate.log"
+    run_log = cfg.onpolicy_dir / "gate.log"
     run_log.parent.mkdir(parents=True, exist_ok=True)
     with run_log.open("a", encoding="utf-8") as fh:
         fh.write(line + "\n")
@@ -230,14 +230,14 @@ def gate_checkpoint(cfg: DistillConfig, checkpoint: Path, progress: bool = True,
 def default_checkpoints(cfg: DistillConfig) -> list[Path]:
     """What ``plancode gate`` gates without ``--checkpoint``: the final on-policy adapter, or,
     before the run has finished, every checkpoint it keeps."""
-    final = cfg.out_dir / "onpolicy" / "adapter"
+    final = cfg.onpolicy_dir / "adapter"
     if (final / "adapter_config.json").is_file():
         return [final]
     # complete checkpoints (train_state.json is written last), oldest first
-    kept = sorted((c for c in (cfg.out_dir / "onpolicy" / "checkpoints").glob("checkpoint_*")
+    kept = sorted((c for c in (cfg.onpolicy_dir / "checkpoints").glob("checkpoint_*")
                    if (c / "train_state.json").is_file()),
                   key=lambda c: int(c.name.rsplit("_", 1)[-1]))
     if not kept:
-        raise PlancodeError(f"{cfg.out_dir / 'onpolicy'} has no adapter and no checkpoint",
+        raise PlancodeError(f"{cfg.onpolicy_dir} has no adapter and no checkpoint",
                             "run plancode onpolicy --config FILE first")
     return kept

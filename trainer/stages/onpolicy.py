@@ -5,6 +5,9 @@ weights on code tokens; ``plancode.trainer.onpolicy_train``: the loop).
     onpolicy/  rows.json (the samples rows it trains on, fixed at its first start),
                checkpoints/, portable/ (resumable), adapter/, loss.png, report.json, done.json
 
+(``onpolicy.folder`` names another folder: variants of the run share the data, the samples
+and the gate's rows of one ``out_dir``.)
+
 It reads the samples stage's rows (``samples/samples.jsonl``) as they are when it first
 starts: the samples job may still be adding rows, so the keys used are written to
 ``rows.json`` and a resumed run trains on exactly those (``onpolicy.max_rows`` caps them).
@@ -29,9 +32,6 @@ from plancode.trainer.stages.stage import (
     onpolicy_fingerprint,
     onpolicy_student,
 )
-
-NAME = "onpolicy"
-
 
 student_of = onpolicy_student  # the model this stage trains (name kept for its callers)
 __all__ = ["onpolicy_fingerprint", "stage_onpolicy", "student_of"]
@@ -70,6 +70,7 @@ def stage_onpolicy(cfg: DistillConfig, progress: bool = True, stop_after: int | 
     """Train the student's LoRA on the samples rows; resumable from its last checkpoint.
     ``stop_after`` stops after that many optimizer steps as if killed (the stage stays
     unfinished). The data stage runs first (or is copied from ``reuse_from``) if it has not."""
+    from plancode.trainer.dpo import make_pairs
     from plancode.trainer.onpolicy import build_examples
     from plancode.trainer.onpolicy_train import train_onpolicy
     from plancode.trainer.plots import loss_curve
@@ -79,7 +80,7 @@ def stage_onpolicy(cfg: DistillConfig, progress: bool = True, stop_after: int | 
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     stage_data(cfg, progress)
-    stage = Stage(cfg.out_dir, NAME, onpolicy_fingerprint(cfg))
+    stage = Stage(cfg.out_dir, cfg.onpolicy.folder, onpolicy_fingerprint(cfg))
     if stage.done:
         return json.loads((stage.dir / "report.json").read_text())
     rows = _rows(cfg, stage)
@@ -102,10 +103,21 @@ def stage_onpolicy(cfg: DistillConfig, progress: bool = True, stop_after: int | 
     anchors = sorted(examples, key=lambda e: e.key)[:cfg.onpolicy.anchor_prompts]
     log(f"[onpolicy] {stats.used} rows ({stats.passed} passed), {stats.answer_tokens} answer "
         f"tokens, {stats.structural_tokens} structural; student {student_of(cfg)}")
+    items, extra = examples, {}
+    if cfg.onpolicy.objective == "dpo":
+        items = make_pairs(examples, cfg.onpolicy.dpo_pairs)
+        if not items:
+            raise PlancodeError(f"no DPO pairs among the {stats.used} rows: no prompt has both "
+                                "a passing and a failing answer",
+                                "sample more problems (plancode samples) or use objective "
+                                "= 'topk'")
+        extra = {"pairs": len(items), "pair_prompts": len({p.chosen.problem_id
+                                                            for p in items})}
+        log(f"[onpolicy] DPO: {len(items)} pairs over {extra['pair_prompts']} prompts")
     model = load_model(src, dtype=base_dtype(cfg.onpolicy))
-    result = train_onpolicy(model, tokenizer, examples, anchors, cfg.onpolicy, stage.dir,
+    result = train_onpolicy(model, tokenizer, items, anchors, cfg.onpolicy, stage.dir,
                             progress, stop_after)
-    report = {**result.to_json(), "anchor_history": result.val_history,
+    report = {**result.to_json(), **extra, "anchor_history": result.val_history,
               "rows": stats.to_json(), "anchors": [e.key for e in anchors],
               "student": student_of(cfg), "objective": cfg.onpolicy.objective}
     report.pop("val_history")
