@@ -122,7 +122,8 @@ def pipeline_row(pipeline: Pipeline, checker: Checker, workspaces: Workspaces,
             "timings": {k: round(v, 2) for k, v in result.timings.items()},
             "pool": pool_row(result.candidates, chosen, judged),
             "settings": {"candidates": pipeline.settings.candidates,
-                         "repair_rounds": pipeline.settings.repair_rounds}}
+                         "repair_rounds": pipeline.settings.repair_rounds,
+                         "budget": pipeline.settings.budget}}
 
 
 def pool_row(candidates: list[Candidate], chosen: Candidate | None,

@@ -163,6 +163,7 @@ def select(pipeline: Pipeline, problem: dict, workspace: Path) -> dict:
                           if result.first_answer_seconds is not None else None),
         "status": result.status,
         "budget_reached": result.budget_reached,
+        "budget": pipeline.settings.budget,  # not in the rows file's name: say it per row
         "seconds": time.perf_counter() - start,
         "candidates": len(result.candidates),
         "strategy": chosen.strategy if chosen else None,
