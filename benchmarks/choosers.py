@@ -122,8 +122,16 @@ def _key(task: str, code: str) -> str:
     return f"{task}:{hashlib.sha256(code.encode()).hexdigest()[:16]}"
 
 
-def add_scores(rows: list[dict], model: str, path: Path) -> None:
-    """Fill each eligible candidate's ``reviewer`` score, from ``path`` or the model."""
+def contested(row: dict) -> bool:
+    """Whether the eligible candidates of ``row``'s pool disagree on the hidden tests: only
+    there can one chooser beat another."""
+    return len({c["hidden"] for c in eligible(row["pool"])}) > 1
+
+
+def add_scores(rows: list[dict], model: str, path: Path, only_contested: bool = False) -> None:
+    """Fill each eligible candidate's ``reviewer`` score, from ``path`` or the model
+    (``only_contested``: the model scores only contested pools; every chooser picks a right
+    or a wrong answer alike elsewhere, so the table is the same at a fraction of the cost)."""
     known = {}
     if path.exists():
         known = {r["key"]: r["score"] for r in map(json.loads, path.read_text().splitlines())}
@@ -131,7 +139,8 @@ def add_scores(rows: list[dict], model: str, path: Path) -> None:
     with path.open("a") as out:
         for row in rows:
             task = _task(row)
-            todo = [c for c in eligible(row["pool"]) if _key(task, c["code"]) not in known]
+            todo = [c for c in eligible(row["pool"]) if _key(task, c["code"]) not in known
+                    and (contested(row) or not only_contested)]
             if todo and engine is None:
                 from plancode.config import Settings
                 from plancode.engine.factory import load_engine
@@ -187,13 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--scores", type=Path, default=SCORES)
     ap.add_argument("--json", type=Path, help="write the table here too")
+    ap.add_argument("--contested-only", action="store_true",
+                    help="score only the pools where the eligible candidates disagree")
     args = ap.parse_args(argv)
     rows = [r for f in args.rows for path in glob.glob(f)
             for r in map(json.loads, Path(path).read_text().splitlines())
             if r.get("mode") == args.mode and r.get("pool")]
-    add_scores(rows, args.model, args.scores)
+    add_scores(rows, args.model, args.scores, args.contested_only)
     result = table(rows)
-    multi = sum(len({c["hidden"] for c in eligible(r["pool"])}) > 1 for r in rows)
+    multi = sum(map(contested, rows))
     print(f"{len(rows)} {args.mode} pools ({multi} where the eligible candidates disagree "
           "on the hidden tests: only there can a chooser matter)")
     for name, right in result.items():

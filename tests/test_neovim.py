@@ -141,11 +141,16 @@ class Editor:
             stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
         try:
             deadline = time.monotonic() + 30
-            while not sock.exists():
+            while True:  # the socket file appears at bind(), a moment before listen()
                 assert self.proc.poll() is None, f"nvim exited: {self.diagnostics()}"
                 assert time.monotonic() < deadline, "nvim did not open its socket"
+                if sock.exists():
+                    try:
+                        self.nvim = pynvim.attach("socket", path=str(sock))
+                        break
+                    except ConnectionRefusedError:
+                        pass
                 time.sleep(0.05)
-            self.nvim = pynvim.attach("socket", path=str(sock))
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
