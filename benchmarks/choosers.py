@@ -139,8 +139,9 @@ def add_scores(rows: list[dict], model: str, path: Path, only_contested: bool = 
     with path.open("a") as out:
         for row in rows:
             task = _task(row)
-            todo = [c for c in eligible(row["pool"]) if _key(task, c["code"]) not in known
-                    and (contested(row) or not only_contested)]
+            wanted = contested(row) or not only_contested
+            todo = [c for c in eligible(row["pool"])
+                    if wanted and _key(task, c["code"]) not in known]
             if todo and engine is None:
                 from plancode.config import Settings
                 from plancode.engine.factory import load_engine

@@ -403,7 +403,7 @@ class OnPolicyConfig:
 
     student: str = ""  # "" = train.student (a GGUF dequantized by transformers, or HF weights)
     folder: str = "onpolicy"  # the run's folder under out_dir: variants share data and samples
-    objective: str = "topk"  # topk | sampled (the field "loss" names a table elsewhere)
+    objective: str = "topk"  # topk | sampled | dpo (the field "loss" names a table elsewhere)
     alpha: float = 1.0  # extra weight of structural code tokens (plancode.trainer.structure)
     sft_weight: float = 0.0  # weight of cross-entropy on the passing answers (0 = off)
     dpo_beta: float = 0.1  # objective "dpo": how strongly the log-ratio is pushed

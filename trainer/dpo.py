@@ -33,6 +33,7 @@ from plancode.trainer.onpolicy import (
     OnPolicyExample,
     answer_logits,
     collate,
+    token_logps,
     topk_reverse_kl,
 )
 
@@ -44,13 +45,6 @@ class DPOPair:
     chosen: OnPolicyExample
     rejected: OnPolicyExample
 
-    @property
-    def key(self) -> str:
-        return f"{self.chosen.key}>{self.rejected.key}"
-
-    def __len__(self) -> int:
-        return len(self.chosen) + len(self.rejected)
-
 
 def make_pairs(examples: list[OnPolicyExample], per_prompt: int) -> list[DPOPair]:
     """The DPO pairs among ``examples`` (see the module's docstring for the rule), in the
@@ -61,8 +55,7 @@ def make_pairs(examples: list[OnPolicyExample], per_prompt: int) -> list[DPOPair
     pairs = []
     for group in by_problem.values():
         chosen = _distinct([e for e in group if e.passed])
-        rejected = sorted(_distinct([e for e in group if not e.passed]),
-                          key=lambda e: (e.tests_passed, e.key))
+        rejected = _distinct([e for e in group if not e.passed])
         if not rejected:
             continue
         used: dict[str, int] = defaultdict(int)
@@ -90,7 +83,7 @@ def collate_pairs(pairs: list[DPOPair], pad_id: int) -> OnPolicyBatch:
 
 def sequence_logps(logits: torch.Tensor, batch: OnPolicyBatch) -> torch.Tensor:
     """Each row's answer log-probability (the sum over its tokens): [B]."""
-    logp_y = logits.gather(1, batch.targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    logp_y = token_logps(logits, batch.targets)
     rows = batch.pred.sum(-1)
     index = torch.repeat_interleave(torch.arange(len(rows), device=logits.device), rows)
     return torch.zeros(len(rows), dtype=logp_y.dtype, device=logits.device) \

@@ -300,6 +300,11 @@ def answer_logits(student, batch: OnPolicyBatch) -> torch.Tensor:
     return head(hidden.to(head.weight.dtype)).float()
 
 
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The log-probability of each answer token under ``logits`` ([N, V]): [N]."""
+    return logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+
 def onpolicy_loss(logits: torch.Tensor, batch: OnPolicyBatch, kind: str,
                   sft_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The total loss and its parts (floats, for logging): the weighted reverse KL term
@@ -307,7 +312,7 @@ def onpolicy_loss(logits: torch.Tensor, batch: OnPolicyBatch, kind: str,
     the tokens of passing answers. Logged besides: ``kl_sampled``, the weighted mean of
     ``log p_s(y) - log p_t(y)`` (the sampled-token KL estimate, whichever loss trains)."""
     w = batch.weights
-    logp_y = logits.gather(1, batch.targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    logp_y = token_logps(logits, batch.targets)
     if kind == "topk":
         per_token = topk_reverse_kl(logits, batch.top_ids, batch.top_lp)
     elif kind == "sampled":
