@@ -11,7 +11,7 @@ from plancode.engine.llama_engine import LlamaEngine
 from plancode.engine.types import CancelToken
 from plancode.pipeline import Pipeline
 from plancode.pipeline.budget import Deadline
-from tests.test_selection import FIRST_LINE_ONLY, RIGHT_A, ScriptedEngine, project
+from tests.test_selection import FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, ScriptedEngine, project
 
 SLACK = 2.0  # seconds a run may outlive its budget (issue 29)
 
@@ -28,9 +28,13 @@ def test_deadline_is_a_cancel_token_that_reads_the_clock():
     assert early.cancelled and not early.expired, "a user's cancel is not the budget"
 
 
-def test_at_the_budget_the_first_passing_answer_comes_back(tmp_path: Path):
+def test_at_the_budget_the_first_passing_answer_comes_back(tmp_path: Path, monkeypatch):
     """Weak tests (one visible test): the pool would take 8 x 2 s; the budget is 10 s, time
-    enough for the first candidate's test run even on a busy machine."""
+    enough for the first candidate's test run even on a busy machine. No reserve for the
+    choice here, so the deadline itself stops the pool (as it does when the choice overruns)."""
+    from plancode.pipeline import run as run_module
+
+    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", 0.0)
     file = project(tmp_path)
     engine = ScriptedEngine([FIRST_LINE_ONLY] + [RIGHT_A] * 7, delay=2.0)
     settings = Settings.from_mapping({"candidates": 8, "parallel_candidates": 1,
@@ -75,3 +79,42 @@ def test_a_real_model_run_keeps_its_budget(tiny_engine: LlamaEngine, textstats: 
     assert took < 6.0 + SLACK, took
     assert result.timings["total"] < 6.0 + SLACK
     assert result.budget_reached or len(result.candidates) == 8 + 2
+
+
+def _weak_pool_run(tmp_path: Path, monkeypatch, reserve: float):
+    """A weak-tests pool that would take 12 x 1.5 s against a 14-s budget: the greedy answer
+    passes the one visible test and is wrong (FIRST_LINE_ONLY), most others are right."""
+    from plancode.pipeline import run as run_module
+
+    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", reserve)
+    file = project(tmp_path)
+    engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, RIGHT_A] + [RIGHT_B] * 8,
+                            delay=1.5)
+    settings = Settings.from_mapping({"candidates": 12, "parallel_candidates": 1,
+                                      "escalate_model": "", "repair_rounds": 0})
+    start = time.monotonic()
+    result = Pipeline(engine, settings).run(file, 3, budget=14.0)
+    return result, time.monotonic() - start
+
+
+def test_the_end_of_the_budget_is_kept_for_the_choice(tmp_path: Path, monkeypatch):
+    """Once a candidate passed, the pool stops growing at the choice's reserve, so the
+    behaviour probe runs and the right group wins over the wrong greedy answer."""
+    result, took = _weak_pool_run(tmp_path, monkeypatch, reserve=6.0)
+    assert took < 14.0 + SLACK, took
+    ag = result.agreement
+    assert ag is not None and ag.selected and not ag.error, ag
+    assert 2 <= len(result.candidates) < 12, "the pool stopped early, after a pass"
+    assert result.chosen is not None and "lines[0]" not in result.chosen.code
+    assert result.status == "passes-tests"
+
+
+def test_without_a_reserve_the_budget_cancels_the_choice(tmp_path: Path, monkeypatch):
+    """The behaviour before the reserve (HumanEval/109 and 124 lost this way at 55 s): the
+    pool runs to the deadline, the probe is cancelled, the greedy answer stands."""
+    result, took = _weak_pool_run(tmp_path, monkeypatch, reserve=0.0)
+    assert took < 14.0 + SLACK, took
+    assert result.budget_reached
+    ag = result.agreement
+    assert ag is not None and not ag.selected
+    assert result.chosen is not None and "lines[0]" in result.chosen.code

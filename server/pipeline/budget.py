@@ -10,6 +10,7 @@ says the budget was reached.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from plancode.engine.types import CancelToken
 
@@ -41,3 +42,21 @@ class Deadline(CancelToken):
     def allows(self, seconds: float) -> bool:
         """Whether ``seconds`` of work still fit before the deadline."""
         return not self.cancelled and self.remaining() >= seconds
+
+
+class Reserve(CancelToken):
+    """Cancelled like ``parent``, and also once less than ``seconds`` of ``deadline`` is left
+    while ``when()`` holds: the end of the budget is kept for the work that must follow (the
+    choice among a finished pool, the probe after the checks are written). ``when`` says
+    whether stopping early is worth it yet (say, only once some candidate passed)."""
+
+    def __init__(self, parent: CancelToken | None, deadline: Deadline | None, seconds: float,
+                 when: Callable[[], bool] = lambda: True) -> None:
+        super().__init__(parent)
+        self.deadline, self.seconds, self.when = deadline, seconds, when
+
+    @property
+    def cancelled(self) -> bool:
+        return super().cancelled or (self.deadline is not None
+                                     and self.deadline.remaining() < self.seconds
+                                     and self.when())

@@ -33,10 +33,14 @@ def write_tests(
     cancel: CancelToken | None = None,
     limit: int = 8,
 ) -> GeneratedTests | None:
-    """Ask the model for asserts on ``module.name``; None when it wrote none usable."""
+    """Ask the model for asserts on ``module.name``; None when it wrote none usable. Cut
+    short by ``cancel``, the lines it finished still count."""
     gen = engine.chat(prompts.test_writing_messages(problem, name),
                       dataclasses.replace(base, temperature=0.0), cancel)
-    asserts = prompts.parse_asserts(gen.text, name)[:limit]
+    text = gen.text
+    if gen.finish_reason == "cancelled":  # a cut last line may state a wrong value: drop it
+        text = text[:text.rfind("\n") + 1]
+    asserts = prompts.parse_asserts(text, name)[:limit]
     if not asserts:
         return None
     lines = ["import pytest", "", f"from {module} import {name}", ""]

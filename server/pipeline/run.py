@@ -37,7 +37,7 @@ from plancode.pipeline import candidates as cands
 from plancode.pipeline import escalate, static_repair
 from plancode.pipeline import visible_tests as visible
 from plancode.pipeline.agreement import Agreement, is_weak, user_checks
-from plancode.pipeline.budget import Deadline
+from plancode.pipeline.budget import Deadline, Reserve
 from plancode.pipeline.choose import ChoiceContext, choose
 from plancode.pipeline.generated_tests import write_tests
 from plancode.pipeline.guards import code_cap
@@ -61,6 +61,10 @@ ESCALATE_MIN_SECONDS = 20.0
 REPAIR_MIN_SECONDS = 8.0
 DIVERSITY_MIN_SECONDS = 10.0
 DIVERSITY_TEMPERATURE = 1.0  # hotter than the pool's samples: different answers, not the same
+# the end of the budget kept for the choice once a pool to compare has something to choose:
+# writing the checks and probing took a median 9.7 s, p90 16.5 s (HumanEval-164 `weak`); 4 of
+# its 11 runs that reached the 55-s budget lost their probe to it and fell back to the greedy
+CHOICE_RESERVE_SECONDS = 15.0
 
 
 def _noop(event: str, data: dict) -> None:
@@ -314,18 +318,21 @@ class Pipeline:
         batch = not early_exit and s.parallel_candidates > 1  # the whole pool is made anyway
         if batch:
             plan = cands.widen(plan, s.parallel_candidates, s.seed)
-        gen_cancel = CancelToken(work.cancel)
+        done: list[Candidate] = []
+        gen_cancel = CancelToken(work.cancel) if early_exit else Reserve(
+            work.cancel, work.cancel, CHOICE_RESERVE_SECONDS,
+            when=lambda: _choosable(work, runs, done))
         runs = TestRuns(work.sandbox, work.tests, work.files, work.rel, work.info.qualname,
                         work.tests_source == "user", gen_cancel if early_exit else None,
                         work.cancel, work.on_pass)
-        done: list[Candidate] = []
         work.timings["generation"] = 0.0  # every candidate's decoding, a cancelled one's too
         try:
             for k, (strategy, seed) in enumerate(plan):
-                if (early_exit and runs.solved.is_set()) or work.cancelled():
-                    break
+                if (early_exit and runs.solved.is_set()) or gen_cancel.cancelled:
+                    break  # solved, cancelled, or what is left of the budget is the choice's
                 # the greedy answer is out and testing: now the batch
-                if batch and k == 1 and not self._test_batch(work, runs, plan, done):
+                if batch and k == 1 and not self._test_batch(work, runs, plan, done,
+                                                             gen_cancel):
                     break
                 if any(c.index == k for c in done):
                     continue  # made in the batch
@@ -358,20 +365,20 @@ class Pipeline:
         return done, early_exit and runs.solved.is_set() and len(done) < len(plan)
 
     def _test_batch(self, work: Work, runs: TestRuns, plan: list[tuple[Strategy, int | None]],
-                    done: list[Candidate]) -> bool:
+                    done: list[Candidate], cancel: CancelToken) -> bool:
         """Decode the plan's sampled direct candidates in one batch and start the tests of
         all of them at once, before the slower plan candidates are made: a sample that
         passes is shown without waiting for a plan (HumanEval `weak`: 11 of the 82 first
         answers were samples queued behind the greedy plan). False when it was cancelled."""
-        for cand in self._batched(work, plan):
+        for cand in self._batched(work, plan, cancel):
             work.timings["generation"] += cand.generate_seconds
             if cand.error == "cancelled":
                 return False
             self._test(work, runs, cand, done)
         return True
 
-    def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]]
-                 ) -> list[Candidate]:
+    def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]],
+                 cancel: CancelToken) -> list[Candidate]:
         """The plan's sampled direct candidates, decoded together in one llama.cpp batch, in
         plan order (``generate_direct_batch`` keeps its specs' order). The direct greedy
         answer itself is decoded by the engine as in every other mode, so it is exactly the
@@ -382,7 +389,7 @@ class Pipeline:
             "candidate": 0, "of": len(plan),
             "strategy": f"{len(specs)} sampled candidates in one batch"})
         return cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
-                                           self.settings.temperature, work.cancel,
+                                           self.settings.temperature, cancel,
                                            work.prompt[1], self.settings.prefill_code)
 
     def _diversify(self, work: Work, runs: TestRuns, done: list[Candidate],
@@ -440,6 +447,16 @@ class Pipeline:
             runs.wait_last()
             if runs.solved.is_set():
                 break
+
+
+def _choosable(work: Work, runs: TestRuns, done: list[Candidate]) -> bool:
+    """Whether a pool made to compare already holds a choice: a candidate passed the user's
+    tests, or (model-written tests only) two candidates compete."""
+    if work.tests_source == "user":
+        return runs.solved.is_set()
+    if work.tests_source == "none":
+        return False  # nothing to compare on: every candidate made is a chance
+    return sum(1 for c in done if c.spliced_text) >= 2
 
 
 def _fits(work: Work, seconds: float) -> bool:
