@@ -88,6 +88,10 @@ def main() -> int:
                     help="keep each pipeline answer's whole candidate pool in its row, every "
                          "candidate scored on the hidden tests after the clock stopped, so "
                          "choosers can be compared offline (benchmarks/choosers.py)")
+    ap.add_argument("--choice-reserve", type=float, metavar="SECONDS",
+                    help="the end of the budget kept for choosing (default the pipeline's "
+                         "CHOICE_RESERVE_SECONDS; 0 = none, as before issue 29's reserve): "
+                         "for an A/B on one machine, each value with its own --rows-dir")
     ap.add_argument("--summary", action="store_true",
                     help="only write the docs section from the rows")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
@@ -102,6 +106,10 @@ def main() -> int:
     else:
         from plancode.engine.factory import load_engine
         from plancode.pipeline import Pipeline
+        from plancode.pipeline import run as pipeline_run
+
+        if args.choice_reserve is not None:
+            pipeline_run.CHOICE_RESERVE_SECONDS = args.choice_reserve
 
         engine = load_engine(settings)
         path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)
