@@ -42,6 +42,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.rows import read_rows
 from plancode.pipeline.kinds import DIRECT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,7 +193,8 @@ def table(rows: list[dict]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", nargs="+", required=True)
+    ap.add_argument("--rows", nargs="+", required=True,
+                    help="rows files (globs); a later file's rows replace an earlier one's")
     ap.add_argument("--mode", default="weak")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--scores", type=Path, default=SCORES)
@@ -200,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contested-only", action="store_true",
                     help="score only the pools where the eligible candidates disagree")
     args = ap.parse_args(argv)
-    rows = [r for f in args.rows for path in glob.glob(f)
-            for r in map(json.loads, Path(path).read_text().splitlines())
+    rows = [r for r in read_rows([Path(p) for f in args.rows for p in sorted(glob.glob(f))])
             if r.get("mode") == args.mode and r.get("pool")]
     add_scores(rows, args.model, args.scores, args.contested_only)
     result = table(rows)

@@ -13,9 +13,10 @@ the final answer on the hidden tests, and how many answers were labelled ``verif
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
+
+from benchmarks.rows import read_rows
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -99,11 +100,12 @@ def plot(rows: list[dict], modes: list[str], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=Path, nargs="+", required=True, help="HumanEval rows files")
+    p.add_argument("--rows", type=Path, nargs="+", required=True,
+                   help="HumanEval rows files; a later file's rows replace an earlier one's")
     p.add_argument("--modes", nargs="+", default=["select", "weak"])
     p.add_argument("--plot", type=Path, help="write the TTFV distribution plot here")
     args = p.parse_args(argv)
-    rows = [json.loads(line) for f in args.rows for line in f.read_text().splitlines() if line]
+    rows = read_rows(args.rows)
     summaries = [summarise(rows, m) for m in args.modes]
     print(table([s for s in summaries if s["problems"]]))
     if args.plot:

@@ -30,3 +30,19 @@ def test_choosers_score_a_contested_held_out_pool() -> None:
     assert table["pipeline"] == 0 and table["size"] == 0
     assert table["direct"] == 1 and table["oracle"] == 1
     assert choosers._task(row) == "pkg/mod.py::f"
+
+
+def test_a_rerun_is_read_over_the_run_it_amends(tmp_path):
+    """``ttfv-v5`` holds only the problems rerun after a change; read after ``ttfv-v4`` its
+    rows replace the old ones, and every other row is kept once."""
+    import json
+
+    from benchmarks.rows import read_rows
+
+    old, new = tmp_path / "v4.jsonl", tmp_path / "v5.jsonl"
+    old.write_text("".join(json.dumps({"key": f"HumanEval/{i}#weak", "passed": False}) + "\n"
+                           for i in range(3)))
+    new.write_text(json.dumps({"key": "HumanEval/1#weak", "passed": True}) + "\n")
+    rows = read_rows([old, new])
+    assert sorted((r["key"], r["passed"]) for r in rows) == [
+        ("HumanEval/0#weak", False), ("HumanEval/1#weak", True), ("HumanEval/2#weak", False)]
