@@ -45,15 +45,17 @@ class Deadline(CancelToken):
 
 
 class Reserve(CancelToken):
-    """Cancelled like ``parent``, and also once less than ``seconds`` of ``deadline`` is left
-    while ``when()`` holds: the end of the budget is kept for the work that must follow (the
-    choice among a finished pool, the probe after the checks are written). ``when`` says
-    whether stopping early is worth it yet (say, only once some candidate passed)."""
+    """Cancelled like ``parent``, and also, when ``parent`` is a ``Deadline``, once less than
+    ``seconds`` of it is left while ``when()`` holds: the end of the budget is kept for the
+    work that must follow (the choice among a finished pool, the probe after the checks are
+    written). ``when`` says whether stopping early is worth it yet (say, only once some
+    candidate passed)."""
 
-    def __init__(self, parent: CancelToken | None, deadline: Deadline | None, seconds: float,
+    def __init__(self, parent: CancelToken | None, seconds: float,
                  when: Callable[[], bool] = lambda: True) -> None:
         super().__init__(parent)
-        self.deadline, self.seconds, self.when = deadline, seconds, when
+        self.deadline = parent if isinstance(parent, Deadline) else None
+        self.seconds, self.when = seconds, when
 
     @property
     def cancelled(self) -> bool:

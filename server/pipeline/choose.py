@@ -32,7 +32,7 @@ from plancode.analysis.facts import FunctionFacts
 from plancode.engine.types import CancelToken, Engine, SamplingParams
 from plancode.pipeline import clustering, probe_inputs
 from plancode.pipeline.agreement import Agreement
-from plancode.pipeline.budget import Deadline, Reserve
+from plancode.pipeline.budget import Reserve
 from plancode.pipeline.generated_tests import write_tests
 from plancode.pipeline.kinds import TestsSource
 from plancode.pipeline.probes import probe_all
@@ -108,10 +108,8 @@ def _by_behaviour(pool: list[Candidate], ctx: ChoiceContext, module: str,
     name = ctx.facts.name
     asserts = ctx.generated_asserts
     if not asserts:  # written up to the probe's reserve: the checks finished by then count
-        writer = Reserve(cancel, cancel if isinstance(cancel, Deadline) else None,
-                         PROBE_RESERVE_SECONDS)
         made = write_tests(engine, ctx.problem or ctx.facts.info.problem, module, name, base,
-                           writer)
+                           Reserve(cancel, PROBE_RESERVE_SECONDS))
         asserts = made.asserts if made is not None else []
     texts = probe_inputs.test_sources(ctx.root, [t for t in ctx.tests if t.kind != "command"],
                                       ctx.extra_files)

@@ -62,7 +62,7 @@ REPAIR_MIN_SECONDS = 8.0
 DIVERSITY_MIN_SECONDS = 10.0
 DIVERSITY_TEMPERATURE = 1.0  # hotter than the pool's samples: different answers, not the same
 # the end of the budget kept for the choice once a pool to compare has something to choose:
-# writing the checks and probing took a median 9.7 s, p90 16.5 s (HumanEval-164 `weak`); 4 of
+# writing the checks and probing took a median 9.7 s, p90 16.5 s (HumanEval-164 `weak`); 5 of
 # its 11 runs that reached the 55-s budget lost their probe to it and fell back to the greedy
 CHOICE_RESERVE_SECONDS = 15.0
 
@@ -320,8 +320,7 @@ class Pipeline:
             plan = cands.widen(plan, s.parallel_candidates, s.seed)
         done: list[Candidate] = []
         gen_cancel = CancelToken(work.cancel) if early_exit else Reserve(
-            work.cancel, work.cancel, CHOICE_RESERVE_SECONDS,
-            when=lambda: _choosable(work, runs, done))
+            work.cancel, CHOICE_RESERVE_SECONDS, when=lambda: _choosable(work, runs, done))
         runs = TestRuns(work.sandbox, work.tests, work.files, work.rel, work.info.qualname,
                         work.tests_source == "user", gen_cancel if early_exit else None,
                         work.cancel, work.on_pass)
