@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
+
+
+def _text(path: Path) -> str:
+    """A rows file's text; a finished run's rows may be kept gzipped (``.jsonl.gz``) to keep
+    the checkout small."""
+    if path.suffix == ".gz":
+        return gzip.decompress(path.read_bytes()).decode()
+    return path.read_text()
 
 
 def read_rows(files: list[Path]) -> list[dict]:
@@ -11,7 +20,7 @@ def read_rows(files: list[Path]) -> list[dict]:
     rerun of some problems (``ttfv-v5``) is read over the run it amends (``ttfv-v4``)."""
     rows: dict[str, dict] = {}
     for f in files:
-        for line in Path(f).read_text().splitlines():
+        for line in _text(Path(f)).splitlines():
             if line:
                 row = json.loads(line)
                 rows[row["key"]] = row

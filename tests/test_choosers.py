@@ -35,6 +35,7 @@ def test_choosers_score_a_contested_held_out_pool() -> None:
 def test_a_rerun_is_read_over_the_run_it_amends(tmp_path):
     """``ttfv-v5`` holds only the problems rerun after a change; read after ``ttfv-v4`` its
     rows replace the old ones, and every other row is kept once."""
+    import gzip
     import json
 
     from benchmarks.rows import read_rows
@@ -44,5 +45,11 @@ def test_a_rerun_is_read_over_the_run_it_amends(tmp_path):
                            for i in range(3)))
     new.write_text(json.dumps({"key": "HumanEval/1#weak", "passed": True}) + "\n")
     rows = read_rows([old, new])
+    assert sorted((r["key"], r["passed"]) for r in rows) == [
+        ("HumanEval/0#weak", False), ("HumanEval/1#weak", True), ("HumanEval/2#weak", False)]
+    # a finished run's rows kept gzipped read the same
+    packed = tmp_path / "v4.jsonl.gz"
+    packed.write_bytes(gzip.compress(old.read_bytes()))
+    rows = read_rows([packed, new])
     assert sorted((r["key"], r["passed"]) for r in rows) == [
         ("HumanEval/0#weak", False), ("HumanEval/1#weak", True), ("HumanEval/2#weak", False)]
