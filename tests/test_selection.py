@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from plancode import prompts
+from plancode.analysis.facts import facts_of
+from plancode.analysis.functions import find_function
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Generation, SamplingParams
 from plancode.pipeline import Pipeline, clustering, probe_inputs
@@ -183,6 +185,49 @@ def test_generated_inputs_mutate_the_seen_arguments() -> None:
     assert calls[:2] == ["f([('a', 2, 150)])", "f('x', 3)"]
     assert "f([])" in calls and "f('', 3)" in calls and len(calls) == 12
     assert probe_inputs.calls_in("assert f([1], k=2) == 1\nf(x)\nm.f('s')\n", "f") == [("s",)]
+
+
+def test_inputs_the_docstring_names_in_prose_are_seeds_when_nothing_calls_the_function(
+) -> None:
+    """HumanEval/105 states its inputs as ``arr = [...]`` with no call: those values are what
+    the candidates can be compared on."""
+    doc = ("Sort the digits.\n  For example:\n    arr = [2, 1, 1, 4]   \n"
+           "        -> sort arr -> [1, 1, 2, 4]\n  If the array is empty:\n    arr = []\n"
+           "  Never when arr == [0]; arr = the input list.\n")
+    assert probe_inputs.named_in_doc(doc, ("arr",)) == [([2, 1, 1, 4],), ([],)]
+    two = "With a = 3, b = 'x' gives 'xxx'; a = 0 and b = '' give ''; a = 5."
+    assert probe_inputs.named_in_doc(two, ("a", "b")) == [(3, "x"), (0, "")]
+    assert probe_inputs.named_in_doc("Uses data = load(path).", ("data",)) == []
+    info = find_function("def f(arr):\n    " + repr(doc) + "\n", 0)
+    assert info is not None
+    seeds = probe_inputs.seeds(facts_of(info), [], [])
+    assert seeds == [([2, 1, 1, 4],), ([],)], "no call anywhere: the named values"
+    assert probe_inputs.seeds(facts_of(info), [], ["assert f([9]) == ['Nine']"]) == [([9],)]
+
+
+def test_no_tests_at_all_the_largest_behaviour_group_wins(tmp_path) -> None:
+    """No tests of the user's and none the model could write: the candidates are still
+    compared on the inputs the docstring names, and the majority beats the greedy answer."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "orders.py").write_text(
+        '"""Orders."""\n\n\ndef order_total(lines):\n'
+        '    """Total of (sku, quantity, unit_cents) lines in cents.\n\n'
+        "    For example, with lines = [('a', 2, 150), ('b', 1, 5)] the total is 305.\n"
+        '    """\n')
+    engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, LAST_LINE_ONLY],
+                            checks="I cannot write tests for this.")
+    settings = Settings.from_mapping({"candidates": 4, "parallel_candidates": 1,
+                                      "escalate_model": ""})
+    result = Pipeline(engine, settings).run(tmp_path / "shop" / "orders.py", 3)
+    assert result.tests_source == "none" and result.status == "unverified"
+    assert engine.calls.count("tests") == 1, "the model is not asked twice for usable tests"
+    assert len(result.candidates) == 4 and result.chosen is not None
+    assert result.chosen.index == 1, "the two that agree, not the greedy first-line answer"
+    agreement = result.agreement
+    assert agreement is not None and agreement.selected and not agreement.error
+    assert (agreement.pool, agreement.agreeing, agreement.groups) == (4, 2, 3)
+    assert result.strength.startswith("no tests of yours; 2 of 4 candidates agree on ")
 
 
 def test_weakness_counts_checks() -> None:

@@ -100,7 +100,7 @@ class Agreement:
                           if passed < total else
                           f"passes your {total} test{'s' * (total != 1)}")
                          + (" (checked in-process)" if in_process else ""))
-        elif tests_source == "generated":
+        else:
             parts.append("no tests of yours")
         if self.pool > 1 and self.inputs and not self.error:
             parts.append(f"{self.agreeing} of {self.pool} candidates agree on {self.inputs} "

@@ -6,14 +6,14 @@ escalation model added some). The rules, in order:
 1. **Strong user tests** (``agreement.STRONG_CHECKS`` checks or more), a single comparable
    candidate, or nothing to probe with: the test ranking (``ranking.best_by_tests``: most
    tests passed, then agreement on per-test outcomes, then mean log-probability).
-2. **Weak user tests**, or **model-written tests only**: the candidates that pass the most
-   user tests (with model-written tests, every usable one) are run in the sandbox on
+2. **Weak user tests**, **model-written tests only** or **no tests at all**: the candidates
+   that pass the most user tests (otherwise every usable one) are run in the sandbox on
    *generated inputs* (``probe_inputs``: the arguments of the tests, the docstring's examples
-   and the model-written checks, plus mutations of them) by ``probes``; candidates that give
-   the same value (or raise the same exception) on every input form a group
-   (``clustering``), each group is scored on the *model-written checks* (asserts the model
-   derived from the docstring, never counted as the user's tests), and the best-ranked
-   group's best member wins.
+   and the model-written checks, else the values the docstring names, plus mutations of
+   them) by ``probes``; candidates that give the same value (or raise the same exception) on
+   every input form a group (``clustering``), each group is scored on the *model-written
+   checks* (asserts the model derived from the docstring, never counted as the user's
+   tests), and the best-ranked group's best member wins (without user tests, the largest).
 
 It returns the choice and an ``Agreement`` for the result, so the strength of a suggestion
 ("passes your 1 test; 4 of 5 candidates agree on 12 generated inputs") is always reported.
@@ -83,12 +83,12 @@ def choose(
     info = ctx.facts.info
     agreement = Agreement.of(ctx.tests, info.docstring)
     fallback = best_by_tests(candidates, ctx.tests_source)
-    if ctx.tests_source == "generated":  # model-written tests do not filter: all compete
+    if ctx.tests_source != "user":  # model-written tests (or none) do not filter: all compete
         pool = [c for c in candidates if c.function_code and not c.error and c.spliced_text]
     else:
         pool = clustering.pool_of(candidates)
     agreement.pool = len(pool)
-    wanted = (ctx.tests_source == "user" and agreement.weak) or ctx.tests_source == "generated"
+    wanted = ctx.tests_source != "user" or agreement.weak
     if (not wanted or len(pool) < 2 or ctx.module is None or info.is_method
             or (cancel is not None and cancel.cancelled)):
         agreement.agreeing = 1 if fallback in pool else 0
@@ -107,7 +107,9 @@ def _by_behaviour(pool: list[Candidate], ctx: ChoiceContext, module: str,
     the beginning of the choice, to the end of the probe)."""
     name = ctx.facts.name
     asserts = ctx.generated_asserts
-    if not asserts:  # written up to the probe's reserve: the checks finished by then count
+    # written up to the probe's reserve (the checks finished by then count); with no tests at
+    # all the model already failed to write usable ones for this prompt
+    if not asserts and ctx.tests_source != "none":
         made = write_tests(engine, ctx.problem or ctx.facts.info.problem, module, name, base,
                            Reserve(cancel, PROBE_RESERVE_SECONDS))
         asserts = made.asserts if made is not None else []

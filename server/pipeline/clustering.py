@@ -5,9 +5,9 @@ right. A group's rank depends on what the tests are worth:
 
 * weak user tests: the group most consistent with the model-written checks, then the
   largest, then the one holding the direct greedy answer, then the best log-probability;
-* model-written tests only: the largest group, then direct greedy, and only then the checks —
-  nothing but model-written tests would otherwise speak against the model's own direct
-  answer, so they never overrule it alone.
+* model-written tests only, or no tests at all: the largest group, then direct greedy, and
+  only then the checks — nothing but model-written tests would otherwise speak against the
+  model's own direct answer, so they never overrule it alone.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def test_sources(root: Path, tests: list[TestCase], extra_files: dict[str, str])
 
 
 def seeds(facts: FunctionFacts, test_texts: list[str], asserts: list[str]) -> list[tuple]:
-    """Argument tuples seen in the tests' files, the docstring's examples and the asserts."""
+    """Argument tuples seen in the tests' files, the docstring's examples and the asserts;
+    where none of them calls the function, the values the docstring names for its
+    parameters (``arr = [2, 1, 4]``)."""
     name = facts.name
     found: list[tuple] = []
     for text in test_texts:
@@ -70,7 +73,41 @@ def seeds(facts: FunctionFacts, test_texts: list[str], asserts: list[str]) -> li
         found += calls_in(ex.call, name)
     for stmt in asserts:
         found += calls_in(stmt, name)
-    return found
+    return found or named_in_doc(facts.doc, facts.parameters)
+
+
+_NONE = object()  # no literal found (None itself is one)
+
+
+def _literal_prefix(text: str) -> object:
+    """The longest prefix of ``text`` that is a Python literal (``_NONE`` when none is)."""
+    for end in range(len(text), 0, -1):
+        if text[end - 1] in " \t,.;:":
+            continue
+        try:
+            return ast.literal_eval(text[:end])
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return _NONE
+
+
+def named_in_doc(doc: str, params: tuple[str, ...]) -> list[tuple]:
+    """Argument tuples from the values a docstring gives its parameters in prose, such as
+    ``For example: arr = [2, 1, 1, 4]`` (HumanEval/105 states its inputs that way, with no
+    call): the n-th value named for each parameter, for as many as every parameter has."""
+    if not params:
+        return []
+    named: dict[str, list[object]] = {p: [] for p in params}
+    for line in doc.splitlines():
+        for p in params:
+            # the value runs to the end of the line at most (a lookahead: a later naming of
+            # a parameter on the same line is found too)
+            for m in re.finditer(rf"(?<![\w.]){re.escape(p)}\s*=(?!=)\s*(?=(.+))", line):
+                value = _literal_prefix(m.group(1).strip()[:200])
+                if value is not _NONE:
+                    named[p].append(value)
+    count = min(len(v) for v in named.values())
+    return [tuple(named[p][k] for p in params) for k in range(count)]
 
 
 def _mutations(value: object) -> list[object]:

@@ -450,11 +450,9 @@ class Pipeline:
 
 def _choosable(work: Work, runs: TestRuns, done: list[Candidate]) -> bool:
     """Whether a pool made to compare already holds a choice: a candidate passed the user's
-    tests, or (model-written tests only) two candidates compete."""
+    tests, or (model-written tests or none) two candidates compete."""
     if work.tests_source == "user":
         return runs.solved.is_set()
-    if work.tests_source == "none":
-        return False  # nothing to compare on: every candidate made is a chance
     return sum(1 for c in done if c.spliced_text) >= 2
 
 
