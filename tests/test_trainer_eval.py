@@ -65,3 +65,11 @@ def test_each_model_is_evaluated_alone_never_escalated(monkeypatch) -> None:
     monkeypatch.setattr(humaneval, "run", run)
     evaluate.evaluate_model("qwen2.5-coder-0.5b", EvalConfig(), [], log=False)
     assert escalate.model_of(seen["settings"]) == ""
+    # a product-like run (issue 30's held-out set as a user gets it) names the larger model
+    named = EvalConfig(escalate_model="qwen2.5-coder-1.5b")
+    evaluate.evaluate_model("qwen2.5-coder-0.5b", named, [], log=False)
+    assert escalate.model_of(seen["settings"]) == "qwen2.5-coder-1.5b"
+    from plancode.trainer.config import output_settings
+    assert "escalate_model" not in output_settings(EvalConfig()), \
+        "runs made before the setting keep their fingerprints"
+    assert "escalate_model" in output_settings(named)

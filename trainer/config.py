@@ -313,8 +313,12 @@ class EvalConfig:
     # a model's rows (a distillation and its ablation evaluate the base once). "" = the
     # evaluation's own output folder
     rows_dir: str = ""
+    # the larger model the pipeline escalates to, as the product does ("" = none: each
+    # model is measured on its own, as base-vs-student comparisons need); a catalog name
+    escalate_model: str = ""
 
     SPEED_KNOBS: ClassVar[tuple[str, ...]] = ("n_gpu_layers", "n_threads", "rows_dir")
+    ADDED: ClassVar[dict[str, object]] = {"escalate_model": ""}
 
     def threads(self) -> int:
         """The thread count evaluated models run with (0: llama.cpp's default, every core)."""

@@ -49,12 +49,14 @@ def _split_spec(model: ModelSpec) -> tuple[str, Path | None]:
 
 def eval_settings(model: str, cfg: EvalConfig) -> Settings:
     """The server settings each evaluated model runs under (they also name its rows file)."""
-    # escalate_model = "": each model is measured on its own (escalation's "auto" would bring
-    # the 1.5B's candidates into both sides of the comparison whenever it is in the store)
+    # escalate_model "" by default: each model is measured on its own (escalation's "auto"
+    # would bring the 1.5B's candidates into both sides of a comparison whenever it is in the
+    # store); a product-like run names the larger model in the config
     return Settings.from_mapping({"model": model, "candidates": cfg.candidates,
                                   "repair_rounds": cfg.repair_rounds,
                                   "max_tokens": cfg.max_tokens, "test_timeout": 20.0,
-                                  "n_gpu_layers": cfg.n_gpu_layers, "escalate_model": "",
+                                  "n_gpu_layers": cfg.n_gpu_layers,
+                                  "escalate_model": cfg.escalate_model,
                                   "n_threads": cfg.threads(),
                                   "prefill_code": cfg.prefill_code,
                                   "budget": cfg.budget})

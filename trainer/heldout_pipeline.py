@@ -123,7 +123,8 @@ def pipeline_row(pipeline: Pipeline, checker: Checker, workspaces: Workspaces,
             "pool": pool_row(result.candidates, chosen, judged),
             "settings": {"candidates": pipeline.settings.candidates,
                          "repair_rounds": pipeline.settings.repair_rounds,
-                         "budget": pipeline.settings.budget}}
+                         "budget": pipeline.settings.budget,
+                         "escalate_model": pipeline.settings.escalate_model}}
 
 
 def pool_row(candidates: list[Candidate], chosen: Candidate | None,
