@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
-
-def _text(path: Path) -> str:
-    """A rows file's text; a finished run's rows may be kept gzipped (``.jsonl.gz``) to keep
-    the checkout small."""
-    if path.suffix == ".gz":
-        return gzip.decompress(path.read_bytes()).decode()
-    return path.read_text()
+from plancode.trainer import blobs
 
 
 def read_rows(files: list[Path]) -> list[dict]:
     """The rows of ``files``, one per key: a later file's row replaces an earlier one's, so a
-    rerun of some problems (``ttfv-v5``) is read over the run it amends (``ttfv-v4``)."""
+    rerun of some problems (``ttfv-v5``) is read over the run it amends (``ttfv-v4``). A
+    finished run's rows packed into the blob store (``plancode.trainer.blobs``) come back
+    first."""
     rows: dict[str, dict] = {}
-    for f in files:
-        for line in _text(Path(f)).splitlines():
+    for f in map(Path, files):
+        blobs.ensure(f)
+        for line in f.read_text().splitlines():
             if line:
                 row = json.loads(line)
                 rows[row["key"]] = row

@@ -35,10 +35,10 @@ def test_choosers_score_a_contested_held_out_pool() -> None:
 def test_a_rerun_is_read_over_the_run_it_amends(tmp_path):
     """``ttfv-v5`` holds only the problems rerun after a change; read after ``ttfv-v4`` its
     rows replace the old ones, and every other row is kept once."""
-    import gzip
     import json
 
     from benchmarks.rows import read_rows
+    from plancode.trainer import blobs
 
     old, new = tmp_path / "v4.jsonl", tmp_path / "v5.jsonl"
     old.write_text("".join(json.dumps({"key": f"HumanEval/{i}#weak", "passed": False}) + "\n"
@@ -47,9 +47,13 @@ def test_a_rerun_is_read_over_the_run_it_amends(tmp_path):
     rows = read_rows([old, new])
     assert sorted((r["key"], r["passed"]) for r in rows) == [
         ("HumanEval/0#weak", False), ("HumanEval/1#weak", True), ("HumanEval/2#weak", False)]
-    # a finished run's rows kept gzipped read the same
-    packed = tmp_path / "v4.jsonl.gz"
-    packed.write_bytes(gzip.compress(old.read_bytes()))
+    # a finished run's rows packed into the blob store read the same
+    results = tmp_path / "results"
+    (results / "v4").mkdir(parents=True)
+    packed = results / "v4" / "rows.jsonl"
+    packed.write_bytes(old.read_bytes())
+    blobs.pack(results, globs=("v4/*.jsonl",))
+    assert not packed.exists()
     rows = read_rows([packed, new])
     assert sorted((r["key"], r["passed"]) for r in rows) == [
         ("HumanEval/0#weak", False), ("HumanEval/1#weak", True), ("HumanEval/2#weak", False)]

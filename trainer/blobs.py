@@ -32,7 +32,7 @@ MANIFEST = "blobs.json"
 DATA_GLOBS = ("*/*.jsonl",)
 CHECKPOINT_GLOBS = ("train/portable/*", "train/train_state.json", "export/*.gguf",
                     "train/adapter/*")
-MARK = "# written by plancode.trainer.blobs: these files live in distill/blobs/ by content\n"
+MARK = "# written by plancode.trainer.blobs: these files live in the blob store by content\n"
 
 
 def default_store(run_dir: Path) -> Path:
@@ -47,14 +47,16 @@ class PackReport:
     checkpoints: list[Path]    # checkpoint files the caller may delete
 
 
-def pack(run_dir: Path, store: Path | None = None, drop_checkpoints: bool = False) -> PackReport:
-    """Move the run's JSONL caches into the store; with ``drop_checkpoints``, delete those too."""
+def pack(run_dir: Path, store: Path | None = None, drop_checkpoints: bool = False,
+         globs: tuple[str, ...] = DATA_GLOBS) -> PackReport:
+    """Move the run's JSONL caches (``globs``, relative to ``run_dir``: by default every
+    ``STAGE/FILE.jsonl``) into the store; with ``drop_checkpoints``, delete those too."""
     run_dir = run_dir.resolve()
     store = store or default_store(run_dir)
     store.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(run_dir)
     new = 0
-    for pattern in DATA_GLOBS:
+    for pattern in globs:
         for path in sorted(run_dir.glob(pattern)):
             if not path.is_file() or path.is_symlink():
                 continue
@@ -135,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. distill/real)")
     p.add_argument("--drop-checkpoints", action="store_true",
                    help="with pack: also delete train/portable/, export/*.gguf and train state")
+    p.add_argument("--glob", action="append", dest="globs",
+                   help="with pack: only these FOLDER/FILE patterns (a finished benchmark's "
+                        "rows: --glob 'ttfv-v4/*.jsonl' in benchmarks/results)")
     args = p.parse_args(argv)
     for run in args.runs:
         if args.action == "pack":
-            rep = pack(run, drop_checkpoints=args.drop_checkpoints)
+            rep = pack(run, drop_checkpoints=args.drop_checkpoints,
+                       globs=tuple(args.globs) if args.globs else DATA_GLOBS)
             gone = "deleted" if args.drop_checkpoints else "left in place"
             print(f"{run}: {len(rep.packed)} files in the store ({rep.new_blobs} new blobs); "
                   f"{len(rep.checkpoints)} checkpoint files {gone}")
