@@ -222,12 +222,42 @@ def test_no_tests_at_all_the_largest_behaviour_group_wins(tmp_path) -> None:
     result = Pipeline(engine, settings).run(tmp_path / "shop" / "orders.py", 3)
     assert result.tests_source == "none" and result.status == "unverified"
     assert engine.calls.count("tests") == 1, "the model is not asked twice for usable tests"
+    assert engine.calls[:2] == ["code", "tests"], "the greedy answer before the model's tests"
     assert len(result.candidates) == 4 and result.chosen is not None
     assert result.chosen.index == 1, "the two that agree, not the greedy first-line answer"
     agreement = result.agreement
     assert agreement is not None and agreement.selected and not agreement.error
     assert (agreement.pool, agreement.agreeing, agreement.groups) == (4, 2, 3)
     assert result.strength.startswith("no tests of yours; 2 of 4 candidates agree on ")
+
+
+class SlowTestWriter(ScriptedEngine):
+    """Writes tests until it is cancelled, as a model rambling on to the budget would."""
+
+    def chat(self, messages, params, cancel=None, on_text=None) -> Generation:
+        if "test cases" not in messages[-1]["content"]:
+            return super().chat(messages, params, cancel, on_text)
+        while cancel is None or not cancel.cancelled:
+            time.sleep(0.05)
+        self.calls.append("tests")
+        return Generation("", "cancelled", 10, 10, 0, 0)
+
+
+def test_no_tests_the_greedy_answer_comes_before_the_models_tests(tmp_path) -> None:
+    """Writing tests may eat the whole budget (HumanEval/105: 28 s for nothing usable); the
+    greedy answer is decoded first, so a function with no tests still gets it in time."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "orders.py").write_text(MODULE)
+    engine = SlowTestWriter([RIGHT_A, RIGHT_B])
+    settings = Settings.from_mapping({"candidates": 2, "parallel_candidates": 1,
+                                      "escalate_model": ""})
+    result = Pipeline(engine, settings).run(tmp_path / "shop" / "orders.py", 3, budget=3.0)
+    assert engine.calls[:2] == ["code", "tests"]
+    assert result.budget_reached and result.tests_source == "none"
+    assert result.chosen is not None and result.chosen.index == 0
+    assert result.chosen.code.strip() == RIGHT_A.strip() and result.status == "unverified"
+    assert result.timings["direct"] < result.timings["write_tests"]
 
 
 def test_weakness_counts_checks() -> None:

@@ -1,8 +1,8 @@
 """Plan-then-code verified against the user's tests, for the function at a line of a file.
 
 1. Find the function (tree-sitter) and the tests that exercise it (doctests, pytest and
-   unittest tests resolved through imports). With none, say so and fall back to model-written
-   tests, labelled unverified.
+   unittest tests resolved through imports). With none, say so, decode the direct greedy
+   answer first and then fall back to model-written tests, labelled unverified.
 2. Generate candidates one after another (direct greedy, plan greedy, sampled plans): the
    engine reuses the shared prompt prefix from its KV cache. Each candidate is spliced under
    the user's own signature and docstring and its tests run in the sandbox on a worker thread
@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plancode.analysis.facts import FunctionFacts, facts_of
@@ -93,6 +93,7 @@ class Work:
     on_pass: Callable[[Candidate], None] | None = None  # a candidate passed the user's tests
     cap: int | None = None  # code length cap, once the direct answer exists
     secrets: frozenset[str] = frozenset()  # values no repair prompt may carry (secrets.py)
+    premade: list[Candidate] = field(default_factory=list)  # made before the pool: tested first
 
     @property
     def info(self) -> FunctionInfo:
@@ -181,7 +182,13 @@ class Pipeline:
         if callable(reset):  # every run starts cold: the same seed gives the same candidates
             reset()  # whatever ran before (greedy text can differ between cold and warm cache)
         generated = None
+        premade: list[Candidate] = []
         if not tests and module:
+            # the greedy answer before the model's tests: writing them took up to 28 s
+            # (HumanEval/105) and may give nothing, and without user tests the prompt is the
+            # problem alone, so this is the very answer the pool would start with
+            premade = [self._greedy(info.problem, module_docstring(source) + info.context,
+                                    base, deadline, progress, timings)]
             progress(Event.WRITING_TESTS, {})
             t = time.perf_counter()
             generated = write_tests(self.engine, info.problem, module, info.name, base,
@@ -205,7 +212,7 @@ class Pipeline:
         weak = is_weak(tests, info.docstring)
         work = Work(facts, source, rel, tests, tests_source, files, sandbox, base, deadline,
                     progress, timings, prompt, shown, weak,
-                    secrets=known_secrets(root, sandbox.rules, os.environ))
+                    secrets=known_secrets(root, sandbox.rules, os.environ), premade=premade)
 
         def result(pool: list[Candidate], chosen: Candidate | None, agreement: Agreement,
                    stopped: bool = False, final: bool = True) -> PipelineResult:
@@ -325,7 +332,12 @@ class Pipeline:
                         work.tests_source == "user", gen_cancel if early_exit else None,
                         work.cancel, work.on_pass)
         work.timings["generation"] = 0.0  # every candidate's decoding, a cancelled one's too
+        premade, work.premade = work.premade, []  # the first pipeline's, not escalation's
         try:
+            for cand in premade:
+                self._made(work, cand)
+                if cand.error != "cancelled":
+                    self._test(work, runs, cand, done)
             for k, (strategy, seed) in enumerate(plan):
                 if (early_exit and runs.solved.is_set()) or gen_cancel.cancelled:
                     break  # solved, cancelled, or what is left of the budget is the choice's
@@ -340,12 +352,10 @@ class Pipeline:
                 cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
                                       work.base, s.temperature, gen_cancel, work.prompt[1],
                                       s.prefill_code, work.cap)
-                work.timings["generation"] += cand.generate_seconds
                 if cand.error == "cancelled":
+                    work.timings["generation"] += cand.generate_seconds
                     break  # a candidate passed (or the request was cancelled) meanwhile
-                if k == 0 and strategy == cands.DIRECT and work.cap is None:
-                    work.cap = code_cap(cand.code)
-                    work.timings.setdefault("direct", work.elapsed())
+                self._made(work, cand)
                 self._test(work, runs, cand, done)
             done.sort(key=lambda c: c.index)  # the pool in plan order, however it was made
             runs.wait_all()
@@ -362,6 +372,27 @@ class Pipeline:
             runs.close()
         work.timings["testing"] = sum(c.run.seconds for c in done if c.run)
         return done, early_exit and runs.solved.is_set() and len(done) < len(plan)
+
+    def _greedy(self, problem: str, context: str, base: SamplingParams, cancel: Deadline,
+                progress: Progress, timings: dict[str, float]) -> Candidate:
+        """The direct greedy answer, candidate 0, decoded before anything else of the run
+        (``timings.direct``: when it was out)."""
+        progress(Event.GENERATING, {"candidate": 0, "of": self.settings.candidates,
+                                    "strategy": cands.DIRECT})
+        cand = cands.generate(self.engine, problem, 0, cands.DIRECT, None, base,
+                              self.settings.temperature, cancel, context,
+                              self.settings.prefill_code)
+        timings["direct"] = cancel.elapsed()
+        return cand
+
+    @staticmethod
+    def _made(work: Work, cand: Candidate) -> None:
+        """Account for a decoded candidate; the direct greedy answer sets the code length cap
+        and the time of the answer direct mode would have given (``timings.direct``)."""
+        work.timings["generation"] += cand.generate_seconds
+        if cand.index == 0 and cand.strategy == cands.DIRECT and work.cap is None:
+            work.cap = code_cap(cand.code)
+            work.timings.setdefault("direct", work.elapsed())
 
     def _test_batch(self, work: Work, runs: TestRuns, plan: list[tuple[Strategy, int | None]],
                     done: list[Candidate], cancel: CancelToken) -> bool:
