@@ -143,7 +143,7 @@ def _complete(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     settings = Settings.from_mapping(overrides, Settings.from_env())
     return run_complete(args.target, settings, as_json=args.json, write=args.write,
-                        stream=args.stream)
+                        stream=args.stream, pool=args.pool)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --json: one JSON object per line, one per answer as it changes "
                    "(the first that passes your tests at once); the last line is the final "
                    "answer (\"final\": true)")
+    p.add_argument("--pool", action="store_true",
+                   help="with --json: every candidate's plan, code and verdicts, not only the "
+                   "chosen one's")
     p.set_defaults(func=_complete)
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)",

@@ -92,7 +92,10 @@ def headline(r: PipelineResult) -> str:
 
 
 def run_complete(target: str, settings: Settings, as_json: bool = False,
-                 write: bool = False, stream: bool = False) -> int:
+                 write: bool = False, stream: bool = False, pool: bool = False) -> int:
+    """``plancode complete``: run the pipeline on ``target`` (``FILE:LINE``), print the result
+    (``as_json``; ``pool``: every candidate's plan, code and verdicts too) and optionally
+    write the chosen code into the file."""
     path, line = parse_target(target)
     source = read_source(path)
     function = check_target(path, line, source).qualname
@@ -120,7 +123,7 @@ def run_complete(target: str, settings: Settings, as_json: bool = False,
     if write and result.chosen is not None and result.chosen.spliced_text is not None:
         write_atomically(path, source, result.chosen.spliced_text)
     if as_json:
-        data = result.to_json()
+        data = result.to_json(pool=pool)
         data["written"] = bool(write and result.chosen is not None)
         print(json.dumps(data) if stream else json.dumps(data, indent=2))
     else:

@@ -45,10 +45,11 @@ def test_complete_json_with_the_tiny_model(tiny_model_path: Path) -> None:
     before = WORDS.read_bytes()
     line = _line_of(WORDS, "def top_words")
     proc = plancode("complete", f"{WORDS}:{line + 2}", "--model", "smollm2-135m",
-                    "--candidates", "2", "--max-tokens", "48", "--json")
+                    "--candidates", "2", "--max-tokens", "48", "--json", "--pool")
     assert proc.returncode in (0, 1), proc.stderr
     result = json.loads(proc.stdout)
     assert result["function"] == "top_words" and result["tests_source"] == "user"
+    assert all("code" in c and "verdicts" in c for c in result["candidates"]), "--pool"
     assert {t["id"] for t in result["tests"]} >= {
         "textstats/words.py::textstats.words.top_words",
         "tests/test_words.py::test_top_words_orders_by_count_then_alphabet",

@@ -83,3 +83,29 @@ def test_a_good_function_followed_by_prose_is_kept():
     bad = Guard(START)
     feed(bad, "    for x in xs\n        pass\n")
     assert bad.tripped and bad.salvaged is None
+
+
+@pytest.mark.parametrize("extra", [
+    "# The user's tests, which the function must pass:\ndef test_mean():\n"
+    "    assert mean([1.0]) == 1.0\n    assert mean([2.0, 4.0]) == 3.0\n    assert mean([",
+    "assert mean([1.0, 3.0]) == 2.0\n",
+    "print(mean([1.0, 3.0]))\n",
+    "if __name__ == '__main__':\n    print(mean([1.0]))\n",
+    "class TestMean:\n    def test_one(self):\n",
+])
+def test_tests_or_a_demo_after_the_function_stop_and_the_function_is_kept(extra: str):
+    """The 0.5B's greedy answer to ``order_total`` copied the user's test after the function
+    and made up asserts until ``max_tokens``, cut mid-line: 25 s for a candidate that did not
+    parse. The function before them is the answer."""
+    body = "    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n\n"
+    guard = Guard(START)
+    seen = feed(guard, body + extra)
+    assert seen is not None and seen <= len(body) + len(extra.split("\n")[0]) + 4
+    assert guard.tripped.startswith("not the answer")
+    assert guard.salvaged == START.split("\n", 1)[1] + body
+
+
+def test_helpers_and_asserts_inside_the_function_are_the_answer():
+    body = ("    assert xs, 'empty'\n    print_total = sum(xs)\n    return print_total / len(xs)\n"
+            "\n\ndef testable_helper(x):\n    return x\n\n\nclass Testing:\n    pass\n```")
+    assert feed(Guard(START), body) is None

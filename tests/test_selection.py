@@ -180,6 +180,19 @@ def test_cluster_and_rank_rules() -> None:
     assert clustering.choose_group(lone, user_tests=True).members == [b]
 
 
+def test_in_a_group_the_larger_models_answer_is_suggested() -> None:
+    """Same outputs on every probe, but the probes may not reach where they differ (the
+    realistic project's order_total: only the 1.5B's greedy answer applied the discount at
+    10000 cents); the larger model's answer, its greedy one first, represents the group."""
+    small = Candidate(0, "direct-greedy", None, function_code="x", mean_logprob=-0.05)
+    sample = Candidate(1, "direct-sampled", 1, function_code="x", mean_logprob=-0.01)
+    big_sample = Candidate(5, "big:direct-sampled", 2, function_code="x", mean_logprob=-0.02)
+    big = Candidate(4, "big:direct-greedy", None, function_code="x", mean_logprob=-0.3)
+    group = clustering.Group([small, sample, big_sample, big], Behaviour(("1",), ()))
+    assert group.best is big
+    assert clustering.Group([small, sample], Behaviour(("1",), ())).best is small
+
+
 def test_generated_inputs_mutate_the_seen_arguments() -> None:
     calls = probe_inputs.generated_inputs("f", [([("a", 2, 150)],), ("x", 3)], limit=12)
     assert calls[:2] == ["f([('a', 2, 150)])", "f('x', 3)"]
@@ -341,9 +354,9 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 1}, file)
     assert result.passes_user_tests and result.chosen is not None
     assert result.chosen.strategy == "big-model:direct-greedy"
-    assert result.chosen.index == 6, "after the small model's 2 candidates and 4 more samples"
+    assert result.chosen.index == 2, "right after the small model's 2 candidates"
     assert "escalation" in result.timings and big.calls[0] == "code"
-    assert len(small.codes) == 1, "2 candidates, 4 hotter samples, no repair of wrong values"
+    assert len(small.codes) == 5, "the larger model comes before hotter samples and repairs"
 
 
 CRASH = "def order_total(lines):\n    return sum(q * p for _, q, p in line)\n"
@@ -364,6 +377,34 @@ def test_when_nothing_passes_fresh_samples_come_first_and_only_crashes_are_repai
     assert strategies[:5] == ["direct-greedy", "direct-sampled"] + ["direct-sampled"] * 3
     assert ("repair" in strategies) is repaired, strategies
     assert not result.passes_user_tests
+
+
+@pytest.mark.parametrize("larger", [True, False])
+def test_with_a_larger_model_the_small_one_stops_after_its_direct_candidates(
+        tmp_path, larger: bool) -> None:
+    """Weak tests, and 1 of the small model's 3 direct candidates passes: escalation follows
+    either way, so its slow plan candidates are not made and the time goes to the larger
+    model (on 2 cores the 0.5B's plans took 13-26 s and left the 1.5B under its 20 s). With
+    no larger model the small one makes its whole pool as before."""
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong, RIGHT_A, wrong, RIGHT_B, RIGHT_B])
+    big = ScriptedEngine([RIGHT_B, RIGHT_A, RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
+    settings = {"candidates": 4, "parallel_candidates": 3, "repair_rounds": 1}
+    if larger:
+        result = run_escalating(small, big, settings, file)
+    else:
+        result = Pipeline(small, Settings.from_mapping({**settings, "escalate_model": ""})
+                          ).run(file, 3)
+    made = [c.strategy for c in result.candidates if not c.strategy.startswith("big-model")]
+    if larger:
+        assert made == ["direct-greedy", "direct-sampled", "direct-sampled"]
+        assert "plan" not in small.calls and "tests" not in small.calls
+        assert result.agreement is not None and result.agreement.escalated == "big-model"
+        assert "big-model:direct-greedy" in [c.strategy for c in result.candidates]
+    else:
+        assert "plan-greedy" in made and "plan" in small.calls and big.calls == []
+    assert result.passes_user_tests
 
 
 def test_weak_tests_every_candidate_failing_escalate_to_a_pool_not_a_first_pass(

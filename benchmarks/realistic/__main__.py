@@ -11,7 +11,9 @@ For every function the runner calls ``plancode complete --write --json shop/MOD.
 temporary copy of the project (cwd = the copy, the functions in file order, so later functions
 see the earlier ones written), then copies ``hidden/test_hidden.py`` in, which was never in
 the workspace plancode saw, and runs it: one strict hidden test per function. A function
-counts as correct when its hidden test passes.
+counts as correct when its hidden test passes. Every candidate of every pool (``--pool``) is
+then tested the same way on its own, so a run also says how often the pool held a right
+answer the choice missed.
 
 ``--check`` runs the hidden tests against ``hidden/reference`` instead (they must all pass) and
 against the empty project (they must all fail). Results: one JSON file per run in
@@ -88,7 +90,7 @@ def check() -> int:
 
 def complete_one(root: Path, rel: str, line: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "plancode", "complete", f"{rel}:{line}", "--write", "--json",
-           "--model", args.model, "--candidates", str(args.candidates)]
+           "--pool", "--model", args.model, "--candidates", str(args.candidates)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=args.timeout,
                           env={**_env(), "PYTHONPATH": str(REPO)})
@@ -109,7 +111,40 @@ def complete_one(root: Path, rel: str, line: int, args: argparse.Namespace) -> d
         "strength": data.get("strength"),
         "code": chosen.get("code", ""),
         "seconds": round(seconds, 1),
+        "timings": data.get("timings", {}),
+        "pool": [_summary(c) for c in data.get("candidates", [])],
     }
+
+
+def _summary(cand: dict) -> dict:
+    """What a run's candidate did, without its code: enough to read where the time went."""
+    keys = ("index", "strategy", "generate_seconds", "test_seconds", "tests_passed",
+            "tests_failed", "error", "group", "code")
+    return {k: cand[k] for k in keys if k in cand}
+
+
+def hidden_of_pools(root: Path, rows: dict[str, dict]) -> None:
+    """Each candidate's own hidden outcome (``hidden`` on its pool entry): its code spliced
+    into a copy of the finished project, so the pools' best is known beside the choice."""
+    from plancode.analysis.functions import functions
+    from plancode.analysis.splice import SpliceError, splice
+
+    skip = shutil.ignore_patterns("__pycache__", "hidden-report.xml",
+                                  "test_hidden_plancode_bench.py")
+    for name, rel, _ in targets(root):
+        for cand in rows.get(name, {}).get("pool", []):
+            if not cand.get("code") or cand.get("error"):
+                continue
+            with tempfile.TemporaryDirectory(prefix="plancode-realistic-pool-") as tmp:
+                copy = Path(tmp) / "project"
+                shutil.copytree(root, copy, ignore=skip)
+                source = (copy / rel).read_text()
+                info = next(f for f in functions(source) if f.qualname == name)
+                try:
+                    (copy / rel).write_text(splice(source, info, cand["code"]).text)
+                except SpliceError:
+                    continue
+                cand["hidden"] = hidden_outcomes(copy).get(name, "missing")
 
 
 def _env() -> dict[str, str]:
@@ -141,21 +176,26 @@ def main() -> int:
             print(f"{name}: {rows[name]['status']} ({rows[name].get('tests_source')}, "
                   f"{rows[name].get('seconds')}s)", file=sys.stderr, flush=True)
         hidden = hidden_outcomes(root)
+        hidden_of_pools(root, rows)
         if args.keep:
             shutil.copytree(root, args.keep, dirs_exist_ok=True)
     for name, row in rows.items():
         row["hidden"] = hidden.get(name, "missing")
     correct = sum(r["hidden"] == "passed" for r in rows.values())
+    in_pool = sum(any(c.get("hidden") == "passed" for c in r.get("pool", []))
+                  for r in rows.values())
     out = REPO / "benchmarks" / "results" / f"realistic-{args.label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "candidates": args.candidates,
                                "date": time.strftime("%Y-%m-%d %H:%M"), "correct": correct,
-                               "of": len(rows), "rows": rows}, indent=1))
+                               "of": len(rows), "right_in_pool": in_pool, "rows": rows},
+                              indent=1))
     print(f"\n{'function':<16} {'status':<11} {'tests':<10} {'hidden':<8} seconds")
     for name, row in rows.items():
         print(f"{name:<16} {row['status'] or '-':<11} {row.get('tests_source') or '-':<10} "
               f"{row['hidden']:<8} {row['seconds']}")
-    print(f"\nhidden tests passed: {correct}/{len(rows)}  ({out.relative_to(REPO)})")
+    print(f"\nhidden tests passed: {correct}/{len(rows)}; a right candidate in the pool: "
+          f"{in_pool}/{len(rows)}  ({out.relative_to(REPO)})")
     return 0
 
 

@@ -83,6 +83,17 @@ def wanted_on_weak(settings: Settings, tests_source: TestsSource,
     return agreement.pool < MIN_POOL or agreement.agreeing < agreement.pool
 
 
+def hands_over(settings: Settings, tests_source: TestsSource, passing: int) -> bool:
+    """Whether the small model stops making its pool for the larger one: there is a larger
+    model, the user has tests, and fewer than MIN_POOL of the small model's candidates pass
+    them, so escalation follows either way (``wanted``, ``wanted_on_weak``). Asked once its
+    direct candidates are tested, and again before its hotter samples and repairs: the time
+    its plan candidates (13-26 s each for the 0.5B on 2 cores), samples and repairs would take
+    is the larger model's. Measured on the realistic project at the 55-s budget, without
+    this: the 0.5B's pool left the 1.5B under its 20 s in 7 of 9 functions (docs/results.md)."""
+    return tests_source == "user" and passing < MIN_POOL and bool(model_of(settings))
+
+
 WEAK_DIRECT = 4  # direct candidates the larger model makes on weak evidence (one batch)
 
 

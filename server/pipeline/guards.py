@@ -14,7 +14,14 @@ stopped, so the candidate records ``guard: <why>`` instead of a silent truncatio
 * **unparseable** -- the code block's complete lines are already a syntax error that no
   continuation can fix (``codeop`` tells "incomplete" from "invalid"), or prose follows code
   inside the block; the complete code before the bad line is kept when it parses on its own
-  (``salvaged``: the usual case is a good function followed by an explanation).
+  (``salvaged``: the usual case is a good function followed by an explanation);
+* **not the answer** -- after the function, a top-level line starts tests or a demo (``def
+  test_``, ``class Test``, ``assert``, ``print(``, ``if __name__ ==``, the prompt's own "# The
+  user's tests" heading): the code before it is the answer and is kept. Measured on the
+  realistic project's ``order_total``: the 0.5B's greedy answer was a good function followed
+  by the user's test copied and extended with invented asserts to ``max_tokens`` (512 tokens,
+  25 s), cut mid-line, so the whole candidate did not parse; such lines would also run at
+  import.
 
 Only the text of the open code block is judged (a plan reply's prose is not code); once the
 block is closed the code is done and nothing here stops the reply.
@@ -23,6 +30,7 @@ block is closed the code is done and nothing here stops the reply.
 from __future__ import annotations
 
 import codeop
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -31,6 +39,9 @@ MIN_CODE_CAP = 600  # characters: short direct answers still leave room for a re
 CAP_FACTOR = 4.0  # code_cap = max(MIN_CODE_CAP, CAP_FACTOR x the direct answer's code)
 REPEATED_LINES = 6  # the same non-blank line this many times in a row
 MIN_REPEATS = 4  # a tail of one piece repeated this many times
+# a top-level line that starts tests or a demo, not more of the answer
+_NOT_ANSWER = re.compile(r"(def test(_\w*)?\(|class Test([A-Z_]\w*)?[(:]|assert\b|print\(|"
+                         r"if __name__\s*==|# The user's tests)")
 
 
 def code_cap(direct_code: str | None) -> int | None:
@@ -98,6 +109,18 @@ def _first_error(code: str) -> tuple[str, int] | None:
     return None
 
 
+def after_answer(code: str) -> int | None:
+    """The line number (1-based) of the first top-level line that starts tests or a demo
+    after a ``def`` (None when there is none)."""
+    seen_def = False
+    for n, line in enumerate(code.splitlines(), 1):
+        if line.startswith(("def ", "async def ", "class ")) and not _NOT_ANSWER.match(line):
+            seen_def = True
+        elif seen_def and _NOT_ANSWER.match(line):
+            return n
+    return None
+
+
 def salvage(code: str, lineno: int) -> str | None:
     """The lines of ``code`` before line ``lineno`` when they are complete code on their own:
     the usual unparseable reply is a good function followed by prose inside its block."""
@@ -137,10 +160,16 @@ class Guard:
             self.tripped = f"length: over {self.cap} characters of code"
         elif repetition(code):
             self.tripped = "repetition: the code repeats itself"
+        elif (extra := after_answer(code)) is not None:
+            self.tripped = "not the answer: tests or a demo follow the code"
+            self._keep(salvage(code, extra))
         elif (bad := _first_error(code)) is not None:
             self.tripped = f"unparseable: {bad[0]}"
-            kept = salvage(code, bad[1])
-            given = open_code(self.start) or ""  # the prefilled signature is not an answer
-            if kept is not None and kept[len(given):].strip():
-                self.salvaged = kept
+            self._keep(salvage(code, bad[1]))
         return self.tripped is not None
+
+    def _keep(self, kept: str | None) -> None:
+        """Keep ``kept`` as the answer when it holds more than the prefilled signature."""
+        given = open_code(self.start) or ""
+        if kept is not None and kept[len(given):].strip():
+            self.salvaged = kept

@@ -19,6 +19,16 @@ PLAN_SAMPLED: Strategy = "plan-sampled"  # a sampled plan (CodePLAN), then greed
 REPAIR: Strategy = "repair"  # a corrected plan and code after failing tests
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
+def by_larger_model(strategy: str) -> bool:
+    """Whether the strategy is an escalation model's (``model:strategy``)."""
+    return ":" in strategy
+
+
+def base_strategy(strategy: str) -> str:
+    """The strategy without the escalation model's name."""
+    return strategy.rpartition(":")[2]
+
+
 TestsSource = Literal["user", "generated", "none"]
 """Where the tests came from: the user's (found in the workspace, the docstring's examples,
 the ``test_command``), the model's own (``generated``: unverified), or none at all."""

@@ -195,7 +195,9 @@ class PipelineResult:
             return "failing"
         return "unverified"
 
-    def to_json(self) -> dict:
+    def to_json(self, pool: bool = False) -> dict:
+        """The result for editors and the CLI (``pool``: every candidate's plan, code and
+        verdicts, not only the chosen one's)."""
         chosen = self.chosen
         return {
             "file": self.file,
@@ -224,7 +226,7 @@ class PipelineResult:
                                        if v.outcome != "passed" and v.outcome not in NEUTRAL]
                 if chosen.run else [],
             },
-            "candidates": [c.to_json() for c in self.candidates],
+            "candidates": [c.to_json(full=pool) for c in self.candidates],
             "isolation": self.isolation,
             "isolation_detail": self.isolation_detail,
             "checked": self.checked,

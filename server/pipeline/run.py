@@ -94,6 +94,7 @@ class Work:
     cap: int | None = None  # code length cap, once the direct answer exists
     secrets: frozenset[str] = frozenset()  # values no repair prompt may carry (secrets.py)
     premade: list[Candidate] = field(default_factory=list)  # made before the pool: tested first
+    handed_over: bool = False  # the small model stopped its pool for the larger one
 
     @property
     def info(self) -> FunctionInfo:
@@ -276,8 +277,11 @@ class Pipeline:
         scores on)."""
         s, tests_source = self.settings, work.tests_source
         chooser = self.engine
-        if escalate.wanted(s, pool, tests_source) and _fits(work, ESCALATE_MIN_SECONDS):
-            chooser, more = self._escalate(work, len(pool), "no candidate passed")
+        if ((escalate.wanted(s, pool, tests_source) or work.handed_over)
+                and _fits(work, ESCALATE_MIN_SECONDS)):
+            why = "few candidates pass" if any(c.all_passed for c in pool) else \
+                "no candidate passed"
+            chooser, more = self._escalate(work, len(pool), why)
             pool = pool + more
         work.progress(Event.SELECTING, {"candidates": len(pool)})
         t = time.perf_counter()
@@ -342,9 +346,12 @@ class Pipeline:
                 if (early_exit and runs.solved.is_set()) or gen_cancel.cancelled:
                     break  # solved, cancelled, or what is left of the budget is the choice's
                 # the greedy answer is out and testing: now the batch
-                if batch and k == 1 and not self._test_batch(work, runs, plan, done,
-                                                             gen_cancel):
-                    break
+                if batch and k == 1:
+                    if not self._test_batch(work, runs, plan, done, gen_cancel):
+                        break
+                    runs.wait_all()
+                    if self._gives_way(work, done):
+                        break  # the plan candidates' time is the larger model's
                 if any(c.index == k for c in done):
                     continue  # made in the batch
                 work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
@@ -359,9 +366,9 @@ class Pipeline:
                 self._test(work, runs, cand, done)
             done.sort(key=lambda c: c.index)  # the pool in plan order, however it was made
             runs.wait_all()
-            failing = work.tests_source == "user" and bool(done)
-            if (failing and not runs.solved.is_set() and s.parallel_candidates > 1
-                    and _fits(work, DIVERSITY_MIN_SECONDS)):
+            failing = (work.tests_source == "user" and bool(done) and not runs.solved.is_set()
+                       and not self._gives_way(work, done))
+            if failing and s.parallel_candidates > 1 and _fits(work, DIVERSITY_MIN_SECONDS):
                 self._diversify(work, runs, done, plan)
                 runs.wait_all()
             if (failing and not runs.solved.is_set() and s.repair_rounds > 0
@@ -393,6 +400,15 @@ class Pipeline:
         if cand.index == 0 and cand.strategy == cands.DIRECT and work.cap is None:
             work.cap = code_cap(cand.code)
             work.timings.setdefault("direct", work.elapsed())
+
+    def _gives_way(self, work: Work, done: list[Candidate]) -> bool:
+        """Whether this (small) model stops here for the larger one (``escalate.hands_over``),
+        with the time escalation needs still left; remembered on ``work``."""
+        passing = sum(c.all_passed for c in done)
+        gives = (escalate.hands_over(self.settings, work.tests_source, passing)
+                 and _fits(work, ESCALATE_MIN_SECONDS))
+        work.handed_over = work.handed_over or gives
+        return gives
 
     def _test_batch(self, work: Work, runs: TestRuns, plan: list[tuple[Strategy, int | None]],
                     done: list[Candidate], cancel: CancelToken) -> bool:
