@@ -118,3 +118,23 @@ def test_without_a_reserve_the_budget_cancels_the_choice(tmp_path: Path, monkeyp
     ag = result.agreement
     assert ag is not None and not ag.selected
     assert result.chosen is not None and "lines[0]" in result.chosen.code
+
+
+def test_with_a_single_passer_the_pool_keeps_growing(tmp_path: Path, monkeypatch):
+    """One candidate passes and the rest fail: there is nothing to choose between, so the
+    reserve does not stop the pool (it used to idle: the realistic project's merge_lines
+    ended 12 s early with the 1.5B's only passer and its batch cut)."""
+    from plancode.pipeline import run as run_module
+
+    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", 6.0)
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    engine = ScriptedEngine([RIGHT_A] + [wrong] * 11, delay=1.5)
+    settings = Settings.from_mapping({"candidates": 12, "parallel_candidates": 1,
+                                      "escalate_model": "", "repair_rounds": 0})
+    start = time.monotonic()
+    result = Pipeline(engine, settings).run(file, 3, budget=14.0)
+    assert time.monotonic() - start < 14.0 + SLACK
+    assert result.budget_reached, "past the reserve's 8 s: decoding until the deadline"
+    assert len(result.candidates) >= 7, len(result.candidates)
+    assert result.chosen is not None and result.chosen.index == 0

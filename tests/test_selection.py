@@ -17,7 +17,7 @@ from plancode.analysis.facts import facts_of
 from plancode.analysis.functions import find_function
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Generation, SamplingParams
-from plancode.pipeline import Pipeline, clustering, probe_inputs
+from plancode.pipeline import Pipeline, clustering, escalate, probe_inputs
 from plancode.pipeline.agreement import is_weak
 from plancode.pipeline.candidates import schedule, widen
 from plancode.pipeline.probe_inputs import as_checks
@@ -332,8 +332,6 @@ def test_a_wrong_value_is_closer_than_a_crash() -> None:
 
 def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, file: Path):
     """The pipeline on ``small`` with ``big`` as the escalation model ``big-model``."""
-    from plancode.pipeline import escalate
-
     escalate._ENGINES["big-model"] = big
     try:
         return Pipeline(small, Settings.from_mapping({**settings,
@@ -357,6 +355,28 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     assert result.chosen.index == 2, "right after the small model's 2 candidates"
     assert "escalation" in result.timings and big.calls[0] == "code"
     assert len(small.codes) == 5, "the larger model comes before hotter samples and repairs"
+
+
+def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
+        tmp_path, monkeypatch) -> None:
+    from plancode.pipeline import run as run_module
+
+    monkeypatch.setattr(run_module, "ESCALATE_MIN_SECONDS", 1.0)
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 4)
+    big = ScriptedEngine([RIGHT_A] * 4, delay=60.0)  # decodes past any budget
+    escalate._ENGINES["big-model"] = big
+    try:
+        result = Pipeline(small, Settings.from_mapping({
+            "candidates": 2, "repair_rounds": 0, "parallel_candidates": 1,
+            "escalate_model": "big-model"})).run(file, 3, budget=5.0)
+    finally:
+        del escalate._ENGINES["big-model"]
+    assert result.agreement is not None and result.agreement.escalated == "big-model"
+    assert result.agreement.escalation_made == 0
+    assert result.strength.endswith("big-model was tried and finished nothing in time")
+    assert "helped" not in result.strength
 
 
 CRASH = "def order_total(lines):\n    return sum(q * p for _, q, p in line)\n"

@@ -82,6 +82,7 @@ class Agreement:
     error: str = ""  # why clustering could not run
     seconds: float = 0.0
     escalated: str = ""  # the larger model that added candidates and wrote the checks
+    escalation_made: int = 0  # candidates the larger model finished within the budget
     inputs_shown: list[str] = field(default_factory=list)
 
     @classmethod
@@ -110,8 +111,10 @@ class Agreement:
                          "model-written checks")
         if self.error:
             parts.append(f"no agreement measured ({self.error})")
-        if self.escalated:
+        if self.escalated and (self.escalation_made or self.model_checks):
             parts.append(f"{self.escalated} helped")
+        elif self.escalated:
+            parts.append(f"{self.escalated} was tried and finished nothing in time")
         return "; ".join(parts)
 
     def to_json(self) -> dict:
@@ -121,4 +124,4 @@ class Agreement:
                 "groups": self.groups, "model_checks": self.model_checks,
                 "model_checks_passed": self.model_checks_passed, "selected": self.selected,
                 "error": self.error, "seconds": round(self.seconds, 3),
-                "escalated": self.escalated}
+                "escalated": self.escalated, "escalation_made": self.escalation_made}

@@ -41,7 +41,7 @@ from plancode.pipeline.budget import Deadline, Reserve
 from plancode.pipeline.choose import ChoiceContext, choose
 from plancode.pipeline.generated_tests import write_tests
 from plancode.pipeline.guards import code_cap
-from plancode.pipeline.kinds import Strategy, TestsSource
+from plancode.pipeline.kinds import Strategy, TestsSource, by_larger_model
 from plancode.pipeline.ranking import best_by_tests
 from plancode.pipeline.result import Candidate, PipelineResult
 from plancode.pipeline.test_runs import TestRuns
@@ -95,6 +95,7 @@ class Work:
     secrets: frozenset[str] = frozenset()  # values no repair prompt may carry (secrets.py)
     premade: list[Candidate] = field(default_factory=list)  # made before the pool: tested first
     handed_over: bool = False  # the small model stopped its pool for the larger one
+    passing_before: int = 0  # the smaller model's candidates that passed, in escalation
 
     @property
     def info(self) -> FunctionInfo:
@@ -281,7 +282,7 @@ class Pipeline:
                 and _fits(work, ESCALATE_MIN_SECONDS)):
             why = "few candidates pass" if any(c.all_passed for c in pool) else \
                 "no candidate passed"
-            chooser, more = self._escalate(work, len(pool), why)
+            chooser, more = self._escalate(work, pool, why)
             pool = pool + more
         work.progress(Event.SELECTING, {"candidates": len(pool)})
         t = time.perf_counter()
@@ -289,7 +290,7 @@ class Pipeline:
         selecting = time.perf_counter() - t
         if (chooser is self.engine and escalate.wanted_on_weak(s, tests_source, agreement)
                 and _fits(work, ESCALATE_MIN_SECONDS)):
-            chooser, more = self._escalate(work, len(pool), "weak evidence")
+            chooser, more = self._escalate(work, pool, "weak evidence")
             pool = pool + more
             work.progress(Event.SELECTING, {"candidates": len(pool)})
             t = time.perf_counter()
@@ -299,14 +300,16 @@ class Pipeline:
         work.timings["selection"] = selecting
         if chooser is not self.engine:
             agreement.escalated = escalate.model_of(s)
+            agreement.escalation_made = sum(by_larger_model(c.strategy) for c in pool)
         return chosen, agreement, pool
 
-    def _escalate(self, work: Work, first_index: int, why: str
+    def _escalate(self, work: Work, pool: list[Candidate], why: str
                   ) -> tuple[Engine, list[Candidate]]:
-        """The larger model's engine and its candidates, numbered from ``first_index``: with
-        weak tests a whole pool to compare, else up to its first pass. Its time is
-        ``timings.escalation``; the stage timings it shares keep the small model's values."""
+        """The larger model's engine and its candidates, numbered after ``pool`` (the smaller
+        model's): with weak tests a whole pool to compare, else up to its first pass. Its time
+        is ``timings.escalation``; the stage timings it shares keep the small model's values."""
         s = self.settings
+        work.passing_before = sum(c.all_passed for c in pool)
         work.progress(Event.ESCALATING, {"model": escalate.model_of(s), "why": why})
         t = time.perf_counter()
         kept = dict(work.timings)
@@ -315,7 +318,7 @@ class Pipeline:
         more, _ = larger.make_candidates(work, early_exit=not work.weak)
         work.timings.clear()
         work.timings.update(kept, escalation=time.perf_counter() - t)
-        return engine, escalate.label(more, escalate.model_of(s), first_index)
+        return engine, escalate.label(more, escalate.model_of(s), len(pool))
 
     def make_candidates(self, work: Work, early_exit: bool = True
                         ) -> tuple[list[Candidate], bool]:
@@ -496,10 +499,14 @@ class Pipeline:
 
 
 def _choosable(work: Work, runs: TestRuns, done: list[Candidate]) -> bool:
-    """Whether a pool made to compare already holds a choice: a candidate passed the user's
-    tests, or (model-written tests or none) two candidates compete."""
+    """Whether a pool made to compare already holds a choice: two candidates pass the user's
+    tests (counting the smaller model's, when this is the larger one's pool), or (model-written
+    tests or none) two candidates compete. A single passer is no choice: the reserve would only
+    idle (the realistic project's merge_lines ended 12 s early with the 1.5B's one passer
+    and its batch cut)."""
     if work.tests_source == "user":
-        return runs.solved.is_set()
+        return (runs.solved.is_set()
+                and work.passing_before + sum(c.all_passed for c in done) >= 2)
     return sum(1 for c in done if c.spliced_text) >= 2
 
 
