@@ -352,8 +352,7 @@ class Pipeline:
                 if batch and k == 1:
                     if not self._test_batch(work, runs, plan, done, gen_cancel):
                         break
-                    runs.wait_all()
-                    if self._gives_way(work, done):
+                    if self._gives_way_after_tests(work, runs, done):
                         break  # the plan candidates' time is the larger model's
                 if any(c.index == k for c in done):
                     continue  # made in the batch
@@ -403,6 +402,15 @@ class Pipeline:
         if cand.index == 0 and cand.strategy == cands.DIRECT and work.cap is None:
             work.cap = code_cap(cand.code)
             work.timings.setdefault("direct", work.elapsed())
+
+    def _gives_way_after_tests(self, work: Work, runs: TestRuns,
+                               done: list[Candidate]) -> bool:
+        """``_gives_way`` once the tests started so far have ended; without a larger model
+        there is nothing to wait for (the tests go on while the next candidate decodes)."""
+        if not escalate.hands_over(self.settings, work.tests_source, 0):
+            return False
+        runs.wait_all()
+        return self._gives_way(work, done)
 
     def _gives_way(self, work: Work, done: list[Candidate]) -> bool:
         """Whether this (small) model stops here for the larger one (``escalate.hands_over``),
