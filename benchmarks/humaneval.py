@@ -167,10 +167,17 @@ def summary_lines(args: argparse.Namespace, rows_path: Path, rows: list[dict]) -
               f"--model {args.model} --candidates {args.candidates} "
               f"--repair-rounds {args.repair_rounds} --modes {' '.join(modes)} "
               + (f"--escalate {args.escalate} " if args.escalate else "") +
-              f"--rows-dir {rows_path.parent.relative_to(REPO)}",
-              "```", "", f"Rows, one per (problem, mode): `{rows_path.relative_to(REPO)}`.",
+              f"--rows-dir {_shown(rows_path.parent)}",
+              "```", "", f"Rows, one per (problem, mode): `{_shown(rows_path)}`.",
               ""]
     return lines
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (a rows folder may be
+    anywhere, e.g. under /tmp for a one-problem check)."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def plot(rows: list[dict], path: Path, title: str) -> bool:
