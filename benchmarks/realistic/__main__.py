@@ -117,7 +117,8 @@ def complete_one(root: Path, rel: str, line: int, args: argparse.Namespace) -> d
 
 
 def _summary(cand: dict) -> dict:
-    """What a run's candidate did, without its code: enough to read where the time went."""
+    """What a run's candidate did and its code: where the time went, and what
+    ``hidden_of_pools`` tests."""
     keys = ("index", "strategy", "generate_seconds", "test_seconds", "tests_passed",
             "tests_failed", "error", "group", "code")
     return {k: cand[k] for k in keys if k in cand}

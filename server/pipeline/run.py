@@ -185,12 +185,12 @@ class Pipeline:
             reset()  # whatever ran before (greedy text can differ between cold and warm cache)
         generated = None
         premade: list[Candidate] = []
+        context = module_docstring(source) + info.context  # definitions the code may use
         if not tests and module:
             # the greedy answer before the model's tests: writing them took up to 28 s
             # (HumanEval/105) and may give nothing, and without user tests the prompt is the
             # problem alone, so this is the very answer the pool would start with
-            premade = [self._greedy(info.problem, module_docstring(source) + info.context,
-                                    base, deadline, progress, timings)]
+            premade = [self._greedy(info.problem, context, base, deadline, progress, timings)]
             progress(Event.WRITING_TESTS, {})
             t = time.perf_counter()
             generated = write_tests(self.engine, info.problem, module, info.name, base,
@@ -204,7 +204,7 @@ class Pipeline:
         # docstring's examples already say it; repeating them changed good greedy answers)
         bare = not facts.has_examples
         prompt = (visible.with_tests(info.problem, tests, shown) if bare else info.problem,
-                  module_docstring(source) + info.context)
+                  context)
         ctx = ChoiceContext(facts, root, rel, module, tests, tests_source, files,
                             generated.asserts if generated else [], problem=prompt[0])
 
