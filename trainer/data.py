@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from plancode.analysis import pyparse
 from plancode.errors import PlancodeError
 
 
@@ -136,15 +137,15 @@ def python_problem(problem: Problem) -> Problem:
     function — the one the tests call, else the last one — documented by the prose.
     """
     try:
-        ast.parse(problem.problem)
+        pyparse.parse(problem.problem)
         stated = any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-                     for n in ast.parse(problem.problem).body)
+                     for n in pyparse.parse(problem.problem).body)
     except SyntaxError:
         stated = False
     if stated:
         return problem
     try:
-        tree = ast.parse(problem.solution)
+        tree = pyparse.parse(problem.solution)
     except SyntaxError as exc:
         raise PlancodeError(f"{problem.id}: the solution does not parse ({exc.msg})",
                             "fix the row's solution; it must be Python") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from plancode.analysis import pyparse
 from plancode.prompts import (
     Message,
     code_from_plan_messages,
@@ -102,7 +103,7 @@ def body_start(code: str) -> int | None:
     """Where the body of ``code``'s first function starts (comment lines just above its first
     statement included), or None when there is no such function."""
     try:
-        tree = ast.parse(code)
+        tree = pyparse.parse(code)
     except SyntaxError:
         return None
     func = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),

@@ -17,10 +17,11 @@ problems in direct mode) and is compared problem by problem with its base on the
 
 from __future__ import annotations
 
-import ast
 import json
 from math import comb
 from pathlib import Path
+
+from plancode.analysis import pyparse
 
 REPORT = "gate.json"  # next to the checkpoint's adapter
 
@@ -72,7 +73,7 @@ def answer_counts(rows: list[dict]) -> dict:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        pyparse.parse(code)
     except (SyntaxError, ValueError):
         return False
     return True

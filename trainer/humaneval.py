@@ -25,7 +25,6 @@ HumanEval is evaluation data only (``plancode.trainer.decontam`` keeps it out of
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import subprocess
@@ -35,6 +34,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from plancode.analysis import pyparse
 from plancode.analysis.facts import parameters
 from plancode.analysis.functions import FunctionInfo, find_function
 from plancode.analysis.splice import SpliceError, splice
@@ -112,7 +112,7 @@ class _LastFinish:
 
 def _parses(text: str) -> bool:
     try:
-        ast.parse(text)
+        pyparse.parse(text)
     except (SyntaxError, ValueError):
         return False
     return True

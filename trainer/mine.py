@@ -43,6 +43,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from plancode.analysis import pyparse
 from plancode.analysis.functions import FunctionInfo, functions
 from plancode.errors import PlancodeError
 from plancode.testing.discovery import discover
@@ -152,7 +153,7 @@ def _read(path: Path, rel: str, report: MineReport) -> str | None:
         report.skip_file(rel, UNREADABLE)
         return None
     try:
-        ast.parse(source, filename=rel)
+        pyparse.parse(source, filename=rel)
     except (SyntaxError, ValueError):  # ValueError: null bytes
         report.skip_file(rel, PARSE_ERROR)
         return None
@@ -196,7 +197,7 @@ def _placeholder_body(info: FunctionInfo, solution: str) -> bool:
     if info.body_is_empty:
         return True
     try:
-        tree = ast.parse(solution)
+        tree = pyparse.parse(solution)
     except SyntaxError:
         return True  # cannot happen for a file that parsed; never keep what does not parse
     func = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),

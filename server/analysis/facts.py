@@ -14,6 +14,7 @@ import textwrap
 from dataclasses import dataclass
 from functools import cached_property
 
+from plancode.analysis import pyparse
 from plancode.analysis.functions import FunctionInfo
 from plancode.testing.prose_examples import Example, doctest_examples, prose_examples
 
@@ -62,7 +63,7 @@ def docstring_text(info: FunctionInfo) -> str:
 def parameters(info: FunctionInfo) -> list[str]:
     """The function's parameter names, from its signature (self/cls dropped)."""
     try:
-        tree = ast.parse(textwrap.dedent(info.header).strip() + "\n    pass\n")
+        tree = pyparse.parse(textwrap.dedent(info.header).strip() + "\n    pass\n")
     except SyntaxError:
         return []
     func = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef

@@ -14,6 +14,7 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 
+from plancode.analysis import pyparse
 from plancode.analysis.functions import FunctionInfo
 from plancode.errors import PlancodeError
 
@@ -112,7 +113,7 @@ def _bound_names(node: ast.Import | ast.ImportFrom) -> set[str]:
 
 def _defined_in_file(source: str) -> set[str]:
     try:
-        tree = ast.parse(source)
+        tree = pyparse.parse(source)
     except SyntaxError:
         return set()
     names: set[str] = set()
@@ -157,7 +158,7 @@ def _helpers(tree: ast.Module, target: ast.AST, used: set[str], have: set[str]) 
 def splice(source: str, info: FunctionInfo, candidate: str) -> Splice:
     """``source`` with ``info``'s body replaced by the body of the candidate's function."""
     try:
-        tree = ast.parse(textwrap.dedent(candidate))
+        tree = pyparse.parse(textwrap.dedent(candidate))
     except SyntaxError as exc:
         raise SpliceError(f"candidate code does not parse: {exc.msg} (line {exc.lineno})",
                           "the model wrote invalid Python; try another candidate") from None
@@ -235,7 +236,7 @@ def _top_level_start(source: str, info: FunctionInfo) -> int:
 def _import_anchor(text: str) -> int:
     """Offset just after the module's last top-level import (or its docstring, or 0)."""
     try:
-        tree = ast.parse(text)
+        tree = pyparse.parse(text)
     except SyntaxError:
         return _line_offset(text, _import_anchor_by_lines(text))
     last = 0

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from plancode.analysis import pyparse
 from plancode.analysis.facts import FunctionFacts
 from plancode.testing.types import TestCase
 
@@ -33,7 +34,7 @@ def _literal_args(call: ast.Call) -> tuple | None:
 def calls_in(source: str, name: str) -> list[tuple]:
     """Literal argument tuples of every call of ``name`` (or ``x.name``) in ``source``."""
     try:
-        tree = ast.parse(source)
+        tree = pyparse.parse(source)
     except SyntaxError:
         return []
     found = []
@@ -176,7 +177,7 @@ def as_checks(asserts: list[str]) -> list[str]:
     out = []
     for stmt in asserts:
         try:
-            node = ast.parse(stmt).body[0]
+            node = pyparse.parse(stmt).body[0]
         except (SyntaxError, IndexError):
             continue
         test = getattr(node, "test", None)

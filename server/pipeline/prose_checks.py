@@ -34,6 +34,7 @@ import textwrap
 from dataclasses import dataclass
 
 from plancode import prompts
+from plancode.analysis import pyparse
 from plancode.analysis.facts import FunctionFacts
 from plancode.config import Settings
 from plancode.engine.types import CancelToken, Engine, SamplingParams
@@ -71,7 +72,7 @@ class Visible:
 
 def _norm_call(source: str) -> str:
     try:
-        return ast.unparse(ast.parse(source.strip(), mode="eval").body)
+        return ast.unparse(pyparse.parse(source.strip(), mode="eval").body)
     except SyntaxError:
         return source.strip()
 
@@ -126,7 +127,7 @@ def raises_statement(exc: str, call: str) -> str:
 def classify(stmt: str, name: str) -> Check | None:
     """A one-line statement a model wrote, as a check of its kind (None: not a usable one)."""
     try:
-        tree = ast.parse(stmt.strip())
+        tree = pyparse.parse(stmt.strip())
     except SyntaxError:
         return None
     if len(tree.body) != 1 or not _calls_of(tree, name):
@@ -218,7 +219,7 @@ def _sentences_with(doc: str, word: str) -> list[str]:
 def _annotations(facts: FunctionFacts) -> tuple[dict[str, str], str]:
     """Parameter annotations (source) and the return annotation ('' when none)."""
     try:
-        tree = ast.parse(textwrap.dedent(facts.info.header).strip() + "\n    pass\n")
+        tree = pyparse.parse(textwrap.dedent(facts.info.header).strip() + "\n    pass\n")
     except SyntaxError:
         return {}, ""
     func = next((n for n in ast.walk(tree)
@@ -241,7 +242,7 @@ def _doctest_calls(facts: FunctionFacts) -> tuple[list[tuple[str, str | None, in
         return [], set()
     for ex in parsed:
         try:
-            node = ast.parse(ex.source.strip(), mode="eval").body
+            node = pyparse.parse(ex.source.strip(), mode="eval").body
         except SyntaxError:
             continue
         if not _literal_call(node, facts.name):
@@ -273,7 +274,7 @@ def _prose_calls(facts: FunctionFacts) -> list[tuple[str, str | None, int]]:
             if end is None:
                 continue
             try:
-                node = ast.parse(line[m.start():end], mode="eval").body
+                node = pyparse.parse(line[m.start():end], mode="eval").body
             except SyntaxError:
                 continue
             if not _literal_call(node, facts.name):
@@ -373,7 +374,7 @@ def static_checks(facts: FunctionFacts, visible: list[Visible] | None = None) ->
     seeds = []
     for call in [*example_calls, *(c for c, exc, _ in named if not exc)]:
         try:
-            node = ast.parse(call, mode="eval").body
+            node = pyparse.parse(call, mode="eval").body
             seeds.append(tuple(ast.literal_eval(a) for a in node.args))  # type: ignore
         except (*_LITERAL_ERRORS, AttributeError):
             continue
@@ -450,7 +451,7 @@ def contradicts(check: Check, visible: list[Visible]) -> bool:
             if v.raises is not None:
                 return True
         elif check.kind == "value" and v.expected is not None:
-            test = ast.parse(check.statement).body[0].test  # type: ignore[attr-defined]
+            test = pyparse.parse(check.statement).body[0].test  # type: ignore[attr-defined]
             try:
                 mine, theirs = ast.literal_eval(test.comparators[0]), _value(v.expected)
             except _LITERAL_ERRORS:
@@ -476,7 +477,7 @@ def oracle_text(name: str, visible: list[Visible]) -> str | None:
     table = {}
     for v in visible:
         try:
-            node = ast.parse(v.call, mode="eval").body
+            node = pyparse.parse(v.call, mode="eval").body
             args = tuple(ast.literal_eval(a) for a in node.args)  # type: ignore[attr-defined]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}  # type: ignore
             outcome = ("raise", v.raises) if v.raises else ("value", _value(v.expected or ""))

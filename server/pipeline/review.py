@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 
+from plancode.analysis import pyparse
 from plancode.engine.types import CancelToken, Engine
 
 INTRO = "# The function above, documented:\n"
@@ -26,7 +27,7 @@ def without_docstring(code: str) -> str | None:
     """``code`` (one function, as spliced) with its docstring removed, or None when it does
     not parse or holds no function. The docstring's lines go; the rest stays as written."""
     try:
-        tree = ast.parse(code)
+        tree = pyparse.parse(code)
     except SyntaxError:
         return None
     func = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plancode.analysis import pyparse
 from plancode.analysis.facts import FunctionFacts, facts_of
 from plancode.analysis.functions import FunctionInfo, find_function, functions
 from plancode.analysis.splice import SpliceError, function_text, splice
@@ -570,7 +571,7 @@ def module_docstring(source: str) -> str:
     """The module's docstring as a code block line for the prompt's context ('' if none): it
     often states the data's conventions ("an order line is (sku, quantity, price)")."""
     try:
-        doc = ast.get_docstring(ast.parse(source))
+        doc = ast.get_docstring(pyparse.parse(source))
     except SyntaxError:
         return ""
     return f'"""{doc.strip()}"""\n\n' if doc and doc.strip() else ""

@@ -24,6 +24,8 @@ import sys
 import typing
 from dataclasses import dataclass, field
 
+from plancode.analysis import pyparse
+
 # Names people use bare that come from a standard-library module.
 FROM_IMPORTS: dict[str, str] = {
     **{n: "typing" for n in typing.__all__ if n[:1].isupper()},
@@ -142,7 +144,7 @@ def _insert_at(tree: ast.Module, text: str) -> int:
 def check(text: str) -> StaticCheck:
     """Parse ``text`` (a whole module with the candidate in it) and add missing imports."""
     try:
-        tree = ast.parse(text)
+        tree = pyparse.parse(text)
     except SyntaxError as exc:
         return StaticCheck(text, f"code does not parse: {exc.msg} (line {exc.lineno})")
     missing = undefined_names(tree)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from plancode.analysis import pyparse
 from plancode.testing.types import TestCase
 
 MAX_TEST_CHARS = 900
@@ -35,7 +36,7 @@ def test_source(root: Path, test: TestCase, extra_files: dict[str, str] | None =
     files = extra_files or {}
     try:
         text = files.get(test.file) or (root / test.file).read_text(encoding="utf-8")
-        tree = ast.parse(text)
+        tree = pyparse.parse(text)
     except (OSError, UnicodeDecodeError, SyntaxError):
         return ""
     scope: list[ast.stmt] = tree.body

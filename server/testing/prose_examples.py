@@ -25,6 +25,7 @@ import doctest
 import re
 from dataclasses import dataclass
 
+from plancode.analysis import pyparse
 from plancode.testing.types import TestCase
 
 FILE = "test_plancode_docstring.py"
@@ -91,7 +92,7 @@ def _call_end(text: str, start: int) -> int | None:
 
 def _literal_call(call: str, name: str) -> bool:
     try:
-        node = ast.parse(call.strip(), mode="eval").body
+        node = pyparse.parse(call.strip(), mode="eval").body
     except SyntaxError:
         return False
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
@@ -123,7 +124,7 @@ def _expected(rest: str) -> str | None:
             if tail and (tail[0].isalnum() or tail[0] in "+-*/%[") and not tail.lower(
                     ).startswith(("because", "since", "as ", "and ", "for ", "if ")):
                 continue
-            return ast.unparse(ast.parse(head.strip(), mode="eval").body)
+            return ast.unparse(pyparse.parse(head.strip(), mode="eval").body)
     return None
 
 
@@ -158,7 +159,7 @@ def prose_examples(doc: str, name: str, params: list[str] | None = None) -> list
                 if value is not None:
                     break
             if value is not None:
-                call = ast.unparse(ast.parse(call, mode="eval").body)
+                call = ast.unparse(pyparse.parse(call, mode="eval").body)
                 found.setdefault((call, value), Example(call, value, i))
     if params:
         for ex in _input_output(lines, name, params) + _for_should_be(lines, name, params):
@@ -236,8 +237,8 @@ def doctest_examples(doc: str, name: str) -> list[Example]:
         call, want = ex.source.strip(), ex.want.strip()
         if "\n" in call or not want or not _literal_call(call, name) or not _literal(want):
             continue
-        out.append(Example(ast.unparse(ast.parse(call, mode="eval").body),
-                           ast.unparse(ast.parse(want, mode="eval").body), ex.lineno))
+        out.append(Example(ast.unparse(pyparse.parse(call, mode="eval").body),
+                           ast.unparse(pyparse.parse(want, mode="eval").body), ex.lineno))
     return out
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plancode.analysis import pyparse
+
 # pytest's default ``doctest_optionflags``
 DOCTEST_FLAGS = doctest.ELLIPSIS
 _CONFIGS = ("pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini", ".pytest.ini")
@@ -204,7 +206,7 @@ def _recognise(reader: _Reader, test: Any) -> ValueTest:
     trouble = reader.conftest_trouble(path) or reader.config_mentions("required_plugins")
     if trouble:
         raise NotShaped(trouble)
-    tree = ast.parse(source)
+    tree = pyparse.parse(source)
     module = _module_facts(tree)
     names = rest.split("::") if rest else []
     functions = _selected(tree, names)
@@ -668,7 +670,7 @@ def _doctest(reader: _Reader, test: Any) -> ValueTest:
         "doctest_optionflags", "doctest_encoding", "required_plugins")
     if trouble:
         raise NotShaped(trouble)
-    doc = _docstring(ast.parse(source), dotted)
+    doc = _docstring(pyparse.parse(source), dotted)
     if doc is None:
         raise NotShaped("no docstring found for the doctest")
     examples = doctest.DocTestParser().get_examples(doc)
@@ -696,7 +698,7 @@ def _doctest(reader: _Reader, test: Any) -> ValueTest:
 def _doctest_example_shape(ex: doctest.Example) -> None:
     """Whether the server can judge this example from plain values: results shown must be
     literals (a custom object's repr is not plain data)."""
-    tree = ast.parse(ex.source, mode="exec")
+    tree = pyparse.parse(ex.source, mode="exec")
     if not ex.want.strip() or ex.exc_msg is not None:
         return
     shown = [n for n in ast.walk(tree) if isinstance(n, ast.Expr)

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from plancode.analysis import pyparse
 from plancode.engine.types import CancelToken
 from plancode.testing import process, shapes, view
 from plancode.testing.types import NEUTRAL, OUT_OF_PROCESS, RunResult, TestCase, TestVerdict
@@ -101,7 +102,7 @@ def _defines(path: str, _mtime: int, _size: int, qualname: str) -> str:
     it does): the judge runs that file, so it must import and hold the function."""
     try:
         with open(path, encoding="utf-8-sig") as f:
-            tree = ast.parse(f.read())
+            tree = pyparse.parse(f.read())
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as exc:
         return f"the user's file cannot be read ({type(exc).__name__})"
     found = [n for n in tree.body if getattr(n, "name", None) == qualname]
