@@ -4,6 +4,11 @@
         [--writers static qwen2.5-coder-0.5b qwen2.5-coder-1.5b] [--no-model] \\
         [--json benchmarks/results/prose-checks.json] [--plot docs/prose-checks.png]
 
+The writers ``tests:MODEL`` and ``tests-prefill:MODEL`` are the pipeline's own test writer
+(``generated_tests.reply``: the asserts it writes for the choice in ``weak`` runs and with no
+tests), without and with its reply started inside the first assert; the others ask for prose
+checks.
+
 For every pool row (HumanEval ``weak``: ``benchmarks/results/pools-weak``; the held-out mined
 set, ``select``: ``benchmarks/results/heldout-pools``) it makes the checks of
 ``plancode.pipeline.prose_checks`` — static ones, and the ones each model writes (its reply is
@@ -22,6 +27,7 @@ and, per writer, how many pools the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import hashlib
 import json
@@ -35,7 +41,7 @@ from benchmarks import choosers
 from plancode.analysis.facts import FunctionFacts, facts_of
 from plancode.analysis.splice import SpliceError, splice
 from plancode.engine.types import SamplingParams
-from plancode.pipeline import probes
+from plancode.pipeline import generated_tests, probes
 from plancode.pipeline import prose_checks as pc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +51,19 @@ ROWS = {"weak": [str(RESULTS / "pools-weak" / "*.jsonl")],
         "select": [str(RESULTS / "heldout-pools" / "heldout-qwen*.jsonl")]}
 WRITERS = ("static", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 MAX_TOKENS = 384
+# writers named "tests:MODEL" / "tests-prefill:MODEL" are the pipeline's test writer
+# (generated_tests.reply, without and with its reply started inside the first assert), at the
+# pipeline's token limit; the rest ask for prose checks
+TESTS, PREFILLED = "tests:", "tests-prefill:"
+TESTS_MAX_TOKENS = 512
+
+
+def _is_tests(writer: str) -> bool:
+    return writer.startswith((TESTS, PREFILLED))
+
+
+def _model(writer: str) -> str:
+    return writer.split(":", 1)[1] if _is_tests(writer) else writer
 
 
 # -- the problems behind the rows ------------------------------------------------------------
@@ -120,7 +139,9 @@ class Replies:
 
     @staticmethod
     def key(task: str, writer: str, problem: str, name: str) -> str:
-        prompt = json.dumps(pc.prompts.prose_check_messages(problem, name), sort_keys=True)
+        messages = (pc.prompts.test_writing_messages(problem, name) if _is_tests(writer)
+                    else pc.prompts.prose_check_messages(problem, name))
+        prompt = json.dumps(messages, sort_keys=True)
         return f"{task}|{writer}|{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"
 
     def reply(self, task: str, writer: str, problem: str, name: str) -> str | None:
@@ -129,17 +150,25 @@ class Replies:
             return self.known[key]
         if not self.allow_model:
             return None
-        engine = self._engine(writer)
+        engine = self._engine(_model(writer))
         start = time.perf_counter()
-        gen = engine.chat(pc.prompts.prose_check_messages(problem, name),  # type: ignore
-                          SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0))
+        if _is_tests(writer):  # the pipeline's own test writer, as it calls it
+            text, gen = generated_tests.reply(
+                engine, problem, name, SamplingParams(max_tokens=TESTS_MAX_TOKENS),  # type: ignore
+                prefill=writer.startswith(PREFILLED))
+        else:
+            gen = engine.chat(pc.prompts.prose_check_messages(problem, name),  # type: ignore
+                              SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0))
+            text = gen.text
         seconds = time.perf_counter() - start
-        self.known[key] = gen.text
+        self.known[key] = text
         with self.path.open("a") as out:
             out.write(json.dumps({"key": key, "task": task, "writer": writer,
-                                  "seconds": round(seconds, 2), "reply": gen.text}) + "\n")
-        print(f"  {writer} wrote checks for {task} in {seconds:.1f}s", flush=True)
-        return gen.text
+                                  "seconds": round(seconds, 2), "tokens": gen.completion_tokens,
+                                  "finish": gen.finish_reason, "reply": text}) + "\n")
+        print(f"  {writer} wrote checks for {task} in {seconds:.1f}s "
+              f"({gen.completion_tokens} tokens)", flush=True)
+        return text
 
     def _engine(self, writer: str) -> object:
         if writer not in self.engines:
@@ -162,9 +191,16 @@ def checks_for(problem: Problem, writers: tuple[str, ...], replies: Replies
         if writer == "static":
             out[writer] = pc.static_checks(problem.facts, problem.visible)
             continue
-        text = replies.reply(problem.task, writer, problem.info.problem, problem.facts.name)
-        if text is not None:
-            out[writer] = pc.parse_reply(text, problem.facts.name, writer)
+        name = problem.facts.name
+        text = replies.reply(problem.task, writer, problem.info.problem, name)
+        if text is None:
+            continue
+        if _is_tests(writer):  # read as the pipeline reads them: its asserts, up to 8
+            out[writer] = [dataclasses.replace(c, writer=writer) for c in
+                           (pc.classify(a, name) for a in pc.prompts.parse_asserts(text, name)[:8])
+                           if c is not None]
+        else:
+            out[writer] = pc.parse_reply(text, name, writer)
     return out
 
 
@@ -260,6 +296,26 @@ def chooser_stats(rows: list[dict], studied: dict[str, dict], writers: list[str]
     return out
 
 
+def reply_stats(cache: Path, tasks: list[str], writers: tuple[str, ...]) -> dict[str, dict]:
+    """Per model writer, over ``tasks``: the replies' median tokens and seconds (seconds are
+    only comparable between writers run side by side on a quiet machine), and how many were
+    cut at the token limit."""
+    import statistics
+
+    wanted = set(tasks)
+    by: dict[str, list[dict]] = defaultdict(list)
+    for line in cache.read_text().splitlines() if cache.exists() else []:
+        r = json.loads(line)
+        if r["writer"] in writers and r["task"] in wanted:
+            by[r["writer"]].append(r)
+    return {w: {"replies": len(rs),
+                "median_tokens": statistics.median([r["tokens"] for r in rs if "tokens" in r]
+                                                   or [0]),
+                "cut_at_limit": sum(r.get("finish") == "length" for r in rs),
+                "median_seconds": statistics.median(r["seconds"] for r in rs)}
+            for w, rs in by.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modes", nargs="+", default=["weak", "select"])
@@ -323,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                                                if set(writers) <= set(s["writers"])]),
                 "by_kind_common": {w: kind_stats(common, w) for w in writers},
                 "by_detail": {w: kind_stats(done, w, "detail") for w in writers},
+                "replies": reply_stats(args.cache, list(studied), writers),
                 "choosers": chooser_stats([r for r in rows if choosers._task(r) in studied],
                                           studied, combos),
                 "checks": done}
@@ -354,6 +411,9 @@ def print_mode(mode: str, m: dict) -> None:
             print(f"  {writer:20s} {'all':9s} {st['made']:5d} {st['dropped']:5d} "
                   f"{st['on_multi']:5d} {st['separates']:5d} {st['wrong']:5d} "
                   f"{st['useful']:6d}")
+    for writer, st in m.get("replies", {}).items():
+        print(f"  {writer}: {st['replies']} replies, median {st['median_tokens']} tokens, "
+              f"{st['cut_at_limit']} cut at the limit, median {st['median_seconds']} s")
     print("  choosers (right / right on contested pools):")
     for combo, st in m["choosers"].items():
         cells = "  ".join(f"{k} {v}/{st['right_on_contested'][k]}"

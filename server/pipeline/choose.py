@@ -59,6 +59,7 @@ class ChoiceContext:
     extra_files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
     generated_asserts: list[str]  # model-written asserts already made ([] when none)
     problem: str = ""  # the problem as the model saw it (with the user's tests); '' = info's
+    prefill_tests: bool = True  # the checks' writer starts inside its first assert
 
 
 class Choice(NamedTuple):
@@ -111,7 +112,7 @@ def _by_behaviour(pool: list[Candidate], ctx: ChoiceContext, module: str,
     # all the model already failed to write usable ones for this prompt
     if not asserts and ctx.tests_source != "none":
         made = write_tests(engine, ctx.problem or ctx.facts.info.problem, module, name, base,
-                           Reserve(cancel, PROBE_RESERVE_SECONDS))
+                           Reserve(cancel, PROBE_RESERVE_SECONDS), prefill=ctx.prefill_tests)
         asserts = made.asserts if made is not None else []
     texts = probe_inputs.test_sources(ctx.root, [t for t in ctx.tests if t.kind != "command"],
                                       ctx.extra_files)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from plancode import prompts
-from plancode.engine.types import CancelToken, Engine, SamplingParams
+from plancode.engine.types import CancelToken, Engine, Generation, SamplingParams
+from plancode.pipeline.guards import repetition
 from plancode.testing.types import TestCase
 
 FILE = "test_plancode_generated.py"
@@ -32,14 +33,12 @@ def write_tests(
     base: SamplingParams,
     cancel: CancelToken | None = None,
     limit: int = 8,
+    prefill: bool = True,
 ) -> GeneratedTests | None:
     """Ask the model for asserts on ``module.name``; None when it wrote none usable. Cut
-    short by ``cancel``, the lines it finished still count."""
-    gen = engine.chat(prompts.test_writing_messages(problem, name),
-                      dataclasses.replace(base, temperature=0.0), cancel)
-    text = gen.text
-    if gen.finish_reason == "cancelled":  # a cut last line may state a wrong value: drop it
-        text = text[:text.rfind("\n") + 1]
+    short by ``cancel``, the lines it finished still count. With ``prefill`` (and an engine
+    that continues a started reply) the reply starts inside its first assert."""
+    text, _ = reply(engine, problem, name, base, cancel, prefill, limit)
     asserts = prompts.parse_asserts(text, name)[:limit]
     if not asserts:
         return None
@@ -49,3 +48,32 @@ def write_tests(
         lines += ["", f"def test_generated_{i}():", f"    {stmt}", ""]
         tests.append(TestCase(f"{FILE}::test_generated_{i}", "generated", FILE, stmt))
     return GeneratedTests(FILE, "\n".join(lines) + "\n", tests, asserts)
+
+
+def reply(engine: Engine, problem: str, name: str, base: SamplingParams,
+          cancel: CancelToken | None = None, prefill: bool = True,
+          limit: int = 8) -> tuple[str, Generation]:
+    """The test-writing reply (its prefilled start included) and its generation, greedy,
+    stopped once ``limit`` asserts are complete (more are not used, and a model that loops on
+    one assert pattern would run on to its token limit). A line cut off by ``cancel`` or by
+    that stop is dropped: it may state a wrong value."""
+    start = prompts.tests_prefill(name) if prefill and getattr(engine, "prefills", False) else ""
+    stop = CancelToken(cancel)
+    judged = 0  # the reply's length at the last complete line counted
+
+    def on_text(text: str) -> None:
+        nonlocal judged
+        end = text.rfind("\n") + 1
+        if end > judged:
+            judged = end
+            done = start + text[:end]
+            if len(prompts.parse_asserts(done, name)) >= limit or repetition(done):
+                stop.cancel()
+
+    gen = engine.chat(prompts.with_reply_start(prompts.test_writing_messages(problem, name),
+                                               start),
+                      dataclasses.replace(base, temperature=0.0), stop, on_text)
+    text = start + gen.text
+    if gen.finish_reason == "cancelled":
+        text = text[:text.rfind("\n") + 1]
+    return text, gen

@@ -195,7 +195,7 @@ class Pipeline:
             progress(Event.WRITING_TESTS, {})
             t = time.perf_counter()
             generated = write_tests(self.engine, info.problem, module, info.name, base,
-                                    deadline)
+                                    deadline, prefill=s.prefill_tests)
             timings["write_tests"] = time.perf_counter() - t
             if generated is not None:
                 tests, tests_source = generated.tests, "generated"
@@ -207,7 +207,8 @@ class Pipeline:
         prompt = (visible.with_tests(info.problem, tests, shown) if bare else info.problem,
                   context)
         ctx = ChoiceContext(facts, root, rel, module, tests, tests_source, files,
-                            generated.asserts if generated else [], problem=prompt[0])
+                            generated.asserts if generated else [], problem=prompt[0],
+                            prefill_tests=s.prefill_tests)
 
         sandbox = Sandbox(root, isolation=s.isolation, timeout=s.test_timeout,
                           exclude=s.sandbox_exclude.split(","),
