@@ -129,8 +129,8 @@ def tests_prefill(name: str) -> str:
     up to the function's name. Left to itself the 0.5B model often re-implements the function
     before any assert (the realistic project's ``median``: 240 tokens for 6 asserts, 85 when
     started here). Not up to the ``(``: the model would then begin its arguments with a token
-    it never writes after a name (``([`` is one token), and 8 of 12 first asserts came out
-    malformed (``by_length(2)``, ``sort_even(1, 2, 3)``)."""
+    it never writes after a name (``([`` is one token), and 9 of 12 first asserts came out
+    with arguments of the wrong shape (``by_length(2)``, ``sort_even(1, 2, 3)``)."""
     return f"```python\nassert {name}"
 
 
