@@ -20,6 +20,7 @@ export const SERVER_SETTINGS = [
   "editorBudget",
   "docstringExamples",
   "prefillCode",
+  "prefillTests",
   "maxTokens",
   "temperature",
   "seed",
