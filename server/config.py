@@ -101,8 +101,8 @@ class Settings:
         True, "start the model's code reply with the function's signature and docstring, so "
         "it writes only the body (the small models copy the docstring back otherwise)")
     prefill_tests: bool = _setting(
-        True, "start the model's test-writing reply inside its first assert, so it writes "
-        "asserts at once (the 0.5B re-implemented the function first, up to its token limit)")
+        True, "start the model's test-writing reply at its first assert (`assert NAME`), so it "
+        "writes asserts at once (the 0.5B often re-implemented the function first)")
     max_tokens: int = _setting(
         512, "most tokens generated for one plan or one piece of code", _range(1, 8192))
     temperature: float = _setting(

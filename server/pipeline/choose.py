@@ -59,7 +59,7 @@ class ChoiceContext:
     extra_files: dict[str, str]  # sandbox-only files (docstring examples, generated tests)
     generated_asserts: list[str]  # model-written asserts already made ([] when none)
     problem: str = ""  # the problem as the model saw it (with the user's tests); '' = info's
-    prefill_tests: bool = True  # the checks' writer starts inside its first assert
+    prefill_tests: bool = True  # the checks' writer starts at its first assert
 
 
 class Choice(NamedTuple):

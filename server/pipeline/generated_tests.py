@@ -37,7 +37,8 @@ def write_tests(
 ) -> GeneratedTests | None:
     """Ask the model for asserts on ``module.name``; None when it wrote none usable. Cut
     short by ``cancel``, the lines it finished still count. With ``prefill`` (and an engine
-    that continues a started reply) the reply starts inside its first assert."""
+    that continues a started reply) the reply starts at its first assert
+    (:func:`prompts.tests_prefill`)."""
     text, _ = reply(engine, problem, name, base, cancel, prefill, limit)
     asserts = prompts.parse_asserts(text, name)[:limit]
     if not asserts:
