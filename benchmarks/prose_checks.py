@@ -31,6 +31,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -195,10 +196,10 @@ def checks_for(problem: Problem, writers: tuple[str, ...], replies: Replies
         text = replies.reply(problem.task, writer, problem.info.problem, name)
         if text is None:
             continue
-        if _is_tests(writer):  # read as the pipeline reads them: its asserts, up to 8
+        if _is_tests(writer):  # read as the pipeline reads them: its first LIMIT asserts
+            asserts = pc.prompts.parse_asserts(text, name)[:generated_tests.LIMIT]
             out[writer] = [dataclasses.replace(c, writer=writer) for c in
-                           (pc.classify(a, name) for a in pc.prompts.parse_asserts(text, name)[:8])
-                           if c is not None]
+                           (pc.classify(a, name) for a in asserts) if c is not None]
         else:
             out[writer] = pc.parse_reply(text, name, writer)
     return out
@@ -300,8 +301,6 @@ def reply_stats(cache: Path, tasks: list[str], writers: tuple[str, ...]) -> dict
     """Per model writer, over ``tasks``: the replies' median tokens and seconds (seconds are
     only comparable between writers run side by side on a quiet machine), and how many were
     cut at the token limit."""
-    import statistics
-
     wanted = set(tasks)
     by: dict[str, list[dict]] = defaultdict(list)
     for line in cache.read_text().splitlines() if cache.exists() else []:

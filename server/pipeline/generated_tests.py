@@ -15,6 +15,7 @@ from plancode.pipeline.guards import repetition
 from plancode.testing.types import TestCase
 
 FILE = "test_plancode_generated.py"
+LIMIT = 8  # asserts used per function; the writer stops once it has this many
 
 
 @dataclasses.dataclass
@@ -32,7 +33,7 @@ def write_tests(
     name: str,
     base: SamplingParams,
     cancel: CancelToken | None = None,
-    limit: int = 8,
+    limit: int = LIMIT,
     prefill: bool = True,
 ) -> GeneratedTests | None:
     """Ask the model for asserts on ``module.name``; None when it wrote none usable. Cut
@@ -53,7 +54,7 @@ def write_tests(
 
 def reply(engine: Engine, problem: str, name: str, base: SamplingParams,
           cancel: CancelToken | None = None, prefill: bool = True,
-          limit: int = 8) -> tuple[str, Generation]:
+          limit: int = LIMIT) -> tuple[str, Generation]:
     """The test-writing reply (its prefilled start included) and its generation, greedy,
     stopped once ``limit`` asserts are complete (more are not used, and a model that loops on
     one assert pattern would run on to its token limit). A line cut off by ``cancel`` or by
