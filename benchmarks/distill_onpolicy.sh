@@ -8,7 +8,10 @@
 #
 # Rows are appended to distill/onpolicy/samples/samples.jsonl one answer at a time; running
 # this again after an interruption (here or on a fresh checkout with that file committed)
-# answers only the problems it lacks. LIMIT=N stops after N problems with new answers.
+# answers only the problems it lacks. The file grows past what the checkout may carry: before
+# committing its rows, pack it (the stage restores it from the store when it next runs):
+#   .venv/bin/python -m plancode.trainer.blobs pack distill/onpolicy --glob 'samples/*.jsonl'
+# and commit distill/onpolicy/blobs.json with distill/blobs/. LIMIT=N stops after N problems with new answers.
 # llama.cpp threads: samples.n_threads (1 in the config: on two busy cores one thread was
 # faster than two, DESIGN.md); with 0 there, PLANCODE_N_THREADS, else every core.
 set -euo pipefail

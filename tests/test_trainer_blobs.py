@@ -36,3 +36,27 @@ def test_a_packed_run_restores_its_caches_byte_for_byte(tmp_path: Path):
     with pytest.raises(PlancodeError, match="does not hold plans/plans.jsonl"):
         blobs.restore(tmp_path / "b")
     assert not (tmp_path / "b" / "plans" / "plans.jsonl").exists()
+
+
+def test_a_cache_packed_again_after_it_grew_keeps_one_blob_and_the_hand_written_ignores(
+        tmp_path: Path):
+    """A run still going (on-policy samples) is packed at each commit: the store keeps only the
+    newest copy of its cache, and the lines a person wrote in the run's .gitignore survive."""
+    run = tmp_path / "onpolicy"
+    (run / "samples").mkdir(parents=True)
+    (run / ".gitignore").write_text("# checkpoints are not committed\nonpolicy*/done.json\n")
+    cache_path = run / "samples" / "samples.jsonl"
+    cache = JsonlCache(cache_path)
+    for i in range(20):
+        cache.add({"key": f"k{i}", "text": "x" * 50})
+    blobs.pack(run, globs=("samples/*.jsonl",))
+    first = {p.name for p in (tmp_path / "blobs").iterdir()}
+    cache = JsonlCache(cache_path)  # restored from the store, then it grows
+    cache.add({"key": "k20", "text": "y"})
+    blobs.pack(run, globs=("samples/*.jsonl",))
+    second = {p.name for p in (tmp_path / "blobs").iterdir()}
+    assert len(first) == len(second) == 1 and first != second
+    assert len(JsonlCache(cache_path).rows) == 21
+    ignore = (run / ".gitignore").read_text()
+    assert ignore.startswith("# checkpoints are not committed\nonpolicy*/done.json\n")
+    assert ignore.count(blobs.MARK) == 1 and ignore.endswith("/samples/samples.jsonl\n")

@@ -32,7 +32,8 @@ MANIFEST = "blobs.json"
 DATA_GLOBS = ("*/*.jsonl",)
 CHECKPOINT_GLOBS = ("train/portable/*", "train/train_state.json", "export/*.gguf",
                     "train/adapter/*")
-MARK = "# written by plancode.trainer.blobs: these files live in the blob store by content\n"
+MARK_PREFIX = "# written by plancode.trainer.blobs"
+MARK = f"{MARK_PREFIX}: these files live in the blob store by content\n"
 
 
 def default_store(run_dir: Path) -> Path:
@@ -56,6 +57,7 @@ def pack(run_dir: Path, store: Path | None = None, drop_checkpoints: bool = Fals
     store.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(run_dir)
     new = 0
+    stale: set[str] = set()  # digests of earlier packs of a cache that has grown since
     for pattern in globs:
         for path in sorted(run_dir.glob(pattern)):
             if not path.is_file() or path.is_symlink():
@@ -69,10 +71,14 @@ def pack(run_dir: Path, store: Path | None = None, drop_checkpoints: bool = Fals
                     shutil.copyfileobj(src, dst)
                 tmp.replace(blob)
                 new += 1
-            manifest[path.relative_to(run_dir).as_posix()] = {
-                "sha256": digest, "bytes": path.stat().st_size}
+            rel = path.relative_to(run_dir).as_posix()
+            replaced = manifest.get(rel, {}).get("sha256")
+            manifest[rel] = {"sha256": digest, "bytes": path.stat().st_size}
             path.unlink()
+            if replaced and replaced != digest:
+                stale.add(replaced)
     _write_manifest(run_dir, manifest)
+    _drop_unreferenced(store, stale)
     checkpoints = sorted(p for g in CHECKPOINT_GLOBS for p in run_dir.glob(g) if p.is_file())
     if drop_checkpoints:
         for path in checkpoints:
@@ -125,9 +131,25 @@ def _read_manifest(run_dir: Path) -> dict[str, dict]:
 
 
 def _write_manifest(run_dir: Path, manifest: dict[str, dict]) -> None:
+    """Write the manifest and the run's ``.gitignore``: the lines someone wrote there by hand
+    stay, and the block below ``MARK`` lists the paths the store now keeps."""
     (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     ignore = run_dir / ".gitignore"
-    (ignore).write_text(MARK + "".join(f"/{rel}\n" for rel in sorted(manifest)))
+    own = ignore.read_text().split(MARK_PREFIX, 1)[0] if ignore.is_file() else ""
+    if own and not own.endswith("\n"):
+        own += "\n"
+    ignore.write_text(own + MARK + "".join(f"/{rel}\n" for rel in sorted(manifest)))
+
+
+def _drop_unreferenced(store: Path, digests: set[str]) -> None:
+    """Delete the blobs of earlier packs that no manifest beside the store names any more
+    (a cache packed again after it grew), so the store keeps one copy of each cache."""
+    if not digests:
+        return
+    named = {entry["sha256"] for manifest in store.parent.glob(f"*/{MANIFEST}")
+             for entry in json.loads(manifest.read_text()).values()}
+    for digest in digests - named:
+        (store / f"{digest[:16]}.jsonl.gz").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

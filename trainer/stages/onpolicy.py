@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable
 
 from plancode.errors import PlancodeError
+from plancode.trainer import blobs
 from plancode.trainer.config import DistillConfig
 from plancode.trainer.stages.stage import (
     Stage,
@@ -43,6 +44,7 @@ def _rows(cfg: DistillConfig, stage: Stage) -> list[dict]:
     from plancode.trainer.onpolicy import read_rows
 
     path = cfg.out_dir / "samples" / "samples.jsonl"
+    blobs.ensure(path)  # a run packed at its last commit keeps the file in distill/blobs
     if not path.exists():
         raise PlancodeError(f"{path} does not exist: no samples to learn from",
                             "run plancode samples --config FILE first")
