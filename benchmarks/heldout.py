@@ -1,7 +1,7 @@
 """pass@1 of a distillation's base and student on its held-out mined problems, alone.
 
     python -m benchmarks.heldout --config configs/distill-real.toml [--models base distilled]
-                                 [--modes direct plan select]
+                                 [--modes direct plan select] [--rows-dir DIR]
 
 The eval stage runs HumanEval first and the held-out set after it; this runs only the
 held-out part, with the same settings and the same rows files (one per model and data
@@ -32,10 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="default: the config's eval modes that apply (select: the whole "
                          "pipeline, plancode.trainer.heldout_pipeline)")
     ap.add_argument("--quiet", action="store_true", help="no line per answer")
+    ap.add_argument("--rows-dir", type=Path,
+                    help="cache the rows here instead of the config's eval.rows_dir (the same "
+                         "settings on another machine: its own baseline, side by side)")
     args = ap.parse_args(argv)
     try:
         summary = _evaluate(args.config, args.models, not args.quiet,
-                            tuple(args.modes) if args.modes else None)
+                            tuple(args.modes) if args.modes else None, args.rows_dir)
     except PlancodeError as e:
         print(f"plancode: {e}", file=sys.stderr)
         return 1
@@ -44,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(config: Path, labels: list[str], log: bool,
-              modes: tuple[str, ...] | None) -> dict[str, dict]:
+              modes: tuple[str, ...] | None, rows_dir: Path | None = None) -> dict[str, dict]:
     cfg = DistillConfig.load(config)
+    if rows_dir is not None:
+        cfg.eval.rows_dir = str(rows_dir.resolve())
     for stage in ("data", "export"):
         if not (cfg.out_dir / stage / "done.json").exists():
             raise PlancodeError(f"{config}: its {stage} stage has not finished",
