@@ -427,6 +427,39 @@ def test_with_a_larger_model_the_small_one_stops_after_its_direct_candidates(
     assert result.passes_user_tests
 
 
+@pytest.mark.parametrize("reserve", [7.0, 0.0])
+def test_the_small_models_batch_leaves_the_larger_model_its_time(
+        tmp_path, monkeypatch, reserve: float) -> None:
+    """The greedy answer failed the user's one test and a larger model waits: the small
+    model's batch of samples stops once only LARGER_MODEL_RESERVE_SECONDS of the budget are
+    left, keeping the samples it finished, and the larger model answers in that time. Without
+    the reserve (0) the batch runs on, and too little is left to escalate (held-out
+    find_words: the 0.5B's batch took 40 s of 55 and the 1.5B never started)."""
+    from plancode.pipeline import run as run_module
+
+    monkeypatch.setattr(run_module, "LARGER_MODEL_RESERVE_SECONDS", reserve)
+    monkeypatch.setattr(run_module, "ESCALATE_MIN_SECONDS", 5.0)
+    file = project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 8, delay=2.0)  # greedy 0-2 s, samples 2-4, 4-6, 6-8
+    big = ScriptedEngine([RIGHT_A] * 12, delay=0.3)
+    escalate._ENGINES["big-model"] = big
+    try:
+        result = Pipeline(small, Settings.from_mapping({
+            "candidates": 4, "parallel_candidates": 4, "repair_rounds": 0,
+            "escalate_model": "big-model"})).run(file, 3, budget=12.0)
+    finally:
+        del escalate._ENGINES["big-model"]
+    made = [c.strategy for c in result.candidates if not c.strategy.startswith("big-model")]
+    if reserve:  # cut at 5 s: the sample finished at 4 s is kept, the rest is the 1.5B's
+        assert made == ["direct-greedy", "direct-sampled"]
+        assert result.passes_user_tests
+        assert result.chosen is not None and result.chosen.strategy.startswith("big-model:")
+    else:
+        assert made[:2] == ["direct-greedy", "direct-sampled"] and made.count("direct-sampled") == 3
+        assert big.calls == [] and not result.passes_user_tests
+
+
 def test_weak_tests_every_candidate_failing_escalate_to_a_pool_not_a_first_pass(
         tmp_path) -> None:
     """One visible test that no small candidate passes: the larger model's first passing

@@ -46,7 +46,8 @@ class Deadline(CancelToken):
 
 class Reserve(CancelToken):
     """Cancelled like ``parent``, and also, when ``parent`` is a ``Deadline``, once less than
-    ``seconds`` of it is left while ``when()`` holds: the end of the budget is kept for the
+    ``seconds`` of it is left while ``when()`` holds (``parent`` may itself be a ``Reserve``
+    of that deadline): the end of the budget is kept for the
     work that must follow (the choice among a finished pool, the probe after the checks are
     written). ``when`` says whether stopping early is worth it yet (say, only once some
     candidate passed)."""
@@ -54,7 +55,9 @@ class Reserve(CancelToken):
     def __init__(self, parent: CancelToken | None, seconds: float,
                  when: Callable[[], bool] = lambda: True) -> None:
         super().__init__(parent)
-        self.deadline = parent if isinstance(parent, Deadline) else None
+        # a reserve inside another reserve counts down to the same deadline
+        self.deadline = parent if isinstance(parent, Deadline) else getattr(parent, "deadline",
+                                                                            None)
         self.seconds, self.when = seconds, when
 
     @property

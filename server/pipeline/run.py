@@ -66,6 +66,11 @@ DIVERSITY_TEMPERATURE = 1.0  # hotter than the pool's samples: different answers
 # writing the checks and probing took a median 9.7 s, p90 16.5 s (HumanEval-164 `weak`); 5 of
 # its 11 runs that reached the 55-s budget lost their probe to it and fell back to the greedy
 CHOICE_RESERVE_SECONDS = 15.0
+# what the small model's batch leaves of the budget when its greedy answer failed the user's
+# tests and a larger model waits: the larger model's load and greedy answer (the 1.5B's took
+# 10-25 s on the held-out set). Without it the 0.5B's batch of three took 40 s of find_words'
+# 55 and the 1.5B never started (benchmarks/results/heldout-escalate)
+LARGER_MODEL_RESERVE_SECONDS = 30.0
 
 
 def _noop(event: str, data: dict) -> None:
@@ -352,7 +357,8 @@ class Pipeline:
                     break  # solved, cancelled, or what is left of the budget is the choice's
                 # the greedy answer is out and testing: now the batch
                 if batch and k == 1:
-                    if not self._test_batch(work, runs, plan, done, gen_cancel):
+                    if not self._test_batch(work, runs, plan, done,
+                                            self._batch_cancel(work, runs, gen_cancel)):
                         break
                     if self._gives_way_after_tests(work, runs, done):
                         break  # the plan candidates' time is the larger model's
@@ -423,18 +429,34 @@ class Pipeline:
         work.handed_over = work.handed_over or gives
         return gives
 
+    def _batch_cancel(self, work: Work, runs: TestRuns, gen_cancel: CancelToken
+                      ) -> CancelToken:
+        """The batch's cancel token: ``gen_cancel``, and when the greedy answer failed the
+        user's tests and a larger model waits (``escalate.hands_over``), also the moment only
+        LARGER_MODEL_RESERVE_SECONDS are left, if that moment is still ahead: the samples
+        finished by then are kept, the rest of the time is the larger model's."""
+        if not escalate.hands_over(self.settings, work.tests_source, 0):
+            return gen_cancel
+        runs.wait_all()  # the greedy answer's tests (well under a second)
+        if runs.solved.is_set() or not _fits(work, LARGER_MODEL_RESERVE_SECONDS):
+            return gen_cancel
+        return Reserve(gen_cancel, LARGER_MODEL_RESERVE_SECONDS)
+
     def _test_batch(self, work: Work, runs: TestRuns, plan: list[tuple[Strategy, int | None]],
                     done: list[Candidate], cancel: CancelToken) -> bool:
         """Decode the plan's sampled direct candidates in one batch and start the tests of
         all of them at once, before the slower plan candidates are made: a sample that
         passes is shown without waiting for a plan (HumanEval `weak`: 11 of the 82 first
-        answers were samples queued behind the greedy plan). False when it was cancelled."""
+        answers were samples queued behind the greedy plan). The samples that finished before
+        a cancel are tested too. False when it was cancelled."""
+        whole = True
         for cand in self._batched(work, plan, cancel):
             work.timings["generation"] += cand.generate_seconds
             if cand.error == "cancelled":
-                return False
+                whole = False
+                continue
             self._test(work, runs, cand, done)
-        return True
+        return whole
 
     def _batched(self, work: Work, plan: list[tuple[Strategy, int | None]],
                  cancel: CancelToken) -> list[Candidate]:
