@@ -1,7 +1,7 @@
 """pass@1 of a distillation's base and student on its held-out mined problems, alone.
 
     python -m benchmarks.heldout --config configs/distill-real.toml [--models base distilled]
-                                 [--modes direct plan select] [--rows-dir DIR]
+                                 [--modes direct plan select] [--rows-dir DIR] [--only IDS]
 
 The eval stage runs HumanEval first and the held-out set after it; this runs only the
 held-out part, with the same settings and the same rows files (one per model and data
@@ -35,10 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows-dir", type=Path,
                     help="cache the rows here instead of the config's eval.rows_dir (the same "
                          "settings on another machine: its own baseline, side by side)")
+    ap.add_argument("--only", type=Path,
+                    help="a file of problem ids, one a line: answer only those (a change that "
+                         "acts on some problems, measured on them against a full run's rows)")
     args = ap.parse_args(argv)
     try:
+        only = set(args.only.read_text().split()) if args.only else None
         summary = _evaluate(args.config, args.models, not args.quiet,
-                            tuple(args.modes) if args.modes else None, args.rows_dir)
+                            tuple(args.modes) if args.modes else None, args.rows_dir, only)
     except PlancodeError as e:
         print(f"plancode: {e}", file=sys.stderr)
         return 1
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(config: Path, labels: list[str], log: bool,
-              modes: tuple[str, ...] | None, rows_dir: Path | None = None) -> dict[str, dict]:
+              modes: tuple[str, ...] | None, rows_dir: Path | None = None,
+              only: set[str] | None = None) -> dict[str, dict]:
     cfg = DistillConfig.load(config)
     if rows_dir is not None:
         cfg.eval.rows_dir = str(rows_dir.resolve())
@@ -59,7 +64,13 @@ def _evaluate(config: Path, labels: list[str], log: bool,
         raise PlancodeError(f"{config}: the run has no held-out problems",
                             "set data.heldout_fraction above 0 (a new data stage)")
     every = eval_models(cfg)
-    return evaluate_heldout_models(cfg, {k: every[k] for k in labels}, log, modes)
+    if only is not None:
+        unknown = sorted(only - {p.id for p in heldout_of(cfg)})
+        if unknown:
+            raise PlancodeError(f"{len(unknown)} ids given to --only are not held-out problems "
+                                f"of {config} (e.g. {unknown[0]})",
+                                "copy the ids from a rows file's \"id\" field")
+    return evaluate_heldout_models(cfg, {k: every[k] for k in labels}, log, modes, only)
 
 
 if __name__ == "__main__":

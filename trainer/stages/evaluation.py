@@ -75,12 +75,13 @@ def heldout_rows_file(cfg: DistillConfig, model: tuple[str, Path | None]) -> Pat
 def evaluate_heldout_models(cfg: DistillConfig,
                             models: dict[str, tuple[str, Path | None]],
                             progress: bool = True,
-                            modes: tuple[str, ...] | None = None) -> dict[str, dict]:
-    """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems,
-    in ``modes`` (default: the eval section's modes that apply there, of ``direct``, ``plan``
-    and ``select``) and with the section's settings; rows cached per model
-    (:func:`heldout_rows_file`), so the eval stage and ``python -m benchmarks.heldout`` share
-    and split them."""
+                            modes: tuple[str, ...] | None = None,
+                            only: set[str] | None = None) -> dict[str, dict]:
+    """pass@1 of ``models`` (label -> (GGUF, adapter)) on the run's held-out mined problems
+    (``only``: those with these ids), in ``modes`` (default: the eval section's modes that
+    apply there, of ``direct``, ``plan`` and ``select``) and with the section's settings; rows
+    cached per model (:func:`heldout_rows_file`), so the eval stage and ``python -m
+    benchmarks.heldout`` share and split them."""
     from plancode.engine.factory import load_engine
     from plancode.pipeline.run import Pipeline
     from plancode.trainer.evaluate import eval_settings
@@ -97,7 +98,8 @@ def evaluate_heldout_models(cfg: DistillConfig,
                                       eval_settings(models[label][0], e)))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
-    return evaluate_heldout(chats, heldout_of(cfg), caches, cfg.verify.isolation,
+    problems = [p for p in heldout_of(cfg) if only is None or p.id in only]
+    return evaluate_heldout(chats, problems, caches, cfg.verify.isolation,
                             cfg.verify.timeout, e.max_tokens, progress, e.prefill_code,
                             references=heldout_references_file(cfg),
                             modes=modes or tuple(m for m in ALL_MODES if m in e.modes),
