@@ -57,6 +57,44 @@ def test_sequences_stop_on_their_own(decoder) -> None:
     assert "return" not in out[2].text and out[2].finish_reason in {"stop", "length"}
 
 
+def test_a_guard_stops_its_own_sequence_at_a_new_line_and_no_other(decoder) -> None:
+    """A rambling sample no longer holds the batch to max_tokens: its guard (the pipeline's
+    tests-after-the-code, repetition and length guards) stops it alone, and the sequences
+    beside it decode exactly as without it."""
+    messages = code_messages(PROBLEM)
+    greedy = SamplingParams(max_tokens=40)
+    seen: list[str] = []
+
+    def first_line(text: str) -> bool:
+        seen.append(text)
+        return True  # stop at the first complete line
+
+    free = decoder.chat(messages, [greedy, greedy])
+    guarded = decoder.chat(messages, [greedy, greedy], stops=[None, first_line])
+    assert guarded[0].text == free[0].text
+    assert guarded[1].finish_reason == "stop" and seen and "\n" in seen[0]
+    assert guarded[1].completion_tokens < free[1].completion_tokens
+    assert free[1].text.startswith(guarded[1].text)
+    with pytest.raises(PlancodeError, match="one guard"):
+        decoder.chat(messages, [greedy, greedy], stops=[None])
+
+
+def test_batched_candidates_have_the_single_candidates_guards(tiny_engine) -> None:
+    """The pipeline's batch of samples is guarded like a lone candidate: past the code length
+    cap each sample stops and says why, instead of decoding to max_tokens."""
+    from plancode.pipeline.candidates import DIRECT_SAMPLED, generate_direct_batch
+
+    specs = [(k, DIRECT_SAMPLED, k) for k in (1, 2, 3)]
+    base = SamplingParams(max_tokens=64)
+    free = generate_direct_batch(tiny_engine, PROBLEM, specs, base, 0.7)
+    capped = generate_direct_batch(tiny_engine, PROBLEM, specs, base, 0.7, cap=10)
+    long = [k for k, c in enumerate(free) if len(c.code) > 10]
+    assert long, "the tiny model wrote no code longer than the cap"
+    for k in long:
+        assert capped[k].error.startswith("stopped while decoding: length")
+        assert capped[k].completion_tokens < free[k].completion_tokens
+
+
 def test_too_many_sequences_is_a_clear_error(decoder) -> None:
     with pytest.raises(PlancodeError, match="n_seq"):
         decoder.chat(code_messages(PROBLEM), [SamplingParams()] * 5)

@@ -25,7 +25,7 @@ import ctypes
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import llama_cpp
 import numpy as np
@@ -35,6 +35,9 @@ from plancode.engine.sampler import TokenSampler
 from plancode.engine.types import CancelToken, Generation, SamplingParams
 from plancode.errors import PlancodeError
 from plancode.prompts import Message
+
+# a reply's guard: asked with the reply's text so far, True stops it
+Stop = Callable[[str], bool] | None
 
 PROMPT_CHUNK = 256
 
@@ -110,13 +113,18 @@ class BatchDecoder:
     # -- generation ------------------------------------------------------------------------
 
     def chat(self, messages: list[Message], params: Sequence[SamplingParams],
-             cancel: CancelToken | None = None) -> list[Generation]:
-        """One reply per entry of ``params`` (greedy or seeded), all to ``messages``."""
+             cancel: CancelToken | None = None, stops: Sequence[Stop] | None = None
+             ) -> list[Generation]:
+        """One reply per entry of ``params`` (greedy or seeded), all to ``messages``;
+        ``stops``: per reply, a guard asked with its text at each new line (True stops that
+        reply alone, as the single-sequence path's guard does, and frees its row of the
+        batch)."""
         prompt = self.engine.info.render_chat(messages)
-        return self.generate(self.engine.tokenize(prompt, special=True), params, cancel)
+        return self.generate(self.engine.tokenize(prompt, special=True), params, cancel, stops)
 
     def generate(self, tokens: list[int], params: Sequence[SamplingParams],
-                 cancel: CancelToken | None = None) -> list[Generation]:
+                 cancel: CancelToken | None = None, stops: Sequence[Stop] | None = None
+                 ) -> list[Generation]:
         k = len(params)
         if not 1 <= k <= self.n_seq:
             raise PlancodeError(f"{k} sequences asked of a decoder made for {self.n_seq}",
@@ -126,8 +134,11 @@ class BatchDecoder:
             raise PlancodeError(
                 f"prompt of {len(tokens)} tokens + {budget} new does not fit the batch "
                 f"context of {self.n_ctx}", "shorten the input or lower max_tokens")
+        if stops is not None and len(stops) != k:
+            raise PlancodeError(f"{len(stops)} stop guards for {k} sequences",
+                                "give one guard (or None) per sequence")
         with self._lock:
-            return self._generate(tokens, list(params), cancel)
+            return self._generate(tokens, list(params), cancel, stops)
 
     def generate_each(self, prompts: Sequence[list[int]], params: Sequence[SamplingParams],
                       cancel: CancelToken | None = None) -> list[Generation]:
@@ -159,7 +170,8 @@ class BatchDecoder:
         return True
 
     def _generate(self, tokens: list[int], params: list[SamplingParams],
-                  cancel: CancelToken | None) -> list[Generation]:
+                  cancel: CancelToken | None, stops: Sequence[Stop] | None = None
+                  ) -> list[Generation]:
         start = time.perf_counter()
         llama_cpp.llama_memory_clear(self._memory, True)
         n = len(tokens)
@@ -172,7 +184,7 @@ class BatchDecoder:
         gens = [Generation("", "length", n, n, 0, 0, prompt_seconds=prompt_seconds)
                 for _ in params]
         return self._decode_all(gens, params, [n] * len(params),
-                                {s: first for s in range(len(params))}, cancel)
+                                {s: first for s in range(len(params))}, cancel, stops)
 
     def _generate_each(self, prompts: list[list[int]], params: list[SamplingParams],
                        cancel: CancelToken | None) -> list[Generation]:
@@ -190,9 +202,11 @@ class BatchDecoder:
 
     def _decode_all(self, gens: list[Generation], params: list[SamplingParams],
                     starts: list[int], logits: dict[int, np.ndarray],
-                    cancel: CancelToken | None) -> list[Generation]:
+                    cancel: CancelToken | None, stops: Sequence[Stop] | None = None
+                    ) -> list[Generation]:
         """Decode every sequence from its first logits, one batch per step, until each
         stops; sequence ``s``'s new tokens go at positions ``starts[s]`` on."""
+        guards = list(stops) if stops is not None else [None] * len(params)
         samplers = [TokenSampler(p) for p in params]
         stop_ids = [self._stop_ids(p.stop) for p in params]
         outs: list[list[int]] = [[] for _ in params]
@@ -214,8 +228,15 @@ class BatchDecoder:
                     continue
                 outs[s].append(token)
                 gens[s].logprobs.append(logprob)
-                raws[s] += self._llm.detokenize([token])
+                piece = self._llm.detokenize([token])
+                raws[s] += piece
                 if self._stopped(gens[s], raws[s], params[s]):
+                    active.remove(s)
+                    continue
+                guard = guards[s]
+                if (guard is not None and b"\n" in piece
+                        and guard(raws[s].decode("utf-8", errors="ignore"))):
+                    gens[s].finish_reason = "stop"  # the guard's candidate says why
                     active.remove(s)
                     continue
                 if len(outs[s]) >= params[s].max_tokens:

@@ -182,28 +182,32 @@ def generate_direct_batch(
     cancel: CancelToken | None = None,
     context: str = "",
     prefill: bool = False,
+    cap: int | None = None,
 ) -> list[Candidate]:
     """Direct candidates (``specs``: index, strategy, seed) decoded as parallel sequences of
-    one llama.cpp batch: they share the direct prompt, which is evaluated once. Engines that
-    cannot batch (a remote server) get them one after another."""
+    one llama.cpp batch: they share the direct prompt, which is evaluated once. Each has the
+    guard a single candidate has (``cap``: the code length cap; tests after the code,
+    repetition, a line that cannot parse), so one rambling sample does not hold the batch to
+    ``max_tokens``. Engines that cannot batch (a remote server) get them one after another."""
     from plancode.engine.batch import decoder_for
 
     decoder = decoder_for(engine, len(specs))
     if decoder is None:
         return [generate(engine, problem, i, st, seed, base, temperature, cancel, context,
-                         prefill) for i, st, seed in specs]
+                         prefill, cap) for i, st, seed in specs]
     started = time.perf_counter()
     params = [_params(base, seed if st == DIRECT_SAMPLED else None, temperature)
               for _, st, seed in specs]
     # the decoder renders the engine's template, so it continues a started reply
     messages, start = prompts.prefilled(prompts.direct_code_messages(problem, context),
                                         problem, prefill)
-    gens = decoder.chat(messages, params, cancel)
+    guards = [Guard(start, cap) for _ in specs]
+    gens = decoder.chat(messages, params, cancel, guards)
     out = []
-    for (index, strategy, seed), gen in zip(specs, gens, strict=True):
+    for (index, strategy, seed), gen, guard in zip(specs, gens, guards, strict=True):
         cand = Candidate(index=index, strategy=strategy, seed=seed)
         cand.code = prompts.parse_code(start + gen.text)
-        out.append(_finish(cand, gen, started, gen.completion_tokens))
+        out.append(_finish(cand, gen, started, gen.completion_tokens, guard))
     share = (time.perf_counter() - started) / max(1, len(out))
     for cand in out:  # the batch's time, shared: what each candidate cost
         cand.generate_seconds = share

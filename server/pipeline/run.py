@@ -471,7 +471,8 @@ class Pipeline:
             "strategy": f"{len(specs)} sampled candidates in one batch"})
         return cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            self.settings.temperature, cancel,
-                                           work.prompt[1], self.settings.prefill_code)
+                                           work.prompt[1], self.settings.prefill_code,
+                                           work.cap)
 
     def _diversify(self, work: Work, runs: TestRuns, done: list[Candidate],
                    plan: list[tuple[Strategy, int | None]]) -> None:
@@ -487,7 +488,7 @@ class Pipeline:
             "strategy": f"{len(specs)} more samples (nothing passed yet)"})
         made = cands.generate_direct_batch(self.engine, work.prompt[0], specs, work.base,
                                            DIVERSITY_TEMPERATURE, work.cancel, work.prompt[1],
-                                           self.settings.prefill_code)
+                                           self.settings.prefill_code, work.cap)
         for cand in made:
             work.timings["generation"] += cand.generate_seconds
             if cand.error != "cancelled":
