@@ -330,12 +330,13 @@ def test_a_wrong_value_is_closer_than_a_crash() -> None:
     assert closeness(crash) < closeness(wrong) < closeness(right)
 
 
-def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, file: Path):
+def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, file: Path,
+                   budget: float | None = None):
     """The pipeline on ``small`` with ``big`` as the escalation model ``big-model``."""
     escalate._ENGINES["big-model"] = big
     try:
-        return Pipeline(small, Settings.from_mapping({**settings,
-                                                      "escalate_model": "big-model"})).run(file, 3)
+        return Pipeline(small, Settings.from_mapping({**settings, "escalate_model": "big-model"})
+                        ).run(file, 3, budget=budget)
     finally:
         del escalate._ENGINES["big-model"]
 
@@ -366,13 +367,8 @@ def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 4)
     big = ScriptedEngine([RIGHT_A] * 4, delay=60.0)  # decodes past any budget
-    escalate._ENGINES["big-model"] = big
-    try:
-        result = Pipeline(small, Settings.from_mapping({
-            "candidates": 2, "repair_rounds": 0, "parallel_candidates": 1,
-            "escalate_model": "big-model"})).run(file, 3, budget=5.0)
-    finally:
-        del escalate._ENGINES["big-model"]
+    result = run_escalating(small, big, {"candidates": 2, "repair_rounds": 0,
+                                         "parallel_candidates": 1}, file, budget=5.0)
     assert result.agreement is not None and result.agreement.escalated == "big-model"
     assert result.agreement.escalation_made == 0
     assert result.strength.endswith("big-model was tried and finished nothing in time")
@@ -443,13 +439,8 @@ def test_the_small_models_batch_leaves_the_larger_model_its_time(
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 8, delay=2.0)  # greedy 0-2 s, samples 2-4, 4-6, 6-8
     big = ScriptedEngine([RIGHT_A] * 12, delay=0.3)
-    escalate._ENGINES["big-model"] = big
-    try:
-        result = Pipeline(small, Settings.from_mapping({
-            "candidates": 4, "parallel_candidates": 4, "repair_rounds": 0,
-            "escalate_model": "big-model"})).run(file, 3, budget=12.0)
-    finally:
-        del escalate._ENGINES["big-model"]
+    result = run_escalating(small, big, {"candidates": 4, "parallel_candidates": 4,
+                                         "repair_rounds": 0}, file, budget=12.0)
     made = [c.strategy for c in result.candidates if not c.strategy.startswith("big-model")]
     if reserve:  # cut at 5 s: the sample finished at 4 s is kept, the rest is the 1.5B's
         assert made == ["direct-greedy", "direct-sampled"]
