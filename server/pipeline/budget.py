@@ -45,19 +45,17 @@ class Deadline(CancelToken):
 
 
 class Reserve(CancelToken):
-    """Cancelled like ``parent``, and also, when ``parent`` is a ``Deadline``, once less than
-    ``seconds`` of it is left while ``when()`` holds (``parent`` may itself be a ``Reserve``
-    of that deadline): the end of the budget is kept for the
-    work that must follow (the choice among a finished pool, the probe after the checks are
-    written). ``when`` says whether stopping early is worth it yet (say, only once some
-    candidate passed)."""
+    """Cancelled like ``parent``, and also, when ``parent`` is a ``Deadline`` (or a
+    ``Reserve`` of one), once less than ``seconds`` of it is left while ``when()`` holds: the
+    end of the budget is kept for the work that must follow (the choice among a finished pool,
+    the probe after the checks are written, the larger model). ``when`` says whether stopping
+    early is worth it yet (say, only once some candidate passed)."""
 
     def __init__(self, parent: CancelToken | None, seconds: float,
                  when: Callable[[], bool] = lambda: True) -> None:
         super().__init__(parent)
-        # a reserve inside another reserve counts down to the same deadline
-        self.deadline = parent if isinstance(parent, Deadline) else getattr(parent, "deadline",
-                                                                            None)
+        self.deadline = (parent if isinstance(parent, Deadline)
+                         else getattr(parent, "deadline", None))  # a reserve's deadline
         self.seconds, self.when = seconds, when
 
     @property
