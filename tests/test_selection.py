@@ -358,6 +358,34 @@ def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) 
     assert len(small.codes) == 5, "the larger model comes before hotter samples and repairs"
 
 
+@pytest.mark.parametrize("larger", [True, False])
+def test_strong_tests_failing_the_small_model_gives_way_before_its_plans(
+        tmp_path, larger: bool) -> None:
+    """Three user tests (no pool to compare: the first passer wins) and the small model's
+    direct answers fail them: with a larger model it stops before its plan candidates, whose
+    time is the larger model's (held-out set with escalation: in 20 of the 32 failing runs
+    the 1.5B never joined, the 0.5B's plan candidates took the budget). Without one it makes
+    its plans as before."""
+    file = project(tmp_path)
+    (tmp_path / "tests" / "test_visible.py").write_text(
+        VISIBLE + "\n\ndef test_two():\n    assert order_total([]) == 0\n"
+        "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 8)
+    big = ScriptedEngine([RIGHT_A] * 4)
+    settings = {"candidates": 4, "repair_rounds": 0}
+    if larger:
+        result = run_escalating(small, big, settings, file)
+        assert "plan" not in small.calls
+        assert result.chosen is not None and result.chosen.strategy.startswith("big-model:")
+    else:
+        result = Pipeline(small, Settings.from_mapping({**settings, "escalate_model": ""})
+                          ).run(file, 3)
+        assert "plan" in small.calls and big.calls == []
+    made = [c.strategy for c in result.candidates if not c.strategy.startswith("big-model")]
+    assert made[:2] == ["direct-greedy", "direct-sampled"]
+
+
 def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
         tmp_path, monkeypatch) -> None:
     from plancode.pipeline import run as run_module
