@@ -364,9 +364,9 @@ class Pipeline:
                         break  # the plan candidates' time is the larger model's
                 if any(c.index == k for c in done):
                     continue  # made in the batch
-                if (strategy not in (cands.DIRECT, cands.DIRECT_SAMPLED)
+                if (early_exit and strategy not in (cands.DIRECT, cands.DIRECT_SAMPLED)
                         and self._gives_way_after_tests(work, runs, done)):
-                    break  # its plan candidates' time is the larger model's
+                    break  # strong tests failing: its plan candidates' time is the larger's
                 work.progress(Event.GENERATING, {"candidate": k, "of": len(plan),
                                                  "strategy": strategy})
                 cand = cands.generate(self.engine, work.prompt[0], k, strategy, seed,
