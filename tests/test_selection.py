@@ -341,12 +341,18 @@ def run_escalating(small: ScriptedEngine, big: ScriptedEngine, settings: dict, f
         del escalate._ENGINES["big-model"]
 
 
-def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) -> None:
-
+def strong_project(tmp_path: Path) -> Path:
+    """The project with three user tests: strong evidence, so the first passer wins."""
     file = project(tmp_path)
     (tmp_path / "tests" / "test_visible.py").write_text(
         VISIBLE + "\n\ndef test_two():\n    assert order_total([]) == 0\n"
         "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
+    return file
+
+
+def test_escalation_to_a_larger_model_only_when_every_candidate_fails(tmp_path) -> None:
+
+    file = strong_project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 7)
     big = ScriptedEngine([RIGHT_A, RIGHT_B, RIGHT_A, RIGHT_B])
@@ -366,10 +372,7 @@ def test_strong_tests_failing_the_small_model_gives_way_before_its_plans(
     time is the larger model's (held-out set with escalation: in 20 of the 32 failing runs
     the 1.5B never joined, the 0.5B's plan candidates took the budget). Without one it makes
     its plans as before."""
-    file = project(tmp_path)
-    (tmp_path / "tests" / "test_visible.py").write_text(
-        VISIBLE + "\n\ndef test_two():\n    assert order_total([]) == 0\n"
-        "\n\ndef test_three():\n    assert order_total([('a', 1, 2)]) == 2\n")
+    file = strong_project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 8)
     big = ScriptedEngine([RIGHT_A] * 4)
