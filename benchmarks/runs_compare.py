@@ -37,6 +37,7 @@ def summarise(rows: list[dict]) -> dict:
     """One run's counts over ``rows`` (one row per problem)."""
     passed = [r for r in rows if r.get("status") in PASSED]
     pools = [r.get("pool") or [] for r in rows]
+    larger_chosen = [any(_larger(c) and c.get("chosen") for c in p) for p in pools]
     return {
         "problems": len(rows),
         "right": sum(bool(r["passed"]) for r in rows),
@@ -47,9 +48,9 @@ def summarise(rows: list[dict]) -> dict:
         "failing": sum(r.get("status") == "failing" for r in rows),
         "pool_right": sum(any(c.get("hidden") for c in eligible(p)) for p in pools),
         "larger_joined": sum(any(_larger(c) for c in p) for p in pools),
-        "larger_chosen": sum(any(_larger(c) and c.get("chosen") for c in p) for p in pools),
-        "larger_chosen_right": sum(any(_larger(c) and c.get("chosen") for c in p)
-                                   and bool(r["passed"]) for r, p in zip(rows, pools, strict=True)),
+        "larger_chosen": sum(larger_chosen),
+        "larger_chosen_right": sum(chosen and bool(r["passed"])
+                                   for r, chosen in zip(rows, larger_chosen, strict=True)),
         "final_p50": statistics.median(r["seconds"] for r in rows) if rows else float("nan"),
         "final_max": max((r["seconds"] for r in rows), default=float("nan")),
         "budget_reached": sum(bool(r.get("budget_reached")) for r in rows),

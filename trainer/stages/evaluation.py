@@ -98,7 +98,14 @@ def evaluate_heldout_models(cfg: DistillConfig,
                                       eval_settings(models[label][0], e)))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
-    problems = [p for p in heldout_of(cfg) if only is None or p.id in only]
+    problems = heldout_of(cfg)
+    if only is not None:
+        unknown = sorted(only - {p.id for p in problems})
+        if unknown:
+            raise PlancodeError(f"{len(unknown)} of the ids asked for are not held-out problems "
+                                f"of this run (e.g. {unknown[0]})",
+                                "copy the ids from a rows file's \"id\" field")
+        problems = [p for p in problems if p.id in only]
     return evaluate_heldout(chats, problems, caches, cfg.verify.isolation,
                             cfg.verify.timeout, e.max_tokens, progress, e.prefill_code,
                             references=heldout_references_file(cfg),
