@@ -2,7 +2,7 @@
 
     python -m benchmarks.heldout_ab --config configs/heldout-escalate.toml \
         --rows-dir benchmarks/results/ab-reserve [--only IDS] \
-        --arm now= --arm no-reserve=plancode.pipeline.run.LARGER_MODEL_RESERVE_SECONDS=0
+        --arm now= --arm no-reserve=plancode.pipeline.pool.LARGER_MODEL_RESERVE_SECONDS=0
 
 The pipeline runs under a time budget, so its score depends on the machine's speed, and this
 machine's speed drifts 10-30% between runs an hour apart (docs/results.md, eighth session):
@@ -12,7 +12,7 @@ each from a cold KV cache, so a slow hour falls on every arm alike.
 
 An arm is ``NAME=OVERRIDES``: comma-separated ``key=value`` pairs, where ``key`` is a field of
 the pipeline's settings (``budget=40``, ``escalate_model=``) or a module constant by its
-dotted path (``plancode.pipeline.run.LARGER_MODEL_RESERVE_SECONDS=0``), set for that arm's
+dotted path (``plancode.pipeline.pool.LARGER_MODEL_RESERVE_SECONDS=0``), set for that arm's
 runs and restored after; an empty ``NAME=`` is the config as it stands. Each arm's rows go to
 ``DIR/ab-NAME.jsonl`` (rows of mode ``select``, as ``benchmarks.heldout`` writes them), the
 run resumes where it stopped, and at the end ``benchmarks.runs_compare`` puts the arms side by

@@ -105,11 +105,10 @@ def main() -> int:
                                    None, settings)
     else:
         from plancode.engine.factory import load_engine
-        from plancode.pipeline import Pipeline
-        from plancode.pipeline import run as pipeline_run
+        from plancode.pipeline import Pipeline, pool
 
         if args.choice_reserve is not None:
-            pipeline_run.CHOICE_RESERVE_SECONDS = args.choice_reserve
+            pool.CHOICE_RESERVE_SECONDS = args.choice_reserve
 
         engine = load_engine(settings)
         path = humaneval.engine_rows_file(args.rows_dir.resolve(), engine, settings)

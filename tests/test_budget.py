@@ -32,9 +32,9 @@ def test_at_the_budget_the_first_passing_answer_comes_back(tmp_path: Path, monke
     """Weak tests (one visible test): the pool would take 8 x 2 s; the budget is 10 s, time
     enough for the first candidate's test run even on a busy machine. No reserve for the
     choice here, so the deadline itself stops the pool (as it does when the choice overruns)."""
-    from plancode.pipeline import run as run_module
+    from plancode.pipeline import pool as pool_module
 
-    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", 0.0)
+    monkeypatch.setattr(pool_module, "CHOICE_RESERVE_SECONDS", 0.0)
     file = project(tmp_path)
     engine = ScriptedEngine([FIRST_LINE_ONLY] + [RIGHT_A] * 7, delay=2.0)
     settings = Settings.from_mapping({"candidates": 8, "parallel_candidates": 1,
@@ -84,9 +84,9 @@ def test_a_real_model_run_keeps_its_budget(tiny_engine: LlamaEngine, textstats: 
 def _weak_pool_run(tmp_path: Path, monkeypatch, reserve: float):
     """A weak-tests pool that would take 12 x 1.5 s against a 14-s budget: the greedy answer
     passes the one visible test and is wrong (FIRST_LINE_ONLY), most others are right."""
-    from plancode.pipeline import run as run_module
+    from plancode.pipeline import pool as pool_module
 
-    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", reserve)
+    monkeypatch.setattr(pool_module, "CHOICE_RESERVE_SECONDS", reserve)
     file = project(tmp_path)
     engine = ScriptedEngine([FIRST_LINE_ONLY, RIGHT_A, RIGHT_B, RIGHT_A] + [RIGHT_B] * 8,
                             delay=1.5)
@@ -124,9 +124,9 @@ def test_with_a_single_passer_the_pool_keeps_growing(tmp_path: Path, monkeypatch
     """One candidate passes and the rest fail: there is nothing to choose between, so the
     reserve does not stop the pool (it used to idle: the realistic project's merge_lines
     ended 12 s early with the 1.5B's only passer and its batch cut)."""
-    from plancode.pipeline import run as run_module
+    from plancode.pipeline import pool as pool_module
 
-    monkeypatch.setattr(run_module, "CHOICE_RESERVE_SECONDS", 6.0)
+    monkeypatch.setattr(pool_module, "CHOICE_RESERVE_SECONDS", 6.0)
     file = project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     engine = ScriptedEngine([RIGHT_A] + [wrong] * 11, delay=1.5)

@@ -14,7 +14,7 @@ from benchmarks.heldout_ab import Arm, parse_arm, rotated, run_ab
 from plancode.config import Settings
 from plancode.errors import PlancodeError
 from plancode.pipeline import Pipeline
-from plancode.pipeline import run as pipeline_run
+from plancode.pipeline import pool as pipeline_pool
 from plancode.trainer.checker import Checker
 from plancode.trainer.heldout_pipeline import Workspaces, pipeline_row
 from plancode.trainer.jsonl_cache import JsonlCache
@@ -22,7 +22,7 @@ from tests.test_heldout_pipeline import RIGHT, Scripted, mined
 
 BASE = Settings.from_mapping({"candidates": 1, "repair_rounds": 0, "parallel_candidates": 1,
                               "escalate_model": ""})
-RESERVE = "plancode.pipeline.run.LARGER_MODEL_RESERVE_SECONDS"
+RESERVE = "plancode.pipeline.pool.LARGER_MODEL_RESERVE_SECONDS"
 
 
 def test_arms_parse_settings_and_constants_with_their_types() -> None:
@@ -65,12 +65,12 @@ def test_each_arm_answers_with_its_own_settings_and_resumes(tmp_path: Path) -> N
         def answer(arm: Arm, problem) -> dict:
             settings = arm.apply(BASE)
             seen.append((arm.name, settings.candidates,
-                         pipeline_run.LARGER_MODEL_RESERVE_SECONDS))
+                         pipeline_pool.LARGER_MODEL_RESERVE_SECONDS))
             return pipeline_row(Pipeline(Scripted([RIGHT, RIGHT]), settings), checker,
                                 workspaces, problem)
 
         run_ab(arms, problems, answer, caches, log=False)
-        assert pipeline_run.LARGER_MODEL_RESERVE_SECONDS == 30.0  # restored after the arm
+        assert pipeline_pool.LARGER_MODEL_RESERVE_SECONDS == 30.0  # restored after the arm
         # problem 0: now, more; problem 1: more, now
         assert seen == [("now", 1, 30.0), ("more", 2, 7.0), ("more", 2, 7.0), ("now", 1, 30.0)]
         rows = {a: list(JsonlCache(tmp_path / f"ab-{a}.jsonl")) for a in ("now", "more")}

@@ -316,7 +316,7 @@ def test_raises_lines_are_parsed_and_probed() -> None:
 
 
 def test_a_wrong_value_is_closer_than_a_crash() -> None:
-    from plancode.pipeline.run import closeness
+    from plancode.pipeline.pool import closeness
     from plancode.testing.types import RunResult, TestVerdict
 
     def cand(*verdicts: tuple[str, str]) -> Candidate:
@@ -391,9 +391,9 @@ def test_strong_tests_failing_the_small_model_gives_way_before_its_plans(
 
 def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
         tmp_path, monkeypatch) -> None:
-    from plancode.pipeline import run as run_module
+    from plancode.pipeline import escalate
 
-    monkeypatch.setattr(run_module, "ESCALATE_MIN_SECONDS", 1.0)
+    monkeypatch.setattr(escalate, "MIN_SECONDS", 1.0)
     file = project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 4)
@@ -462,10 +462,10 @@ def test_the_small_models_batch_leaves_the_larger_model_its_time(
     left, keeping the samples it finished, and the larger model answers in that time. Without
     the reserve (0) the batch runs on, and too little is left to escalate (held-out
     find_words: the 0.5B's batch took 40 s of 55 and the 1.5B never started)."""
-    from plancode.pipeline import run as run_module
+    from plancode.pipeline import escalate, pool
 
-    monkeypatch.setattr(run_module, "LARGER_MODEL_RESERVE_SECONDS", reserve)
-    monkeypatch.setattr(run_module, "ESCALATE_MIN_SECONDS", 5.0)
+    monkeypatch.setattr(pool, "LARGER_MODEL_RESERVE_SECONDS", reserve)
+    monkeypatch.setattr(escalate, "MIN_SECONDS", 5.0)
     file = project(tmp_path)
     wrong = "def order_total(lines):\n    return 1\n"
     small = ScriptedEngine([wrong] * 8, delay=2.0)  # greedy 0-2 s, samples 2-4, 4-6, 6-8

@@ -14,8 +14,8 @@ candidates are labelled with the model's name (``qwen2.5-coder-1.5b:direct-greed
 result says what the escalation bought, and its time is reported as ``timings.escalation``.
 
 This module is the policy (when, which model, with which settings, how its candidates are
-labelled); the pipeline carries it out, making the larger model's candidates through a second
-``Pipeline``'s public ``make_candidates`` and choosing again with ``choose``.
+labelled); the pipeline carries it out, making the larger model's candidates with a second
+``pool.PoolMaker`` for the same run and choosing again with ``choose``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ _LOCK = threading.Lock()
 
 
 AUTO_MODEL = "qwen2.5-coder-1.5b"
+# the least time left for which escalation (loading the larger model, a candidate or two) is
+# started at all, and for which the small model gives way to it: less goes to the choice
+MIN_SECONDS = 20.0
 MIN_POOL = 3  # weak tests passed by fewer candidates than this: too little to compare
 
 
