@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plancode.pipeline.run import module_docstring
+from plancode.pipeline.run import MODULE_DOC_CHARS, first_paragraphs, module_docstring
 from plancode.pipeline.visible_tests import failure_report, sources, with_tests
 from plancode.testing.types import TestCase
 
@@ -53,3 +53,17 @@ def test_module_docstring_is_context() -> None:
     assert module_docstring('"""Lines are (sku, qty, price)."""\n\ndef f(): pass\n') == \
         '"""Lines are (sku, qty, price)."""\n\n'
     assert module_docstring("def f(:\n") == "" and module_docstring("x = 1\n") == ""
+
+
+def test_a_long_module_docstring_is_cut_to_its_first_paragraphs() -> None:
+    """networkx's isomorphvf2.py opens with 5,000 characters on the algorithm: the prompt
+    keeps the conventions its first paragraphs state, not the essay."""
+    intro = "Graph isomorphism with VF2.\n\nNodes are hashable; graphs are nx.Graph."
+    essay = "\n\n".join(f"Paragraph {k}: " + "x" * 300 for k in range(20))
+    text = module_docstring(f'"""{intro}\n\n{essay}"""\n\ndef f(): pass\n')
+    assert text.startswith('"""Graph isomorphism with VF2.\n\nNodes are hashable')
+    assert text.endswith('\n..."""\n\n') and len(text) <= MODULE_DOC_CHARS + 20
+    assert "Paragraph 0" in text and "Paragraph 19" not in text
+    assert first_paragraphs("short", 10) == "short"
+    assert first_paragraphs("one line\n" + "y" * 50, 20) == "one line\n..."
+    assert first_paragraphs("z" * 50, 20) == "z" * 20 + "..."

@@ -48,6 +48,10 @@ from plancode.testing.types import TestCase
 from plancode.testing.workspace import infer_root
 
 OnUpdate = Callable[[PipelineResult], None]
+# the most of a module's docstring the prompt carries: networkx's isomorphvf2.py opens with
+# 5,000 characters on the VF2 algorithm, ~1,400 tokens that cost the 0.5B ~15 s of its greedy
+# answer's 19 s and the 1.5B three times that (held-out rows, benchmarks/results/heldout-escalate)
+MODULE_DOC_CHARS = 800
 
 
 def _noop(event: str, data: dict) -> None:
@@ -286,11 +290,29 @@ def change_reason(out: PipelineResult) -> str:
 
 def module_docstring(source: str) -> str:
     """The module's docstring as a code block line for the prompt's context ('' if none): it
-    often states the data's conventions ("an order line is (sku, quantity, price)")."""
+    often states the data's conventions ("an order line is (sku, quantity, price)"). A long
+    one is cut to its first paragraphs (``MODULE_DOC_CHARS``)."""
     try:
         doc = ast.get_docstring(pyparse.parse(source))
     except SyntaxError:
         return ""
-    return f'"""{doc.strip()}"""\n\n' if doc and doc.strip() else ""
+    doc = first_paragraphs(doc.strip(), MODULE_DOC_CHARS) if doc else ""
+    return f'"""{doc}"""\n\n' if doc else ""
+
+
+def first_paragraphs(text: str, limit: int) -> str:
+    """``text`` whole when it fits in ``limit`` characters, else its first paragraphs that do
+    (or the first paragraph's first lines, or its first ``limit`` characters), then ``...``."""
+    if len(text) <= limit:
+        return text
+    for sep in ("\n\n", "\n"):
+        kept = ""
+        for part in text.split(sep):
+            if len(kept) + len(sep) + len(part) > limit:
+                break
+            kept = f"{kept}{sep}{part}" if kept else part
+        if kept:
+            return f"{kept.rstrip()}\n..."
+    return f"{text[:limit].rstrip()}..."
 
 
