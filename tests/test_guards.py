@@ -51,6 +51,23 @@ def test_a_decoding_loop_stops():
     assert not repetition("    a = 1\n    b = 2\n    c = 3\n")
 
 
+def test_a_repeated_block_of_lines_is_a_loop_but_a_docstring_or_a_ladder_is_not() -> None:
+    """The held-out set's greedy word_break: a 3-line block (105 characters, longer than a
+    repeated piece may be) over and over to max_tokens."""
+    head = "def word_break(word, words):\n    for i in range(len(word)):\n"
+    block = ("        if word[i+1:] in words:\n            if word[i+1:] == word[:i+1]:\n"
+             "                return True\n")
+    assert not repetition(head + block * 3)
+    assert repetition(head + block * 4)
+    guard = Guard("```python\n")
+    assert guard(head + block * 3) is False and guard(head + block * 4) is True
+    assert guard.tripped.startswith("repetition")
+    examples = '    """Is it prime?\n' + "    >>> f(1)\n    False\n" * 5 + '    """\n'
+    assert not repetition("def f(n):\n" + examples + "    return n > 1\n")
+    ladder = "".join(f"    if n == {k}:\n        return {18 * 10 ** k}\n" for k in range(9))
+    assert not repetition("def f(n):\n" + ladder)  # ugly, but not a loop
+
+
 def test_length_cap_is_relative_to_the_direct_answer():
     assert code_cap(None) is None
     assert code_cap("return 1") == 600

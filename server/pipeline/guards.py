@@ -9,8 +9,10 @@ stopped, so the candidate records ``guard: <why>`` instead of a silent truncatio
 * **length** -- the code is longer than ``code_cap`` characters: a cap relative to the
   direct answer's length (a sampled or plan-guided body five times longer than the greedy one
   is rarely the right one, and always the slowest);
-* **repetition** -- the same non-blank line over and over, or the tail of the reply is one
-  short piece repeated (a decoding loop);
+* **repetition** -- the same non-blank line over and over, the tail of the reply one short
+  piece repeated, or its last lines one block of up to ``MAX_BLOCK_LINES`` lines repeated
+  (a decoding loop; the held-out set's greedy ``word_break`` repeated a 3-line ``if`` block,
+  105 characters, to ``max_tokens``: 512 tokens, 30 s, and code that did not parse);
 * **unparseable** -- the code block's complete lines are already a syntax error that no
   continuation can fix (``codeop`` tells "incomplete" from "invalid"), or prose follows code
   inside the block; the complete code before the bad line is kept when it parses on its own
@@ -38,7 +40,8 @@ _PYTHON = frozenset({"", "python", "py", "python3"})
 MIN_CODE_CAP = 600  # characters: short direct answers still leave room for a real body
 CAP_FACTOR = 4.0  # code_cap = max(MIN_CODE_CAP, CAP_FACTOR x the direct answer's code)
 REPEATED_LINES = 6  # the same non-blank line this many times in a row
-MIN_REPEATS = 4  # a tail of one piece repeated this many times
+MIN_REPEATS = 4  # a tail of one piece (or block of lines) repeated this many times
+MAX_BLOCK_LINES = 12
 # a top-level line that starts tests or a demo, not more of the answer
 _NOT_ANSWER = re.compile(r"(def test(_\w*)?\(|class Test([A-Z_]\w*)?[(:]|assert\b|print\(|"
                          r"if __name__\s*==|# The user's tests)")
@@ -80,7 +83,37 @@ def repetition(text: str) -> bool:
         piece = span[:period]
         if piece.strip() and span == piece * MIN_REPEATS:
             return True
+    return block_loop(text)
+
+
+def block_loop(text: str) -> bool:
+    """The last non-blank code lines are one block of 2 to MAX_BLOCK_LINES lines repeated
+    MIN_REPEATS times, exactly (lines inside triple-quoted strings, a docstring's examples,
+    do not count). Measured over 4,100 kept pool candidates: it stops 12 of the 129 that ran
+    to ``max_tokens``, at a median third of their lines, and no candidate that ended on its
+    own; the same with digits ignored also stopped a right answer (HumanEval/83's
+    ``if n == 4: return 1800`` ladder)."""
+    lines = _code_lines(text)
+    for k in range(2, MAX_BLOCK_LINES + 1):
+        tail = lines[-k * MIN_REPEATS:]
+        if len(tail) < k * MIN_REPEATS:
+            break
+        if tail == tail[:k] * MIN_REPEATS:
+            return True
     return False
+
+
+def _code_lines(text: str) -> list[str]:
+    """The non-blank lines of ``text`` outside triple-quoted strings, right-stripped."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        quotes = line.count('"""') + line.count("'''")
+        if not inside and not quotes and line.strip():
+            out.append(line.rstrip())
+        if quotes % 2:
+            inside = not inside
+    return out
 
 
 def _compile(code: str) -> object:
