@@ -389,6 +389,32 @@ def test_strong_tests_failing_the_small_model_gives_way_before_its_plans(
     assert made[:2] == ["direct-greedy", "direct-sampled"]
 
 
+@pytest.mark.parametrize("strong", [True, False])
+def test_giving_way_after_the_greedy_answer_leaves_the_larger_model_the_budget(
+        tmp_path, monkeypatch, strong: bool) -> None:
+    """GIVE_WAY_AFTER_GREEDY (an A/B arm of benchmarks.heldout_ab): the small model's greedy
+    answer fails the user's tests, strong or weak, and it makes nothing more; the larger
+    model's candidates come right after it. A greedy answer that passes keeps the small
+    model's pool going."""
+    from plancode.pipeline import pool
+
+    monkeypatch.setattr(pool, "GIVE_WAY_AFTER_GREEDY", True)
+    file = strong_project(tmp_path) if strong else project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    small = ScriptedEngine([wrong] * 8)
+    big = ScriptedEngine([RIGHT_A] * 8)
+    result = run_escalating(small, big, {"candidates": 4, "repair_rounds": 0}, file)
+    made = [c.strategy for c in result.candidates]
+    assert made[0] == "direct-greedy" and all(m.startswith("big-model:") for m in made[1:])
+    assert result.chosen is not None and result.chosen.strategy.startswith("big-model:")
+
+    passing = ScriptedEngine([RIGHT_A] + [RIGHT_B] * 7)
+    (tmp_path / "weak").mkdir()
+    kept = run_escalating(passing, ScriptedEngine([RIGHT_A] * 8),
+                          {"candidates": 4, "repair_rounds": 0}, project(tmp_path / "weak"))
+    assert [c.strategy for c in kept.candidates][:2] == ["direct-greedy", "direct-sampled"]
+
+
 def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
         tmp_path, monkeypatch) -> None:
     from plancode.pipeline import escalate

@@ -44,6 +44,12 @@ CHOICE_RESERVE_SECONDS = 15.0
 # 10-25 s on the held-out set). Without it the 0.5B's batch of three took 40 s of find_words'
 # 55 and the 1.5B never started (benchmarks/results/heldout-escalate)
 LARGER_MODEL_RESERVE_SECONDS = 30.0
+# whether the small model stops as soon as its greedy answer failed the user's tests when a
+# larger model waits, so the larger model has all the time left. Off: under test
+# (benchmarks.heldout_ab). The case for it, from the held-out rows with escalation: of the 88
+# runs whose 0.5B greedy answer failed, its later candidates were right in 14, 6 of them
+# where the 1.5B was not; the 1.5B was right in 24, on about 25 s
+GIVE_WAY_AFTER_GREEDY = False
 
 
 class PoolMaker:
@@ -80,6 +86,8 @@ class PoolMaker:
             for k, (strategy, seed) in enumerate(plan):
                 if (early_exit and runs.solved.is_set()) or gen_cancel.cancelled:
                     break  # solved, cancelled, or what is left of the budget is the choice's
+                if k == 1 and self._gives_way_after_greedy(work, runs, done):
+                    break  # the rest of the budget is the larger model's
                 # the greedy answer is out and testing: now the batch
                 if batch and k == 1:
                     if not self._test_batch(work, runs, plan, done,
@@ -147,6 +155,16 @@ class PoolMaker:
             return False
         runs.wait_all()
         return self._gives_way(work, done)
+
+    def _gives_way_after_greedy(self, work: Work, runs: TestRuns,
+                                done: list[Candidate]) -> bool:
+        """With GIVE_WAY_AFTER_GREEDY: the greedy answer failed the user's tests and a larger
+        model waits (``_gives_way``), so nothing more of this model's is made."""
+        if not GIVE_WAY_AFTER_GREEDY or not escalate.hands_over(self.settings,
+                                                                 work.tests_source, 0):
+            return False
+        runs.wait_all()
+        return not any(c.all_passed for c in done) and self._gives_way(work, done)
 
     def _gives_way(self, work: Work, done: list[Candidate]) -> bool:
         """Whether this (small) model stops here for the larger one (``escalate.hands_over``),
