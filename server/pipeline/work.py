@@ -24,8 +24,8 @@ Progress = Callable[[str, dict], None]
 
 @dataclass
 class Work:
-    """One function's run: what making, testing and choosing its candidates share (a second
-    ``Pipeline``, the escalation model's, makes candidates for the same ``Work``)."""
+    """One function's run: what making, testing and choosing its candidates share (the
+    escalation model's ``PoolMaker`` makes candidates for the same ``Work``)."""
 
     facts: FunctionFacts
     source: str  # the file's text the candidates are spliced into
