@@ -415,6 +415,22 @@ def test_giving_way_after_the_greedy_answer_leaves_the_larger_model_the_budget(
     assert [c.strategy for c in kept.candidates][:2] == ["direct-greedy", "direct-sampled"]
 
 
+def test_the_larger_model_starts_each_escalation_from_a_cold_cache(tmp_path) -> None:
+    """Greedy text can differ between a cold KV cache and one holding another function's
+    prompt (held-out dinic: the 1.5B's greedy answer passed in one run and failed in the
+    next), so the larger model, like the small one, starts every run cold."""
+    file = strong_project(tmp_path)
+    wrong = "def order_total(lines):\n    return 1\n"
+    big = ScriptedEngine([RIGHT_A] * 8)
+    big.reset_cache = lambda: big.calls.append("reset")
+    for _ in range(2):
+        before = len(big.calls)
+        run_escalating(ScriptedEngine([wrong] * 8), big, {"candidates": 2, "repair_rounds": 0},
+                       file)
+        assert big.calls[before:].count("reset") == 1 and big.calls[before] == "reset"
+        assert "code" in big.calls[before:]
+
+
 def test_a_larger_model_that_finished_nothing_is_not_said_to_have_helped(
         tmp_path, monkeypatch) -> None:
     from plancode.pipeline import escalate

@@ -265,6 +265,9 @@ class Pipeline:
         t = time.perf_counter()
         kept = dict(work.timings)
         engine = escalate.engine_for(s)
+        reset = getattr(engine, "reset_cache", None)
+        if callable(reset):  # cold, as the small model's run: the same request, the same
+            reset()  # candidates (the 1.5B's greedy dinic passed warm once and failed cold)
         larger = PoolMaker(engine, escalate.settings_for(s, work.weak))
         more, _ = larger.make(work, early_exit=not work.weak)
         work.timings.clear()
