@@ -267,7 +267,8 @@ class Pipeline:
         engine = escalate.engine_for(s)
         reset = getattr(engine, "reset_cache", None)
         if callable(reset):  # cold, as the small model's run: the same request, the same
-            reset()  # candidates (the 1.5B's greedy dinic passed warm once and failed cold)
+            reset()  # candidates (held-out dinic: the 1.5B's greedy answer, each time warm
+            # from another function, passed in one run and failed in the next)
         larger = PoolMaker(engine, escalate.settings_for(s, work.weak))
         more, _ = larger.make(work, early_exit=not work.weak)
         work.timings.clear()
