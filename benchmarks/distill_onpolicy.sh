@@ -13,7 +13,8 @@
 #   .venv/bin/python -m plancode.trainer.blobs pack distill/onpolicy --glob 'samples/*.jsonl'
 # and commit distill/onpolicy/blobs.json with distill/blobs/. LIMIT=N stops after N problems with new answers.
 # llama.cpp threads: samples.n_threads (1 in the config: on two busy cores one thread was
-# faster than two, DESIGN.md); with 0 there, PLANCODE_N_THREADS, else every core.
+# faster than two, DESIGN.md; alone on the machine: CONFIG=configs/distill-onpolicy-alone.toml);
+# with 0 there, PLANCODE_N_THREADS, else every core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-configs/distill-onpolicy.toml}
