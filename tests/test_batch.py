@@ -8,7 +8,7 @@ import pytest
 
 from plancode.engine.batch import BatchDecoder
 from plancode.engine.llama_engine import LlamaEngine
-from plancode.engine.types import SamplingParams
+from plancode.engine.types import CancelToken, SamplingParams
 from plancode.errors import PlancodeError
 from plancode.prompts import parse_code
 from tests.engine_prompts import code_messages
@@ -114,3 +114,28 @@ def test_different_prompts_decoded_together_equal_each_alone(tiny_engine, decode
     assert [g.prompt_tokens for g in together] == [len(t) for t in tokens]
     with pytest.raises(PlancodeError, match="one SamplingParams per prompt"):
         decoder.generate_each(tokens, [greedy] * 2)
+
+
+class SecondLook(CancelToken):
+    """Not cancelled at its first look, cancelled from the second on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    @property
+    def cancelled(self) -> bool:
+        self.looks += 1
+        return self.looks > 1
+
+
+def test_a_cancel_reaches_the_prompt_within_one_short_chunk(decoder, monkeypatch) -> None:
+    """A batch started near the deadline stops within one prompt chunk: one llama_decode of
+    256 of the 1.5B's prompt tokens took ~3.4 s, past the budget; 64 take under a second."""
+    filled: list[int] = []
+    real = decoder._fill
+    monkeypatch.setattr(decoder, "_fill", lambda rows: (filled.append(len(rows)), real(rows)))
+    long = code_messages(PROBLEM + "    # " + "word " * 400 + "\n")
+    out = decoder.chat(long, [SamplingParams(max_tokens=8)] * 2, cancel=SecondLook())
+    assert all(g.finish_reason == "cancelled" for g in out)
+    assert filled and sum(filled) <= 64, f"{sum(filled)} prompt tokens decoded after a cancel"

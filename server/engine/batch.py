@@ -39,7 +39,11 @@ from plancode.prompts import Message
 # a reply's guard: asked with the reply's text so far, True stops it
 Stop = Callable[[str], bool] | None
 
-PROMPT_CHUNK = 256
+# prompt tokens evaluated between two looks at the cancel token: one llama_decode cannot be
+# stopped, and at 256 a chunk of the 1.5B's prompt took ~3.4 s on 2 cores, so a batch started
+# near the deadline ran 2.2-2.8 s past the 55-s budget (held-out rows, heldout-escalate-v4);
+# 64 is the engine's own prompt chunk (llama_engine.EVAL_CHUNK: 193-224 tok/s from 32 to 512)
+PROMPT_CHUNK = 64
 
 
 class BatchDecoder:
