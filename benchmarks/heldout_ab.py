@@ -8,7 +8,8 @@ The pipeline runs under a time budget, so its score depends on the machine's spe
 machine's speed drifts 10-30% between runs an hour apart (docs/results.md, eighth session):
 two separate runs cannot tell a change worth a few problems from the drift. Here every arm
 answers each problem right after the others, in an order that rotates from problem to problem,
-each from a cold KV cache, so a slow hour falls on every arm alike.
+each from a cold KV cache (every pipeline run and escalation starts cold), so a slow hour
+falls on every arm alike.
 
 An arm is ``NAME=OVERRIDES``: comma-separated ``key=value`` pairs, where ``key`` is a field of
 the pipeline's settings (``budget=40``, ``escalate_model=``) or a module constant by its
@@ -164,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> dict[str, Path]:
     from plancode.engine.factory import load_engine
-    from plancode.pipeline import escalate
     from plancode.pipeline.run import Pipeline
     from plancode.trainer.checker import Checker
     from plancode.trainer.config import DistillConfig
@@ -173,7 +173,11 @@ def _run(args: argparse.Namespace) -> dict[str, Path]:
     from plancode.trainer.jsonl_cache import JsonlCache
     from plancode.trainer.references import judged, reference_row
     from plancode.trainer.stages.data import heldout_of
-    from plancode.trainer.stages.evaluation import eval_models, heldout_references_file
+    from plancode.trainer.stages.evaluation import (
+        eval_models,
+        heldout_references_file,
+        only_problems,
+    )
 
     cfg = DistillConfig.load(args.config)
     cfg.eval.rows_dir = str(args.rows_dir.resolve())
@@ -184,14 +188,8 @@ def _run(args: argparse.Namespace) -> dict[str, Path]:
     if len(set(names)) < len(names):
         raise PlancodeError(f"arms {names}: each arm needs its own name",
                             "give every --arm a different NAME")
-    problems = heldout_of(cfg)
-    if args.only:
-        only = set(args.only.read_text().split())
-        if unknown := sorted(only - {p.id for p in problems}):
-            raise PlancodeError(f"{len(unknown)} of the ids asked for are not held-out "
-                                f"problems of this run (e.g. {unknown[0]})",
-                                "copy the ids from a rows file's \"id\" field")
-        problems = [p for p in problems if p.id in only]
+    problems = only_problems(heldout_of(cfg),
+                             set(args.only.read_text().split()) if args.only else None)
     files = {a.name: args.rows_dir / f"ab-{a.name}.jsonl" for a in arms}
     caches = {name: JsonlCache(path) for name, path in files.items()}
     refs = JsonlCache(heldout_references_file(cfg))
@@ -209,9 +207,6 @@ def _run(args: argparse.Namespace) -> dict[str, Path]:
             settings = arm.apply(base)
             if settings.model not in engines:
                 engines[settings.model] = load_engine(settings)
-            for engine in (engines[settings.model], *escalate.loaded_engines()):
-                if hasattr(engine, "reset_cache"):  # a remote model keeps its own cache
-                    engine.reset_cache()  # every arm from a cold KV cache
             return pipeline_row(Pipeline(engines[settings.model], settings), checker,
                                 workspaces, problem)
 

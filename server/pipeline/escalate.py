@@ -128,12 +128,6 @@ def engine_for(settings: Settings) -> Engine:
         return _ENGINES[key]
 
 
-def loaded_engines() -> list[Engine]:
-    """The larger models loaded so far in this process (benchmarks reset their caches)."""
-    with _LOCK:
-        return list(_ENGINES.values())
-
-
 def label(candidates: list[Candidate], model: str, first_index: int) -> list[Candidate]:
     """Renumber the larger model's candidates after the small model's and name the model."""
     for k, cand in enumerate(candidates):

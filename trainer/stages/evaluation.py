@@ -98,19 +98,25 @@ def evaluate_heldout_models(cfg: DistillConfig,
                                       eval_settings(models[label][0], e)))
 
     caches = {k: heldout_rows_file(cfg, v) for k, v in models.items()}
-    problems = heldout_of(cfg)
-    if only is not None:
-        unknown = sorted(only - {p.id for p in problems})
-        if unknown:
-            raise PlancodeError(f"{len(unknown)} of the ids asked for are not held-out problems "
-                                f"of this run (e.g. {unknown[0]})",
-                                "copy the ids from a rows file's \"id\" field")
-        problems = [p for p in problems if p.id in only]
+    problems = only_problems(heldout_of(cfg), only)
     return evaluate_heldout(chats, problems, caches, cfg.verify.isolation,
                             cfg.verify.timeout, e.max_tokens, progress, e.prefill_code,
                             references=heldout_references_file(cfg),
                             modes=modes or tuple(m for m in ALL_MODES if m in e.modes),
                             pipelines={k: pipeline(k) for k in models})
+
+
+def only_problems(problems: list, only: set[str] | None) -> list:
+    """``problems`` with these ids (all of them for None); an id that is not one of them is
+    refused with its fix."""
+    if only is None:
+        return problems
+    unknown = sorted(only - {p.id for p in problems})
+    if unknown:
+        raise PlancodeError(f"{len(unknown)} of the ids asked for are not held-out problems "
+                            f"of this run (e.g. {unknown[0]})",
+                            "copy the ids from a rows file's \"id\" field")
+    return [p for p in problems if p.id in only]
 
 
 def heldout_references_file(cfg: DistillConfig) -> Path:
